@@ -1,0 +1,245 @@
+//! Write overseer agents in Rust.
+//!
+//! An agent is a type that implements [`Agent`], exported with [`export!`]. It is built for
+//! `wasm32-wasip2` as a `cdylib`, which makes a WebAssembly component of the `overseer:agent`
+//! world that `overseer push` (or a plain HTTP POST) puts live.
+//!
+//! ```no_run
+//! use overseer_guest::{Agent, Error, Event, Info, kv, log};
+//!
+//! struct Greeter;
+//!
+//! impl Agent for Greeter {
+//!     fn describe() -> Info {
+//!         Info {
+//!             name: "greeter".to_string(),
+//!             version: env!("CARGO_PKG_VERSION").to_string(),
+//!             description: "Greets whoever it is given and counts greetings".to_string(),
+//!             subscriptions: vec![],
+//!         }
+//!     }
+//!
+//!     fn handle(event: Event) -> Result<String, Error> {
+//!         // The payload is a JSON document; this agent expects a string.
+//!         let name = event.payload.trim_matches('"');
+//!         if name.is_empty() {
+//!             return Err(Error::invalid_input("give me a name"));
+//!         }
+//!         let count: u64 = kv::get("greetings")?.and_then(|v| v.parse().ok()).unwrap_or(0) + 1;
+//!         kv::set("greetings", &count.to_string())?;
+//!         log::info(&format!("greeting number {count}"));
+//!         overseer_guest::emit("greeter.greeted", &format!("{{\"count\":{count}}}"))?;
+//!         Ok(format!("{{\"greeting\":\"hello, {name}\",\"count\":{count}}}"))
+//!     }
+//! }
+//!
+//! overseer_guest::export!(Greeter);
+//! ```
+//!
+//! `Cargo.toml` of such an agent:
+//!
+//! ```toml
+//! [lib]
+//! crate-type = ["cdylib"]
+//!
+//! [dependencies]
+//! overseer-guest = { path = "../../guest-sdk" }
+//! ```
+
+extern crate self as overseer_guest;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "agent",
+        pub_export_macro: true,
+        export_macro_name: "__export_agent_world",
+        default_bindings_module: "overseer_guest::bindings",
+        runtime_path: "overseer_guest::__rt",
+        additional_derives: [PartialEq, Eq],
+    });
+}
+
+#[doc(hidden)]
+pub use wit_bindgen::rt as __rt;
+
+pub use bindings::overseer::agent::types::{Error, Event, Health, Info, Level};
+
+use bindings::overseer::agent::{kv as wit_kv, runtime};
+
+/// An agent: who it is, how it handles an event, and whether it is healthy.
+///
+/// Every invocation runs in a fresh instance: keep state that must last in [`kv`].
+pub trait Agent {
+    /// Name, version, description and wished-for subscriptions. Called when a version is
+    /// checked before it goes live.
+    fn describe() -> Info;
+
+    /// Handle one event and answer with a JSON document.
+    fn handle(event: Event) -> Result<String, Error>;
+
+    /// Whether the agent can do its work. A version that answers `ok: false` never goes live.
+    fn health() -> Health {
+        Health {
+            ok: true,
+            detail: "ok".to_string(),
+        }
+    }
+}
+
+/// Export a type implementing [`Agent`] as the component's `agent` world.
+#[macro_export]
+macro_rules! export {
+    ($agent:ty) => {
+        const _: () = {
+            struct OverseerExport;
+
+            impl $crate::bindings::Guest for OverseerExport {
+                fn describe() -> $crate::Info {
+                    <$agent as $crate::Agent>::describe()
+                }
+
+                fn handle(
+                    event: $crate::Event,
+                ) -> ::core::result::Result<::std::string::String, $crate::Error> {
+                    <$agent as $crate::Agent>::handle(event)
+                }
+
+                fn health() -> $crate::Health {
+                    <$agent as $crate::Agent>::health()
+                }
+            }
+
+    $crate::bindings::__export_agent_world!(OverseerExport with_types_in $crate::bindings);
+        };
+    };
+}
+
+impl Error {
+    /// The input was malformed or out of range.
+    pub fn invalid_input(message: impl Into<String>) -> Error {
+        Error::InvalidInput(message.into())
+    }
+
+    /// The agent was not granted what it asked for.
+    pub fn denied(message: impl Into<String>) -> Error {
+        Error::Denied(message.into())
+    }
+
+    /// A service the call needed is not available right now.
+    pub fn unavailable(message: impl Into<String>) -> Error {
+        Error::Unavailable(message.into())
+    }
+
+    /// The work was attempted and failed.
+    pub fn failed(message: impl Into<String>) -> Error {
+        Error::Failed(message.into())
+    }
+
+    /// The message carried by any variant.
+    pub fn message(&self) -> &str {
+        match self {
+            Error::InvalidInput(m)
+            | Error::Denied(m)
+            | Error::Unavailable(m)
+            | Error::Failed(m) => m,
+        }
+    }
+}
+
+/// The agent's private, durable key-value store.
+pub mod kv {
+    use super::{Error, wit_kv};
+
+    /// The value under `key`, if any.
+    pub fn get(key: &str) -> Result<Option<String>, Error> {
+        wit_kv::get(key)
+    }
+
+    /// Store `value` under `key`.
+    pub fn set(key: &str, value: &str) -> Result<(), Error> {
+        wit_kv::set(key, value)
+    }
+
+    /// Remove `key` (a missing key is not an error).
+    pub fn delete(key: &str) -> Result<(), Error> {
+        wit_kv::delete(key)
+    }
+
+    /// Every key starting with `prefix`, sorted.
+    pub fn keys(prefix: &str) -> Result<Vec<String>, Error> {
+        wit_kv::keys(prefix)
+    }
+}
+
+/// Lines in the agent's log (`overseer logs NAME`).
+pub mod log {
+    use super::{Level, runtime};
+
+    /// Write a line at `level`.
+    pub fn write(level: Level, message: &str) {
+        runtime::log(level, message);
+    }
+
+    /// Write a line at level `trace`.
+    pub fn trace(message: &str) {
+        write(Level::Trace, message);
+    }
+
+    /// Write a line at level `debug`.
+    pub fn debug(message: &str) {
+        write(Level::Debug, message);
+    }
+
+    /// Write a line at level `info`.
+    pub fn info(message: &str) {
+        write(Level::Info, message);
+    }
+
+    /// Write a line at level `warn`.
+    pub fn warn(message: &str) {
+        write(Level::Warn, message);
+    }
+
+    /// Write a line at level `error`.
+    pub fn error(message: &str) {
+        write(Level::Error, message);
+    }
+}
+
+/// Publish `payload` (a JSON document) on `topic`; subscribed agents receive it.
+pub fn emit(topic: &str, payload: &str) -> Result<(), Error> {
+    runtime::emit(topic, payload)
+}
+
+/// A value from the `[config]` table of the agent's manifest.
+pub fn config(key: &str) -> Option<String> {
+    runtime::config(key)
+}
+
+/// Milliseconds since the Unix epoch, as the host sees it.
+pub fn now_ms() -> u64 {
+    runtime::now_ms()
+}
+
+/// Record a named measurement, exported by the host as a metric.
+pub fn metric(name: &str, value: f64) {
+    runtime::metric(name, value);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructors_carry_their_message() {
+        assert_eq!(
+            Error::invalid_input("bad"),
+            Error::InvalidInput("bad".to_string())
+        );
+        assert_eq!(Error::denied("no").message(), "no");
+        assert_eq!(Error::unavailable("later").message(), "later");
+        assert_eq!(Error::failed(String::from("boom")).message(), "boom");
+    }
+}

@@ -1,0 +1,248 @@
+//! `overseer bench`: measures the host on this machine and prints the figures — compile time
+//! against a cached load, invoke latency in process and over HTTP, push-to-live and swaps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use crate::config::HostConfig;
+use crate::{api, builder, daemon, deploy};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Source of the agents to measure.
+    #[arg(long, env = "OVERSEER_AGENTS_DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Where to build them (a warm directory makes the run quick).
+    #[arg(long, default_value = ".overseer/build")]
+    pub build_dir: PathBuf,
+    /// Invocations per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub calls: usize,
+    /// Versions pushed for the swap measurement.
+    #[arg(long, default_value_t = 20)]
+    pub swaps: usize,
+}
+
+/// A copy of a component with a custom section appended: different bytes (and digest), the
+/// same behaviour. Used to push many distinct versions of one agent.
+pub fn tagged(component: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"overseer-tag";
+    let mut body = leb128(name.len() as u64);
+    body.extend_from_slice(name);
+    body.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    out.extend(leb128(body.len() as u64));
+    out.extend(body);
+    out
+}
+
+fn leb128(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Percentiles of a set of durations, in microseconds.
+pub struct Summary {
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+pub fn summarize(samples: &mut [Duration]) -> Summary {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map(|d| d.as_secs_f64() * 1e6).unwrap_or(0.0)
+    };
+    let mean =
+        samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1e6 / samples.len().max(1) as f64;
+    Summary {
+        p50: at(0.5),
+        p99: at(0.99),
+        mean,
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let config = HostConfig::default();
+    let agents_dir = args
+        .agents_dir
+        .clone()
+        .or_else(|| config.agents_dir())
+        .context("no agents directory: pass --agents-dir")?;
+    let build_dir = args.build_dir.clone();
+    println!("building echo …");
+    let build = tokio::task::spawn_blocking(move || {
+        builder::build_rust(&agents_dir, &build_dir, &["echo"], Duration::from_secs(600))
+    })
+    .await??;
+    let artifact = build
+        .artifacts
+        .iter()
+        .find(|a| a.package == "echo")
+        .context("the build produced no echo component")?;
+    let echo = std::fs::read(&artifact.wasm)?;
+    println!("echo component: {} KiB", echo.len() / 1024);
+
+    let data = tempfile::tempdir()?;
+    let config = HostConfig {
+        data_dir: data.path().to_path_buf(),
+        token: Some("bench".to_string()),
+        bundled: false,
+        ..HostConfig::default()
+    };
+
+    // Compile against a cold cache, then load the same component from the cache.
+    let cold = overseer_sandbox::Sandbox::new(&config.sandbox())?;
+    let started = Instant::now();
+    cold.prepare(&echo)?;
+    let compile = started.elapsed();
+    let warm = overseer_sandbox::Sandbox::new(&config.sandbox())?;
+    let started = Instant::now();
+    warm.prepare(&echo)?;
+    let cached = started.elapsed();
+    drop((cold, warm));
+
+    let host = daemon::open(config).await?;
+    let started = Instant::now();
+    deploy::push(&host, "echo", echo.clone(), None, "push").await?;
+    let first_push = started.elapsed();
+
+    let event = |n: usize| overseer_sandbox::Event {
+        id: n.to_string(),
+        topic: "invoke".to_string(),
+        payload: format!("{{\"n\":{n}}}"),
+        source: "bench".to_string(),
+        at_ms: 0,
+    };
+    for n in 0..100 {
+        host.invoke("echo", event(n)).await?;
+    }
+    let mut samples = Vec::with_capacity(args.calls);
+    for n in 0..args.calls {
+        let started = Instant::now();
+        host.invoke("echo", event(n)).await?;
+        samples.push(started.elapsed());
+    }
+    let in_process = summarize(&mut samples);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(api::serve(listener, host.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let invoke_url = format!("{url}/v1/agents/echo/invoke");
+    let call = |client: reqwest::Client, invoke_url: String, n: usize| async move {
+        client
+            .post(&invoke_url)
+            .bearer_auth("bench")
+            .body(format!("{{\"n\":{n}}}"))
+            .send()
+            .await?
+            .error_for_status()
+    };
+    for n in 0..100 {
+        call(client.clone(), invoke_url.clone(), n).await?;
+    }
+    let mut samples = Vec::with_capacity(args.calls);
+    for n in 0..args.calls {
+        let started = Instant::now();
+        call(client.clone(), invoke_url.clone(), n).await?;
+        samples.push(started.elapsed());
+    }
+    let over_http = summarize(&mut samples);
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            let invoke_url = invoke_url.clone();
+            let calls = args.calls;
+            tokio::spawn(async move {
+                for n in 0..calls {
+                    call(client.clone(), invoke_url.clone(), t * calls + n).await?;
+                }
+                Ok::<_, reqwest::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let throughput = (4 * args.calls) as f64 / started.elapsed().as_secs_f64();
+
+    let mut swaps = Vec::with_capacity(args.swaps);
+    for n in 0..args.swaps {
+        let bytes = tagged(&echo, &format!("bench-{n}"));
+        let started = Instant::now();
+        deploy::push(&host, "echo", bytes, None, "push").await?;
+        swaps.push(started.elapsed());
+    }
+    let swap = summarize(&mut swaps);
+    let started = Instant::now();
+    deploy::rollback(&host, "echo", None).await?;
+    let rollback = started.elapsed();
+
+    let _ = stop.send(());
+    server.await??;
+    drop(Arc::clone(&host));
+
+    println!();
+    println!("| measure | figure |");
+    println!("| --- | --- |");
+    println!(
+        "| compile echo ({} KiB), cold cache | {:.1} ms |",
+        echo.len() / 1024,
+        ms(compile)
+    );
+    println!(
+        "| load echo from the compile cache | {:.2} ms |",
+        ms(cached)
+    );
+    println!(
+        "| cache speed-up | {:.0}× |",
+        compile.as_secs_f64() / cached.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| first push to live (compile, describe, health, persist, swap) | {:.1} ms |",
+        ms(first_push)
+    );
+    println!(
+        "| invoke in process, fresh instance: p50 / p99 | {:.0} µs / {:.0} µs |",
+        in_process.p50, in_process.p99
+    );
+    println!(
+        "| invoke over HTTP, one client: p50 / p99 | {:.0} µs / {:.0} µs |",
+        over_http.p50, over_http.p99
+    );
+    println!("| invoke over HTTP, 4 clients | {throughput:.0} calls/s |");
+    println!(
+        "| push of a new version to live: p50 / p99 | {:.1} ms / {:.1} ms |",
+        swap.p50 / 1000.0,
+        swap.p99 / 1000.0
+    );
+    println!(
+        "| rollback to the previous version (compiled in memory) | {:.2} ms |",
+        ms(rollback)
+    );
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

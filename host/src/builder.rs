@@ -1,0 +1,219 @@
+//! Builds agents from source: Rust agents with `cargo build --release --target wasm32-wasip2`
+//! against one shared target directory, one build at a time, with the artifacts found from
+//! cargo's JSON messages. The same code builds the bundled agents and the test fixtures.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use cargo_metadata::Message;
+
+use crate::error::{Error, Result};
+
+/// The target every agent is built for.
+pub const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Builds run one at a time: they share a target directory and two cores.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+/// A component produced by a build.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// The cargo package name.
+    pub package: String,
+    /// The `.wasm` component.
+    pub wasm: PathBuf,
+    /// The package's directory (where its `agent.toml` lives).
+    pub dir: PathBuf,
+}
+
+/// The result of a build: its components and everything cargo printed.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub artifacts: Vec<Artifact>,
+    pub log: String,
+    pub elapsed: Duration,
+}
+
+fn cargo() -> Command {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    Command::new(cargo)
+}
+
+/// Install the `wasm32-wasip2` standard library with rustup when it is missing.
+pub fn ensure_wasm_target() -> Result<()> {
+    let output = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .map_err(|e| Error::Build(format!("cannot run rustc: {e}")))?;
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    if output.status.success() && !libdir.is_empty() && has_std(Path::new(&libdir)) {
+        return Ok(());
+    }
+    tracing::info!("installing the {WASM_TARGET} target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .map_err(|e| Error::Build(format!("cannot run rustup to add {WASM_TARGET}: {e}")))?;
+    if !status.success() {
+        return Err(Error::Build(format!(
+            "`rustup target add {WASM_TARGET}` failed ({status})"
+        )));
+    }
+    Ok(())
+}
+
+fn has_std(libdir: &Path) -> bool {
+    std::fs::read_dir(libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libstd-"))
+    })
+}
+
+/// Build `packages` (all of the workspace when empty) of the cargo workspace at `dir` into
+/// `target_dir`, stopping the build after `timeout`.
+pub fn build_rust(
+    dir: &Path,
+    target_dir: &Path,
+    packages: &[&str],
+    timeout: Duration,
+) -> Result<Build> {
+    let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    ensure_wasm_target()?;
+    let started = Instant::now();
+    let mut command = cargo();
+    command
+        .current_dir(dir)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .arg("--message-format=json-render-diagnostics")
+        .arg("--target-dir")
+        .arg(target_dir)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if packages.is_empty() {
+        command.arg("--workspace");
+    }
+    for package in packages {
+        command.args(["-p", package]);
+    }
+    let mut child = command
+        .spawn()
+        .map_err(|e| Error::Build(format!("cannot run cargo: {e}")))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let stderr_reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
+    });
+    let stdout_reader = std::thread::spawn(move || {
+        let mut artifacts = Vec::new();
+        let mut diagnostics = String::new();
+        if let Some(stdout) = stdout {
+            for message in Message::parse_stream(BufReader::new(stdout)) {
+                match message {
+                    Ok(Message::CompilerArtifact(artifact)) => {
+                        for file in &artifact.filenames {
+                            if file.extension() == Some("wasm") {
+                                artifacts.push(Artifact {
+                                    package: artifact.target.name.replace('_', "-"),
+                                    wasm: file.clone().into_std_path_buf(),
+                                    dir: artifact
+                                        .manifest_path
+                                        .parent()
+                                        .map(|p| p.to_path_buf().into_std_path_buf())
+                                        .unwrap_or_default(),
+                                });
+                            }
+                        }
+                    }
+                    Ok(Message::CompilerMessage(message)) => {
+                        if let Some(rendered) = &message.message.rendered {
+                            diagnostics.push_str(rendered);
+                        }
+                    }
+                    Ok(Message::TextLine(line)) => {
+                        diagnostics.push_str(&line);
+                        diagnostics.push('\n');
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (artifacts, diagnostics)
+    });
+
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::Build(format!("waiting for cargo: {e}")))?
+        {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Build(format!(
+                "the build took longer than {} s and was stopped",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (artifacts, diagnostics) = stdout_reader.join().unwrap_or_default();
+    let errors = stderr_reader.join().unwrap_or_default();
+    let log = format!("{diagnostics}{errors}");
+    if !status.success() {
+        return Err(Error::Build(log));
+    }
+    Ok(Build {
+        artifacts,
+        log,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// The packages of a workspace that are agents to load at start: directories directly under
+/// `dir` with both a `Cargo.toml` and an `agent.toml` (fixtures live deeper and are skipped).
+pub fn bundled_packages(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("agent.toml").exists() && e.path().join("Cargo.toml").exists())
+        .filter_map(|e| package_name(&e.path().join("Cargo.toml")))
+        .collect();
+    names.sort();
+    names
+}
+
+fn package_name(manifest: &Path) -> Option<String> {
+    let file = std::fs::File::open(manifest).ok()?;
+    let mut in_package = false;
+    for line in BufReader::new(file)
+        .lines()
+        .map_while(std::result::Result::ok)
+    {
+        let line = line.trim();
+        if line.starts_with('[') {
+            in_package = line == "[package]";
+            continue;
+        }
+        if in_package
+            && let Some(value) = line.strip_prefix("name")
+            && let Some(value) = value.trim_start().strip_prefix('=')
+        {
+            return Some(value.trim().trim_matches('"').to_string());
+        }
+    }
+    None
+}

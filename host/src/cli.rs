@@ -1,0 +1,235 @@
+//! The command line: `overseer serve` runs the daemon; every other command talks to a running
+//! daemon over its HTTP API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::bench::{self, BenchArgs};
+use crate::config::{HostConfig, ServeArgs};
+use crate::daemon;
+
+/// overseer: a self-healing host for WebAssembly agents.
+#[derive(Debug, Parser)]
+#[command(name = "overseer", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Push a component as a new version of an agent.
+    Push {
+        name: String,
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The agent's manifest (`agent.toml`).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List agents.
+    Agents {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Invoke an agent with a JSON payload.
+    Invoke {
+        name: String,
+        json: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an agent's versions.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Go back to the previous version, or to version N.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an agent's recent log lines.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
+    Bench(BenchArgs),
+}
+
+/// How the CLI reaches the daemon.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The daemon's address.
+    #[arg(long, env = "OVERSEER_URL", default_value = "http://127.0.0.1:7700")]
+    pub url: String,
+    /// Bearer token; without it the token file of the data directory is read.
+    #[arg(long, env = "OVERSEER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The daemon's data directory, where its generated token lives.
+    #[arg(long, env = "OVERSEER_DATA_DIR", default_value = ".overseer")]
+    pub data_dir: PathBuf,
+}
+
+impl ClientArgs {
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(self.data_dir.join("token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        let request = client.post(self.url(path));
+        match self.token() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+}
+
+/// Run one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    match cli.command {
+        Command::Serve(args) => daemon::run(HostConfig::load(&args)?).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::Push {
+            name,
+            file,
+            manifest,
+            client: c,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("/v1/agents/{name}/versions");
+            let request = match manifest {
+                Some(manifest) => {
+                    let text = std::fs::read_to_string(&manifest)
+                        .with_context(|| format!("reading {}", manifest.display()))?;
+                    let form = reqwest::multipart::Form::new()
+                        .part(
+                            "component",
+                            reqwest::multipart::Part::bytes(bytes).file_name("component.wasm"),
+                        )
+                        .text("manifest", text);
+                    c.post(&client, &path).multipart(form)
+                }
+                None => c
+                    .post(&client, &path)
+                    .header("content-type", "application/wasm")
+                    .body(bytes),
+            };
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Agents { client: c } => {
+            let value = send(client.get(c.url("/v1/agents"))).await?;
+            for agent in value["agents"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<10} {:<8} {}",
+                    agent["name"].as_str().unwrap_or_default(),
+                    agent["state"].as_str().unwrap_or_default(),
+                    agent["active_version"]
+                        .as_u64()
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    agent["description"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Invoke {
+            name,
+            json,
+            client: c,
+        } => {
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/invoke"))
+                .header("content-type", "application/json")
+                .body(json);
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Versions { name, client: c } => {
+            print_json(send(client.get(c.url(&format!("/v1/agents/{name}/versions")))).await?);
+            Ok(())
+        }
+        Command::Rollback {
+            name,
+            to,
+            client: c,
+        } => {
+            let body = match to {
+                Some(n) => serde_json::json!({ "version": n }).to_string(),
+                None => String::new(),
+            };
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/rollback"))
+                .header("content-type", "application/json")
+                .body(body);
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Logs {
+            name,
+            limit,
+            client: c,
+        } => {
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/logs?limit={limit}")))).await?;
+            for line in value["logs"].as_array().into_iter().flatten() {
+                println!(
+                    "{} v{} {:<5} {}",
+                    line["at_ms"],
+                    line["version"].as_u64().unwrap_or(0),
+                    line["level"].as_str().unwrap_or_default(),
+                    line["message"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .context("cannot reach the daemon (is `overseer serve` running?)")?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let message = value["error"]["message"].as_str().unwrap_or("");
+        bail!("{status} {code}: {message}");
+    }
+    Ok(value)
+}
+
+fn print_json(value: Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+    );
+}

@@ -1,0 +1,212 @@
+//! Host configuration: an optional TOML file, overridden by flags and `OVERSEER_*` environment
+//! variables, resolved once into [`HostConfig`] and passed down.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Args;
+use overseer_sandbox::{Limits, SandboxConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Flags of `overseer serve`; each is also an environment variable.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// A TOML file with any of the settings below (flags and environment win over it).
+    #[arg(long, env = "OVERSEER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where the database, the compile cache, the token and builds live.
+    #[arg(long, env = "OVERSEER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "OVERSEER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Bearer token for mutations; without it one is generated into the data directory.
+    #[arg(long, env = "OVERSEER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Source of the bundled agents (a cargo workspace for wasm32-wasip2).
+    #[arg(long, env = "OVERSEER_AGENTS_DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Do not build and load the bundled agents at start.
+    #[arg(long, env = "OVERSEER_NO_BUNDLED")]
+    pub no_bundled: bool,
+    /// Largest request body, in bytes.
+    #[arg(long, env = "OVERSEER_BODY_LIMIT")]
+    pub body_limit: Option<usize>,
+}
+
+/// Every setting of the daemon, with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HostConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    #[serde(skip_serializing)]
+    pub token: Option<String>,
+    /// Largest request body: large enough for an 18 MB Python component with room to spare.
+    pub body_limit: usize,
+    pub agents_dir: Option<PathBuf>,
+    pub bundled: bool,
+    /// Target directory shared by every build of agent source.
+    pub build_dir: Option<PathBuf>,
+    /// Instances alive at once across all agents (the size of the instance pool).
+    pub max_instances: u32,
+    /// The largest memory limit a manifest may ask for, in MiB.
+    pub max_memory_mb: u64,
+    /// The longest deadline a manifest may ask for, in milliseconds.
+    pub max_timeout_ms: u64,
+    /// Defaults for agents whose manifest is silent.
+    pub fuel: u64,
+    pub memory_mb: u64,
+    pub timeout_ms: u64,
+    /// Invocations of one agent that run at once, by default.
+    pub concurrency: u32,
+    /// Invocations of one agent that may wait for a slot, by default.
+    pub queue: u32,
+    /// Versions per agent kept compiled in memory for instant rollback.
+    pub keep_compiled: usize,
+    /// How long a build of agent source may take.
+    pub build_timeout_secs: u64,
+}
+
+impl Default for HostConfig {
+    fn default() -> Self {
+        HostConfig {
+            data_dir: PathBuf::from(".overseer"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
+            token: None,
+            body_limit: 32 << 20,
+            agents_dir: None,
+            bundled: true,
+            build_dir: None,
+            max_instances: 256,
+            max_memory_mb: 1024,
+            max_timeout_ms: 300_000,
+            fuel: overseer_sandbox::DEFAULT_FUEL,
+            memory_mb: (overseer_sandbox::DEFAULT_MEMORY_BYTES >> 20) as u64,
+            timeout_ms: overseer_sandbox::DEFAULT_TIMEOUT.as_millis() as u64,
+            concurrency: 16,
+            queue: 64,
+            keep_compiled: 5,
+            build_timeout_secs: 600,
+        }
+    }
+}
+
+impl HostConfig {
+    /// Read the file named by `--config` (if any) and apply the flags over it.
+    pub fn load(args: &ServeArgs) -> Result<HostConfig> {
+        let mut config = match &args.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    Error::InvalidRequest(format!("cannot read {}: {e}", path.display()))
+                })?;
+                toml::from_str(&text).map_err(|e| {
+                    Error::InvalidRequest(format!("{}: {}", path.display(), e.message()))
+                })?
+            }
+            None => HostConfig::default(),
+        };
+        if let Some(dir) = &args.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(listen) = args.listen {
+            config.listen = listen;
+        }
+        if let Some(token) = &args.token {
+            config.token = Some(token.clone());
+        }
+        if let Some(dir) = &args.agents_dir {
+            config.agents_dir = Some(dir.clone());
+        }
+        if args.no_bundled {
+            config.bundled = false;
+        }
+        if let Some(limit) = args.body_limit {
+            config.body_limit = limit;
+        }
+        Ok(config)
+    }
+
+    /// The limits an agent gets where its manifest is silent.
+    pub fn default_limits(&self) -> Limits {
+        Limits {
+            fuel: self.fuel,
+            memory_bytes: usize::try_from(self.memory_mb << 20).unwrap_or(usize::MAX),
+            timeout: Duration::from_millis(self.timeout_ms),
+        }
+    }
+
+    pub fn max_memory_bytes(&self) -> usize {
+        usize::try_from(self.max_memory_mb << 20).unwrap_or(usize::MAX)
+    }
+
+    pub fn max_timeout(&self) -> Duration {
+        Duration::from_millis(self.max_timeout_ms)
+    }
+
+    pub fn sandbox(&self) -> SandboxConfig {
+        SandboxConfig {
+            cache_dir: Some(self.data_dir.join("cache")),
+            max_instances: self.max_instances,
+            max_memory_bytes: self.max_memory_bytes(),
+        }
+    }
+
+    /// Where the bundled agents' source is: configured, or the `agents/` directory of the
+    /// source tree this binary was built from.
+    pub fn agents_dir(&self) -> Option<PathBuf> {
+        self.agents_dir.clone().or_else(|| {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents");
+            dir.join("Cargo.toml").exists().then_some(dir)
+        })
+    }
+
+    pub fn build_dir(&self) -> PathBuf {
+        self.build_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("build"))
+    }
+
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("overseer.db")
+    }
+
+    pub fn token_path(&self) -> PathBuf {
+        self.data_dir.join("token")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overseer.toml");
+        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nqueue = 3\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        let config = HostConfig::load(&args).unwrap();
+        assert_eq!(config.listen.port(), 9100);
+        assert_eq!(config.queue, 3);
+    }
+
+    #[test]
+    fn unknown_setting_in_the_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overseer.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(HostConfig::load(&args).is_err());
+    }
+}

@@ -1,0 +1,202 @@
+//! Prometheus metrics of the host and its agents, written with `prometheus-client` and served
+//! in the text format at `/metrics`.
+
+use std::sync::Mutex;
+use std::sync::atomic::AtomicU64;
+
+use overseer_sandbox::CacheStats;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentLabel {
+    agent: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    agent: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AgentMetricLabels {
+    agent: String,
+    name: String,
+}
+
+/// Every series the host exports.
+pub struct Metrics {
+    registry: Registry,
+    invocations: Family<OutcomeLabels, Counter>,
+    latency: Family<AgentLabel, Histogram, fn() -> Histogram>,
+    fuel: Family<AgentLabel, Counter>,
+    swaps: Family<AgentLabel, Counter>,
+    rollbacks: Family<AgentLabel, Counter>,
+    rejections: Family<AgentLabel, Counter>,
+    agent_metrics: Family<AgentMetricLabels, Gauge<f64, AtomicU64>>,
+    cache_hits: Counter,
+    cache_misses: Counter,
+    logs_dropped: Counter,
+    encode: Mutex<()>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 50 µs to about 26 s: fresh-instance calls to calls that hit their deadline.
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("overseer");
+        let invocations = Family::<OutcomeLabels, Counter>::default();
+        let latency = Family::<AgentLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram,
+        );
+        let fuel = Family::<AgentLabel, Counter>::default();
+        let swaps = Family::<AgentLabel, Counter>::default();
+        let rollbacks = Family::<AgentLabel, Counter>::default();
+        let rejections = Family::<AgentLabel, Counter>::default();
+        let agent_metrics = Family::<AgentMetricLabels, Gauge<f64, AtomicU64>>::default();
+        let cache_hits = Counter::default();
+        let cache_misses = Counter::default();
+        let logs_dropped = Counter::default();
+        registry.register(
+            "invocations",
+            "Invocations of an agent's handle, by outcome (ok or an error code)",
+            invocations.clone(),
+        );
+        registry.register(
+            "invocation_duration_seconds",
+            "Wall-clock time of an invocation, instantiation included",
+            latency.clone(),
+        );
+        registry.register("fuel_consumed", "Fuel burned by an agent", fuel.clone());
+        registry.register("swaps", "Versions that went live", swaps.clone());
+        registry.register(
+            "rollbacks",
+            "Rollbacks to an earlier version",
+            rollbacks.clone(),
+        );
+        registry.register(
+            "rejected_versions",
+            "Pushed versions rejected by the deploy pipeline",
+            rejections.clone(),
+        );
+        registry.register(
+            "agent_metric",
+            "Last value an agent recorded with runtime.metric",
+            agent_metrics.clone(),
+        );
+        registry.register(
+            "compile_cache_hits",
+            "Components loaded from the compile cache instead of compiled",
+            cache_hits.clone(),
+        );
+        registry.register(
+            "compile_cache_misses",
+            "Components compiled because the cache did not hold them",
+            cache_misses.clone(),
+        );
+        registry.register(
+            "logs_dropped",
+            "Agent log lines dropped because the log writer fell behind",
+            logs_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            invocations,
+            latency,
+            fuel,
+            swaps,
+            rollbacks,
+            rejections,
+            agent_metrics,
+            cache_hits,
+            cache_misses,
+            logs_dropped,
+            encode: Mutex::new(()),
+        }
+    }
+}
+
+impl Metrics {
+    pub fn invocation(&self, agent: &str, outcome: &str, seconds: f64, fuel: u64) {
+        self.invocations
+            .get_or_create(&OutcomeLabels {
+                agent: agent.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        let label = AgentLabel {
+            agent: agent.to_string(),
+        };
+        self.latency.get_or_create(&label).observe(seconds);
+        self.fuel.get_or_create(&label).inc_by(fuel);
+    }
+
+    pub fn swap(&self, agent: &str) {
+        self.swaps.get_or_create(&label(agent)).inc();
+    }
+
+    pub fn rollback(&self, agent: &str) {
+        self.rollbacks.get_or_create(&label(agent)).inc();
+    }
+
+    pub fn rejection(&self, agent: &str) {
+        self.rejections.get_or_create(&label(agent)).inc();
+    }
+
+    pub fn agent_metric(&self, agent: &str, name: &str, value: f64) {
+        self.agent_metrics
+            .get_or_create(&AgentMetricLabels {
+                agent: agent.to_string(),
+                name: name.to_string(),
+            })
+            .set(value);
+    }
+
+    pub fn log_dropped(&self) {
+        self.logs_dropped.inc();
+    }
+
+    /// Count of successful invocations of an agent, for the agent view.
+    pub fn count(&self, agent: &str, outcome: &str) -> u64 {
+        self.invocations
+            .get(&OutcomeLabels {
+                agent: agent.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .map(|c| c.get())
+            .unwrap_or(0)
+    }
+
+    /// The text exposition, with the compile cache's counters brought up to date.
+    pub fn render(&self, cache: CacheStats) -> String {
+        let _one_at_a_time = self.encode.lock().unwrap_or_else(|p| p.into_inner());
+        catch_up(&self.cache_hits, cache.hits);
+        catch_up(&self.cache_misses, cache.misses);
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!(error = %e, "encoding metrics");
+        }
+        text
+    }
+}
+
+fn label(agent: &str) -> AgentLabel {
+    AgentLabel {
+        agent: agent.to_string(),
+    }
+}
+
+fn catch_up(counter: &Counter, total: u64) {
+    let seen = counter.get();
+    if total > seen {
+        counter.inc_by(total - seen);
+    }
+}

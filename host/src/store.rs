@@ -1,0 +1,441 @@
+//! Persistence: sqlx over SQLite in the data directory, with migrations. Every state change of
+//! the registry is written here before it takes effect in memory.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::Result;
+use crate::manifest::Manifest;
+
+/// The outcome of one step of the deploy pipeline, kept with the version.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct Check {
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+    pub ms: f64,
+}
+
+/// A version as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRecord {
+    pub agent: String,
+    pub number: u32,
+    pub digest: String,
+    pub size: u64,
+    pub manifest: Manifest,
+    pub origin: String,
+    pub parent: Option<u32>,
+    pub state: String,
+    pub stage: Option<String>,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub checks: Vec<Check>,
+    pub created_ms: u64,
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub name: String,
+    pub active_version: Option<u32>,
+    pub created_ms: u64,
+    pub retired_ms: Option<u64>,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub id: String,
+    pub topic: String,
+    pub payload: String,
+    pub source: String,
+    pub at_ms: u64,
+}
+
+/// One line of an agent's log.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRecord {
+    pub seq: i64,
+    pub agent: String,
+    pub version: Option<u32>,
+    pub level: String,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// The database.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+impl Store {
+    /// Open (creating if needed) the database at `path` and run the migrations.
+    pub async fn open(path: &Path) -> Result<Store> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL survives a crash of the process; only a power loss can drop the
+            // last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| crate::error::Error::Internal(format!("migrations: {e}")))?;
+        Ok(Store { pool })
+    }
+
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, active_version, created_ms, retired_ms FROM agents ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(agent_record).collect())
+    }
+
+    pub async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
+        let row = sqlx::query(
+            "SELECT name, active_version, created_ms, retired_ms FROM agents WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.as_ref().map(agent_record))
+    }
+
+    pub async fn versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(&format!(
+            "{VERSION_COLUMNS} WHERE agent = ? ORDER BY number"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(version_record).collect()
+    }
+
+    pub async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>> {
+        let row = sqlx::query(&format!("{VERSION_COLUMNS} WHERE agent = ? AND number = ?"))
+            .bind(agent)
+            .bind(number)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(version_record).transpose()
+    }
+
+    /// The bytes of a stored component.
+    pub async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT bytes FROM components WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
+    /// Record a new version, storing its component when `bytes` is given, and make it the
+    /// active one when `activate` is set — all in one transaction. Returns its number.
+    pub async fn insert_version(
+        &self,
+        record: &NewVersion<'_>,
+        bytes: Option<&[u8]>,
+        activate: bool,
+    ) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO agents (name, active_version, created_ms) VALUES (?, NULL, ?) \
+             ON CONFLICT (name) DO UPDATE SET retired_ms = CASE WHEN ? THEN NULL ELSE agents.retired_ms END",
+        )
+        .bind(record.agent)
+        .bind(now as i64)
+        .bind(activate)
+        .execute(&mut *tx)
+        .await?;
+        let number: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE agent = ?")
+                .bind(record.agent)
+                .fetch_one(&mut *tx)
+                .await?;
+        if let Some(bytes) = bytes {
+            sqlx::query(
+                "INSERT INTO components (digest, size, bytes) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(record.digest)
+            .bind(bytes.len() as i64)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO versions (agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(record.agent)
+        .bind(number)
+        .bind(record.digest)
+        .bind(record.size as i64)
+        .bind(serde_json::to_string(record.manifest).unwrap_or_default())
+        .bind(record.origin)
+        .bind(record.parent)
+        .bind(if record.rejected.is_some() { "rejected" } else { "ready" })
+        .bind(record.rejected.map(|r| r.stage))
+        .bind(record.rejected.map(|r| r.code))
+        .bind(record.rejected.map(|r| r.reason))
+        .bind(serde_json::to_string(record.checks).unwrap_or_default())
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?;
+        if activate {
+            sqlx::query("UPDATE agents SET active_version = ? WHERE name = ?")
+                .bind(number)
+                .bind(record.agent)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(number as u32)
+    }
+
+    /// Point the agent at an existing version.
+    pub async fn set_active(&self, agent: &str, number: Option<u32>) -> Result<()> {
+        sqlx::query("UPDATE agents SET active_version = ?, retired_ms = CASE WHEN ? IS NULL THEN ? ELSE NULL END WHERE name = ?")
+            .bind(number)
+            .bind(number)
+            .bind(now_ms() as i64)
+            .bind(agent)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn kv_get(&self, agent: &str, key: &str) -> Result<Option<String>> {
+        let value = sqlx::query_scalar("SELECT value FROM kv WHERE agent = ? AND key = ?")
+            .bind(agent)
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(value)
+    }
+
+    pub async fn kv_set(&self, agent: &str, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO kv (agent, key, value) VALUES (?, ?, ?) \
+             ON CONFLICT (agent, key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(agent)
+        .bind(key)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn kv_delete(&self, agent: &str, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM kv WHERE agent = ? AND key = ?")
+            .bind(agent)
+            .bind(key)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn kv_keys(&self, agent: &str, prefix: &str) -> Result<Vec<String>> {
+        // Compare by range rather than LIKE so `%` and `_` in a prefix mean themselves.
+        let keys = sqlx::query_scalar(
+            "SELECT key FROM kv WHERE agent = ? AND substr(key, 1, length(?)) = ? ORDER BY key",
+        )
+        .bind(agent)
+        .bind(prefix)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(keys)
+    }
+
+    pub async fn insert_event(&self, event: &overseer_sandbox::Event) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO events (id, topic, payload, source, at_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&event.id)
+        .bind(&event.topic)
+        .bind(&event.payload)
+        .bind(&event.source)
+        .bind(event.at_ms as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Events in order, optionally of one topic (or `prefix.*`), after a sequence number.
+    pub async fn events(
+        &self,
+        topic: Option<&str>,
+        after: i64,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<EventRecord>> {
+        let (exact, prefix) = match topic {
+            Some(t) => match t.strip_suffix('*') {
+                Some(prefix) => (None, Some(prefix.to_string())),
+                None => (Some(t.to_string()), None),
+            },
+            None => (None, None),
+        };
+        let rows = sqlx::query(
+            "SELECT seq, id, topic, payload, source, at_ms FROM events \
+             WHERE seq > ? AND at_ms >= ? AND (? IS NULL OR topic = ?) \
+             AND (? IS NULL OR substr(topic, 1, length(?)) = ?) ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(since_ms as i64)
+        .bind(&exact)
+        .bind(&exact)
+        .bind(&prefix)
+        .bind(&prefix)
+        .bind(&prefix)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| EventRecord {
+                seq: r.get("seq"),
+                id: r.get("id"),
+                topic: r.get("topic"),
+                payload: r.get("payload"),
+                source: r.get("source"),
+                at_ms: r.get::<i64, _>("at_ms") as u64,
+            })
+            .collect())
+    }
+
+    /// Append log lines in one transaction.
+    pub async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO logs (agent, version, level, message, at_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&line.agent)
+            .bind(line.version)
+            .bind(line.level)
+            .bind(&line.message)
+            .bind(line.at_ms as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last `limit` log lines of an agent, oldest first.
+    pub async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>> {
+        let rows = sqlx::query(
+            "SELECT seq, agent, version, level, message, at_ms FROM \
+             (SELECT * FROM logs WHERE agent = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        )
+        .bind(agent)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| LogRecord {
+                seq: r.get("seq"),
+                agent: r.get("agent"),
+                version: r.get::<Option<i64>, _>("version").map(|v| v as u32),
+                level: r.get("level"),
+                message: r.get("message"),
+                at_ms: r.get::<i64, _>("at_ms") as u64,
+            })
+            .collect())
+    }
+}
+
+/// A version about to be recorded.
+pub struct NewVersion<'a> {
+    pub agent: &'a str,
+    pub digest: &'a str,
+    pub size: u64,
+    pub manifest: &'a Manifest,
+    pub origin: &'a str,
+    pub parent: Option<u32>,
+    pub checks: &'a [Check],
+    /// Why the version was rejected, when it was.
+    pub rejected: Option<RejectedAt<'a>>,
+}
+
+/// The step at which a version was rejected, the stable code and the reason.
+#[derive(Debug, Clone, Copy)]
+pub struct RejectedAt<'a> {
+    pub stage: &'a str,
+    pub code: &'a str,
+    pub reason: &'a str,
+}
+
+/// A log line waiting to be written.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub agent: String,
+    pub version: Option<u32>,
+    pub level: &'static str,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms FROM versions";
+
+fn agent_record(row: &sqlx::sqlite::SqliteRow) -> AgentRecord {
+    AgentRecord {
+        name: row.get("name"),
+        active_version: row
+            .get::<Option<i64>, _>("active_version")
+            .map(|v| v as u32),
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+        retired_ms: row.get::<Option<i64>, _>("retired_ms").map(|v| v as u64),
+    }
+}
+
+fn version_record(row: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
+    let manifest: String = row.get("manifest");
+    let checks: String = row.get("checks");
+    Ok(VersionRecord {
+        agent: row.get("agent"),
+        number: row.get::<i64, _>("number") as u32,
+        digest: row.get("digest"),
+        size: row.get::<i64, _>("size") as u64,
+        manifest: serde_json::from_str(&manifest)
+            .map_err(|e| crate::error::Error::Internal(format!("stored manifest: {e}")))?,
+        origin: row.get("origin"),
+        parent: row.get::<Option<i64>, _>("parent").map(|v| v as u32),
+        state: row.get("state"),
+        stage: row.get("stage"),
+        code: row.get("code"),
+        reason: row.get("reason"),
+        checks: serde_json::from_str(&checks)
+            .map_err(|e| crate::error::Error::Internal(format!("stored checks: {e}")))?,
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+    })
+}
+
+pub fn now_ms() -> u64 {
+    overseer_sandbox::now_ms()
+}

@@ -1,0 +1,50 @@
+//! The host side of the WIT contract: the one `bindgen!` of the sandbox, kept private, with only
+//! what callers need re-exported.
+
+mod generated {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "agent",
+        imports: { default: async | trappable },
+        exports: { default: async },
+    });
+}
+
+pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
+pub(crate) use generated::overseer::agent::{kv, runtime, types};
+pub(crate) use generated::{Agent, AgentPre};
+
+impl GuestError {
+    /// The stable code of this error, as the API reports it.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GuestError::InvalidInput(_) => "invalid_input",
+            GuestError::Denied(_) => "denied",
+            GuestError::Unavailable(_) => "unavailable",
+            GuestError::Failed(_) => "failed",
+        }
+    }
+
+    /// The message the agent or the host attached.
+    pub fn message(&self) -> &str {
+        match self {
+            GuestError::InvalidInput(m)
+            | GuestError::Denied(m)
+            | GuestError::Unavailable(m)
+            | GuestError::Failed(m) => m,
+        }
+    }
+}
+
+impl Level {
+    /// The lower-case name of the level, as stored and shown.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Level::Trace => "trace",
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! overseer-sandbox runs agents as WebAssembly components: a wasmtime engine with the pooling
+//! allocator, per-invocation fuel, memory and wall-clock limits, WASI p2 locked down, component
+//! validation, and an on-disk cache of compiled components. It knows nothing of HTTP or
+//! databases: it asks the host for services through [`HostServices`].
+
+mod bindings;
+mod cache;
+mod engine;
+mod error;
+mod limits;
+mod linker;
+mod validate;
+
+pub use bindings::{Event, GuestError, Health, Info, Level};
+pub use cache::CacheStats;
+pub use engine::{EPOCH_TICK, Outcome, Prepared, Sandbox, SandboxConfig, digest};
+pub use error::{Error, Fault, Rejection, Result};
+pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
+pub use linker::{HostServices, MAX_KV_KEY_BYTES, MAX_VALUE_BYTES, MemoryServices, now_ms};

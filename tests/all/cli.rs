@@ -1,0 +1,45 @@
+//! The CLI talks to a running daemon over HTTP.
+
+use clap::Parser;
+use overseer_host::cli::{Cli, run};
+use overseer_tests::{Daemon, TOKEN, agents_dir, component};
+use serde_json::json;
+
+#[tokio::test]
+async fn cli_pushes_invokes_and_rolls_back() {
+    let daemon = Daemon::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("echo.wasm");
+    std::fs::write(&wasm, component("echo")).unwrap();
+    let manifest = agents_dir().join("echo/agent.toml");
+    let client = ["--url", &daemon.url, "--token", TOKEN];
+    let cli = |args: &[&str]| {
+        Cli::try_parse_from(["overseer"].iter().chain(args).chain(client.iter())).unwrap()
+    };
+
+    run(cli(&[
+        "push",
+        "echo",
+        wasm.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+    ]))
+    .await
+    .unwrap();
+    std::fs::write(&wasm, overseer_host::bench::tagged(&component("echo"), "2")).unwrap();
+    run(cli(&["push", "echo", wasm.to_str().unwrap()]))
+        .await
+        .unwrap();
+    run(cli(&["invoke", "echo", "{\"a\":1}"])).await.unwrap();
+    run(cli(&["agents"])).await.unwrap();
+    run(cli(&["versions", "echo"])).await.unwrap();
+    run(cli(&["rollback", "echo", "--to", "1"])).await.unwrap();
+    run(cli(&["logs", "echo"])).await.unwrap();
+    let (_, body) = daemon.invoke("echo", json!(1)).await;
+    assert_eq!(body["version"], 1);
+
+    let error = run(cli(&["rollback", "echo", "--to", "7"]))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("version_not_found"), "{error}");
+}

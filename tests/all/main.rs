@@ -1,0 +1,11 @@
+//! Integration tests: each module drives a real daemon on 127.0.0.1:0 through its HTTP API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod bus;
+mod cli;
+mod limits;
+mod push;
+mod restart;
+mod rollback;
+mod swap;

@@ -1,0 +1,255 @@
+//! The harness of the integration tests: a real daemon on `127.0.0.1:0` with a temporary data
+//! directory, driven through its HTTP API, and the agent components built once per run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // A harness: failing loudly is its job.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use overseer_host::{Host, HostConfig, api, builder, daemon};
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The token every test daemon accepts.
+pub const TOKEN: &str = "test-token";
+
+/// A daemon serving on loopback.
+pub struct Daemon {
+    pub url: String,
+    pub client: reqwest::Client,
+    pub host: Arc<Host>,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+/// The configuration tests run with: a small instance pool, no bundled agents.
+pub fn test_config(data_dir: &Path) -> HostConfig {
+    HostConfig {
+        data_dir: data_dir.to_path_buf(),
+        token: Some(TOKEN.to_string()),
+        bundled: false,
+        max_instances: 64,
+        ..HostConfig::default()
+    }
+}
+
+impl Daemon {
+    /// A daemon on a new temporary data directory.
+    pub async fn start() -> Daemon {
+        let temp = tempfile::tempdir().expect("temp dir");
+        let mut daemon = Daemon::start_with(test_config(temp.path())).await;
+        daemon._temp = Some(temp);
+        daemon
+    }
+
+    /// A daemon with this configuration (its data directory is the caller's to clean up).
+    pub async fn start_with(config: HostConfig) -> Daemon {
+        let data_dir = config.data_dir.clone();
+        let host = daemon::open(config).await.expect("host opens");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(api::serve(listener, host.clone(), async {
+            let _ = stopped.await;
+        }));
+        Daemon {
+            url,
+            client: reqwest::Client::new(),
+            host,
+            data_dir,
+            stop: Some(stop),
+            server: Some(server),
+            _temp: None,
+        }
+    }
+
+    /// Stop serving and hand back the temporary data directory, if this daemon owned one.
+    pub async fn stop(mut self) -> Option<tempfile::TempDir> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self._temp.take()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Push a component, with a manifest when given (multipart), else as `application/wasm`.
+    pub async fn push(
+        &self,
+        name: &str,
+        bytes: Vec<u8>,
+        manifest: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let request = self
+            .client
+            .post(self.url(&format!("/v1/agents/{name}/versions")))
+            .bearer_auth(TOKEN);
+        let request = match manifest {
+            Some(manifest) => request.multipart(
+                reqwest::multipart::Form::new()
+                    .part("component", reqwest::multipart::Part::bytes(bytes))
+                    .text("manifest", manifest.to_string()),
+            ),
+            None => request
+                .header("content-type", "application/wasm")
+                .body(bytes),
+        };
+        send(request).await
+    }
+
+    /// Push a built agent with its own manifest; panics unless it goes live.
+    pub async fn push_agent(&self, name: &str, package: &str) -> Value {
+        let manifest = manifest(package).replace(
+            &format!("name = \"{}\"", manifest_name(package)),
+            &format!("name = \"{name}\""),
+        );
+        let (status, body) = self.push(name, component(package), Some(&manifest)).await;
+        assert!(
+            status.is_success(),
+            "push of {package} as {name}: {status} {body}"
+        );
+        body
+    }
+
+    pub async fn invoke(&self, name: &str, payload: Value) -> (StatusCode, Value) {
+        self.post(&format!("/v1/agents/{name}/invoke"), payload.to_string())
+            .await
+    }
+
+    pub async fn post(&self, path: &str, body: String) -> (StatusCode, Value) {
+        send(
+            self.client
+                .post(self.url(path))
+                .bearer_auth(TOKEN)
+                .header("content-type", "application/json")
+                .body(body),
+        )
+        .await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        send(self.client.get(self.url(path))).await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().await.expect("request reaches the daemon");
+    let status = response.status();
+    let text = response.text().await.unwrap_or_default();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value)
+}
+
+struct Built {
+    wasm: HashMap<String, PathBuf>,
+    dirs: HashMap<String, PathBuf>,
+}
+
+/// The agents workspace of this source tree.
+pub fn agents_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents")
+}
+
+fn built() -> &'static Built {
+    static BUILT: OnceLock<Built> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        // Next to the test binary: <target>/debug/deps/all-… → <target>/agents.
+        let exe = std::env::current_exe().expect("current exe");
+        let target = exe
+            .ancestors()
+            .nth(3)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(std::env::temp_dir);
+        let build = builder::build_rust(
+            &agents_dir(),
+            &target.join("agents"),
+            &[],
+            Duration::from_secs(1200),
+        )
+        .unwrap_or_else(|e| panic!("building the agents: {e}"));
+        let mut wasm = HashMap::new();
+        let mut dirs = HashMap::new();
+        for artifact in build.artifacts {
+            wasm.insert(artifact.package.clone(), artifact.wasm);
+            dirs.insert(artifact.package, artifact.dir);
+        }
+        Built { wasm, dirs }
+    })
+}
+
+/// The component of an agent package of `agents/` (e.g. `echo`, `fixture-spin`).
+pub fn component(package: &str) -> Vec<u8> {
+    let path = built()
+        .wasm
+        .get(package)
+        .unwrap_or_else(|| panic!("no component for {package}"));
+    std::fs::read(path).expect("read component")
+}
+
+/// The `agent.toml` of an agent package.
+pub fn manifest(package: &str) -> String {
+    let dir = built()
+        .dirs
+        .get(package)
+        .unwrap_or_else(|| panic!("no directory for {package}"));
+    std::fs::read_to_string(dir.join("agent.toml")).expect("read agent.toml")
+}
+
+fn manifest_name(package: &str) -> String {
+    let text = manifest(package);
+    text.lines()
+        .find_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("name")
+                .and_then(|r| r.trim_start().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| package.to_string())
+}
+
+/// A plain core module, not a component.
+pub fn core_module() -> Vec<u8> {
+    wat::parse_file(agents_dir().join("fixtures/core-module.wat")).expect("core module parses")
+}
+
+/// Poll `check` until it returns `Some`, or panic after `timeout`.
+pub async fn eventually<T, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// p50 and p99 of durations, in milliseconds.
+pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
+    let s = overseer_host::bench::summarize(samples);
+    (s.p50 / 1000.0, s.p99 / 1000.0)
+}

@@ -48,7 +48,10 @@
 
 extern crate self as overseer_guest;
 
+/// The generated bindings; reached by [`export!`], not meant to be used directly.
 #[doc(hidden)]
+// The lowered `handle` export takes an event as nine flat arguments.
+#[allow(clippy::too_many_arguments)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",

@@ -219,7 +219,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         compile.as_secs_f64() / cached.as_secs_f64().max(1e-9)
     );
     println!(
-        "| first push to live (compile, describe, health, persist, swap) | {:.1} ms |",
+        "| push to live of an already cached component (describe, health, persist, swap) | {:.1} ms |",
         ms(first_push)
     );
     println!(

@@ -68,6 +68,19 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// List alerts: open, resolved or all.
+    Alerts {
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put a quarantined agent back into routing.
+    Release {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
     Bench(BenchArgs),
 }
@@ -169,6 +182,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 .header("content-type", "application/json")
                 .body(json);
             print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Alerts { state, client: c } => {
+            let value = send(client.get(c.url(&format!("/v1/alerts?state={state}")))).await?;
+            for alert in value["alerts"].as_array().into_iter().flatten() {
+                let state = if alert["resolved_ms"].is_null() {
+                    "open"
+                } else {
+                    "resolved"
+                };
+                println!(
+                    "#{:<5} {:<9} {:<8} {:<24} {:<16} {}",
+                    alert["id"],
+                    state,
+                    alert["priority"].as_str().unwrap_or_default(),
+                    alert["type"].as_str().unwrap_or_default(),
+                    alert["agent"].as_str().unwrap_or_default(),
+                    alert["message"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Release { name, client: c } => {
+            print_json(send(c.post(&client, &format!("/v1/agents/{name}/release"))).await?);
             Ok(())
         }
         Command::Versions { name, client: c } => {

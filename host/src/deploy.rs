@@ -5,12 +5,13 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use overseer_sandbox::{MemoryServices, Prepared};
+use overseer_sandbox::Prepared;
 use serde::Serialize;
 
 use crate::error::{Error, Result, check_name};
 use crate::manifest::Manifest;
 use crate::registry::Version;
+use crate::services::ShadowServices;
 use crate::state::Host;
 use crate::store::{Check, NewVersion, RejectedAt};
 
@@ -138,7 +139,18 @@ pub async fn push(
         Err(other) => return Err(Error::Internal(other.to_string())),
     };
 
-    let failure = run_checks(host, &prepared, &manifest, &resolved.limits, &mut checks).await;
+    let mut failure = run_checks(
+        host,
+        agent,
+        &prepared,
+        &manifest,
+        &resolved.limits,
+        &mut checks,
+    )
+    .await;
+    if failure.is_none() {
+        failure = run_canary(host, agent, &prepared, &manifest, &resolved, &mut checks).await;
+    }
     if let Some((stage, code, message)) = failure {
         return reject(
             host,
@@ -178,17 +190,19 @@ pub async fn push(
             true,
         )
         .await?;
-    go_live(
-        host,
-        Version {
-            agent: agent.to_string(),
-            number,
-            digest: digest.clone(),
-            manifest,
-            resolved,
-            prepared,
-        },
-    );
+    let version = Arc::new(Version::new(
+        agent.to_string(),
+        number,
+        digest.clone(),
+        manifest,
+        resolved,
+        prepared,
+        active,
+    ));
+    go_live(host, &version);
+    version.start_watch();
+    crate::supervisor::schedule_window_close(host, &version);
+    host.release(agent, "a new version was pushed").await?;
     tracing::info!(agent, version = number, digest = %digest, origin, "version live");
     Ok(Deployed {
         agent: agent.to_string(),
@@ -205,12 +219,18 @@ pub async fn push(
 /// stage, its code and the reason, or `None` when both pass.
 async fn run_checks(
     host: &Arc<Host>,
+    agent: &str,
     prepared: &Prepared,
     manifest: &Manifest,
     limits: &overseer_sandbox::Limits,
     checks: &mut Vec<Check>,
 ) -> Option<(&'static str, &'static str, String)> {
-    let shadow = Arc::new(MemoryServices::with_config(manifest.config.clone()));
+    let shadow = Arc::new(ShadowServices::new(
+        host.clone(),
+        agent,
+        None,
+        manifest.config.clone(),
+    ));
     let started = Instant::now();
     match host
         .sandbox
@@ -291,6 +311,7 @@ fn stage_name(stage: Option<&str>) -> &'static str {
         Some("validate") => "validate",
         Some("describe") => "describe",
         Some("health") => "health",
+        Some("canary") => "canary",
         _ => "check",
     }
 }
@@ -305,17 +326,79 @@ fn code_name(code: Option<&str>) -> &'static str {
         "wrong_world",
         "check_failed",
         "unhealthy",
+        "canary_failed",
     ];
     code.and_then(|c| CODES.iter().find(|k| **k == c).copied())
         .unwrap_or("rejected")
 }
 
-fn go_live(host: &Arc<Host>, version: Version) {
-    let version = Arc::new(version);
+/// Make `version` serve (the store already says so): swap it in, restart its schedule and its
+/// health loop.
+fn go_live(host: &Arc<Host>, version: &Arc<Version>) {
     host.registry
         .activate(version.clone(), host.config.keep_compiled);
-    host.reschedule(&version);
+    host.reschedule(version);
+    host.watch_health(version);
     host.metrics.swap(&version.agent);
+}
+
+/// Replay the last events the active version handled successfully through the candidate, in
+/// shadow. Any of them failing rejects the candidate.
+async fn run_canary(
+    host: &Arc<Host>,
+    agent: &str,
+    prepared: &Prepared,
+    manifest: &Manifest,
+    resolved: &crate::manifest::Resolved,
+    checks: &mut Vec<Check>,
+) -> Option<(&'static str, &'static str, String)> {
+    let events = host
+        .registry
+        .get(agent)
+        .map(|slot| slot.recent(resolved.policy.canary as usize))
+        .unwrap_or_default();
+    if events.is_empty() {
+        return None;
+    }
+    let started = Instant::now();
+    let shadow = Arc::new(ShadowServices::new(
+        host.clone(),
+        agent,
+        None,
+        manifest.config.clone(),
+    ));
+    let mut failed = Vec::new();
+    for event in &events {
+        let outcome = host
+            .sandbox
+            .handle(prepared, &resolved.limits, shadow.clone(), event.clone())
+            .await;
+        if let Err(e) = outcome {
+            let code = match &e {
+                overseer_sandbox::Error::Guest(g) => g.code(),
+                overseer_sandbox::Error::Fault(f) => f.code(),
+                _ => "internal",
+            };
+            failed.push(serde_json::json!({ "event": event.id, "topic": event.topic, "code": code, "error": e.to_string() }));
+        }
+    }
+    if failed.is_empty() {
+        checks.push(check(
+            "canary",
+            true,
+            &format!("{} recent events replayed in shadow", events.len()),
+            started,
+        ));
+        return None;
+    }
+    let message = format!(
+        "{} of {} replayed events failed where the active version succeeded: {}",
+        failed.len(),
+        events.len(),
+        serde_json::Value::Array(failed)
+    );
+    checks.push(check("canary", false, &message, started));
+    Some(("canary", "canary_failed", message))
 }
 
 /// Go back to the previous good version, or to version `to`.
@@ -357,6 +440,7 @@ pub async fn rollback(host: &Arc<Host>, agent: &str, to: Option<u32>) -> Result<
         };
     let mut deployed = activate_existing(host, agent, target).await?;
     host.metrics.rollback(agent);
+    host.release(agent, "rolled back").await?;
     deployed.message = format!("rolled back to version {target}");
     tracing::info!(agent, version = target, "rolled back");
     Ok(deployed)
@@ -387,10 +471,7 @@ async fn activate_existing(host: &Arc<Host>, agent: &str, number: u32) -> Result
         .is_some_and(|v| v.number == number);
     if !already {
         host.store.set_active(agent, Some(number)).await?;
-        host.registry
-            .activate(version.clone(), host.config.keep_compiled);
-        host.reschedule(&version);
-        host.metrics.swap(agent);
+        go_live(host, &version);
     }
     Ok(Deployed {
         agent: agent.to_string(),
@@ -425,14 +506,15 @@ async fn load_version(host: &Arc<Host>, agent: &str, number: u32) -> Result<Vers
         .await
         .map_err(|e| Error::Internal(format!("compile task: {e}")))?
         .map_err(|e| Error::Internal(e.to_string()))?;
-    Ok(Version {
-        agent: agent.to_string(),
+    Ok(Version::new(
+        agent.to_string(),
         number,
-        digest: record.digest,
-        manifest: record.manifest,
+        record.digest,
+        record.manifest,
         resolved,
         prepared,
-    })
+        record.parent,
+    ))
 }
 
 /// Take an agent out of service. Its history, kv and logs are kept; a later push revives it.
@@ -457,9 +539,15 @@ pub async fn load_active(host: &Arc<Host>) -> Result<()> {
         match load_version(host, &agent.name, number).await {
             Ok(version) => {
                 let version = Arc::new(version);
-                host.registry
+                let slot = host
+                    .registry
                     .activate(version.clone(), host.config.keep_compiled);
+                slot.quarantined.store(
+                    agent.quarantined_ms.is_some(),
+                    std::sync::atomic::Ordering::Release,
+                );
                 host.reschedule(&version);
+                host.watch_health(&version);
                 tracing::info!(agent = agent.name, version = number, "loaded");
             }
             Err(e) => {
@@ -468,4 +556,71 @@ pub async fn load_active(host: &Arc<Host>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Roll back from version `from` after a failed watch window: to the version it replaced when
+/// that one can serve, else to the previous good one. Returns the version now active, or
+/// `None` when there is nothing to go back to. Does nothing if `from` no longer serves.
+pub async fn roll_back_from(host: &Arc<Host>, agent: &str, from: u32) -> Result<Option<u32>> {
+    let _deploying = host.deploy_lock(agent).await;
+    let Some(record) = host.store.agent(agent).await? else {
+        return Ok(None);
+    };
+    if record.active_version != Some(from) {
+        return Ok(record.active_version);
+    }
+    let versions = host.store.versions(agent).await?;
+    let parent = versions
+        .iter()
+        .find(|v| v.number == from)
+        .and_then(|v| v.parent);
+    let target = versions
+        .iter()
+        .filter(|v| {
+            v.state != "rejected" && v.number != from && v.verdict.as_deref() != Some("rolled-back")
+        })
+        .filter(|v| Some(v.number) == parent || v.number < from)
+        .max_by_key(|v| (Some(v.number) == parent, v.number))
+        .map(|v| v.number);
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    activate_existing(host, agent, target).await?;
+    host.metrics.rollback(agent);
+    tracing::warn!(agent, from, to = target, "rolled back automatically");
+    Ok(Some(target))
+}
+
+/// Go back to the newest version whose watch window called it stable, other than the active
+/// one. Returns `(from, to)`, or `None` when there is no such version.
+pub async fn to_last_stable(host: &Arc<Host>, agent: &str) -> Result<Option<(u32, u32)>> {
+    let _deploying = host.deploy_lock(agent).await;
+    let Some(record) = host.store.agent(agent).await? else {
+        return Ok(None);
+    };
+    let Some(active) = record.active_version else {
+        return Ok(None);
+    };
+    let target = host
+        .store
+        .versions(agent)
+        .await?
+        .into_iter()
+        .filter(|v| {
+            v.number != active && v.state != "rejected" && v.verdict.as_deref() == Some("stable")
+        })
+        .map(|v| v.number)
+        .max();
+    let Some(target) = target else {
+        return Ok(None);
+    };
+    activate_existing(host, agent, target).await?;
+    host.metrics.rollback(agent);
+    tracing::warn!(
+        agent,
+        from = active,
+        to = target,
+        "returned to the last stable version"
+    );
+    Ok(Some((active, target)))
 }

@@ -43,6 +43,12 @@ pub enum Error {
         code: &'static str,
         message: String,
     },
+    /// The agent was taken out of routing after repeated failures.
+    #[error("agent {0:?} is quarantined after repeated failures; push, roll back or release it")]
+    Quarantined(String),
+    /// No such alert.
+    #[error("alert {0} not found")]
+    AlertNotFound(i64),
     /// The agent's queue is full.
     #[error("agent {0:?} is overloaded: its concurrency limit and queue are full")]
     Overloaded(String),
@@ -77,6 +83,8 @@ impl Error {
             Error::VersionNotServable { .. } => "version_not_servable",
             Error::Rejected { code, .. } => code,
             Error::Overloaded(_) => "overloaded",
+            Error::Quarantined(_) => "quarantined",
+            Error::AlertNotFound(_) => "alert_not_found",
             Error::Guest { error, .. } => error.code(),
             Error::Fault { fault, .. } => fault.code(),
             Error::Store(_) => "store_error",

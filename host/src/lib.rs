@@ -17,6 +17,7 @@ pub mod registry;
 pub mod services;
 pub mod state;
 pub mod store;
+pub mod supervisor;
 
 pub use config::HostConfig;
 pub use error::{Error, Result};

@@ -29,6 +29,10 @@ pub struct Manifest {
     pub capabilities: Capabilities,
     #[serde(default)]
     pub triggers: Triggers,
+    #[serde(default)]
+    pub deploy: DeploySpec,
+    #[serde(default)]
+    pub supervision: SupervisionSpec,
     /// Values the agent reads with `runtime.config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -74,6 +78,77 @@ pub struct Triggers {
     pub every: Option<String>,
 }
 
+/// How a new version is checked before and watched after it goes live.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// Recent events of the active version replayed through a candidate before the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u32>,
+    /// The watch window ends after this many calls of the new version...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_calls: Option<u32>,
+    /// ...or after this long (`500ms`, `30s`), whichever comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// Fewer calls than this in the window: no verdict, the version stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_calls: Option<u32>,
+    /// Error and trap rate above which (and above the previous version's) the version is rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+}
+
+/// When repeated failures take an agent out of service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSpec {
+    /// More failed calls than this within `period` quarantine the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// How often the host calls `health` on the active version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_every: Option<String>,
+    /// Consecutive failed health checks that trigger remediation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_failures: Option<u32>,
+}
+
+/// The resolved health policy of a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub canary: u32,
+    pub watch_calls: u32,
+    pub watch: Duration,
+    pub min_calls: u32,
+    pub max_error_rate: f64,
+    pub max_failures: u32,
+    pub period: Duration,
+    pub health_every: Duration,
+    pub health_failures: u32,
+}
+
+/// Events replayed through a candidate: enough to exercise the common paths, few enough to
+/// keep a push quick.
+pub const DEFAULT_CANARY: u32 = 20;
+/// Calls that end a watch window early.
+pub const DEFAULT_WATCH_CALLS: u32 = 50;
+/// Longest watch window.
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(30);
+/// Fewer calls than this say nothing about a version.
+pub const DEFAULT_MIN_CALLS: u32 = 5;
+/// Half the calls failing is a bad version, not bad luck.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.5;
+/// OTP's default restart intensity is 1 in 5 s; agents serve many calls, so allow more.
+pub const DEFAULT_MAX_FAILURES: u32 = 10;
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+/// How often `health` is called.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(60);
+/// Kubernetes' default failureThreshold.
+pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
+
 /// A manifest checked and resolved against the host's defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
@@ -81,6 +156,7 @@ pub struct Resolved {
     pub concurrency: u32,
     pub queue: u32,
     pub every: Option<Duration>,
+    pub policy: Policy,
 }
 
 impl Manifest {
@@ -159,7 +235,43 @@ impl Manifest {
                 )));
             }
         }
+        let interval = |text: &Option<String>, default: Duration| {
+            text.as_deref()
+                .map(parse_interval)
+                .transpose()
+                .map(|d| d.unwrap_or(default))
+        };
+        let policy = Policy {
+            canary: self.deploy.canary.unwrap_or(DEFAULT_CANARY).min(1000),
+            watch_calls: self.deploy.watch_calls.unwrap_or(DEFAULT_WATCH_CALLS),
+            watch: interval(&self.deploy.watch, DEFAULT_WATCH)?,
+            min_calls: self.deploy.min_calls.unwrap_or(DEFAULT_MIN_CALLS).max(1),
+            max_error_rate: self.deploy.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
+            max_failures: self
+                .supervision
+                .max_failures
+                .unwrap_or(DEFAULT_MAX_FAILURES),
+            period: interval(&self.supervision.period, DEFAULT_PERIOD)?,
+            health_every: interval(&self.supervision.health_every, DEFAULT_HEALTH_EVERY)?,
+            health_failures: self
+                .supervision
+                .health_failures
+                .unwrap_or(DEFAULT_HEALTH_FAILURES)
+                .max(1),
+        };
+        if !(0.0..=1.0).contains(&policy.max_error_rate) {
+            return Err(Error::InvalidManifest(
+                "deploy.max_error_rate must be between 0 and 1".to_string(),
+            ));
+        }
+        if policy.health_every < MIN_INTERVAL {
+            return Err(Error::InvalidManifest(format!(
+                "supervision.health_every must be at least {} ms",
+                MIN_INTERVAL.as_millis()
+            )));
+        }
         Ok(Resolved {
+            policy,
             limits: Limits {
                 fuel,
                 memory_bytes,

@@ -38,6 +38,8 @@ pub struct Metrics {
     swaps: Family<AgentLabel, Counter>,
     rollbacks: Family<AgentLabel, Counter>,
     rejections: Family<AgentLabel, Counter>,
+    quarantines: Family<AgentLabel, Counter>,
+    peak_memory: Family<AgentLabel, Gauge>,
     agent_metrics: Family<AgentMetricLabels, Gauge<f64, AtomicU64>>,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -61,6 +63,8 @@ impl Default for Metrics {
         let swaps = Family::<AgentLabel, Counter>::default();
         let rollbacks = Family::<AgentLabel, Counter>::default();
         let rejections = Family::<AgentLabel, Counter>::default();
+        let quarantines = Family::<AgentLabel, Counter>::default();
+        let peak_memory = Family::<AgentLabel, Gauge>::default();
         let agent_metrics = Family::<AgentMetricLabels, Gauge<f64, AtomicU64>>::default();
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
@@ -86,6 +90,16 @@ impl Default for Metrics {
             "rejected_versions",
             "Pushed versions rejected by the deploy pipeline",
             rejections.clone(),
+        );
+        registry.register(
+            "quarantines",
+            "Remediations after repeated failures (to the last stable version or out of routing)",
+            quarantines.clone(),
+        );
+        registry.register(
+            "peak_memory_bytes",
+            "Largest linear memory an invocation of the agent grew to",
+            peak_memory.clone(),
         );
         registry.register(
             "agent_metric",
@@ -115,6 +129,8 @@ impl Default for Metrics {
             swaps,
             rollbacks,
             rejections,
+            quarantines,
+            peak_memory,
             agent_metrics,
             cache_hits,
             cache_misses,
@@ -125,6 +141,31 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    pub fn quarantine(&self, agent: &str) {
+        self.quarantines.get_or_create(&label(agent)).inc();
+    }
+
+    pub fn peak_memory(&self, agent: &str, bytes: usize) {
+        let gauge = self.peak_memory.get_or_create(&label(agent));
+        let bytes = i64::try_from(bytes).unwrap_or(i64::MAX);
+        if bytes > gauge.get() {
+            gauge.set(bytes);
+        }
+    }
+
+    /// A counter of an agent for the agent view.
+    pub fn agent_counter(&self, agent: &str, which: &str) -> u64 {
+        let family = match which {
+            "swaps" => &self.swaps,
+            "rollbacks" => &self.rollbacks,
+            "quarantines" => &self.quarantines,
+            "rejected" => &self.rejections,
+            "fuel" => &self.fuel,
+            _ => return 0,
+        };
+        family.get(&label(agent)).map(|c| c.get()).unwrap_or(0)
+    }
+
     pub fn invocation(&self, agent: &str, outcome: &str, seconds: f64, fuel: u64) {
         self.invocations
             .get_or_create(&OutcomeLabels {

@@ -2,12 +2,13 @@
 //! the last few versions kept compiled for instant rollback, its admission gate and its
 //! schedule. In-flight invocations keep the `Arc<Version>` they started on.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use overseer_sandbox::Prepared;
+use overseer_sandbox::{Event, Prepared};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -21,7 +22,79 @@ pub struct Version {
     pub manifest: Manifest,
     pub resolved: Resolved,
     pub prepared: Prepared,
+    /// The version that was active when this one was pushed.
+    pub parent: Option<u32>,
+    /// Calls served and failed while this version was active.
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    /// Set while the version is in its watch window.
+    pub watch: Mutex<Option<Watch>>,
 }
+
+/// A watch window in progress.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub started: Instant,
+    /// Calls and failures of the version when the window opened.
+    pub calls_before: u64,
+    pub failures_before: u64,
+}
+
+impl Version {
+    pub fn new(
+        agent: String,
+        number: u32,
+        digest: String,
+        manifest: Manifest,
+        resolved: Resolved,
+        prepared: Prepared,
+        parent: Option<u32>,
+    ) -> Self {
+        Version {
+            agent,
+            number,
+            digest,
+            manifest,
+            resolved,
+            prepared,
+            parent,
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            watch: Mutex::new(None),
+        }
+    }
+
+    /// Failed calls over all calls while active, if it served any.
+    pub fn error_rate(&self) -> Option<f64> {
+        let calls = self.calls.load(Ordering::Relaxed);
+        (calls > 0).then(|| self.failures.load(Ordering::Relaxed) as f64 / calls as f64)
+    }
+
+    /// Open a watch window.
+    pub fn start_watch(&self) {
+        *lock(&self.watch) = Some(Watch {
+            started: Instant::now(),
+            calls_before: self.calls.load(Ordering::Relaxed),
+            failures_before: self.failures.load(Ordering::Relaxed),
+        });
+    }
+
+    /// Calls and failures since the window opened, if one is open.
+    pub fn window(&self) -> Option<(Watch, u64, u64)> {
+        let watch = lock(&self.watch).clone()?;
+        let calls = self.calls.load(Ordering::Relaxed) - watch.calls_before;
+        let failures = self.failures.load(Ordering::Relaxed) - watch.failures_before;
+        Some((watch, calls, failures))
+    }
+
+    /// Close the window; true for the one caller that closed it.
+    pub fn end_watch(&self) -> bool {
+        lock(&self.watch).take().is_some()
+    }
+}
+
+/// Events kept per agent for canary replays: more than any manifest may ask to replay.
+const RECENT_EVENTS: usize = 1000;
 
 /// Bounds how many invocations of one agent run at once and how many may wait.
 pub struct Gate {
@@ -74,9 +147,65 @@ pub struct Slot {
     gate: ArcSwap<Gate>,
     compiled: Mutex<Vec<Arc<Version>>>,
     schedule: Mutex<Option<JoinHandle<()>>>,
+    health: Mutex<Option<JoinHandle<()>>>,
+    /// Events the active versions handled successfully, newest last.
+    recent: Mutex<VecDeque<Event>>,
+    /// When recent calls failed, for supervision.
+    failures: Mutex<VecDeque<Instant>>,
+    /// Taken out of routing after repeated failures with no stable version to return to.
+    pub quarantined: AtomicBool,
+    /// A remediation (rollback or quarantine) is under way.
+    pub remediating: AtomicBool,
+    /// Consecutive failed health checks.
+    pub health_failures: AtomicU32,
 }
 
 impl Slot {
+    /// Remember an event the active version handled successfully.
+    pub fn remember(&self, event: Event) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+    }
+
+    /// The last `n` events handled successfully, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Event> {
+        let recent = lock(&self.recent);
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Record a failure now; returns how many failures fall within `period`.
+    pub fn record_failure(&self, period: Duration) -> usize {
+        let now = Instant::now();
+        let mut failures = lock(&self.failures);
+        failures.push_back(now);
+        while failures
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > period)
+        {
+            failures.pop_front();
+        }
+        failures.len()
+    }
+
+    /// Forget past failures (after a remediation).
+    pub fn clear_failures(&self) {
+        lock(&self.failures).clear();
+    }
+
+    /// Replace the health-loop task, stopping the old one.
+    pub fn set_health_task(&self, task: Option<JoinHandle<()>>) {
+        if let Some(old) = std::mem::replace(&mut *lock(&self.health), task) {
+            old.abort();
+        }
+    }
+
     /// The version serving now.
     pub fn active(&self) -> Option<Arc<Version>> {
         self.active.load_full()
@@ -137,6 +266,12 @@ impl Registry {
                         )),
                         compiled: Mutex::new(Vec::new()),
                         schedule: Mutex::new(None),
+                        health: Mutex::new(None),
+                        recent: Mutex::new(VecDeque::new()),
+                        failures: Mutex::new(VecDeque::new()),
+                        quarantined: AtomicBool::new(false),
+                        remediating: AtomicBool::new(false),
+                        health_failures: AtomicU32::new(0),
                     })
                 })
                 .clone()
@@ -165,6 +300,7 @@ impl Registry {
         let slot = write(&self.slots).remove(name)?;
         slot.active.store(None);
         slot.set_schedule(None);
+        slot.set_health_task(None);
         Some(slot)
     }
 
@@ -172,6 +308,7 @@ impl Registry {
     pub fn stop_schedules(&self) {
         for slot in self.slots() {
             slot.set_schedule(None);
+            slot.set_health_task(None);
         }
     }
 }

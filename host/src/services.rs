@@ -98,3 +98,110 @@ impl HostServices for AgentServices {
             .map_err(unavailable)
     }
 }
+
+/// Services for a shadow run (deploy checks, canary replays, health checks): reads see the
+/// agent's real kv with the run's own writes on top; writes stay in a scratch overlay; emits
+/// are discarded; log lines go to the agent's log marked as shadow.
+pub struct ShadowServices {
+    host: Arc<Host>,
+    agent: String,
+    version: Option<u32>,
+    config: std::collections::BTreeMap<String, String>,
+    overlay: std::sync::Mutex<std::collections::BTreeMap<String, Option<String>>>,
+    emitted: std::sync::atomic::AtomicU64,
+}
+
+impl ShadowServices {
+    pub fn new(
+        host: Arc<Host>,
+        agent: &str,
+        version: Option<u32>,
+        config: std::collections::BTreeMap<String, String>,
+    ) -> Self {
+        ShadowServices {
+            host,
+            agent: agent.to_string(),
+            version,
+            config,
+            overlay: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+            emitted: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn overlay(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::BTreeMap<String, Option<String>>> {
+        self.overlay.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Events the shadow run tried to emit (and that were discarded).
+    pub fn emitted(&self) -> u64 {
+        self.emitted.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[async_trait]
+impl HostServices for ShadowServices {
+    fn log(&self, level: Level, message: &str) {
+        self.host.log(LogLine {
+            agent: self.agent.clone(),
+            version: self.version,
+            level: level.as_str(),
+            message: format!("[shadow] {message}"),
+            at_ms: now_ms(),
+        });
+    }
+
+    async fn emit(&self, _topic: &str, _payload: &str) -> Result<(), GuestError> {
+        self.emitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn metric(&self, _name: &str, _value: f64) {}
+
+    fn config(&self, key: &str) -> Option<String> {
+        self.config.get(key).cloned()
+    }
+
+    async fn kv_get(&self, key: &str) -> Result<Option<String>, GuestError> {
+        if let Some(value) = self.overlay().get(key) {
+            return Ok(value.clone());
+        }
+        self.host
+            .store
+            .kv_get(&self.agent, key)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn kv_set(&self, key: &str, value: &str) -> Result<(), GuestError> {
+        self.overlay()
+            .insert(key.to_string(), Some(value.to_string()));
+        Ok(())
+    }
+
+    async fn kv_delete(&self, key: &str) -> Result<(), GuestError> {
+        self.overlay().insert(key.to_string(), None);
+        Ok(())
+    }
+
+    async fn kv_keys(&self, prefix: &str) -> Result<Vec<String>, GuestError> {
+        let stored = self
+            .host
+            .store
+            .kv_keys(&self.agent, prefix)
+            .await
+            .map_err(unavailable)?;
+        let mut keys: std::collections::BTreeSet<String> = stored.into_iter().collect();
+        for (key, value) in self.overlay().iter() {
+            if key.starts_with(prefix) {
+                match value {
+                    Some(_) => keys.insert(key.clone()),
+                    None => keys.remove(key),
+                };
+            }
+        }
+        Ok(keys.into_iter().collect())
+    }
+}

@@ -31,6 +31,8 @@ pub struct Host {
     /// The bearer token that mutations must present.
     pub token: String,
     logs: mpsc::Sender<LogLine>,
+    /// Host resources, refreshed when asked for.
+    pub system: Mutex<sysinfo::System>,
     deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -62,6 +64,7 @@ impl Host {
             metrics: Metrics::default(),
             token,
             logs,
+            system: Mutex::new(sysinfo::System::new()),
             deploy_locks: Mutex::new(HashMap::new()),
         }))
     }
@@ -93,6 +96,9 @@ impl Host {
                 None => Error::AgentNotFound(agent.to_string()),
             });
         };
+        if slot.quarantined.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(Error::Quarantined(agent.to_string()));
+        }
         let gate = slot.gate();
         let Some(_permit) = gate.enter().await else {
             self.metrics.invocation(agent, "overloaded", 0.0, 0);
@@ -102,7 +108,22 @@ impl Host {
         let version = slot
             .active()
             .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
-        self.run(version, event).await
+        let result = self.run(version.clone(), event.clone()).await;
+        let failed = match &result {
+            Ok(_) => false,
+            // The caller's mistake or a missing grant says nothing about the version.
+            Err(Error::Guest { error, .. }) => !matches!(
+                error,
+                overseer_sandbox::GuestError::InvalidInput(_)
+                    | overseer_sandbox::GuestError::Denied(_)
+            ),
+            Err(Error::Fault { fault, .. }) => {
+                !matches!(fault, overseer_sandbox::Fault::Capacity(_))
+            }
+            Err(_) => false,
+        };
+        self.observe(&slot, &version, event, failed);
+        result
     }
 
     /// Run one version on `event`, recording metrics and logging a failure.
@@ -119,6 +140,7 @@ impl Host {
             Ok(outcome) => {
                 self.metrics
                     .invocation(agent, "ok", seconds, outcome.fuel_used);
+                self.metrics.peak_memory(agent, outcome.peak_memory);
                 Ok(Invoked {
                     version: version.number,
                     output: outcome.value,

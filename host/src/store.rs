@@ -39,6 +39,11 @@ pub struct VersionRecord {
     pub reason: Option<String>,
     pub checks: Vec<Check>,
     pub created_ms: u64,
+    /// The watch window's verdict: `stable`, `rolled-back` or `inconclusive`.
+    pub verdict: Option<String>,
+    pub verdict_detail: Option<String>,
+    pub calls: u64,
+    pub failures: u64,
 }
 
 /// An agent as stored.
@@ -48,6 +53,7 @@ pub struct AgentRecord {
     pub active_version: Option<u32>,
     pub created_ms: u64,
     pub retired_ms: Option<u64>,
+    pub quarantined_ms: Option<u64>,
 }
 
 /// One entry of the event log.
@@ -105,7 +111,7 @@ impl Store {
 
     pub async fn agents(&self) -> Result<Vec<AgentRecord>> {
         let rows = sqlx::query(
-            "SELECT name, active_version, created_ms, retired_ms FROM agents ORDER BY name",
+            "SELECT name, active_version, created_ms, retired_ms, quarantined_ms FROM agents ORDER BY name",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -114,7 +120,7 @@ impl Store {
 
     pub async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
         let row = sqlx::query(
-            "SELECT name, active_version, created_ms, retired_ms FROM agents WHERE name = ?",
+            "SELECT name, active_version, created_ms, retired_ms, quarantined_ms FROM agents WHERE name = ?",
         )
         .bind(name)
         .fetch_optional(&self.pool)
@@ -401,7 +407,7 @@ pub struct LogLine {
     pub at_ms: u64,
 }
 
-const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms FROM versions";
+const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms, verdict, verdict_detail, calls, failures FROM versions";
 
 fn agent_record(row: &sqlx::sqlite::SqliteRow) -> AgentRecord {
     AgentRecord {
@@ -411,6 +417,9 @@ fn agent_record(row: &sqlx::sqlite::SqliteRow) -> AgentRecord {
             .map(|v| v as u32),
         created_ms: row.get::<i64, _>("created_ms") as u64,
         retired_ms: row.get::<Option<i64>, _>("retired_ms").map(|v| v as u64),
+        quarantined_ms: row
+            .get::<Option<i64>, _>("quarantined_ms")
+            .map(|v| v as u64),
     }
 }
 
@@ -433,9 +442,193 @@ fn version_record(row: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
         checks: serde_json::from_str(&checks)
             .map_err(|e| crate::error::Error::Internal(format!("stored checks: {e}")))?,
         created_ms: row.get::<i64, _>("created_ms") as u64,
+        verdict: row.get("verdict"),
+        verdict_detail: row.get("verdict_detail"),
+        calls: row.get::<i64, _>("calls") as u64,
+        failures: row.get::<i64, _>("failures") as u64,
     })
 }
 
 pub fn now_ms() -> u64 {
     overseer_sandbox::now_ms()
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, Serialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub agent: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub priority: String,
+    pub message: String,
+    pub evidence: serde_json::Value,
+    pub opened_ms: u64,
+    pub resolved_ms: Option<u64>,
+    pub resolution: Option<String>,
+}
+
+const ALERT_COLUMNS: &str = "SELECT id, agent, kind, priority, message, evidence, opened_ms, resolved_ms, resolution FROM alerts";
+
+fn alert_record(row: &sqlx::sqlite::SqliteRow) -> AlertRecord {
+    let evidence: String = row.get("evidence");
+    AlertRecord {
+        id: row.get("id"),
+        agent: row.get("agent"),
+        kind: row.get("kind"),
+        priority: row.get("priority"),
+        message: row.get("message"),
+        evidence: serde_json::from_str(&evidence).unwrap_or(serde_json::Value::Null),
+        opened_ms: row.get::<i64, _>("opened_ms") as u64,
+        resolved_ms: row.get::<Option<i64>, _>("resolved_ms").map(|v| v as u64),
+        resolution: row.get("resolution"),
+    }
+}
+
+impl Store {
+    /// Open an alert, unless one of the same agent and kind is already open. Returns the
+    /// alert and whether it is new.
+    pub async fn open_alert(
+        &self,
+        agent: &str,
+        kind: &str,
+        priority: &str,
+        message: &str,
+        evidence: &serde_json::Value,
+    ) -> Result<(AlertRecord, bool)> {
+        let mut tx = self.pool.begin().await?;
+        let existing = sqlx::query(&format!(
+            "{ALERT_COLUMNS} WHERE agent = ? AND kind = ? AND resolved_ms IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(agent)
+        .bind(kind)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            return Ok((alert_record(&row), false));
+        }
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(agent)
+        .bind(kind)
+        .bind(priority)
+        .bind(message)
+        .bind(evidence.to_string())
+        .bind(now_ms() as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let alert = self
+            .alert(id)
+            .await?
+            .ok_or_else(|| crate::error::Error::Internal("alert vanished".to_string()))?;
+        Ok((alert, true))
+    }
+
+    pub async fn alert(&self, id: i64) -> Result<Option<AlertRecord>> {
+        let row = sqlx::query(&format!("{ALERT_COLUMNS} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(alert_record))
+    }
+
+    /// Alerts, newest first: open ones, resolved ones, or all.
+    pub async fn alerts(
+        &self,
+        open: Option<bool>,
+        agent: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AlertRecord>> {
+        let rows = sqlx::query(&format!(
+            "{ALERT_COLUMNS} WHERE (? IS NULL OR (resolved_ms IS NULL) = ?) AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(open)
+        .bind(open)
+        .bind(agent)
+        .bind(agent)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(alert_record).collect())
+    }
+
+    /// Resolve one alert; false when it was not open.
+    pub async fn resolve_alert(&self, id: i64, resolution: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE alerts SET resolved_ms = ?, resolution = ? WHERE id = ? AND resolved_ms IS NULL")
+            .bind(now_ms() as i64)
+            .bind(resolution)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Resolve the open alerts of an agent of the given kinds; returns their ids.
+    pub async fn resolve_alerts_of(
+        &self,
+        agent: &str,
+        kinds: &[&str],
+        resolution: &str,
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::new();
+        for alert in self.alerts(Some(true), Some(agent), 1000).await? {
+            if kinds.contains(&alert.kind.as_str())
+                && self.resolve_alert(alert.id, resolution).await?
+            {
+                ids.push(alert.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Record the watch window's verdict on a version.
+    pub async fn set_verdict(
+        &self,
+        agent: &str,
+        number: u32,
+        verdict: &str,
+        detail: &str,
+        calls: u64,
+        failures: u64,
+    ) -> Result<()> {
+        sqlx::query("UPDATE versions SET verdict = ?, verdict_detail = ?, calls = ?, failures = ? WHERE agent = ? AND number = ?")
+            .bind(verdict)
+            .bind(detail)
+            .bind(calls as i64)
+            .bind(failures as i64)
+            .bind(agent)
+            .bind(number)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Mark an agent quarantined (taken out of routing) or not.
+    pub async fn set_quarantined(&self, agent: &str, quarantined: bool) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET quarantined_ms = CASE WHEN ? THEN ? ELSE NULL END WHERE name = ?",
+        )
+        .bind(quarantined)
+        .bind(now_ms() as i64)
+        .bind(agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Versions marked ready whose component is missing: must always be empty.
+    pub async fn dangling_versions(&self) -> Result<Vec<(String, u32)>> {
+        let rows = sqlx::query(
+            "SELECT agent, number FROM versions v WHERE state = 'ready' \
+             AND NOT EXISTS (SELECT 1 FROM components c WHERE c.digest = v.digest)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get("agent"), r.get::<i64, _>("number") as u32))
+            .collect())
+    }
 }

@@ -35,6 +35,8 @@ async fn cli_pushes_invokes_and_rolls_back() {
     run(cli(&["versions", "echo"])).await.unwrap();
     run(cli(&["rollback", "echo", "--to", "1"])).await.unwrap();
     run(cli(&["logs", "echo"])).await.unwrap();
+    run(cli(&["alerts", "--state", "all"])).await.unwrap();
+    run(cli(&["release", "echo"])).await.unwrap();
     let (_, body) = daemon.invoke("echo", json!(1)).await;
     assert_eq!(body["version"], 1);
 

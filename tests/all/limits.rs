@@ -132,3 +132,38 @@ async fn trapping_agent_reports_trap_and_logs_it() {
         .await;
     assert!(!logs.is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_beyond_concurrency_and_queue_is_refused() {
+    let daemon = daemon_with(
+        "slow",
+        "fixture-spin",
+        "[limits]\ntimeout_ms = 1000\nfuel = 9000000000000000000\nconcurrency = 1\nqueue = 1\n",
+    )
+    .await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let daemon = daemon.clone();
+            tokio::spawn(async move { daemon.invoke("slow", json!(null)).await })
+        })
+        .collect();
+    let mut codes = Vec::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        codes.push((
+            status,
+            body["error"]["code"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        ));
+    }
+    let overloaded = codes
+        .iter()
+        .filter(|(status, code)| *status == StatusCode::TOO_MANY_REQUESTS && code == "overloaded")
+        .count();
+    let timed_out = codes.iter().filter(|(_, code)| code == "timeout").count();
+    assert_eq!((timed_out, overloaded), (2, 2), "{codes:?}");
+    let (status, _) = daemon.invoke("echo", json!(1)).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -4,6 +4,7 @@
 mod api;
 mod bus;
 mod cli;
+mod health;
 mod limits;
 mod push;
 mod restart;

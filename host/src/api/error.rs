@@ -51,7 +51,10 @@ impl From<Error> for ApiError {
             Error::InvalidName(_) | Error::InvalidRequest(_) | Error::InvalidManifest(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Error::AgentNotFound(_) | Error::VersionNotFound { .. } => StatusCode::NOT_FOUND,
+            Error::AgentNotFound(_) | Error::VersionNotFound { .. } | Error::AlertNotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
+            Error::Quarantined(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::NoActiveVersion(_)
             | Error::NoPreviousVersion(_)
             | Error::VersionNotServable { .. } => StatusCode::CONFLICT,

@@ -41,6 +41,11 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/agents/{name}/rollback", post(rollback))
         .route("/v1/agents/{name}/invoke", post(invoke))
         .route("/v1/agents/{name}/logs", get(logs))
+        .route("/v1/agents/{name}/release", post(release))
+        .route("/v1/alerts", get(list_alerts))
+        .route("/v1/alerts/{id}", get(show_alert))
+        .route("/v1/alerts/{id}/resolve", post(resolve_alert))
+        .route("/v1/system", get(system))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
         .fallback(|| async {
@@ -148,8 +153,15 @@ async fn show_agent(
             "queue": v.resolved.queue,
             "every_ms": v.resolved.every.map(|d| d.as_millis() as u64),
         })),
+        "quarantined": record.quarantined_ms.is_some(),
         "counters": {
             "invocations_ok": host.metrics.count(&name, "ok"),
+            "swaps": host.metrics.agent_counter(&name, "swaps"),
+            "rollbacks": host.metrics.agent_counter(&name, "rollbacks"),
+            "quarantines": host.metrics.agent_counter(&name, "quarantines"),
+            "rejected_versions": host.metrics.agent_counter(&name, "rejected"),
+            "fuel_consumed": host.metrics.agent_counter(&name, "fuel"),
+            "consecutive_health_failures": slot.as_ref().map(|s| s.health_failures.load(std::sync::atomic::Ordering::Relaxed)).unwrap_or(0),
             "running": gate.as_ref().map(|g| g.running()).unwrap_or(0),
             "waiting": gate.as_ref().map(|g| g.waiting()).unwrap_or(0),
         },
@@ -178,6 +190,8 @@ async fn list_versions(
                 "active"
             } else if v.state == "rejected" {
                 "rejected"
+            } else if v.verdict.as_deref() == Some("rolled-back") {
+                "rolled-back"
             } else {
                 "inactive"
             };
@@ -409,4 +423,147 @@ async fn retire_agent(
     agent_name(&name)?;
     deploy::retire(&host, &name).await.map_err(ApiError::from)?;
     Ok(Json(json!({ "agent": name, "retired": true })))
+}
+
+async fn release(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    agent_name(&name)?;
+    if host
+        .store
+        .agent(&name)
+        .await
+        .map_err(ApiError::from)?
+        .is_none()
+    {
+        return Err(Error::AgentNotFound(name).into());
+    }
+    host.release(&name, "released by request")
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(json!({ "agent": name, "quarantined": false })))
+}
+
+#[derive(Debug, Deserialize)]
+struct AlertsQuery {
+    state: Option<String>,
+    agent: Option<String>,
+    limit: Option<u32>,
+}
+
+async fn list_alerts(
+    State(host): State<Arc<Host>>,
+    Query(query): Query<AlertsQuery>,
+) -> ApiResult<Json<Value>> {
+    let open = match query.state.as_deref() {
+        None | Some("all") => None,
+        Some("open") => Some(true),
+        Some("resolved") => Some(false),
+        Some(other) => {
+            return Err(Error::InvalidRequest(format!(
+                "state {other:?}: use open, resolved or all"
+            ))
+            .into());
+        }
+    };
+    let alerts = host
+        .store
+        .alerts(
+            open,
+            query.agent.as_deref(),
+            query.limit.unwrap_or(100).min(10_000),
+        )
+        .await
+        .map_err(ApiError::from)?;
+    Ok(Json(json!({ "alerts": alerts })))
+}
+
+async fn show_alert(State(host): State<Arc<Host>>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let alert = host
+        .store
+        .alert(id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::from(Error::AlertNotFound(id)))?;
+    Ok(Json(json!(alert)))
+}
+
+async fn resolve_alert(
+    State(host): State<Arc<Host>>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Value>> {
+    host.store
+        .alert(id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(|| ApiError::from(Error::AlertNotFound(id)))?;
+    host.store
+        .resolve_alert(id, "resolved by request")
+        .await
+        .map_err(ApiError::from)?;
+    let alert = host.store.alert(id).await.map_err(ApiError::from)?;
+    Ok(Json(json!(alert)))
+}
+
+async fn system(State(host): State<Arc<Host>>) -> ApiResult<Json<Value>> {
+    let (cpu, used, total) = {
+        let mut system = host.system.lock().unwrap_or_else(|p| p.into_inner());
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        (
+            system.global_cpu_usage(),
+            system.used_memory(),
+            system.total_memory(),
+        )
+    };
+    let data_dir = std::fs::canonicalize(&host.config.data_dir)
+        .unwrap_or_else(|_| host.config.data_dir.clone());
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let disk = disks
+        .list()
+        .iter()
+        .filter(|d| data_dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| {
+            json!({
+                "mount_point": d.mount_point(),
+                "total_bytes": d.total_space(),
+                "available_bytes": d.available_space(),
+            })
+        });
+    let open_alerts = host
+        .store
+        .alerts(Some(true), None, 10_000)
+        .await
+        .map_err(ApiError::from)?;
+    let (mut healthy, mut degraded, mut quarantined) = (0, 0, 0);
+    for slot in host.registry.slots() {
+        if slot.active().is_none() {
+            continue;
+        }
+        if slot.quarantined.load(std::sync::atomic::Ordering::Acquire) {
+            quarantined += 1;
+        } else if slot
+            .health_failures
+            .load(std::sync::atomic::Ordering::Acquire)
+            > 0
+            || open_alerts.iter().any(|a| a.agent == slot.name)
+        {
+            degraded += 1;
+        } else {
+            healthy += 1;
+        }
+    }
+    Ok(Json(json!({
+        "cpu_percent": cpu,
+        "memory": { "used_bytes": used, "total_bytes": total },
+        "disk": disk,
+        "agents": { "healthy": healthy, "degraded": degraded, "quarantined": quarantined },
+        "open_alerts": open_alerts.len(),
+        "compile_cache": {
+            "hits": host.sandbox.cache_stats().hits,
+            "misses": host.sandbox.cache_stats().misses,
+        },
+    })))
 }

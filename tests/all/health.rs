@@ -34,6 +34,17 @@ async fn wait_verdict(daemon: &Daemon, name: &str, number: u64, verdict: &str) -
     .await
 }
 
+/// Wait for an alert of `kind` among those `query` selects.
+async fn alert_of(daemon: &Daemon, query: &str, kind: &str) -> Value {
+    eventually(WAIT, &format!("a {kind} alert"), || async {
+        alerts(daemon, query)
+            .await
+            .into_iter()
+            .find(|a| a["type"] == kind)
+    })
+    .await
+}
+
 async fn alerts(daemon: &Daemon, query: &str) -> Vec<Value> {
     let (status, body) = daemon.get(&format!("/v1/alerts?{query}")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -97,11 +108,7 @@ async fn failing_version_is_rolled_back_inside_its_watch_window() {
         v2["verdict_detail"].as_str().unwrap().contains("3 of 3"),
         "{v2}"
     );
-    let open = alerts(&daemon, "state=open").await;
-    let rollback = open
-        .iter()
-        .find(|a| a["type"] == "rollback")
-        .expect("a rollback alert");
+    let rollback = alert_of(&daemon, "state=open", "rollback").await;
     assert_eq!(rollback["priority"], "high");
     assert_eq!(rollback["evidence"]["to"], 1);
 
@@ -161,11 +168,7 @@ async fn repeated_failures_quarantine_an_agent_until_it_is_released() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "quarantined");
-    let open = alerts(&daemon, "state=open&agent=svc").await;
-    let alert = open
-        .iter()
-        .find(|a| a["type"] == "quarantine")
-        .expect("a quarantine alert");
+    let alert = alert_of(&daemon, "state=open&agent=svc", "quarantine").await;
     assert_eq!(alert["priority"], "critical");
     let (_, system) = daemon.get("/v1/system").await;
     assert_eq!(system["agents"]["quarantined"], 1, "{system}");
@@ -205,11 +208,7 @@ async fn repeated_failures_return_to_the_last_stable_version() {
         (body["version"] == 1).then_some(())
     })
     .await;
-    let open = alerts(&daemon, "state=open&agent=svc").await;
-    let alert = open
-        .iter()
-        .find(|a| a["type"] == "quarantine")
-        .expect("a quarantine alert");
+    let alert = alert_of(&daemon, "state=open&agent=svc", "quarantine").await;
     assert_eq!(alert["evidence"]["to"], 1);
     let (_, agent) = daemon.get("/v1/agents/svc").await;
     assert_eq!(agent["counters"]["quarantines"], 1, "{agent}");
@@ -239,13 +238,7 @@ async fn failed_health_checks_roll_back_and_the_alert_resolves_itself() {
     .await;
     assert_eq!(call_ok(&daemon, "svc", json!({ "sick": true })).await, 2);
 
-    let alert = eventually(WAIT, "a resolved agent_failure alert", || async {
-        alerts(&daemon, "state=resolved&agent=svc")
-            .await
-            .into_iter()
-            .find(|a| a["type"] == "agent_failure")
-    })
-    .await;
+    let alert = alert_of(&daemon, "state=resolved&agent=svc", "agent_failure").await;
     assert_eq!(alert["evidence"]["consecutive_failures"], 3, "{alert}");
     assert_eq!(alert["resolution"], "health recovered");
     assert_eq!(call_ok(&daemon, "svc", json!("ok")).await, 1);

@@ -86,7 +86,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let build_dir = args.build_dir.clone();
     println!("building echo …");
     let build = tokio::task::spawn_blocking(move || {
-        builder::build_rust(&agents_dir, &build_dir, &["echo"], Duration::from_secs(600))
+        builder::build_rust(
+            &agents_dir,
+            &build_dir,
+            &["echo", "fixture-flaky"],
+            Duration::from_secs(600),
+        )
     })
     .await??;
     let artifact = build
@@ -95,6 +100,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .find(|a| a.package == "echo")
         .context("the build produced no echo component")?;
     let echo = std::fs::read(&artifact.wasm)?;
+    let flaky = build
+        .artifacts
+        .iter()
+        .find(|a| a.package == "fixture-flaky")
+        .context("the build produced no flaky component")?;
+    let flaky = std::fs::read(&flaky.wasm)?;
     println!("echo component: {} KiB", echo.len() / 1024);
 
     let data = tempfile::tempdir()?;
@@ -198,6 +209,40 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     deploy::rollback(&host, "echo", None).await?;
     let rollback = started.elapsed();
 
+    // MTTR: a version that fails every call goes live behind a 500 ms watch window; measure
+    // from its first failing call to the previous version answering again.
+    let manifest = crate::manifest::Manifest::parse(
+        "[deploy]\nwatch = \"500ms\"\nmin_calls = 3\nwatch_calls = 1000\n",
+    )?;
+    deploy::push(&host, "mttr", echo.clone(), Some(manifest.clone()), "push").await?;
+    for n in 0..20 {
+        host.invoke("mttr", event(n)).await?;
+    }
+    deploy::push(&host, "mttr", flaky, Some(manifest), "push").await?;
+    let failing = || overseer_sandbox::Event {
+        id: uuid::Uuid::new_v4().to_string(),
+        topic: "invoke".to_string(),
+        payload: "{\"fail\":\"error\"}".to_string(),
+        source: "bench".to_string(),
+        at_ms: 0,
+    };
+    let mut first_failure = None;
+    let limit = Instant::now() + Duration::from_secs(10);
+    let mttr = loop {
+        match host.invoke("mttr", failing()).await {
+            Ok(answer) if answer.version == 1 => {
+                break first_failure.map(|t: Instant| t.elapsed());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                first_failure.get_or_insert_with(Instant::now);
+            }
+        }
+        if Instant::now() > limit {
+            break None;
+        }
+    };
+
     let _ = stop.send(());
     server.await??;
     drop(Arc::clone(&host));
@@ -240,6 +285,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "| rollback to the previous version (compiled in memory) | {:.2} ms |",
         ms(rollback)
     );
+    match mttr {
+        Some(mttr) => println!(
+            "| MTTR: first failing call to the previous version answering (500 ms watch window) | {:.2} ms |",
+            ms(mttr)
+        ),
+        None => println!("| MTTR | the bad version was not rolled back within 10 s |"),
+    }
     Ok(())
 }
 

@@ -496,19 +496,12 @@ impl Store {
         message: &str,
         evidence: &serde_json::Value,
     ) -> Result<(AlertRecord, bool)> {
-        let mut tx = self.pool.begin().await?;
-        let existing = sqlx::query(&format!(
-            "{ALERT_COLUMNS} WHERE agent = ? AND kind = ? AND resolved_ms IS NULL ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(agent)
-        .bind(kind)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = existing {
-            return Ok((alert_record(&row), false));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        // One statement, so SQLite's busy timeout applies; a read-then-write transaction
+        // could fail at once with `database is locked` under concurrent writers.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) \
+             SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS \
+             (SELECT 1 FROM alerts WHERE agent = ? AND kind = ? AND resolved_ms IS NULL) RETURNING id",
         )
         .bind(agent)
         .bind(kind)
@@ -516,9 +509,20 @@ impl Store {
         .bind(message)
         .bind(evidence.to_string())
         .bind(now_ms() as i64)
-        .fetch_one(&mut *tx)
+        .bind(agent)
+        .bind(kind)
+        .fetch_optional(&self.pool)
         .await?;
-        tx.commit().await?;
+        let Some(id) = inserted else {
+            let row = sqlx::query(&format!(
+                "{ALERT_COLUMNS} WHERE agent = ? AND kind = ? AND resolved_ms IS NULL ORDER BY id DESC LIMIT 1"
+            ))
+            .bind(agent)
+            .bind(kind)
+            .fetch_one(&self.pool)
+            .await?;
+            return Ok((alert_record(&row), false));
+        };
         let alert = self
             .alert(id)
             .await?

@@ -137,7 +137,10 @@ impl Host {
         if failed {
             version.failures.fetch_add(1, Ordering::Relaxed);
             let recent = slot.record_failure(policy.period);
-            if recent > policy.max_failures as usize
+            // A version in its watch window answers to the window: it goes back to the
+            // version it replaced, not through quarantine.
+            if version.window().is_none()
+                && recent > policy.max_failures as usize
                 && !slot.remediating.swap(true, Ordering::AcqRel)
             {
                 let host = self.clone();
@@ -265,6 +268,8 @@ impl Host {
         });
         match deploy::roll_back_from(self, &version.agent, version.number).await? {
             Some(target) => {
+                self.release(&version.agent, "rolled back after a failed watch window")
+                    .await?;
                 self.raise(
                     &version.agent,
                     ROLLBACK,

@@ -156,8 +156,11 @@ async fn inconclusive_window_keeps_the_version_and_says_so() {
 #[tokio::test]
 async fn repeated_failures_quarantine_an_agent_until_it_is_released() {
     let daemon = Daemon::start().await;
-    let manifest = "[deploy]\nmin_calls = 100\nwatch_calls = 100\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
-    push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    let manifest = "[deploy]\nmin_calls = 100\nwatch = \"100ms\"\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
+    let pushed = push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    // Supervision starts when the watch window is over.
+    let number = pushed["version"].as_u64().unwrap();
+    wait_verdict(&daemon, "svc", number, "inconclusive").await;
     for _ in 0..4 {
         daemon.invoke("svc", json!({ "fail": "trap" })).await;
     }
@@ -198,8 +201,11 @@ async fn repeated_failures_return_to_the_last_stable_version() {
         call_ok(&daemon, "svc", json!(n)).await;
     }
     wait_verdict(&daemon, "svc", 1, "stable").await;
-    let manifest = "[deploy]\nmin_calls = 100\nwatch_calls = 100\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
-    push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    let manifest = "[deploy]\nmin_calls = 100\nwatch = \"100ms\"\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
+    let pushed = push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    // Supervision starts when the watch window is over.
+    let number = pushed["version"].as_u64().unwrap();
+    wait_verdict(&daemon, "svc", number, "inconclusive").await;
     for _ in 0..4 {
         daemon.invoke("svc", json!({ "fail": "trap" })).await;
     }

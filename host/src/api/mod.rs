@@ -106,6 +106,23 @@ fn agent_name(name: &str) -> ApiResult<()> {
     check_name(name).map_err(ApiError::from)
 }
 
+/// The stored record of an agent, or `invalid_name` / `agent_not_found`.
+async fn known_agent(host: &Host, name: &str) -> ApiResult<crate::store::AgentRecord> {
+    agent_name(name)?;
+    host.store
+        .agent(name)
+        .await?
+        .ok_or_else(|| Error::AgentNotFound(name.to_string()).into())
+}
+
+/// An alert, or `alert_not_found`.
+async fn known_alert(host: &Host, id: i64) -> ApiResult<crate::store::AlertRecord> {
+    host.store
+        .alert(id)
+        .await?
+        .ok_or_else(|| Error::AlertNotFound(id).into())
+}
+
 async fn list_agents(State(host): State<Arc<Host>>) -> ApiResult<Json<Value>> {
     let mut agents = Vec::new();
     for record in host.store.agents().await.map_err(ApiError::from)? {
@@ -129,13 +146,7 @@ async fn show_agent(
     State(host): State<Arc<Host>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    agent_name(&name)?;
-    let record = host
-        .store
-        .agent(&name)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::from(Error::AgentNotFound(name.clone())))?;
+    let record = known_agent(&host, &name).await?;
     let slot = host.registry.get(&name);
     let live = slot.as_ref().and_then(|s| s.active());
     let gate = slot.as_ref().map(|s| s.gate());
@@ -172,13 +183,7 @@ async fn list_versions(
     State(host): State<Arc<Host>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    agent_name(&name)?;
-    let record = host
-        .store
-        .agent(&name)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::from(Error::AgentNotFound(name.clone())))?;
+    let record = known_agent(&host, &name).await?;
     let versions: Vec<Value> = host
         .store
         .versions(&name)
@@ -354,16 +359,7 @@ async fn logs(
     Path(name): Path<String>,
     Query(query): Query<LogsQuery>,
 ) -> ApiResult<Json<Value>> {
-    agent_name(&name)?;
-    if host
-        .store
-        .agent(&name)
-        .await
-        .map_err(ApiError::from)?
-        .is_none()
-    {
-        return Err(Error::AgentNotFound(name).into());
-    }
+    known_agent(&host, &name).await?;
     let limit = query.limit.unwrap_or(100).min(10_000);
     let lines = host
         .store
@@ -429,16 +425,7 @@ async fn release(
     State(host): State<Arc<Host>>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Value>> {
-    agent_name(&name)?;
-    if host
-        .store
-        .agent(&name)
-        .await
-        .map_err(ApiError::from)?
-        .is_none()
-    {
-        return Err(Error::AgentNotFound(name).into());
-    }
+    known_agent(&host, &name).await?;
     host.release(&name, "released by request")
         .await
         .map_err(ApiError::from)?;
@@ -480,30 +467,19 @@ async fn list_alerts(
 }
 
 async fn show_alert(State(host): State<Arc<Host>>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
-    let alert = host
-        .store
-        .alert(id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::from(Error::AlertNotFound(id)))?;
-    Ok(Json(json!(alert)))
+    Ok(Json(json!(known_alert(&host, id).await?)))
 }
 
 async fn resolve_alert(
     State(host): State<Arc<Host>>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<Value>> {
-    host.store
-        .alert(id)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or_else(|| ApiError::from(Error::AlertNotFound(id)))?;
+    known_alert(&host, id).await?;
     host.store
         .resolve_alert(id, "resolved by request")
         .await
         .map_err(ApiError::from)?;
-    let alert = host.store.alert(id).await.map_err(ApiError::from)?;
-    Ok(Json(json!(alert)))
+    Ok(Json(json!(known_alert(&host, id).await?)))
 }
 
 async fn system(State(host): State<Arc<Host>>) -> ApiResult<Json<Value>> {

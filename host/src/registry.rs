@@ -29,6 +29,9 @@ pub struct Version {
     pub failures: AtomicU64,
     /// Set while the version is in its watch window.
     pub watch: Mutex<Option<Watch>>,
+    /// Set once its watch window decided to roll it back: its further failures are answered
+    /// for by that rollback, not by supervision.
+    pub condemned: AtomicBool,
 }
 
 /// A watch window in progress.
@@ -61,6 +64,7 @@ impl Version {
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             watch: Mutex::new(None),
+            condemned: AtomicBool::new(false),
         }
     }
 
@@ -292,6 +296,8 @@ impl Registry {
             compiled.drain(..excess);
         }
         slot.active.store(Some(version));
+        // Supervision judges the version now serving, not the failures of the one before it.
+        slot.clear_failures();
         slot
     }
 

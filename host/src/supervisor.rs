@@ -133,14 +133,21 @@ impl Host {
         failed: bool,
     ) {
         version.calls.fetch_add(1, Ordering::Relaxed);
-        let policy = &version.resolved.policy;
         if failed {
             version.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        let policy = &version.resolved.policy;
+        // A version in its watch window answers to the window: it goes back to the version it
+        // replaced, not through quarantine. So does one the window already condemned, and the
+        // failures of a version no longer serving say nothing about the agent.
+        let supervised = version.window().is_none()
+            && !version.condemned.load(Ordering::Acquire)
+            && slot.active().is_some_and(|a| Arc::ptr_eq(&a, version));
+        if !failed {
+            slot.remember(event);
+        } else if supervised {
             let recent = slot.record_failure(policy.period);
-            // A version in its watch window answers to the window: it goes back to the
-            // version it replaced, not through quarantine.
-            if version.window().is_none()
-                && recent > policy.max_failures as usize
+            if recent > policy.max_failures as usize
                 && !slot.remediating.swap(true, Ordering::AcqRel)
             {
                 let host = self.clone();
@@ -159,8 +166,6 @@ impl Host {
                     slot.remediating.store(false, Ordering::Release);
                 });
             }
-        } else {
-            slot.remember(event);
         }
         if let Some((watch, calls, _)) = version.window() {
             let closing =
@@ -186,6 +191,10 @@ impl Host {
         ) else {
             return;
         };
+        // Condemned before the window closes, so no failure slips through to supervision.
+        if matches!(verdict, Verdict::RollBack) {
+            version.condemned.store(true, Ordering::Release);
+        }
         if !version.end_watch() {
             return;
         }

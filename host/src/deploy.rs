@@ -343,7 +343,8 @@ fn go_live(host: &Arc<Host>, version: &Arc<Version>) {
 }
 
 /// Replay the last events the active version handled successfully through the candidate, in
-/// shadow. Any of them failing rejects the candidate.
+/// shadow. Any of them failing rejects the candidate. A deadline hit ends the replay there: each
+/// further event would likely cost the candidate's whole deadline again.
 async fn run_canary(
     host: &Arc<Host>,
     agent: &str,
@@ -368,7 +369,9 @@ async fn run_canary(
         manifest.config.clone(),
     ));
     let mut failed = Vec::new();
+    let mut replayed = 0;
     for event in &events {
+        replayed += 1;
         let outcome = host
             .sandbox
             .handle(prepared, &resolved.limits, shadow.clone(), event.clone())
@@ -380,6 +383,12 @@ async fn run_canary(
                 _ => "internal",
             };
             failed.push(serde_json::json!({ "event": event.id, "topic": event.topic, "code": code, "error": e.to_string() }));
+            if matches!(
+                e,
+                overseer_sandbox::Error::Fault(overseer_sandbox::Fault::Timeout(_))
+            ) {
+                break;
+            }
         }
     }
     if failed.is_empty() {
@@ -391,10 +400,14 @@ async fn run_canary(
         ));
         return None;
     }
+    let stopped = if replayed < events.len() {
+        format!(" (the replay of {} stopped at a timeout)", events.len())
+    } else {
+        String::new()
+    };
     let message = format!(
-        "{} of {} replayed events failed where the active version succeeded: {}",
+        "{} of {replayed} replayed events failed where the active version succeeded{stopped}: {}",
         failed.len(),
-        events.len(),
         serde_json::Value::Array(failed)
     );
     checks.push(check("canary", false, &message, started));

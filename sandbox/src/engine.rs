@@ -302,7 +302,10 @@ fn classify(error: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) 
             if message.contains("pooling allocator") || message.contains("concurrent") {
                 Fault::Capacity(message)
             } else {
-                Fault::Trap(message)
+                // The cause, without the wasm backtrace wrapped around it: the backtrace is
+                // for the host's log, the cause for the caller and the version's record.
+                tracing::debug!(error = %message, "guest trapped");
+                Fault::Trap(error.root_cause().to_string())
             }
         }
     }

@@ -16,10 +16,15 @@ use tokio::task::JoinHandle;
 /// The token every test daemon accepts.
 pub const TOKEN: &str = "test-token";
 
-/// A daemon serving on loopback.
-pub struct Daemon {
+/// A daemon's HTTP API, reached with the test token.
+pub struct Api {
     pub url: String,
     pub client: reqwest::Client,
+}
+
+/// A daemon serving on loopback, in this process.
+pub struct Daemon {
+    pub api: Api,
     pub host: Arc<Host>,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
@@ -60,8 +65,7 @@ impl Daemon {
             let _ = stopped.await;
         }));
         Daemon {
-            url,
-            client: reqwest::Client::new(),
+            api: Api::new(url),
             host,
             data_dir,
             stop: Some(stop),
@@ -79,6 +83,23 @@ impl Daemon {
             let _ = server.await;
         }
         self._temp.take()
+    }
+}
+
+impl std::ops::Deref for Daemon {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+impl Api {
+    pub fn new(url: String) -> Api {
+        Api {
+            url,
+            client: reqwest::Client::new(),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -170,19 +191,23 @@ pub fn agents_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../agents")
 }
 
+/// Where the agents are built for the tests: next to the test binary,
+/// `<target>/debug/deps/all-…` → `<target>/agents`.
+pub fn agents_target_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(std::env::temp_dir)
+        .join("agents")
+}
+
 fn built() -> &'static Built {
     static BUILT: OnceLock<Built> = OnceLock::new();
     BUILT.get_or_init(|| {
-        // Next to the test binary: <target>/debug/deps/all-… → <target>/agents.
-        let exe = std::env::current_exe().expect("current exe");
-        let target = exe
-            .ancestors()
-            .nth(3)
-            .map(Path::to_path_buf)
-            .unwrap_or_else(std::env::temp_dir);
         let build = builder::build_rust(
             &agents_dir(),
-            &target.join("agents"),
+            &agents_target_dir(),
             &[],
             Duration::from_secs(1200),
         )

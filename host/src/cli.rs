@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::bench::{self, BenchArgs};
 use crate::config::{HostConfig, ServeArgs};
 use crate::daemon;
+use crate::drill::{self, DrillArgs};
 
 /// overseer: a self-healing host for WebAssembly agents.
 #[derive(Debug, Parser)]
@@ -81,6 +82,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Push a faulty build of a live agent and watch the host reject it or roll it back.
+    Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
     Bench(BenchArgs),
 }
@@ -108,11 +111,11 @@ impl ClientArgs {
         })
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.url.trim_end_matches('/'))
     }
 
-    fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
         let request = client.post(self.url(path));
         match self.token() {
             Some(token) => request.bearer_auth(token),
@@ -121,12 +124,30 @@ impl ClientArgs {
     }
 }
 
+/// The whole program: parse the command line, set up logging to stderr and run the command on a
+/// multi-threaded runtime.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OVERSEER_LOG")
+                .unwrap_or_else(|_| "overseer_host=info,overseer_sandbox=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
 /// Run one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     match cli.command {
         Command::Serve(args) => daemon::run(HostConfig::load(&args)?).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Drill(args) => drill::run(args).await.map(|_| ()),
         Command::Push {
             name,
             file,
@@ -249,7 +270,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
     let response = request
         .send()
         .await

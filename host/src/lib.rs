@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod deploy;
+pub mod drill;
 pub mod error;
 pub mod manifest;
 pub mod metrics;

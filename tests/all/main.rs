@@ -4,6 +4,8 @@
 mod api;
 mod bus;
 mod cli;
+mod crash;
+mod drill;
 mod health;
 mod limits;
 mod push;

@@ -1,0 +1,6 @@
+//! The `overseer` program as a binary of this crate, so tests can run the daemon as a separate
+//! process and kill it (the crash-safety loop).
+
+fn main() -> anyhow::Result<()> {
+    overseer_host::cli::main()
+}

@@ -32,13 +32,15 @@ pub struct Daemon {
     _temp: Option<tempfile::TempDir>,
 }
 
-/// The configuration tests run with: a small instance pool, no bundled agents.
+/// The configuration tests run with: a small instance pool, no bundled agents, and builds of
+/// agent source in the target directory the test agents were built in, so they start warm.
 pub fn test_config(data_dir: &Path) -> HostConfig {
     HostConfig {
         data_dir: data_dir.to_path_buf(),
         token: Some(TOKEN.to_string()),
         bundled: false,
         max_instances: 64,
+        build_dir: Some(agents_target_dir()),
         ..HostConfig::default()
     }
 }
@@ -144,6 +146,44 @@ impl Api {
         body
     }
 
+    /// Create agent `name` from the source of an agent package, through the edit API; panics
+    /// unless it goes live. Returns the finished edit.
+    pub async fn create_from_source(&self, name: &str, package: &str) -> Value {
+        let mut files = serde_json::Map::new();
+        let dir = built().dirs.get(package).expect("package directory");
+        for path in ["Cargo.toml", "agent.toml", "src/lib.rs"] {
+            let text = std::fs::read_to_string(dir.join(path)).expect("read source");
+            let text = if path == "agent.toml" {
+                text.replace(
+                    &format!("name = \"{}\"", manifest_name(package)),
+                    &format!("name = \"{name}\""),
+                )
+            } else {
+                text
+            };
+            files.insert(path.to_string(), Value::String(text));
+        }
+        let body = serde_json::json!({ "files": files, "reason": "create from source" });
+        let (status, edit) = self
+            .post(&format!("/v1/agents/{name}/edits"), body.to_string())
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{edit}");
+        let edit = self.finished_edit(name, &edit).await;
+        assert_eq!(edit["state"], "live", "{edit}");
+        edit
+    }
+
+    /// Wait for an edit to leave `applying`, `building` and `checking`.
+    pub async fn finished_edit(&self, name: &str, edit: &Value) -> Value {
+        let path = format!("/v1/agents/{name}/edits/{}", edit["id"]);
+        eventually(Duration::from_secs(600), "the edit to finish", || async {
+            let (_, edit) = self.get(&path).await;
+            let state = edit["state"].as_str().unwrap_or_default().to_string();
+            (!["applying", "building", "checking"].contains(&state.as_str())).then_some(edit)
+        })
+        .await
+    }
+
     pub async fn invoke(&self, name: &str, payload: Value) -> (StatusCode, Value) {
         self.post(&format!("/v1/agents/{name}/invoke"), payload.to_string())
             .await
@@ -182,7 +222,7 @@ async fn send(request: reqwest::RequestBuilder) -> (StatusCode, Value) {
 }
 
 struct Built {
-    wasm: HashMap<String, PathBuf>,
+    wasm: HashMap<String, Vec<u8>>,
     dirs: HashMap<String, PathBuf>,
 }
 
@@ -215,7 +255,7 @@ fn built() -> &'static Built {
         let mut wasm = HashMap::new();
         let mut dirs = HashMap::new();
         for artifact in build.artifacts {
-            wasm.insert(artifact.package.clone(), artifact.wasm);
+            wasm.insert(artifact.package.clone(), artifact.bytes);
             dirs.insert(artifact.package, artifact.dir);
         }
         Built { wasm, dirs }
@@ -224,11 +264,11 @@ fn built() -> &'static Built {
 
 /// The component of an agent package of `agents/` (e.g. `echo`, `fixture-spin`).
 pub fn component(package: &str) -> Vec<u8> {
-    let path = built()
+    built()
         .wasm
         .get(package)
-        .unwrap_or_else(|| panic!("no component for {package}"));
-    std::fs::read(path).expect("read component")
+        .unwrap_or_else(|| panic!("no component for {package}"))
+        .clone()
 }
 
 /// The `agent.toml` of an agent package.

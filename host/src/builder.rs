@@ -2,7 +2,7 @@
 //! against one shared target directory, one build at a time, with the artifacts found from
 //! cargo's JSON messages. The same code builds the bundled agents and the test fixtures.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -27,6 +27,8 @@ pub struct Artifact {
     pub wasm: PathBuf,
     /// The package's directory (where its `agent.toml` lives).
     pub dir: PathBuf,
+    /// The component, read before the next build can overwrite it.
+    pub bytes: Vec<u8>,
 }
 
 /// The result of a build: its components and everything cargo printed.
@@ -132,6 +134,7 @@ pub fn build_rust(
                                         .parent()
                                         .map(|p| p.to_path_buf().into_std_path_buf())
                                         .unwrap_or_default(),
+                                    bytes: Vec::new(),
                                 });
                             }
                         }
@@ -169,11 +172,15 @@ pub fn build_rust(
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    let (artifacts, diagnostics) = stdout_reader.join().unwrap_or_default();
+    let (mut artifacts, diagnostics) = stdout_reader.join().unwrap_or_default();
     let errors = stderr_reader.join().unwrap_or_default();
     let log = format!("{diagnostics}{errors}");
     if !status.success() {
         return Err(Error::Build(log));
+    }
+    for artifact in &mut artifacts {
+        artifact.bytes = std::fs::read(&artifact.wasm)
+            .map_err(|e| Error::Build(format!("{}: {e}", artifact.wasm.display())))?;
     }
     Ok(Build {
         artifacts,
@@ -182,38 +189,16 @@ pub fn build_rust(
     })
 }
 
-/// The packages of a workspace that are agents to load at start: directories directly under
-/// `dir` with both a `Cargo.toml` and an `agent.toml` (fixtures live deeper and are skipped).
-pub fn bundled_packages(dir: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
+/// The source directories of the agents to load at start: directories directly under `dir`
+/// with both a `Cargo.toml` and an `agent.toml` (fixtures live deeper and are skipped).
+pub fn bundled_dirs(dir: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
-        .filter(|e| e.path().join("agent.toml").exists() && e.path().join("Cargo.toml").exists())
-        .filter_map(|e| package_name(&e.path().join("Cargo.toml")))
+        .map(|e| e.path())
+        .filter(|p| p.join("agent.toml").exists() && p.join("Cargo.toml").exists())
         .collect();
-    names.sort();
-    names
-}
-
-fn package_name(manifest: &Path) -> Option<String> {
-    let file = std::fs::File::open(manifest).ok()?;
-    let mut in_package = false;
-    for line in BufReader::new(file)
-        .lines()
-        .map_while(std::result::Result::ok)
-    {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_package = line == "[package]";
-            continue;
-        }
-        if in_package
-            && let Some(value) = line.strip_prefix("name")
-            && let Some(value) = value.trim_start().strip_prefix('=')
-        {
-            return Some(value.trim().trim_matches('"').to_string());
-        }
-    }
-    None
+    dirs.sort();
+    dirs
 }

@@ -1,13 +1,15 @@
-//! The agents that ship with overseer: built from `agents/` at start and pushed through the
-//! same pipeline as any other version (a push of unchanged bytes changes nothing).
+//! The agents that ship with overseer: each is read from `agents/<name>` as source, built by
+//! the same builder as an edit, and pushed through the same pipeline with its source attached
+//! (a push of unchanged source and bytes changes nothing). An agent whose active version came
+//! from anywhere else — an edit, a push — keeps it.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::builder;
 use crate::deploy;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
+use crate::source::{self, Snapshot};
 use crate::state::Host;
 
 /// Build every bundled agent and push the ones that changed. Returns the agents now live.
@@ -17,43 +19,62 @@ pub async fn load(host: &Arc<Host>) -> Result<Vec<String>> {
             "no agents directory: set --agents-dir or OVERSEER_AGENTS_DIR".to_string(),
         ));
     };
-    let packages = builder::bundled_packages(&dir);
-    let target_dir = host.config.build_dir();
-    let timeout = Duration::from_secs(host.config.build_timeout_secs);
-    tracing::info!(dir = %dir.display(), agents = ?packages, "building the bundled agents");
-    let build = tokio::task::spawn_blocking(move || {
-        let names: Vec<&str> = packages.iter().map(String::as_str).collect();
-        builder::build_rust(&dir, &target_dir, &names, timeout)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("build task: {e}")))??;
-    tracing::info!(
-        seconds = build.elapsed.as_secs_f64(),
-        "bundled agents built"
-    );
     let mut live = Vec::new();
-    for artifact in build.artifacts {
-        let text = std::fs::read_to_string(artifact.dir.join("agent.toml"))
-            .map_err(|e| Error::Build(format!("{}: {e}", artifact.dir.display())))?;
-        let manifest = Manifest::parse(&text)?;
-        let name = manifest
-            .name
-            .clone()
-            .unwrap_or_else(|| artifact.package.clone());
-        let bytes = std::fs::read(&artifact.wasm)
-            .map_err(|e| Error::Build(format!("{}: {e}", artifact.wasm.display())))?;
-        match deploy::push(host, &name, bytes, Some(manifest), "bundled").await {
-            Ok(deployed) => {
-                tracing::info!(
-                    agent = name,
-                    version = deployed.version,
-                    "{}",
-                    deployed.message
-                );
-                live.push(name);
+    for source in builder::bundled_dirs(&dir) {
+        match load_one(host, &source).await {
+            Ok(name) => live.push(name),
+            Err(e) => {
+                tracing::error!(source = %source.display(), error = %e, "bundled agent not loaded")
             }
-            Err(e) => tracing::error!(agent = name, error = %e, "bundled agent not loaded"),
         }
     }
     Ok(live)
+}
+
+async fn load_one(host: &Arc<Host>, dir: &std::path::Path) -> Result<String> {
+    let snapshot = Snapshot::read_dir(dir)?;
+    let text = snapshot
+        .files
+        .get("agent.toml")
+        .ok_or_else(|| Error::Build(format!("{}: no agent.toml", dir.display())))?;
+    let manifest = Manifest::parse(text)?;
+    let name = manifest
+        .name
+        .clone()
+        .or_else(|| snapshot.package_name())
+        .ok_or_else(|| Error::Build(format!("{}: no name", dir.display())))?;
+    if let Some(active) = host
+        .store
+        .agent(&name)
+        .await?
+        .and_then(|a| a.active_version)
+        && let Some(record) = host.store.version(&name, active).await?
+        && record.origin != "bundled"
+    {
+        tracing::info!(
+            agent = name,
+            version = active,
+            origin = record.origin,
+            "keeps its active version over the bundled source"
+        );
+        return Ok(name);
+    }
+    let _one_at_a_time = host.edit_lock(&name).await;
+    let built = source::build(host, &name, &snapshot).await?;
+    let deployed = deploy::push_with_source(
+        host,
+        &name,
+        built.bytes,
+        Some(manifest),
+        "bundled",
+        Some(&snapshot),
+    )
+    .await?;
+    tracing::info!(
+        agent = name,
+        version = deployed.version,
+        "{}",
+        deployed.message
+    );
+    Ok(name)
 }

@@ -82,6 +82,37 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Propose an edit of an agent's source (a unified diff); waits for its outcome.
+    Edit {
+        name: String,
+        /// The unified diff.
+        #[arg(long)]
+        diff: PathBuf,
+        /// The version the diff was written against (default: the active one).
+        #[arg(long)]
+        base: Option<u32>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Return once the edit is accepted, without waiting for its outcome.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List an agent's edits.
+    Edits {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the source diff between two versions of an agent.
+    Diff {
+        name: String,
+        a: u32,
+        b: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Push a faulty build of a live agent and watch the host reject it or roll it back.
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
@@ -225,6 +256,83 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Edit {
+            name,
+            diff,
+            base,
+            reason,
+            no_wait,
+            client: c,
+        } => {
+            let diff = std::fs::read_to_string(&diff)
+                .with_context(|| format!("reading {}", diff.display()))?;
+            let base = match base {
+                Some(base) => base,
+                None => {
+                    send(client.get(c.url(&format!("/v1/agents/{name}")))).await?["active_version"]
+                        .as_u64()
+                        .map(|v| v as u32)
+                        .context("the agent has no active version to edit")?
+                }
+            };
+            let body = serde_json::json!({
+                "base_version": base,
+                "diff": diff,
+                "reason": reason,
+                "proposer": "cli",
+            });
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/edits"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            let mut edit = send(request).await?;
+            let path = format!("/v1/agents/{name}/edits/{}", edit["id"]);
+            let mut poll = tokio::time::interval(std::time::Duration::from_millis(200));
+            while !no_wait
+                && matches!(
+                    edit["state"].as_str(),
+                    Some("applying" | "building" | "checking")
+                )
+            {
+                poll.tick().await;
+                edit = send(client.get(c.url(&path))).await?;
+            }
+            print_edit(&edit);
+            if edit["state"] == "rejected" {
+                bail!("edit {} rejected", edit["id"]);
+            }
+            Ok(())
+        }
+        Command::Edits { name, client: c } => {
+            let value = send(client.get(c.url(&format!("/v1/agents/{name}/edits")))).await?;
+            for edit in value["edits"].as_array().into_iter().flatten() {
+                println!(
+                    "#{:<5} {:<12} {:<8} base v{:<4} {:<10} {}",
+                    edit["id"],
+                    edit["state"].as_str().unwrap_or_default(),
+                    edit["version"]
+                        .as_u64()
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    edit["base_version"].as_u64().unwrap_or(0),
+                    edit["proposer"].as_str().unwrap_or_default(),
+                    edit["reason"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Diff {
+            name,
+            a,
+            b,
+            client: c,
+        } => {
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/versions/{a}/diff/{b}"))))
+                    .await?;
+            print!("{}", value["diff"].as_str().unwrap_or_default());
+            Ok(())
+        }
         Command::Release { name, client: c } => {
             print_json(send(c.post(&client, &format!("/v1/agents/{name}/release"))).await?);
             Ok(())
@@ -283,6 +391,27 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Val
         bail!("{status} {code}: {message}");
     }
     Ok(value)
+}
+
+fn print_edit(edit: &Value) {
+    println!(
+        "edit {} of {}: {}",
+        edit["id"],
+        edit["agent"].as_str().unwrap_or_default(),
+        edit["state"].as_str().unwrap_or_default()
+    );
+    if let Some(version) = edit["version"].as_u64() {
+        println!("version: v{version}");
+    }
+    if let Some(stage) = edit["stage"].as_str() {
+        println!(
+            "stage: {stage} ({})",
+            edit["code"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(message) = edit["message"].as_str() {
+        println!("{message}");
+    }
 }
 
 fn print_json(value: Value) {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::state::Host;
-use crate::{api, bundled, deploy};
+use crate::{api, bundled, deploy, edit};
 
 /// Open the host on its data directory and load every active version.
 pub async fn open(config: HostConfig) -> Result<Arc<Host>> {
@@ -20,6 +20,7 @@ pub async fn open(config: HostConfig) -> Result<Arc<Host>> {
     };
     let host = Host::open(config, token).await?;
     deploy::load_active(&host).await?;
+    edit::recover(&host).await?;
     Ok(host)
 }
 

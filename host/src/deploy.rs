@@ -12,6 +12,7 @@ use crate::error::{Error, Result, check_name};
 use crate::manifest::Manifest;
 use crate::registry::Version;
 use crate::services::ShadowServices;
+use crate::source::Snapshot;
 use crate::state::Host;
 use crate::store::{Check, NewVersion, RejectedAt};
 
@@ -40,7 +41,25 @@ pub async fn push(
     manifest: Option<Manifest>,
     origin: &str,
 ) -> Result<Deployed> {
+    push_with_source(host, agent, bytes, manifest, origin, None).await
+}
+
+/// [`push`] of a component built from `source`: the version records the snapshot, and when it
+/// goes live the agent's working copy is made to match it.
+pub async fn push_with_source(
+    host: &Arc<Host>,
+    agent: &str,
+    bytes: Vec<u8>,
+    manifest: Option<Manifest>,
+    origin: &str,
+    source: Option<&Snapshot>,
+) -> Result<Deployed> {
     check_name(agent)?;
+    let encoded = source.map(Snapshot::encode);
+    let source_digest = encoded.as_ref().map(|(digest, _)| digest.clone());
+    let source = encoded
+        .as_ref()
+        .map(|(digest, bytes)| (digest.as_str(), bytes.as_slice()));
     let _deploying = host.deploy_lock(agent).await;
     let active = match host.store.agent(agent).await? {
         Some(record) => record.active_version,
@@ -58,11 +77,11 @@ pub async fn push(
     let resolved = manifest.resolve(agent, &host.config)?;
     let digest = overseer_sandbox::digest(&bytes);
 
-    if let Some(same) = versions
-        .iter()
-        .rev()
-        .find(|v| v.digest == digest && v.manifest == manifest)
-    {
+    if let Some(same) = versions.iter().rev().find(|v| {
+        v.digest == digest
+            && v.manifest == manifest
+            && (source_digest.is_none() || v.source_digest == source_digest)
+    }) {
         if Some(same.number) == active {
             return Ok(Deployed {
                 agent: agent.to_string(),
@@ -126,6 +145,7 @@ pub async fn push(
                     origin,
                     parent: active,
                     checks: &checks,
+                    source,
                     rejected: Some(RejectedAt {
                         stage: "validate",
                         code: rejection.code(),
@@ -162,6 +182,7 @@ pub async fn push(
                 origin,
                 parent: active,
                 checks: &checks,
+                source,
                 rejected: Some(RejectedAt {
                     stage,
                     code,
@@ -184,6 +205,7 @@ pub async fn push(
                 origin,
                 parent: active,
                 checks: &checks,
+                source,
                 rejected: None,
             },
             Some(&bytes),
@@ -200,6 +222,7 @@ pub async fn push(
         active,
     ));
     go_live(host, &version);
+    crate::edit::check_out(host, agent, number).await;
     version.start_watch();
     crate::supervisor::schedule_window_close(host, &version);
     host.release(agent, "a new version was pushed").await?;
@@ -452,6 +475,9 @@ pub async fn rollback(host: &Arc<Host>, agent: &str, to: Option<u32>) -> Result<
             }
         };
     let mut deployed = activate_existing(host, agent, target).await?;
+    if let Some(from) = record.active_version.filter(|from| *from != target) {
+        crate::edit::rolled_back(host, agent, from).await;
+    }
     host.metrics.rollback(agent);
     host.release(agent, "rolled back").await?;
     deployed.message = format!("rolled back to version {target}");
@@ -485,6 +511,7 @@ async fn activate_existing(host: &Arc<Host>, agent: &str, number: u32) -> Result
     if !already {
         host.store.set_active(agent, Some(number)).await?;
         go_live(host, &version);
+        crate::edit::check_out(host, agent, number).await;
     }
     Ok(Deployed {
         agent: agent.to_string(),
@@ -599,6 +626,7 @@ pub async fn roll_back_from(host: &Arc<Host>, agent: &str, from: u32) -> Result<
         return Ok(None);
     };
     activate_existing(host, agent, target).await?;
+    crate::edit::rolled_back(host, agent, from).await;
     host.metrics.rollback(agent);
     tracing::warn!(agent, from, to = target, "rolled back automatically");
     Ok(Some(target))
@@ -628,6 +656,7 @@ pub async fn to_last_stable(host: &Arc<Host>, agent: &str) -> Result<Option<(u32
         return Ok(None);
     };
     activate_existing(host, agent, target).await?;
+    crate::edit::rolled_back(host, agent, active).await;
     host.metrics.rollback(agent);
     tracing::warn!(
         agent,

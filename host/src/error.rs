@@ -58,6 +58,30 @@ pub enum Error {
     /// The agent faulted: a limit or a trap.
     #[error("version {version} faulted: {fault}")]
     Fault { version: u32, fault: Fault },
+    /// A path that leaves the agent's source: `..`, absolute, or through a symbolic link.
+    #[error("path {0:?} escapes the agent's source")]
+    PathEscape(String),
+    /// The agent has no source to edit (it was pushed as a component).
+    #[error("agent {0:?} has no source to edit: it was pushed as a component")]
+    NoSource(String),
+    /// A diff that is not a unified diff, or does not apply to the version it names.
+    #[error("the patch does not apply: {0}")]
+    PatchFailed(String),
+    /// The edit's base is not the active version and its change does not apply to the active one.
+    #[error(
+        "version {base} is no longer active ({active} is) and the change does not apply to it: {detail}"
+    )]
+    StaleBase {
+        base: u32,
+        active: u32,
+        detail: String,
+    },
+    /// No such edit.
+    #[error("edit {0} not found")]
+    EditNotFound(i64),
+    /// The LLM endpoint is not configured or cannot be reached.
+    #[error("LLM unavailable: {0}")]
+    LlmUnavailable(String),
     /// The database failed.
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
@@ -87,6 +111,12 @@ impl Error {
             Error::AlertNotFound(_) => "alert_not_found",
             Error::Guest { error, .. } => error.code(),
             Error::Fault { fault, .. } => fault.code(),
+            Error::PathEscape(_) => "path_escape",
+            Error::NoSource(_) => "no_source",
+            Error::PatchFailed(_) => "patch_failed",
+            Error::StaleBase { .. } => "stale_base",
+            Error::EditNotFound(_) => "edit_not_found",
+            Error::LlmUnavailable(_) => "unavailable",
             Error::Store(_) => "store_error",
             Error::Build(_) => "build_failed",
             Error::Internal(_) => "internal",

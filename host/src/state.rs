@@ -33,7 +33,8 @@ pub struct Host {
     logs: mpsc::Sender<LogLine>,
     /// Host resources, refreshed when asked for.
     pub system: Mutex<sysinfo::System>,
-    deploy_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    deploy_locks: Locks,
+    edit_locks: Locks,
 }
 
 /// The answer of a successful invocation.
@@ -66,19 +67,19 @@ impl Host {
             logs,
             system: Mutex::new(sysinfo::System::new()),
             deploy_locks: Mutex::new(HashMap::new()),
+            edit_locks: Mutex::new(HashMap::new()),
         }))
     }
 
     /// The lock that serialises deploys, rollbacks and retirement of one agent.
     pub async fn deploy_lock(&self, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
-        let lock = self
-            .deploy_locks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(agent.to_string())
-            .or_default()
-            .clone();
-        lock.lock_owned().await
+        lock_of(&self.deploy_locks, agent).await
+    }
+
+    /// The lock that runs one edit (or bundled build) of an agent's source at a time; held
+    /// across the build, so it is separate from the deploy lock.
+    pub async fn edit_lock(&self, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        lock_of(&self.edit_locks, agent).await
     }
 
     /// Queue a line for the agent's log. Dropped, and counted, if the writer is far behind.
@@ -247,4 +248,16 @@ async fn write_logs(store: Store, mut receiver: mpsc::Receiver<LogLine>) {
         }
         batch.clear();
     }
+}
+
+type Locks = Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>;
+
+async fn lock_of(locks: &Locks, agent: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = locks
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(agent.to_string())
+        .or_default()
+        .clone();
+    lock.lock_owned().await
 }

@@ -44,6 +44,8 @@ pub struct VersionRecord {
     pub verdict_detail: Option<String>,
     pub calls: u64,
     pub failures: u64,
+    /// The source snapshot the version was built from, when it was built from source.
+    pub source_digest: Option<String>,
 }
 
 /// An agent as stored.
@@ -156,6 +158,15 @@ impl Store {
         Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
     }
 
+    /// A compressed source snapshot.
+    pub async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let row = sqlx::query("SELECT bytes FROM sources WHERE digest = ?")
+            .bind(digest)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.get::<Vec<u8>, _>(0)))
+    }
+
     /// Record a new version, storing its component when `bytes` is given, and make it the
     /// active one when `activate` is set — all in one transaction. Returns its number.
     pub async fn insert_version(
@@ -190,9 +201,19 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        if let Some((digest, bytes)) = record.source {
+            sqlx::query(
+                "INSERT INTO sources (digest, size, bytes) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(bytes.len() as i64)
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
         sqlx::query(
-            "INSERT INTO versions (agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO versions (agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms, source_digest) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(record.agent)
         .bind(number)
@@ -207,6 +228,7 @@ impl Store {
         .bind(record.rejected.map(|r| r.reason))
         .bind(serde_json::to_string(record.checks).unwrap_or_default())
         .bind(now as i64)
+        .bind(record.source.map(|(digest, _)| digest))
         .execute(&mut *tx)
         .await?;
         if activate {
@@ -387,6 +409,8 @@ pub struct NewVersion<'a> {
     pub checks: &'a [Check],
     /// Why the version was rejected, when it was.
     pub rejected: Option<RejectedAt<'a>>,
+    /// The compressed source snapshot it was built from: digest and bytes.
+    pub source: Option<(&'a str, &'a [u8])>,
 }
 
 /// The step at which a version was rejected, the stable code and the reason.
@@ -407,7 +431,7 @@ pub struct LogLine {
     pub at_ms: u64,
 }
 
-const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms, verdict, verdict_detail, calls, failures FROM versions";
+const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, parent, state, stage, code, reason, checks, created_ms, verdict, verdict_detail, calls, failures, source_digest FROM versions";
 
 fn agent_record(row: &sqlx::sqlite::SqliteRow) -> AgentRecord {
     AgentRecord {
@@ -446,6 +470,7 @@ fn version_record(row: &sqlx::sqlite::SqliteRow) -> Result<VersionRecord> {
         verdict_detail: row.get("verdict_detail"),
         calls: row.get::<i64, _>("calls") as u64,
         failures: row.get::<i64, _>("failures") as u64,
+        source_digest: row.get("source_digest"),
     })
 }
 
@@ -634,5 +659,163 @@ impl Store {
             .iter()
             .map(|r| (r.get("agent"), r.get::<i64, _>("number") as u32))
             .collect())
+    }
+}
+
+/// An edit of an agent's source and what became of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct EditRecord {
+    pub id: i64,
+    pub agent: String,
+    pub base_version: Option<u32>,
+    /// Who or what proposed it: `api`, `cli`, an agent's name.
+    pub proposer: String,
+    pub reason: String,
+    /// The change as a unified diff against the base.
+    pub diff: String,
+    /// `applying`, `building`, `checking`, `live`, `rejected` or `rolled-back`.
+    pub state: String,
+    /// Where a rejected edit stopped: `build`, `manifest`, or a deploy stage.
+    pub stage: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub build_log: Option<String>,
+    /// The version the edit produced.
+    pub version: Option<u32>,
+    /// The active version the change was re-applied to, when the base was stale.
+    pub rebased_onto: Option<u32>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// The outcome of one step of an edit.
+#[derive(Debug, Clone, Default)]
+pub struct EditUpdate<'a> {
+    pub state: &'a str,
+    pub stage: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: Option<String>,
+    pub build_log: Option<&'a str>,
+    pub version: Option<u32>,
+}
+
+const EDIT_COLUMNS: &str = "SELECT id, agent, base_version, proposer, reason, diff, state, stage, code, message, build_log, version, rebased_onto, created_ms, updated_ms FROM edits";
+
+fn edit_record(row: &sqlx::sqlite::SqliteRow) -> EditRecord {
+    EditRecord {
+        id: row.get("id"),
+        agent: row.get("agent"),
+        base_version: row.get::<Option<i64>, _>("base_version").map(|v| v as u32),
+        proposer: row.get("proposer"),
+        reason: row.get("reason"),
+        diff: row.get("diff"),
+        state: row.get("state"),
+        stage: row.get("stage"),
+        code: row.get("code"),
+        message: row.get("message"),
+        build_log: row.get("build_log"),
+        version: row.get::<Option<i64>, _>("version").map(|v| v as u32),
+        rebased_onto: row.get::<Option<i64>, _>("rebased_onto").map(|v| v as u32),
+        created_ms: row.get::<i64, _>("created_ms") as u64,
+        updated_ms: row.get::<i64, _>("updated_ms") as u64,
+    }
+}
+
+impl Store {
+    /// Record a proposed edit in state `applying`. Returns its id.
+    pub async fn insert_edit(
+        &self,
+        agent: &str,
+        base_version: Option<u32>,
+        proposer: &str,
+        reason: &str,
+        diff: &str,
+        rebased_onto: Option<u32>,
+    ) -> Result<i64> {
+        let now = now_ms() as i64;
+        let id = sqlx::query(
+            "INSERT INTO edits (agent, base_version, proposer, reason, diff, state, rebased_onto, created_ms, updated_ms) \
+             VALUES (?, ?, ?, ?, ?, 'applying', ?, ?, ?)",
+        )
+        .bind(agent)
+        .bind(base_version)
+        .bind(proposer)
+        .bind(reason)
+        .bind(diff)
+        .bind(rebased_onto)
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?
+        .last_insert_rowid();
+        Ok(id)
+    }
+
+    /// Move an edit on: its state and whatever the step learned.
+    pub async fn update_edit(&self, id: i64, update: &EditUpdate<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE edits SET state = ?, stage = COALESCE(?, stage), code = COALESCE(?, code), \
+             message = COALESCE(?, message), build_log = COALESCE(?, build_log), \
+             version = COALESCE(?, version), updated_ms = ? WHERE id = ?",
+        )
+        .bind(update.state)
+        .bind(update.stage)
+        .bind(update.code)
+        .bind(update.message.as_deref())
+        .bind(update.build_log)
+        .bind(update.version)
+        .bind(now_ms() as i64)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>> {
+        let row = sqlx::query(&format!("{EDIT_COLUMNS} WHERE agent = ? AND id = ?"))
+            .bind(agent)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.as_ref().map(edit_record))
+    }
+
+    /// An agent's edits, newest first.
+    pub async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>> {
+        let rows = sqlx::query(&format!(
+            "{EDIT_COLUMNS} WHERE agent = ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(agent)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(edit_record).collect())
+    }
+
+    /// The live edit that produced `version` is now `rolled-back`. Returns its id, if any.
+    pub async fn edit_rolled_back(&self, agent: &str, version: u32) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "UPDATE edits SET state = 'rolled-back', updated_ms = ? \
+             WHERE agent = ? AND version = ? AND state = 'live' RETURNING id",
+        )
+        .bind(now_ms() as i64)
+        .bind(agent)
+        .bind(version)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.get::<i64, _>(0)))
+    }
+
+    /// Edits a stopped daemon left unfinished are rejected as `interrupted`.
+    pub async fn interrupt_edits(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE edits SET state = 'rejected', stage = COALESCE(stage, state), code = 'interrupted', \
+             message = 'the daemon stopped before the edit finished', updated_ms = ? \
+             WHERE state IN ('applying', 'building', 'checking')",
+        )
+        .bind(now_ms() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -6,6 +6,7 @@ mod bus;
 mod cli;
 mod crash;
 mod drill;
+mod edit;
 mod health;
 mod limits;
 mod push;

@@ -48,12 +48,17 @@ impl ApiError {
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
         let status = match &error {
-            Error::InvalidName(_) | Error::InvalidRequest(_) | Error::InvalidManifest(_) => {
-                StatusCode::BAD_REQUEST
-            }
-            Error::AgentNotFound(_) | Error::VersionNotFound { .. } | Error::AlertNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            Error::InvalidName(_)
+            | Error::InvalidRequest(_)
+            | Error::InvalidManifest(_)
+            | Error::PathEscape(_) => StatusCode::BAD_REQUEST,
+            Error::AgentNotFound(_)
+            | Error::VersionNotFound { .. }
+            | Error::AlertNotFound(_)
+            | Error::EditNotFound(_) => StatusCode::NOT_FOUND,
+            Error::StaleBase { .. } | Error::NoSource(_) => StatusCode::CONFLICT,
+            Error::PatchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::LlmUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Quarantined(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::NoActiveVersion(_)
             | Error::NoPreviousVersion(_)

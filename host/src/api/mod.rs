@@ -1,6 +1,7 @@
 //! The HTTP API v1 (axum): routes, bearer-token auth on mutations, the body limit, and
 //! `serve(listener, host, shutdown)` so a test can bind `127.0.0.1:0` and drive a real server.
 
+mod edits;
 mod error;
 
 use std::future::Future;
@@ -48,6 +49,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/system", get(system))
         .route("/v1/events", get(events))
         .route("/metrics", get(metrics))
+        .merge(edits::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -1,0 +1,135 @@
+//! Edits, diffs and source: `/v1/agents/{name}/edits`, `/versions/{a}/diff/{b}` and `/source`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, ApiResult, known_agent};
+use crate::edit::{self, EditRequest};
+use crate::error::Error;
+use crate::source::{self, Snapshot};
+use crate::state::Host;
+
+pub fn routes() -> Router<Arc<Host>> {
+    Router::new()
+        .route(
+            "/v1/agents/{name}/edits",
+            get(list_edits).post(propose_edit),
+        )
+        .route("/v1/agents/{name}/edits/{id}", get(show_edit))
+        .route("/v1/agents/{name}/versions/{a}/diff/{b}", get(version_diff))
+        .route("/v1/agents/{name}/source", get(show_source))
+}
+
+async fn propose_edit(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    super::agent_name(&name)?;
+    let request: EditRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::from(Error::InvalidRequest(format!(
+            "expected {{\"base_version\": N, \"diff\": \"...\" or \"files\": {{...}}, \"reason\": \"...\"}}: {e}"
+        )))
+    })?;
+    let record = edit::submit(&host, &name, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(record)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+}
+
+async fn list_edits(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> ApiResult<Json<Value>> {
+    known_agent(&host, &name).await?;
+    let edits = host
+        .store
+        .edits(&name, query.limit.unwrap_or(100).min(1000))
+        .await?;
+    Ok(Json(json!({ "agent": name, "edits": edits })))
+}
+
+async fn show_edit(
+    State(host): State<Arc<Host>>,
+    Path((name, id)): Path<(String, i64)>,
+) -> ApiResult<Json<Value>> {
+    super::agent_name(&name)?;
+    let edit = host
+        .store
+        .edit(&name, id)
+        .await?
+        .ok_or(Error::EditNotFound(id))?;
+    Ok(Json(json!(edit)))
+}
+
+async fn version_diff(
+    State(host): State<Arc<Host>>,
+    Path((name, a, b)): Path<(String, u32, u32)>,
+) -> ApiResult<Json<Value>> {
+    known_agent(&host, &name).await?;
+    let from = source_of(&host, &name, a).await?;
+    let to = source_of(&host, &name, b).await?;
+    Ok(Json(json!({
+        "agent": name,
+        "from": a,
+        "to": b,
+        "diff": source::diff(&from, &to),
+    })))
+}
+
+async fn source_of(host: &Host, agent: &str, version: u32) -> ApiResult<Snapshot> {
+    Ok(edit::version_source(host, agent, version)
+        .await?
+        .ok_or_else(|| Error::NoSource(agent.to_string()))?)
+}
+
+#[derive(Debug, Deserialize)]
+struct SourceQuery {
+    /// One file to return whole; without it, the list of files.
+    path: Option<String>,
+    /// A version other than the active one.
+    version: Option<u32>,
+}
+
+async fn show_source(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    Query(query): Query<SourceQuery>,
+) -> ApiResult<Response> {
+    let record = known_agent(&host, &name).await?;
+    let version = query
+        .version
+        .or(record.active_version)
+        .ok_or_else(|| Error::NoActiveVersion(name.clone()))?;
+    let snapshot = source_of(&host, &name, version).await?;
+    let body = match query.path {
+        Some(path) => {
+            source::check_path(&path)?;
+            let text = snapshot.files.get(&path).ok_or_else(|| {
+                Error::InvalidRequest(format!("version {version} has no file {path:?}"))
+            })?;
+            json!({ "agent": name, "version": version, "path": path, "content": text })
+        }
+        None => {
+            let files: Vec<Value> = snapshot
+                .files
+                .iter()
+                .map(|(path, text)| json!({ "path": path, "bytes": text.len() }))
+                .collect();
+            json!({ "agent": name, "version": version, "files": files })
+        }
+    };
+    Ok(Json(body).into_response())
+}

@@ -9,6 +9,9 @@ use anyhow::Context;
 use clap::Args;
 
 use crate::config::HostConfig;
+use crate::edit::{self, EditRequest};
+use crate::source::Snapshot;
+use crate::state::Host;
 use crate::{api, builder, daemon, deploy};
 
 #[derive(Debug, Clone, Args)]
@@ -84,6 +87,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .or_else(|| config.agents_dir())
         .context("no agents directory: pass --agents-dir")?;
     let build_dir = args.build_dir.clone();
+    let source_dir = agents_dir.clone();
     println!("building echo …");
     let build = tokio::task::spawn_blocking(move || {
         builder::build_rust(
@@ -113,6 +117,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         data_dir: data.path().to_path_buf(),
         token: Some("bench".to_string()),
         bundled: false,
+        agents_dir: Some(source_dir.clone()),
+        build_dir: Some(args.build_dir.clone()),
         ..HostConfig::default()
     };
 
@@ -245,6 +251,11 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 
     let _ = stop.send(());
     server.await??;
+
+    // Self-editing: one-line edits of echo built from source with a warm target directory,
+    // from the request to the new version live; then an asked-for rollback with the source.
+    println!("editing echo from source …");
+    let (edits, restore) = edit_cycle(&host, &source_dir).await?;
     drop(Arc::clone(&host));
 
     println!();
@@ -285,6 +296,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "| rollback to the previous version (compiled in memory) | {:.2} ms |",
         ms(rollback)
     );
+    println!(
+        "| one-line edit of echo, request to live (warm target directory), 5 edits: p50 / p99 | {:.0} ms / {:.0} ms |",
+        edits.p50 / 1000.0,
+        edits.p99 / 1000.0
+    );
+    println!(
+        "| asked-for rollback, working copy restored | {:.2} ms |",
+        ms(restore)
+    );
     match mttr {
         Some(mttr) => println!(
             "| MTTR: first failing call to the previous version answering (500 ms watch window) | {:.2} ms |",
@@ -293,6 +313,87 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => println!("| MTTR | the bad version was not rolled back within 10 s |"),
     }
     Ok(())
+}
+
+/// Create `bench-edit` from echo's source, time five one-line edits to live, then time a
+/// rollback that also restores the working copy.
+async fn edit_cycle(
+    host: &Arc<Host>,
+    agents_dir: &std::path::Path,
+) -> anyhow::Result<(Summary, Duration)> {
+    let mut source = Snapshot::read_dir(&agents_dir.join("echo"))?;
+    let agent = "bench-edit";
+    if let Some(manifest) = source.files.get_mut("agent.toml") {
+        *manifest = manifest.replace("name = \"echo\"", &format!("name = \"{agent}\""));
+    }
+    let finish = |id: i64| async move {
+        loop {
+            let edit = host
+                .store
+                .edit(agent, id)
+                .await?
+                .context("the edit vanished")?;
+            match edit.state.as_str() {
+                "live" => return anyhow::Ok(()),
+                "rejected" | "rolled-back" => {
+                    anyhow::bail!(
+                        "edit {id} {}: {}",
+                        edit.state,
+                        edit.message.unwrap_or_default()
+                    )
+                }
+                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    let created = edit::submit(
+        host,
+        agent,
+        EditRequest {
+            files: Some(source.files.clone()),
+            reason: "bench".to_string(),
+            ..EditRequest::default()
+        },
+    )
+    .await?;
+    finish(created.id).await?;
+    let mut samples = Vec::new();
+    let mut current = source.files.get("src/lib.rs").cloned().unwrap_or_default();
+    for round in 1..=5 {
+        let base = host
+            .store
+            .agent(agent)
+            .await?
+            .and_then(|a| a.active_version);
+        let next = current.replace(
+            "Ok(event.payload)",
+            &format!("Ok(event.payload) // edit {round}"),
+        );
+        let next = if next == current {
+            format!("{current}// edit {round}\n")
+        } else {
+            next
+        };
+        let started = Instant::now();
+        let edit = edit::submit(
+            host,
+            agent,
+            EditRequest {
+                base_version: base,
+                files: Some([("src/lib.rs".to_string(), next.clone())].into()),
+                reason: format!("bench edit {round}"),
+                ..EditRequest::default()
+            },
+        )
+        .await?;
+        finish(edit.id).await?;
+        samples.push(started.elapsed());
+        current = next;
+    }
+    let started = Instant::now();
+    deploy::rollback(host, agent, None).await?;
+    let restore = started.elapsed();
+    Ok((summarize(&mut samples), restore))
 }
 
 fn ms(d: Duration) -> f64 {

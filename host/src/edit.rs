@@ -296,6 +296,7 @@ async fn run(host: &Arc<Host>, agent: &str, id: i64) -> Result<()> {
             version: Some(version),
             ..rejected(stage, code, message)
         },
+        Err(e @ Error::InvalidManifest(_)) => rejected("manifest", e.code(), e.to_string()),
         Err(e) => return Err(e),
     };
     finish(host, &edit, update).await

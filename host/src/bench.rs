@@ -98,18 +98,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         )
     })
     .await??;
-    let artifact = build
-        .artifacts
-        .iter()
-        .find(|a| a.package == "echo")
-        .context("the build produced no echo component")?;
-    let echo = std::fs::read(&artifact.wasm)?;
-    let flaky = build
-        .artifacts
-        .iter()
-        .find(|a| a.package == "fixture-flaky")
-        .context("the build produced no flaky component")?;
-    let flaky = std::fs::read(&flaky.wasm)?;
+    let component = |package: &str| {
+        build
+            .artifacts
+            .iter()
+            .find(|a| a.package == package)
+            .map(|a| a.bytes.clone())
+            .with_context(|| format!("the build produced no {package} component"))
+    };
+    let echo = component("echo")?;
+    let flaky = component("fixture-flaky")?;
     println!("echo component: {} KiB", echo.len() / 1024);
 
     let data = tempfile::tempdir()?;
@@ -327,7 +325,9 @@ async fn edit_cycle(
         *manifest = manifest.replace("name = \"echo\"", &format!("name = \"{agent}\""));
     }
     let finish = |id: i64| async move {
+        let mut poll = tokio::time::interval(Duration::from_millis(5));
         loop {
+            poll.tick().await;
             let edit = host
                 .store
                 .edit(agent, id)
@@ -342,7 +342,7 @@ async fn edit_cycle(
                         edit.message.unwrap_or_default()
                     )
                 }
-                _ => tokio::time::sleep(Duration::from_millis(5)).await,
+                _ => {}
             }
         }
     };

@@ -212,12 +212,12 @@ async fn build_fixture(args: &DrillArgs) -> anyhow::Result<Vec<u8>> {
         builder::build_rust(&dir, &target_dir, &[package], timeout)
     })
     .await??;
-    let artifact = build
+    build
         .artifacts
-        .iter()
+        .into_iter()
         .find(|a| a.package == package)
-        .with_context(|| format!("the build produced no component for {package}"))?;
-    std::fs::read(&artifact.wasm).with_context(|| format!("reading {}", artifact.wasm.display()))
+        .map(|a| a.bytes)
+        .with_context(|| format!("the build produced no component for {package}"))
 }
 
 /// Alerts about the agent opened since `since_ms`; with `expect`, wait up to two seconds for one.

@@ -108,19 +108,17 @@ pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Resu
     };
     let base_source = base.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
 
-    // The change, as a diff against the base, checked against it.
-    let diff = match (&request.diff, &request.files) {
-        (Some(diff), None) => {
-            apply(&base_source, diff)?;
-            diff.clone()
-        }
+    // The change as the new source and as a diff against the base.
+    let (candidate, diff) = match (&request.diff, &request.files) {
+        (Some(diff), None) => (apply(&base_source, diff)?, diff.clone()),
         (None, Some(files)) => {
             let mut candidate = base_source.clone();
             for (path, text) in files {
                 source::check_path(path)?;
                 candidate.files.insert(path.clone(), text.clone());
             }
-            source::diff(&base_source, &candidate)
+            let diff = source::diff(&base_source, &candidate);
+            (candidate, diff)
         }
         _ => {
             return Err(Error::InvalidRequest(
@@ -133,7 +131,6 @@ pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Resu
             "the edit changes nothing".to_string(),
         ));
     }
-    let candidate = apply(&base_source, &diff)?;
     let working = source::working_dir(host, agent);
     for path in candidate.files.keys().chain(base_source.files.keys()) {
         source::check_no_link(&working, path)?;
@@ -387,15 +384,11 @@ pub async fn check_out(host: &Arc<Host>, agent: &str, version: u32) {
     match version_source(host, agent, version).await {
         Ok(Some(source)) => {
             let dir = source::working_dir(host, agent);
-            let result = tokio::task::spawn_blocking(move || source.write_dir(&dir)).await;
-            match result {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::error!(agent, version, error = %e, "could not update the working copy")
-                }
-                Err(e) => {
-                    tracing::error!(agent, version, error = %e, "could not update the working copy")
-                }
+            let written = tokio::task::spawn_blocking(move || source.write_dir(&dir))
+                .await
+                .unwrap_or_else(|e| Err(Error::Internal(format!("working copy task: {e}"))));
+            if let Err(e) = written {
+                tracing::error!(agent, version, error = %e, "could not update the working copy");
             }
         }
         Ok(None) => {}

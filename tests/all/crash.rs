@@ -178,13 +178,17 @@ async fn sigkill_during_pushes_never_leaves_a_broken_agent() {
         let api = Api::new(daemon.api.url.clone());
         let next = tagged(&echo, &round.to_string());
         let fresh = tagged(&counter, &round.to_string());
-        let pushes = tokio::spawn(async move {
+        let mut pushes = tokio::spawn(async move {
             let fresh_name = format!("fresh-{round}");
             tokio::join!(push(&api, "steady", next), push(&api, &fresh_name, fresh))
         });
-        tokio::time::sleep(kill_after).await;
+        // Kill at `kill_after`, or as soon as both pushes are answered if that is sooner.
+        let in_time = tokio::time::timeout(kill_after, &mut pushes).await;
         daemon.kill();
-        let (a, b) = pushes.await.unwrap();
+        let (a, b) = match in_time {
+            Ok(done) => done.unwrap(),
+            Err(_) => pushes.await.unwrap(),
+        };
         for outcome in [a, b] {
             match outcome {
                 Some((status, body)) => {

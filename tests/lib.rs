@@ -2,9 +2,9 @@
 //! directory, driven through its HTTP API, and the agent components built once per run.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // A harness: failing loudly is its job.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use overseer_host::{Host, HostConfig, api, builder, daemon};
@@ -310,6 +310,67 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A fake OpenAI-compatible chat-completions endpoint on loopback: it answers from a script,
+/// in order (the last answer repeats), and keeps every request it was sent.
+pub struct FakeLlm {
+    /// Base URL to configure as the LLM endpoint (`http://127.0.0.1:PORT/v1`).
+    pub url: String,
+    requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl FakeLlm {
+    pub async fn start(answers: Vec<String>) -> FakeLlm {
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let script = Arc::new(Mutex::new(VecDeque::from(answers)));
+        let seen = requests.clone();
+        let app = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
+                let seen = seen.clone();
+                let script = script.clone();
+                async move {
+                    let model = body["model"].clone();
+                    seen.lock().unwrap().push(body);
+                    let mut script = script.lock().unwrap();
+                    let answer = if script.len() > 1 {
+                        script.pop_front().unwrap_or_default()
+                    } else {
+                        script.front().cloned().unwrap_or_default()
+                    };
+                    axum::Json(serde_json::json!({
+                        "model": model,
+                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": answer } }],
+                        "usage": { "prompt_tokens": 120, "completion_tokens": 30 },
+                    }))
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/v1", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeLlm { url, requests }
+    }
+
+    /// The requests received so far.
+    pub fn requests(&self) -> Vec<Value> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// The text of every message of request `n`, joined.
+    pub fn prompt(&self, n: usize) -> String {
+        self.requests()
+            .get(n)
+            .and_then(|r| r["messages"].as_array().cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|m| m["content"].as_str().map(str::to_string))
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 }
 

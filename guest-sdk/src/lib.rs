@@ -60,7 +60,7 @@ pub mod bindings {
         export_macro_name: "__export_agent_world",
         default_bindings_module: "overseer_guest::bindings",
         runtime_path: "overseer_guest::__rt",
-        additional_derives: [PartialEq, Eq],
+        additional_derives: [PartialEq],
     });
 }
 
@@ -209,6 +209,58 @@ pub mod log {
     pub fn error(message: &str) {
         write(Level::Error, message);
     }
+}
+
+/// Completions from the host's LLM. Needs `grant = ["llm"]` in the manifest; without a
+/// configured endpoint calls answer [`Error::Unavailable`], so an agent keeps to its rules.
+pub mod llm {
+    pub use super::bindings::overseer::agent::llm::{
+        Completion, Message, Request, Role, Usage, complete, model,
+    };
+
+    impl Message {
+        /// A system message.
+        pub fn system(content: impl Into<String>) -> Message {
+            Message {
+                role: Role::System,
+                content: content.into(),
+            }
+        }
+
+        /// A user message.
+        pub fn user(content: impl Into<String>) -> Message {
+            Message {
+                role: Role::User,
+                content: content.into(),
+            }
+        }
+
+        /// An assistant message (an earlier answer of the model).
+        pub fn assistant(content: impl Into<String>) -> Message {
+            Message {
+                role: Role::Assistant,
+                content: content.into(),
+            }
+        }
+    }
+
+    /// Ask the model to continue `messages`, with the endpoint's defaults.
+    pub fn chat(messages: Vec<Message>) -> Result<Completion, super::Error> {
+        complete(&Request {
+            messages,
+            max_tokens: None,
+            temperature: None,
+        })
+    }
+}
+
+/// Other agents' source, its findings and edits of it. Privileged: needs `grant = ["source"]`
+/// in the manifest, which only a person's push can give.
+pub mod source {
+    pub use super::bindings::overseer::agent::source::{
+        AgentSource, Change, EditOutcome, File, Finding, LogLine, Proposal, agents, files,
+        findings, logs, outcome, propose, read,
+    };
 }
 
 /// Publish `payload` (a JSON document) on `topic`; subscribed agents receive it.

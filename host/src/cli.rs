@@ -113,6 +113,21 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Show what the analysis finds in an agent's source: panic sites, dropped errors, long
+    /// and branchy functions.
+    Analysis {
+        name: String,
+        /// A version other than the active one.
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the LLM endpoint and the tokens each agent has used.
+    Llm {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Push a faulty build of a live agent and watch the host reject it or roll it back.
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
@@ -331,6 +346,62 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 send(client.get(c.url(&format!("/v1/agents/{name}/versions/{a}/diff/{b}"))))
                     .await?;
             print!("{}", value["diff"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::Analysis {
+            name,
+            version,
+            client: c,
+        } => {
+            let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/analysis{query}")))).await?;
+            let findings = value["findings"].as_array().cloned().unwrap_or_default();
+            for f in &findings {
+                println!(
+                    "{}:{}:{}: {} {}",
+                    f["file"].as_str().unwrap_or_default(),
+                    f["line"],
+                    f["column"],
+                    f["kind"].as_str().unwrap_or_default(),
+                    f["message"].as_str().unwrap_or_default()
+                );
+            }
+            for u in value["unparsed"].as_array().into_iter().flatten() {
+                println!(
+                    "{}:{}: does not parse: {}",
+                    u["file"].as_str().unwrap_or_default(),
+                    u["line"],
+                    u["error"].as_str().unwrap_or_default()
+                );
+            }
+            println!(
+                "{name} v{}: {} findings in {} Rust files",
+                value["version"],
+                findings.len(),
+                value["files"]
+            );
+            Ok(())
+        }
+        Command::Llm { client: c } => {
+            let value = send(client.get(c.url("/v1/llm"))).await?;
+            match value["model"].as_str() {
+                Some(model) => println!(
+                    "LLM: {model} at {}",
+                    value["url"].as_str().unwrap_or_default()
+                ),
+                None => println!("LLM: not configured (set OVERSEER_LLM_URL)"),
+            }
+            for u in value["usage"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:>6} calls {:>4} failed {:>9} prompt {:>9} completion tokens",
+                    u["agent"].as_str().unwrap_or_default(),
+                    u["calls"],
+                    u["failed"],
+                    u["prompt_tokens"],
+                    u["completion_tokens"]
+                );
+            }
             Ok(())
         }
         Command::Release { name, client: c } => {

@@ -10,6 +10,7 @@ use overseer_sandbox::{Limits, SandboxConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::providers::llm::LlmConfig;
 
 /// Flags of `overseer serve`; each is also an environment variable.
 #[derive(Debug, Clone, Default, Args)]
@@ -35,6 +36,15 @@ pub struct ServeArgs {
     /// Largest request body, in bytes.
     #[arg(long, env = "OVERSEER_BODY_LIMIT")]
     pub body_limit: Option<usize>,
+    /// Base URL of an OpenAI-compatible API (e.g. `https://api.openai.com/v1`).
+    #[arg(long, env = "OVERSEER_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// Key for the LLM endpoint.
+    #[arg(long, env = "OVERSEER_LLM_KEY", hide_env_values = true)]
+    pub llm_key: Option<String>,
+    /// Model to ask.
+    #[arg(long, env = "OVERSEER_LLM_MODEL")]
+    pub llm_model: Option<String>,
 }
 
 /// Every setting of the daemon, with its default.
@@ -69,6 +79,8 @@ pub struct HostConfig {
     pub keep_compiled: usize,
     /// How long a build of agent source may take.
     pub build_timeout_secs: u64,
+    /// The LLM endpoint served to agents granted `llm` (`[llm]` in the file).
+    pub llm: LlmConfig,
 }
 
 impl Default for HostConfig {
@@ -91,6 +103,7 @@ impl Default for HostConfig {
             queue: 64,
             keep_compiled: 5,
             build_timeout_secs: 600,
+            llm: LlmConfig::default(),
         }
     }
 }
@@ -126,6 +139,15 @@ impl HostConfig {
         }
         if let Some(limit) = args.body_limit {
             config.body_limit = limit;
+        }
+        if let Some(url) = &args.llm_url {
+            config.llm.url = Some(url.clone()).filter(|u| !u.is_empty());
+        }
+        if let Some(key) = &args.llm_key {
+            config.llm.key = Some(key.clone()).filter(|k| !k.is_empty());
+        }
+        if let Some(model) = &args.llm_model {
+            config.llm.model = model.clone();
         }
         Ok(config)
     }
@@ -196,6 +218,30 @@ mod tests {
         let config = HostConfig::load(&args).unwrap();
         assert_eq!(config.listen.port(), 9100);
         assert_eq!(config.queue, 3);
+    }
+
+    #[test]
+    fn the_llm_is_configured_from_the_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("overseer.toml");
+        std::fs::write(
+            &file,
+            "[llm]\nurl = \"http://127.0.0.1:1/v1\"\nmodel = \"m1\"\nretries = 1\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            llm_model: Some("m2".to_string()),
+            llm_key: Some("secret".to_string()),
+            ..ServeArgs::default()
+        };
+        let config = HostConfig::load(&args).unwrap();
+        assert_eq!(config.llm.url.as_deref(), Some("http://127.0.0.1:1/v1"));
+        assert_eq!(config.llm.model, "m2");
+        assert_eq!(config.llm.retries, 1);
+        assert_eq!(config.llm.key.as_deref(), Some("secret"));
+        // The key is never written out with the configuration.
+        assert!(!toml::to_string(&config).unwrap().contains("secret"));
     }
 
     #[test]

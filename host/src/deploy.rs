@@ -248,12 +248,7 @@ async fn run_checks(
     limits: &overseer_sandbox::Limits,
     checks: &mut Vec<Check>,
 ) -> Option<(&'static str, &'static str, String)> {
-    let shadow = Arc::new(ShadowServices::new(
-        host.clone(),
-        agent,
-        None,
-        manifest.config.clone(),
-    ));
+    let shadow = Arc::new(ShadowServices::new(host.clone(), agent, None, manifest));
     let started = Instant::now();
     match host
         .sandbox
@@ -385,12 +380,7 @@ async fn run_canary(
         return None;
     }
     let started = Instant::now();
-    let shadow = Arc::new(ShadowServices::new(
-        host.clone(),
-        agent,
-        None,
-        manifest.config.clone(),
-    ));
+    let shadow = Arc::new(ShadowServices::new(host.clone(), agent, None, manifest));
     let mut failed = Vec::new();
     let mut replayed = 0;
     for event in &events {

@@ -77,6 +77,46 @@ async fn active_source(host: &Host, agent: &str) -> Result<Option<(u32, Snapshot
 
 /// Check a proposed edit, record it and start it. Returns its record (state `applying`).
 pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Result<EditRecord> {
+    submit_checked(host, agent, request, false).await
+}
+
+/// An edit proposed by agent `caller` through the `source` interface. An agent may not edit
+/// itself or an agent that holds a privileged grant, and its edit may not change the target's
+/// capabilities: what an agent can reach is decided by a person's push, never by an agent.
+pub async fn submit_by_agent(
+    host: &Arc<Host>,
+    caller: &str,
+    agent: &str,
+    mut request: EditRequest,
+) -> Result<EditRecord> {
+    check_name(agent)?;
+    if agent == caller {
+        return Err(Error::Denied(format!(
+            "{caller} may not edit its own source"
+        )));
+    }
+    if let Some(active) = host
+        .store
+        .agent(agent)
+        .await?
+        .and_then(|a| a.active_version)
+        && let Some(record) = host.store.version(agent, active).await?
+        && record.manifest.privileged()
+    {
+        return Err(Error::Denied(format!(
+            "{agent} holds a privileged grant: only a person edits it"
+        )));
+    }
+    request.proposer = Some(caller.to_string());
+    submit_checked(host, agent, request, true).await
+}
+
+async fn submit_checked(
+    host: &Arc<Host>,
+    agent: &str,
+    request: EditRequest,
+    keep_capabilities: bool,
+) -> Result<EditRecord> {
     check_name(agent)?;
     let proposer = request
         .proposer
@@ -131,6 +171,14 @@ pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Resu
             "the edit changes nothing".to_string(),
         ));
     }
+    if keep_capabilities
+        && let Some(new) = capabilities(&candidate)
+        && new != capabilities(&base_source).unwrap_or_default()
+    {
+        return Err(Error::Denied(
+            "the edit changes [capabilities] in agent.toml; only a person's push may".to_string(),
+        ));
+    }
     let working = source::working_dir(host, agent);
     for path in candidate.files.keys().chain(base_source.files.keys()) {
         source::check_no_link(&working, path)?;
@@ -177,6 +225,13 @@ pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Resu
         .edit(agent, id)
         .await?
         .ok_or(Error::EditNotFound(id))
+}
+
+/// The capabilities the source's `agent.toml` grants, when it has one that parses (the pipeline
+/// refuses a manifest that does not, and keeps the active one when there is none).
+fn capabilities(source: &Snapshot) -> Option<crate::manifest::Capabilities> {
+    let text = source.files.get("agent.toml")?;
+    Manifest::parse(text).ok().map(|m| m.capabilities)
 }
 
 fn apply(base: &Snapshot, diff: &str) -> Result<Snapshot> {

@@ -82,6 +82,10 @@ pub enum Error {
     /// The LLM endpoint is not configured or cannot be reached.
     #[error("LLM unavailable: {0}")]
     LlmUnavailable(String),
+    /// Not allowed to whoever asked: an agent editing itself or a privileged agent, or an
+    /// edit that would change an agent's capabilities.
+    #[error("denied: {0}")]
+    Denied(String),
     /// The database failed.
     #[error("store: {0}")]
     Store(#[from] sqlx::Error),
@@ -117,6 +121,7 @@ impl Error {
             Error::StaleBase { .. } => "stale_base",
             Error::EditNotFound(_) => "edit_not_found",
             Error::LlmUnavailable(_) => "unavailable",
+            Error::Denied(_) => "denied",
             Error::Store(_) => "store_error",
             Error::Build(_) => "build_failed",
             Error::Internal(_) => "internal",

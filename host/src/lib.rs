@@ -2,6 +2,7 @@
 //! of versions and the active pointer of each agent, puts new versions live through the deploy
 //! pipeline, drives agents from HTTP, the bus and schedules, and serves the HTTP API and CLI.
 
+pub mod analysis;
 pub mod api;
 pub mod bench;
 pub mod builder;
@@ -15,6 +16,7 @@ pub mod edit;
 pub mod error;
 pub mod manifest;
 pub mod metrics;
+pub mod providers;
 pub mod registry;
 pub mod services;
 pub mod source;

@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 
+/// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
+/// manifest's to give.
+pub const INTERFACES: &[&str] = &["runtime", "kv", "llm", "source"];
+
+/// Interfaces that reach beyond the agent itself (other agents' source, edits): granted only
+/// by a person's push, never taken on through an edit proposed by an agent.
+pub const PRIVILEGED: &[&str] = &["source"];
+
 /// Shortest interval a schedule may fire at, so one agent cannot keep a core busy with ticks.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
@@ -225,6 +233,14 @@ impl Manifest {
                 MIN_INTERVAL.as_millis()
             )));
         }
+        for grant in &self.capabilities.grant {
+            if !INTERFACES.contains(&grant.as_str()) {
+                return Err(Error::InvalidManifest(format!(
+                    "capabilities.grant: unknown interface {grant:?} (known: {})",
+                    INTERFACES.join(", ")
+                )));
+            }
+        }
         for topic in &self.triggers.subscribe {
             if topic.is_empty()
                 || (topic.contains('*')
@@ -281,6 +297,17 @@ impl Manifest {
             queue,
             every,
         })
+    }
+
+    /// Whether the manifest grants `interface`; `runtime` and `kv` always are.
+    pub fn grants(&self, interface: &str) -> bool {
+        matches!(interface, "runtime" | "kv")
+            || self.capabilities.grant.iter().any(|g| g == interface)
+    }
+
+    /// Whether the manifest grants an interface that reaches beyond the agent.
+    pub fn privileged(&self) -> bool {
+        PRIVILEGED.iter().any(|p| self.grants(p))
     }
 
     /// Whether the agent subscribes to `topic`.
@@ -372,5 +399,19 @@ mod tests {
                 .resolve("echo", &host)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn grants_name_known_interfaces_only() {
+        let host = HostConfig::default();
+        let manifest = Manifest::parse("[capabilities]\ngrant = [\"llm\", \"source\"]\n").unwrap();
+        assert!(manifest.resolve("x", &host).is_ok());
+        assert!(manifest.grants("llm") && manifest.grants("kv") && manifest.privileged());
+        assert!(!Manifest::default().grants("llm"));
+        assert!(!Manifest::default().privileged());
+        let typo = Manifest::parse("[capabilities]\ngrant = [\"llms\"]\n").unwrap();
+        let err = typo.resolve("x", &host).unwrap_err();
+        assert_eq!(err.code(), "invalid_manifest");
+        assert!(err.to_string().contains("llms"), "{err}");
     }
 }

@@ -24,6 +24,13 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    agent: String,
+    /// `prompt` or `completion`.
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentMetricLabels {
     agent: String,
     name: String,
@@ -44,6 +51,8 @@ pub struct Metrics {
     cache_hits: Counter,
     cache_misses: Counter,
     logs_dropped: Counter,
+    llm_requests: Family<OutcomeLabels, Counter>,
+    llm_tokens: Family<TokenLabels, Counter>,
     encode: Mutex<()>,
 }
 
@@ -69,6 +78,18 @@ impl Default for Metrics {
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
         let logs_dropped = Counter::default();
+        let llm_requests = Family::<OutcomeLabels, Counter>::default();
+        let llm_tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "llm_requests",
+            "Completions agents asked of the LLM, by outcome (ok, unavailable, failed)",
+            llm_requests.clone(),
+        );
+        registry.register(
+            "llm_tokens",
+            "Tokens of LLM completions, by agent and kind (prompt or completion)",
+            llm_tokens.clone(),
+        );
         registry.register(
             "invocations",
             "Invocations of an agent's handle, by outcome (ok or an error code)",
@@ -135,6 +156,8 @@ impl Default for Metrics {
             cache_hits,
             cache_misses,
             logs_dropped,
+            llm_requests,
+            llm_tokens,
             encode: Mutex::new(()),
         }
     }
@@ -199,6 +222,24 @@ impl Metrics {
                 name: name.to_string(),
             })
             .set(value);
+    }
+
+    /// A completion an agent asked for, and the tokens it cost.
+    pub fn llm_call(&self, agent: &str, outcome: &str, prompt: u32, completion: u32) {
+        self.llm_requests
+            .get_or_create(&OutcomeLabels {
+                agent: agent.to_string(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        for (kind, tokens) in [("prompt", prompt), ("completion", completion)] {
+            self.llm_tokens
+                .get_or_create(&TokenLabels {
+                    agent: agent.to_string(),
+                    kind: kind.to_string(),
+                })
+                .inc_by(u64::from(tokens));
+        }
     }
 
     pub fn log_dropped(&self) {

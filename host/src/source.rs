@@ -314,10 +314,14 @@ pub async fn build(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result
             "no agents directory to take the build settings from: set --agents-dir".to_string(),
         ));
     };
-    // Built as package `agent-<name>`: a cdylib's file name carries no hash, so two agents
-    // built from the same package would otherwise overwrite each other's component in the
-    // shared target directory, and cargo would call the loser fresh.
-    let package = format!("agent-{agent}");
+    // One scratch directory per agent, reused: files that did not change keep their times,
+    // so cargo rebuilds only what an edit touched. The agent's edit lock makes it exclusive.
+    let scratch = host.config.data_dir.join("scratch").join(agent);
+    // Built as package `agent-<name>-<hash of the data directory>`: a cdylib's file name
+    // carries no hash, so two agents built from the same package — or the same agent of two
+    // daemons sharing a build directory — would otherwise overwrite each other's component in
+    // the shared target directory, and cargo would call the loser fresh.
+    let package = package_name(agent, &host.config.data_dir);
     let mut tree = snapshot.clone();
     let manifest = snapshot
         .files
@@ -325,9 +329,6 @@ pub async fn build(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result
         .ok_or_else(|| Error::Build("the source has no Cargo.toml".to_string()))?;
     tree.files
         .insert("Cargo.toml".to_string(), renamed(manifest, &package)?);
-    // One scratch directory per agent, reused: files that did not change keep their times,
-    // so cargo rebuilds only what an edit touched. The agent's edit lock makes it exclusive.
-    let scratch = host.config.data_dir.join("scratch").join(agent);
     let target_dir = host.config.build_dir();
     let timeout = Duration::from_secs(host.config.build_timeout_secs);
     tokio::task::spawn_blocking({
@@ -350,6 +351,15 @@ pub async fn build(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result
     })
     .await
     .map_err(|e| Error::Internal(format!("build task: {e}")))?
+}
+
+/// The cargo package an agent of the daemon on `data_dir` is built as.
+fn package_name(agent: &str, data_dir: &Path) -> String {
+    let root = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    let hash = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
+    format!("agent-{agent}-{}", &hash[..8])
 }
 
 /// `Cargo.toml` with the package named `package` and no explicit library name.

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::providers::llm::Llm;
 use crate::registry::{Registry, Version};
 use crate::services::AgentServices;
 use crate::store::{LogLine, Store, now_ms};
@@ -28,6 +29,8 @@ pub struct Host {
     pub sandbox: Sandbox,
     pub registry: Registry,
     pub metrics: Metrics,
+    /// The LLM served to agents granted `llm`.
+    pub llm: Llm,
     /// The bearer token that mutations must present.
     pub token: String,
     logs: mpsc::Sender<LogLine>,
@@ -57,12 +60,14 @@ impl Host {
             Sandbox::new(&config.sandbox()).map_err(|e| Error::Internal(e.to_string()))?;
         let (logs, receiver) = mpsc::channel(LOG_BUFFER);
         tokio::spawn(write_logs(store.clone(), receiver));
+        let llm = Llm::new(&config.llm);
         Ok(Arc::new(Host {
             config,
             store,
             sandbox,
             registry: Registry::default(),
             metrics: Metrics::default(),
+            llm,
             token,
             logs,
             system: Mutex::new(sysinfo::System::new()),

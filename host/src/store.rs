@@ -819,3 +819,68 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
+
+/// One completion an agent asked for.
+#[derive(Debug, Clone)]
+pub struct LlmCall<'a> {
+    pub agent: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// `ok`, `unavailable` or `failed`.
+    pub outcome: &'a str,
+    pub ms: u64,
+}
+
+/// What one agent has asked of the LLM so far.
+#[derive(Debug, Clone, Serialize)]
+pub struct LlmUsage {
+    pub agent: String,
+    pub calls: u64,
+    pub failed: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub last_ms: u64,
+}
+
+impl Store {
+    /// Record a completion and the tokens it cost.
+    pub async fn insert_llm_call(&self, call: &LlmCall<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO llm_calls (agent, model, prompt_tokens, completion_tokens, outcome, ms, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(call.agent)
+        .bind(call.model)
+        .bind(call.prompt_tokens)
+        .bind(call.completion_tokens)
+        .bind(call.outcome)
+        .bind(call.ms as i64)
+        .bind(now_ms() as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Token counts per agent, most tokens first.
+    pub async fn llm_usage(&self) -> Result<Vec<LlmUsage>> {
+        let rows = sqlx::query(
+            "SELECT agent, COUNT(*) AS calls, SUM(outcome != 'ok') AS failed, \
+             SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion, MAX(at_ms) AS last \
+             FROM llm_calls GROUP BY agent ORDER BY SUM(prompt_tokens + completion_tokens) DESC, agent",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| LlmUsage {
+                agent: row.get("agent"),
+                calls: row.get::<i64, _>("calls") as u64,
+                failed: row.get::<i64, _>("failed") as u64,
+                prompt_tokens: row.get::<i64, _>("prompt") as u64,
+                completion_tokens: row.get::<i64, _>("completion") as u64,
+                last_ms: row.get::<i64, _>("last") as u64,
+            })
+            .collect())
+    }
+}

@@ -388,7 +388,7 @@ impl Host {
             self.clone(),
             agent,
             Some(version.number),
-            version.manifest.config.clone(),
+            &version.manifest,
         ));
         let outcome = self
             .sandbox

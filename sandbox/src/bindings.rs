@@ -10,8 +10,16 @@ mod generated {
     });
 }
 
+pub use generated::overseer::agent::llm::{
+    Completion as LlmCompletion, Message as LlmMessage, Request as LlmRequest, Role as LlmRole,
+    Usage as LlmUsage,
+};
+pub use generated::overseer::agent::source::{
+    AgentSource, Change as SourceChange, EditOutcome, File as SourceFile, Finding,
+    LogLine as SourceLogLine, Proposal,
+};
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
-pub(crate) use generated::overseer::agent::{kv, runtime, types};
+pub(crate) use generated::overseer::agent::{kv, llm, runtime, source, types};
 pub(crate) use generated::{Agent, AgentPre};
 
 impl GuestError {
@@ -45,6 +53,17 @@ impl Level {
             Level::Info => "info",
             Level::Warn => "warn",
             Level::Error => "error",
+        }
+    }
+}
+
+impl LlmRole {
+    /// The role's name in the OpenAI chat format.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LlmRole::System => "system",
+            LlmRole::User => "user",
+            LlmRole::Assistant => "assistant",
         }
     }
 }

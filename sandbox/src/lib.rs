@@ -11,9 +11,14 @@ mod limits;
 mod linker;
 mod validate;
 
-pub use bindings::{Event, GuestError, Health, Info, Level};
+pub use bindings::{
+    AgentSource, EditOutcome, Event, Finding, GuestError, Health, Info, Level, LlmCompletion,
+    LlmMessage, LlmRequest, LlmRole, LlmUsage, Proposal, SourceChange, SourceFile, SourceLogLine,
+};
 pub use cache::CacheStats;
 pub use engine::{EPOCH_TICK, Outcome, Prepared, Sandbox, SandboxConfig, digest};
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
-pub use linker::{HostServices, MAX_KV_KEY_BYTES, MAX_VALUE_BYTES, MemoryServices, now_ms};
+pub use linker::{
+    HostServices, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, MemoryServices, now_ms,
+};

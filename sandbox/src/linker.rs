@@ -9,7 +9,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::bindings::{Agent, GuestError, Level, kv, runtime, types};
+use crate::bindings::{
+    Agent, AgentSource, EditOutcome, Finding, GuestError, Level, LlmCompletion, LlmRequest,
+    Proposal, SourceChange, SourceLogLine, kv, llm, runtime, source, types,
+};
 use crate::limits::MemoryLimiter;
 
 /// Longest key an agent may store. Keys are identifiers, not data.
@@ -18,6 +21,13 @@ pub const MAX_KV_KEY_BYTES: usize = 512;
 /// Largest value, event payload or log line an agent may hand the host in one call, so a guest
 /// cannot make the host buffer without end.
 pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Largest prompt or proposed change an agent may hand the host in one call: room for an
+/// agent's whole source (the host's source limit) with its evidence.
+pub const MAX_PROMPT_BYTES: usize = 4 << 20;
+
+/// Most log lines an agent may read of another in one call.
+const MAX_LOG_LINES: u32 = 1000;
 
 /// Bytes of stdout and stderr kept per invocation; the rest is dropped. Agents log through
 /// `runtime.log`; stdio is for panics and stray prints.
@@ -43,6 +53,72 @@ pub trait HostServices: Send + Sync {
     async fn kv_delete(&self, key: &str) -> Result<(), GuestError>;
     /// List the keys that start with `prefix`, sorted.
     async fn kv_keys(&self, prefix: &str) -> Result<Vec<String>, GuestError>;
+
+    /// Whether the agent's manifest grants the interface `capability` (`llm`, `source`).
+    /// Calls to an interface that is not granted are `denied` before they reach the services.
+    fn granted(&self, _capability: &str) -> bool {
+        false
+    }
+
+    /// The model `llm.complete` would ask, if an endpoint is configured.
+    fn llm_model(&self) -> Option<String> {
+        None
+    }
+
+    /// Ask the model to continue a conversation.
+    async fn llm_complete(&self, _request: LlmRequest) -> Result<LlmCompletion, GuestError> {
+        Err(not_served("llm"))
+    }
+
+    /// Agents that have source, with their active versions.
+    async fn source_agents(&self) -> Result<Vec<AgentSource>, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// The file list of an agent's active source.
+    async fn source_files(&self, _agent: &str) -> Result<AgentSource, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// One file of an agent's active source.
+    async fn source_read(&self, _agent: &str, _path: &str) -> Result<String, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// The findings of the analysis of an agent's active source.
+    async fn source_findings(&self, _agent: &str) -> Result<Vec<Finding>, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// The newest lines of an agent's log.
+    async fn source_logs(
+        &self,
+        _agent: &str,
+        _limit: u32,
+    ) -> Result<Vec<SourceLogLine>, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// Propose an edit; answers its id.
+    async fn source_propose(&self, _proposal: Proposal) -> Result<u64, GuestError> {
+        Err(not_served("source"))
+    }
+
+    /// Where an edit stands.
+    async fn source_outcome(&self, _agent: &str, _id: u64) -> Result<EditOutcome, GuestError> {
+        Err(not_served("source"))
+    }
+}
+
+fn not_served(interface: &str) -> GuestError {
+    GuestError::Unavailable(format!("the {interface} interface is not served here"))
+}
+
+/// The error for a call to an interface the manifest does not grant.
+fn denied(interface: &str) -> GuestError {
+    GuestError::Denied(format!(
+        "the {interface} interface is not granted: add \"{interface}\" to [capabilities] grant in agent.toml"
+    ))
 }
 
 /// The data of one store: one invocation of one agent.
@@ -200,6 +276,130 @@ impl kv::Host for HostState {
     }
 }
 
+impl HostState {
+    /// `Err(denied)` unless the manifest grants `interface`.
+    fn grant(&self, interface: &str) -> Result<(), GuestError> {
+        if self.services.granted(interface) {
+            Ok(())
+        } else {
+            Err(denied(interface))
+        }
+    }
+}
+
+/// Answer a guest call: the host's error for the guest, never a trap.
+macro_rules! guarded {
+    ($check:expr, $call:expr) => {
+        match $check {
+            Err(e) => Ok(Err(e)),
+            Ok(()) => Ok($call),
+        }
+    };
+}
+
+impl llm::Host for HostState {
+    async fn model(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self
+            .grant("llm")
+            .ok()
+            .and_then(|()| self.services.llm_model()))
+    }
+
+    async fn complete(
+        &mut self,
+        request: LlmRequest,
+    ) -> wasmtime::Result<Result<LlmCompletion, GuestError>> {
+        let size: usize = request.messages.iter().map(|m| m.content.len()).sum();
+        let check = self.grant("llm").and_then(|()| {
+            if request.messages.is_empty() {
+                return Err(GuestError::InvalidInput(
+                    "a completion needs at least one message".to_string(),
+                ));
+            }
+            if size > MAX_PROMPT_BYTES {
+                return Err(too_large("prompt", size, MAX_PROMPT_BYTES));
+            }
+            Ok(())
+        });
+        guarded!(check, self.services.llm_complete(request).await)
+    }
+}
+
+impl source::Host for HostState {
+    async fn agents(&mut self) -> wasmtime::Result<Result<Vec<AgentSource>, GuestError>> {
+        guarded!(self.grant("source"), self.services.source_agents().await)
+    }
+
+    async fn files(&mut self, agent: String) -> wasmtime::Result<Result<AgentSource, GuestError>> {
+        guarded!(
+            self.grant("source"),
+            self.services.source_files(&agent).await
+        )
+    }
+
+    async fn read(
+        &mut self,
+        agent: String,
+        path: String,
+    ) -> wasmtime::Result<Result<String, GuestError>> {
+        guarded!(
+            self.grant("source"),
+            self.services.source_read(&agent, &path).await
+        )
+    }
+
+    async fn findings(
+        &mut self,
+        agent: String,
+    ) -> wasmtime::Result<Result<Vec<Finding>, GuestError>> {
+        guarded!(
+            self.grant("source"),
+            self.services.source_findings(&agent).await
+        )
+    }
+
+    async fn logs(
+        &mut self,
+        agent: String,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<SourceLogLine>, GuestError>> {
+        guarded!(
+            self.grant("source"),
+            self.services
+                .source_logs(&agent, limit.min(MAX_LOG_LINES))
+                .await
+        )
+    }
+
+    async fn propose(&mut self, proposal: Proposal) -> wasmtime::Result<Result<u64, GuestError>> {
+        let size = match &proposal.change {
+            SourceChange::Diff(diff) => diff.len(),
+            SourceChange::Files(files) => {
+                files.iter().map(|f| f.path.len() + f.content.len()).sum()
+            }
+        } + proposal.reason.len();
+        let check = self.grant("source").and_then(|()| {
+            if size > MAX_PROMPT_BYTES {
+                Err(too_large("proposal", size, MAX_PROMPT_BYTES))
+            } else {
+                Ok(())
+            }
+        });
+        guarded!(check, self.services.source_propose(proposal).await)
+    }
+
+    async fn outcome(
+        &mut self,
+        agent: String,
+        id: u64,
+    ) -> wasmtime::Result<Result<EditOutcome, GuestError>> {
+        guarded!(
+            self.grant("source"),
+            self.services.source_outcome(&agent, id).await
+        )
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -227,6 +427,7 @@ pub struct MemoryServices {
     emitted: Mutex<Vec<(String, String)>>,
     logs: Mutex<Vec<(Level, String)>>,
     config: BTreeMap<String, String>,
+    grants: Vec<String>,
 }
 
 impl MemoryServices {
@@ -234,6 +435,14 @@ impl MemoryServices {
     pub fn with_config(config: BTreeMap<String, String>) -> Self {
         MemoryServices {
             config,
+            ..MemoryServices::default()
+        }
+    }
+
+    /// Services that grant these interfaces (they still serve none of them).
+    pub fn with_grants(grants: &[&str]) -> Self {
+        MemoryServices {
+            grants: grants.iter().map(|g| g.to_string()).collect(),
             ..MemoryServices::default()
         }
     }
@@ -273,6 +482,10 @@ impl HostServices for MemoryServices {
 
     fn config(&self, key: &str) -> Option<String> {
         self.config.get(key).cloned()
+    }
+
+    fn granted(&self, capability: &str) -> bool {
+        self.grants.iter().any(|g| g == capability)
     }
 
     async fn kv_get(&self, key: &str) -> Result<Option<String>, GuestError> {

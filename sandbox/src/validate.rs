@@ -11,6 +11,8 @@ const SERVED: &[&str] = &[
     "overseer:agent/types@0.1.0",
     "overseer:agent/runtime@0.1.0",
     "overseer:agent/kv@0.1.0",
+    "overseer:agent/llm@0.1.0",
+    "overseer:agent/source@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

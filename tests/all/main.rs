@@ -10,6 +10,7 @@ mod edit;
 mod health;
 mod limits;
 mod push;
+mod repair;
 mod restart;
 mod rollback;
 mod swap;

@@ -1,4 +1,5 @@
-//! Edits, diffs and source: `/v1/agents/{name}/edits`, `/versions/{a}/diff/{b}` and `/source`.
+//! Edits, diffs, source and its analysis: `/v1/agents/{name}/edits`, `/versions/{a}/diff/{b}`,
+//! `/source` and `/analysis`.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub fn routes() -> Router<Arc<Host>> {
         .route("/v1/agents/{name}/edits/{id}", get(show_edit))
         .route("/v1/agents/{name}/versions/{a}/diff/{b}", get(version_diff))
         .route("/v1/agents/{name}/source", get(show_source))
+        .route("/v1/agents/{name}/analysis", get(analyze_source))
 }
 
 async fn propose_edit(
@@ -93,6 +95,36 @@ async fn source_of(host: &Host, agent: &str, version: u32) -> ApiResult<Snapshot
     Ok(edit::version_source(host, agent, version)
         .await?
         .ok_or_else(|| Error::NoSource(agent.to_string()))?)
+}
+
+#[derive(Debug, Deserialize)]
+struct VersionQuery {
+    /// A version other than the active one.
+    version: Option<u32>,
+}
+
+/// Findings of the analysis of a version's source (the active one by default).
+async fn analyze_source(
+    State(host): State<Arc<Host>>,
+    Path(name): Path<String>,
+    Query(query): Query<VersionQuery>,
+) -> ApiResult<Json<Value>> {
+    let record = known_agent(&host, &name).await?;
+    let version = query
+        .version
+        .or(record.active_version)
+        .ok_or_else(|| Error::NoActiveVersion(name.clone()))?;
+    let snapshot = source_of(&host, &name, version).await?;
+    let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyze(&snapshot))
+        .await
+        .map_err(|e| Error::Internal(format!("analysis task: {e}")))?;
+    Ok(Json(json!({
+        "agent": name,
+        "version": version,
+        "files": analysis.files,
+        "findings": analysis.findings,
+        "unparsed": analysis.unparsed,
+    })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -58,6 +58,7 @@ impl From<Error> for ApiError {
             | Error::EditNotFound(_) => StatusCode::NOT_FOUND,
             Error::StaleBase { .. } | Error::NoSource(_) => StatusCode::CONFLICT,
             Error::PatchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Denied(_) => StatusCode::FORBIDDEN,
             Error::LlmUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Quarantined(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::NoActiveVersion(_)

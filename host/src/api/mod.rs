@@ -48,6 +48,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/alerts/{id}/resolve", post(resolve_alert))
         .route("/v1/system", get(system))
         .route("/v1/events", get(events))
+        .route("/v1/llm", get(llm))
         .route("/metrics", get(metrics))
         .merge(edits::routes())
         .fallback(|| async {
@@ -482,6 +483,17 @@ async fn resolve_alert(
         .await
         .map_err(ApiError::from)?;
     Ok(Json(json!(known_alert(&host, id).await?)))
+}
+
+/// The LLM endpoint (never its key) and the tokens each agent has used.
+async fn llm(State(host): State<Arc<Host>>) -> ApiResult<Json<Value>> {
+    let usage = host.store.llm_usage().await?;
+    Ok(Json(json!({
+        "configured": host.llm.model().is_some(),
+        "url": host.llm.url(),
+        "model": host.llm.model(),
+        "usage": usage,
+    })))
 }
 
 async fn system(State(host): State<Arc<Host>>) -> ApiResult<Json<Value>> {

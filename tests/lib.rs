@@ -200,6 +200,18 @@ impl Api {
         .await
     }
 
+    /// The Prometheus text at `/metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("request reaches the daemon")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         send(self.client.get(self.url(path))).await
     }

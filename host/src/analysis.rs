@@ -15,6 +15,10 @@ pub const MAX_FUNCTION_LINES: usize = 60;
 /// McCabe's threshold: a function with more decision points than this is hard to test.
 pub const MAX_BRANCHES: usize = 10;
 
+/// Deepest bracket nesting analysed. syn parses recursively; a file nested deeper (no person
+/// writes one) is reported as unparsed instead of exhausting the thread's stack.
+pub const MAX_NESTING: usize = 128;
+
 /// One place the analysis points at.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
@@ -59,6 +63,14 @@ pub fn analyze(snapshot: &Snapshot) -> Analysis {
             continue;
         }
         analysis.files += 1;
+        if nesting(text) > MAX_NESTING {
+            analysis.unparsed.push(Unparsed {
+                file: path.clone(),
+                line: 1,
+                error: format!("brackets nest deeper than {MAX_NESTING}"),
+            });
+            continue;
+        }
         match syn::parse_file(text) {
             Ok(file) => {
                 let mut visitor = Visitor {
@@ -75,10 +87,122 @@ pub fn analyze(snapshot: &Snapshot) -> Analysis {
             }),
         }
     }
+    // Line numbers come from a per-thread map of every text parsed; forget them, or a
+    // long-lived thread keeps every source it ever analysed.
+    proc_macro2::extra::invalidate_current_thread_spans();
     analysis
         .findings
         .sort_by(|a, b| (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column)));
     analysis
+}
+
+/// How deep brackets nest in `text`, counted without parsing (strings and comments included,
+/// which only overestimates).
+fn nesting(text: &str) -> usize {
+    let mut depth: usize = 0;
+    let mut deepest = 0;
+    for c in text.chars() {
+        match c {
+            '(' | '[' | '{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            ')' | ']' | '}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// Where Rust source would read the host's files when it is built: the `include!`,
+/// `include_str!` and `include_bytes!` macros (named anywhere, so a macro cannot assemble
+/// them), `#[path = ...]` on a module, and string literals that look like paths out of the
+/// source (absolute, or through `..`) handed to any macro. An agent's edit may hold none.
+pub fn host_reads(snapshot: &Snapshot) -> Vec<Finding> {
+    let mut found = Vec::new();
+    for (path, text) in &snapshot.files {
+        if !path.ends_with(".rs") {
+            continue;
+        }
+        // Text that does not lex does not compile either; the build says why.
+        if let Ok(tokens) = text.parse::<proc_macro2::TokenStream>() {
+            scan(path, tokens, false, &mut found);
+        }
+    }
+    proc_macro2::extra::invalidate_current_thread_spans();
+    found
+}
+
+fn scan(file: &str, tokens: proc_macro2::TokenStream, in_macro: bool, found: &mut Vec<Finding>) {
+    use proc_macro2::{Delimiter, TokenTree};
+
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    let report = |found: &mut Vec<Finding>, span: Span, message: String| {
+        let start = span.start();
+        found.push(Finding {
+            file: file.to_string(),
+            line: start.line as u32,
+            column: start.column as u32 + 1,
+            kind: "host-read",
+            function: None,
+            message,
+        });
+    };
+    for (i, token) in tokens.iter().enumerate() {
+        match token {
+            TokenTree::Ident(ident) => {
+                let name = ident.to_string();
+                let name = name.trim_start_matches("r#");
+                if ["include", "include_str", "include_bytes"].contains(&name) {
+                    report(
+                        found,
+                        ident.span(),
+                        format!("`{name}!` reads a file of the host at build time"),
+                    );
+                }
+            }
+            TokenTree::Punct(p) if p.as_char() == '#' => {
+                let attribute = match (tokens.get(i + 1), tokens.get(i + 2)) {
+                    (Some(TokenTree::Group(g)), _) => Some(g),
+                    (Some(TokenTree::Punct(bang)), Some(TokenTree::Group(g)))
+                        if bang.as_char() == '!' =>
+                    {
+                        Some(g)
+                    }
+                    _ => None,
+                };
+                if let Some(group) = attribute
+                    && group.delimiter() == Delimiter::Bracket
+                    && matches!(group.stream().into_iter().next(), Some(TokenTree::Ident(id)) if id == "path")
+                {
+                    report(
+                        found,
+                        group.span(),
+                        "`#[path]` reads a module from anywhere on the host".to_string(),
+                    );
+                }
+            }
+            TokenTree::Literal(literal) if in_macro => {
+                let text = literal.to_string();
+                let value = text
+                    .trim_start_matches(['r', '#', 'b'])
+                    .trim_matches(['"', '#']);
+                if value.starts_with('/') || value.contains("..") {
+                    report(
+                        found,
+                        literal.span(),
+                        format!("{text} given to a macro looks like a path out of the source"),
+                    );
+                }
+            }
+            TokenTree::Group(group) => {
+                let called =
+                    i >= 1 && matches!(&tokens[i - 1], TokenTree::Punct(p) if p.as_char() == '!');
+                scan(file, group.stream(), in_macro || called, found);
+            }
+            _ => {}
+        }
+    }
 }
 
 struct Visitor<'a> {
@@ -414,5 +538,61 @@ fn top() { panic!() }
         assert!(analysis.findings.is_empty());
         assert_eq!(analysis.unparsed.len(), 1);
         assert_eq!(analysis.unparsed[0].file, "src/lib.rs");
+    }
+
+    #[test]
+    fn reads_of_the_host_at_build_time_are_found() {
+        let mut snapshot = Snapshot::default();
+        snapshot.files.insert(
+            "src/lib.rs".to_string(),
+            r#"
+const TOKEN: &str = include_str!("/root/.overseer/token");
+macro_rules! grab { ($m:ident) => { $m!("x") } }
+#[path = "../../secret.rs"]
+mod secret;
+fn f() -> String { format!("{}", my_macro!("../../etc/passwd")) }
+fn ok() -> String { format!("{} of {}", "a/b", 1) }
+"#
+            .to_string(),
+        );
+        let found: Vec<(u32, String)> = host_reads(&snapshot)
+            .into_iter()
+            .map(|f| (f.line, f.message))
+            .collect();
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(
+            found[0].0 == 2 && found[0].1.contains("include_str"),
+            "{found:?}"
+        );
+        assert!(
+            found[1].0 == 2 && found[1].1.contains("/root/"),
+            "{found:?}"
+        );
+        assert!(
+            found[2].0 == 4 && found[2].1.contains("#[path]"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].0 == 6 && found[3].1.contains("etc/passwd"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_reported_instead_of_parsed() {
+        let deep = format!(
+            "fn f() -> u32 {{ {}1{} }}\n",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let analysis = analyze_one(&deep);
+        assert_eq!(analysis.unparsed.len(), 1);
+        assert!(analysis.unparsed[0].error.contains("nest"));
+        let fine = format!(
+            "fn f() -> u32 {{ {}1{} }}\n",
+            "(".repeat(100),
+            ")".repeat(100)
+        );
+        assert!(analyze_one(&fine).unparsed.is_empty());
     }
 }

@@ -15,6 +15,23 @@ use crate::error::{Error, Result};
 /// The target every agent is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
+/// Environment variables a build keeps (with every `RUSTUP_*`): where the toolchains and the
+/// registry cache are, and how to find programs.
+const BUILD_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "CARGO_HOME",
+    "CARGO_NET_OFFLINE",
+    "TMPDIR",
+    "LANG",
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+];
+
 /// Builds run one at a time: they share a target directory and two cores.
 static BUILD_LOCK: Mutex<()> = Mutex::new(());
 
@@ -93,9 +110,13 @@ pub fn build_rust(
         .arg("--message-format=json-render-diagnostics")
         .arg("--target-dir")
         .arg(target_dir)
-        .env_remove("CARGO_TARGET_DIR")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        // The build sees only what cargo and rustup need: source that reads the environment
+        // at build time (`env!`) must not find the daemon's token or keys.
+        .env_clear()
+        .envs(std::env::vars_os().filter(|(name, _)| {
+            let name = name.to_string_lossy();
+            BUILD_ENV.contains(&name.as_ref()) || name.starts_with("RUSTUP_")
+        }))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

@@ -18,7 +18,7 @@ use crate::error::{Error, Result, check_name};
 use crate::manifest::Manifest;
 use crate::source::{self, PatchError, Snapshot};
 use crate::state::Host;
-use crate::store::{EditRecord, EditUpdate, now_ms};
+use crate::store::{EditRecord, EditUpdate, NewEdit, now_ms};
 
 /// Longest compiler message kept in an edit's `message` (the whole log is in `build_log`).
 const MAX_MESSAGE: usize = 8 << 10;
@@ -80,9 +80,8 @@ pub async fn submit(host: &Arc<Host>, agent: &str, request: EditRequest) -> Resu
     submit_checked(host, agent, request, false).await
 }
 
-/// An edit proposed by agent `caller` through the `source` interface. An agent may not edit
-/// itself or an agent that holds a privileged grant, and its edit may not change the target's
-/// capabilities: what an agent can reach is decided by a person's push, never by an agent.
+/// An edit proposed by agent `caller` through the `source` interface, held to
+/// [`check_agent_edit`] when it is proposed and again when it runs.
 pub async fn submit_by_agent(
     host: &Arc<Host>,
     caller: &str,
@@ -90,6 +89,14 @@ pub async fn submit_by_agent(
     mut request: EditRequest,
 ) -> Result<EditRecord> {
     check_name(agent)?;
+    editable_by(host, caller, agent).await?;
+    request.proposer = Some(caller.to_string());
+    submit_checked(host, agent, request, true).await
+}
+
+/// Whether agent `caller` may propose edits of `agent`: not of itself, and not of an agent that
+/// holds a privileged grant (only a person edits those).
+pub async fn editable_by(host: &Host, caller: &str, agent: &str) -> Result<()> {
     if agent == caller {
         return Err(Error::Denied(format!(
             "{caller} may not edit its own source"
@@ -107,15 +114,47 @@ pub async fn submit_by_agent(
             "{agent} holds a privileged grant: only a person edits it"
         )));
     }
-    request.proposer = Some(caller.to_string());
-    submit_checked(host, agent, request, true).await
+    Ok(())
+}
+
+/// What an agent's edit may change: Rust files under `src/`, and nothing in them that reads
+/// the host at build time. The manifest, `Cargo.toml` and build scripts — what the agent may
+/// reach, how it is checked and watched, what runs at build time — are a person's to change.
+fn check_agent_edit(base: &Snapshot, candidate: &Snapshot) -> Result<()> {
+    let changed: Vec<&String> = base
+        .files
+        .keys()
+        .chain(candidate.files.keys())
+        .filter(|path| base.files.get(*path) != candidate.files.get(*path))
+        .collect();
+    if let Some(path) = changed
+        .iter()
+        .find(|path| !(path.starts_with("src/") && path.ends_with(".rs")))
+    {
+        return Err(Error::Denied(format!(
+            "{path}: an agent's edit may change only Rust files under src/"
+        )));
+    }
+    let mut touched = Snapshot::default();
+    for path in changed {
+        if let Some(text) = candidate.files.get(path) {
+            touched.files.insert(path.clone(), text.clone());
+        }
+    }
+    if let Some(read) = crate::analysis::host_reads(&touched).first() {
+        return Err(Error::Denied(format!(
+            "{}:{}: {}",
+            read.file, read.line, read.message
+        )));
+    }
+    Ok(())
 }
 
 async fn submit_checked(
     host: &Arc<Host>,
     agent: &str,
     request: EditRequest,
-    keep_capabilities: bool,
+    by_agent: bool,
 ) -> Result<EditRecord> {
     check_name(agent)?;
     let proposer = request
@@ -171,13 +210,8 @@ async fn submit_checked(
             "the edit changes nothing".to_string(),
         ));
     }
-    if keep_capabilities
-        && let Some(new) = capabilities(&candidate)
-        && new != capabilities(&base_source).unwrap_or_default()
-    {
-        return Err(Error::Denied(
-            "the edit changes [capabilities] in agent.toml; only a person's push may".to_string(),
-        ));
+    if by_agent {
+        check_agent_edit(&base_source, &candidate)?;
     }
     let working = source::working_dir(host, agent);
     for path in candidate.files.keys().chain(base_source.files.keys()) {
@@ -201,14 +235,15 @@ async fn submit_checked(
 
     let id = host
         .store
-        .insert_edit(
+        .insert_edit(&NewEdit {
             agent,
-            base.as_ref().map(|(n, _)| *n),
-            &proposer,
-            &request.reason,
-            &diff,
+            base_version: base.as_ref().map(|(n, _)| *n),
+            proposer: &proposer,
+            by_agent,
+            reason: &request.reason,
+            diff: &diff,
             rebased_onto,
-        )
+        })
         .await?;
     tracing::info!(agent, edit = id, proposer, base = ?request.base_version, "edit proposed");
     let host_for_task = host.clone();
@@ -225,13 +260,6 @@ async fn submit_checked(
         .edit(agent, id)
         .await?
         .ok_or(Error::EditNotFound(id))
-}
-
-/// The capabilities the source's `agent.toml` grants, when it has one that parses (the pipeline
-/// refuses a manifest that does not, and keeps the active one when there is none).
-fn capabilities(source: &Snapshot) -> Option<crate::manifest::Capabilities> {
-    let text = source.files.get("agent.toml")?;
-    Manifest::parse(text).ok().map(|m| m.capabilities)
 }
 
 fn apply(base: &Snapshot, diff: &str) -> Result<Snapshot> {
@@ -280,6 +308,17 @@ async fn run(host: &Arc<Host>, agent: &str, id: i64) -> Result<()> {
             return finish(host, &edit, rejected("apply", "stale_base", message)).await;
         }
     };
+    // An agent's edit is judged again against what is active now: the target may have been
+    // granted a privilege, or the diff may land differently on a newer source.
+    if edit.by_agent {
+        let allowed = match editable_by(host, &edit.proposer, agent).await {
+            Ok(()) => check_agent_edit(&current, &candidate),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = allowed {
+            return finish(host, &edit, rejected("apply", e.code(), e.to_string())).await;
+        }
+    }
 
     host.store
         .update_edit(

@@ -20,6 +20,10 @@ use crate::source::{self, Snapshot};
 use crate::state::Host;
 use crate::store::{LlmCall, LogLine, now_ms};
 
+/// Topics only the host publishes on: agents act on them (the code editor on alerts and on
+/// the outcomes of its edits), so an agent may not forge them.
+pub const HOST_TOPICS: &[&str] = &["alert.", "edit."];
+
 /// The services of one invocation of one version of an agent.
 pub struct AgentServices {
     host: Arc<Host>,
@@ -53,6 +57,11 @@ impl HostServices for AgentServices {
     }
 
     async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError> {
+        if let Some(prefix) = HOST_TOPICS.iter().find(|p| topic.starts_with(**p)) {
+            return Err(GuestError::Denied(format!(
+                "topics {prefix}* are the host's: an agent cannot publish {topic}"
+            )));
+        }
         if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err() {
             return Err(GuestError::InvalidInput(
                 "payload must be a JSON document".to_string(),
@@ -121,11 +130,11 @@ impl HostServices for AgentServices {
     }
 
     async fn source_agents(&self) -> Result<Vec<AgentSource>, GuestError> {
-        source_agents(&self.host).await
+        source_agents(&self.host, self.agent()).await
     }
 
     async fn source_files(&self, agent: &str) -> Result<AgentSource, GuestError> {
-        source_files(&self.host, agent).await
+        source_files(&self.host, self.agent(), agent).await
     }
 
     async fn source_read(&self, agent: &str, path: &str) -> Result<String, GuestError> {
@@ -205,6 +214,34 @@ async fn complete(
         max_tokens: request.max_tokens,
         temperature: request.temperature,
     };
+    // The request runs on its own task, which records it: an invocation that hits its deadline
+    // drops its side of the call, but the tokens were spent and are counted.
+    let task_host = host.clone();
+    let task_agent = agent.to_string();
+    let call = tokio::spawn(async move { record(&task_host, &task_agent, request).await });
+    let result = call
+        .await
+        .map_err(|e| GuestError::Unavailable(format!("LLM task: {e}")))?;
+    match result {
+        Ok(c) => Ok(LlmCompletion {
+            text: c.text,
+            model: c.model,
+            usage: LlmUsage {
+                prompt_tokens: c.prompt_tokens,
+                completion_tokens: c.completion_tokens,
+            },
+        }),
+        Err(LlmError::Unavailable(m)) => Err(GuestError::Unavailable(m)),
+        Err(LlmError::Failed(m)) => Err(GuestError::Failed(m)),
+    }
+}
+
+/// Ask the LLM and record the call with its tokens, in the store and the metrics.
+async fn record(
+    host: &Arc<Host>,
+    agent: &str,
+    request: llm::Request,
+) -> Result<llm::Completion, LlmError> {
     let started = Instant::now();
     let result = host.llm.complete(&request).await;
     let model = host.llm.model().unwrap_or("none").to_string();
@@ -227,18 +264,7 @@ async fn complete(
             tracing::warn!(agent, error = %e, "could not record an LLM call");
         }
     }
-    match result {
-        Ok(c) => Ok(LlmCompletion {
-            text: c.text,
-            model: c.model,
-            usage: LlmUsage {
-                prompt_tokens: c.prompt_tokens,
-                completion_tokens: c.completion_tokens,
-            },
-        }),
-        Err(LlmError::Unavailable(m)) => Err(GuestError::Unavailable(m)),
-        Err(LlmError::Failed(m)) => Err(GuestError::Failed(m)),
-    }
+    result
 }
 
 /// The active version of `agent` and its source.
@@ -260,18 +286,14 @@ async fn active_source(host: &Arc<Host>, agent: &str) -> Result<(u32, Snapshot),
     Ok((version, snapshot))
 }
 
-async fn source_agents(host: &Arc<Host>) -> Result<Vec<AgentSource>, GuestError> {
+async fn source_agents(host: &Arc<Host>, caller: &str) -> Result<Vec<AgentSource>, GuestError> {
     let mut agents = Vec::new();
     for record in host.store.agents().await.map_err(to_guest)? {
         if record.active_version.is_none() {
             continue;
         }
-        match active_source(host, &record.name).await {
-            Ok((version, snapshot)) => agents.push(AgentSource {
-                agent: record.name,
-                version,
-                files: snapshot.files.into_keys().collect(),
-            }),
+        match source_files(host, caller, &record.name).await {
+            Ok(source) => agents.push(source),
             Err(GuestError::InvalidInput(_)) => {}
             Err(e) => return Err(e),
         }
@@ -279,12 +301,22 @@ async fn source_agents(host: &Arc<Host>) -> Result<Vec<AgentSource>, GuestError>
     Ok(agents)
 }
 
-async fn source_files(host: &Arc<Host>, agent: &str) -> Result<AgentSource, GuestError> {
+async fn source_files(
+    host: &Arc<Host>,
+    caller: &str,
+    agent: &str,
+) -> Result<AgentSource, GuestError> {
     let (version, snapshot) = active_source(host, agent).await?;
+    let editable = match edit::editable_by(host, caller, agent).await {
+        Ok(()) => true,
+        Err(Error::Denied(_)) => false,
+        Err(e) => return Err(to_guest(e)),
+    };
     Ok(AgentSource {
         agent: agent.to_string(),
         version,
         files: snapshot.files.into_keys().collect(),
+        editable,
     })
 }
 
@@ -470,11 +502,11 @@ impl HostServices for ShadowServices {
     }
 
     async fn source_agents(&self) -> Result<Vec<AgentSource>, GuestError> {
-        source_agents(&self.host).await
+        source_agents(&self.host, &self.agent).await
     }
 
     async fn source_files(&self, agent: &str) -> Result<AgentSource, GuestError> {
-        source_files(&self.host, agent).await
+        source_files(&self.host, &self.agent, agent).await
     }
 
     async fn source_read(&self, agent: &str, path: &str) -> Result<String, GuestError> {

@@ -60,7 +60,7 @@ impl Host {
             Sandbox::new(&config.sandbox()).map_err(|e| Error::Internal(e.to_string()))?;
         let (logs, receiver) = mpsc::channel(LOG_BUFFER);
         tokio::spawn(write_logs(store.clone(), receiver));
-        let llm = Llm::new(&config.llm);
+        let llm = Llm::new(&config.llm).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Arc::new(Host {
             config,
             store,

@@ -670,6 +670,8 @@ pub struct EditRecord {
     pub base_version: Option<u32>,
     /// Who or what proposed it: `api`, `cli`, an agent's name.
     pub proposer: String,
+    /// Proposed by an agent through the `source` interface (the proposer is its name).
+    pub by_agent: bool,
     pub reason: String,
     /// The change as a unified diff against the base.
     pub diff: String,
@@ -688,6 +690,18 @@ pub struct EditRecord {
     pub updated_ms: u64,
 }
 
+/// A proposed edit, as first recorded.
+#[derive(Debug, Clone)]
+pub struct NewEdit<'a> {
+    pub agent: &'a str,
+    pub base_version: Option<u32>,
+    pub proposer: &'a str,
+    pub by_agent: bool,
+    pub reason: &'a str,
+    pub diff: &'a str,
+    pub rebased_onto: Option<u32>,
+}
+
 /// The outcome of one step of an edit.
 #[derive(Debug, Clone, Default)]
 pub struct EditUpdate<'a> {
@@ -699,7 +713,7 @@ pub struct EditUpdate<'a> {
     pub version: Option<u32>,
 }
 
-const EDIT_COLUMNS: &str = "SELECT id, agent, base_version, proposer, reason, diff, state, stage, code, message, build_log, version, rebased_onto, created_ms, updated_ms FROM edits";
+const EDIT_COLUMNS: &str = "SELECT id, agent, base_version, proposer, by_agent, reason, diff, state, stage, code, message, build_log, version, rebased_onto, created_ms, updated_ms FROM edits";
 
 fn edit_record(row: &sqlx::sqlite::SqliteRow) -> EditRecord {
     EditRecord {
@@ -707,6 +721,7 @@ fn edit_record(row: &sqlx::sqlite::SqliteRow) -> EditRecord {
         agent: row.get("agent"),
         base_version: row.get::<Option<i64>, _>("base_version").map(|v| v as u32),
         proposer: row.get("proposer"),
+        by_agent: row.get::<i64, _>("by_agent") != 0,
         reason: row.get("reason"),
         diff: row.get("diff"),
         state: row.get("state"),
@@ -723,26 +738,19 @@ fn edit_record(row: &sqlx::sqlite::SqliteRow) -> EditRecord {
 
 impl Store {
     /// Record a proposed edit in state `applying`. Returns its id.
-    pub async fn insert_edit(
-        &self,
-        agent: &str,
-        base_version: Option<u32>,
-        proposer: &str,
-        reason: &str,
-        diff: &str,
-        rebased_onto: Option<u32>,
-    ) -> Result<i64> {
+    pub async fn insert_edit(&self, edit: &NewEdit<'_>) -> Result<i64> {
         let now = now_ms() as i64;
         let id = sqlx::query(
-            "INSERT INTO edits (agent, base_version, proposer, reason, diff, state, rebased_onto, created_ms, updated_ms) \
-             VALUES (?, ?, ?, ?, ?, 'applying', ?, ?, ?)",
+            "INSERT INTO edits (agent, base_version, proposer, by_agent, reason, diff, state, rebased_onto, created_ms, updated_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, 'applying', ?, ?, ?)",
         )
-        .bind(agent)
-        .bind(base_version)
-        .bind(proposer)
-        .bind(reason)
-        .bind(diff)
-        .bind(rebased_onto)
+        .bind(edit.agent)
+        .bind(edit.base_version)
+        .bind(edit.proposer)
+        .bind(edit.by_agent)
+        .bind(edit.reason)
+        .bind(edit.diff)
+        .bind(edit.rebased_onto)
         .bind(now)
         .bind(now)
         .execute(&self.pool)

@@ -255,15 +255,7 @@ async fn metrics_parse_and_name_the_series() {
     let daemon = Daemon::start().await;
     daemon.push_agent("echo", "echo").await;
     call_ok(&daemon, "echo", json!(1)).await;
-    let text = daemon
-        .client
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = daemon.metrics().await;
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse");
     let names: std::collections::HashSet<&str> =

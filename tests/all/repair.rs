@@ -167,10 +167,6 @@ async fn a_patch_that_does_not_compile_goes_back_to_the_model_and_never_serves()
     assert_eq!(broken["proposer"], "code-editor");
     assert_eq!(broken["state"], "rejected", "{broken}");
     assert_eq!(broken["stage"], "build");
-    assert!(
-        broken["version"].is_null(),
-        "a failed build makes no version"
-    );
     assert_eq!(fix["state"], "live");
     assert_fixed_without_a_broken_version(&daemon, &alert).await;
 
@@ -257,32 +253,49 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
     assert_eq!(usage["model"], "fake-model");
     assert_eq!(usage["usage"][0]["agent"], "prober");
     assert_eq!(usage["usage"][0]["completion_tokens"], 30);
-    let metrics = daemon
-        .client
-        .get(daemon.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = daemon.metrics().await;
     assert!(
         metrics.contains(r#"overseer_llm_tokens_total{agent="prober",kind="prompt"} 120"#),
         "{metrics}"
     );
 
-    // An agent proposes edits of others only, and never widens what they may reach.
+    // An agent proposes edits of others only, of their Rust source only, and nothing that
+    // reads the host's files when it is built.
     let answer = probe("prober", json!({ "call": "propose", "agent": "prober" })).await;
     assert_eq!(answer["error"], "denied", "itself: {answer}");
     let escalate =
         overseer_tests::manifest("fixture-buggy") + "\n[capabilities]\ngrant = [\"source\"]\n";
+    let source = probe("prober", json!({ "call": "read", "agent": "buggy" })).await["ok"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let leak = source.replace(
+        "Ok(format!(",
+        "let _token = include_str!(\"/etc/hostname\");\n        Ok(format!(",
+    );
+    for (path, content, why) in [
+        ("agent.toml", escalate.as_str(), "src/"),
+        ("Cargo.toml", "[package]\nname = \"x\"\n", "src/"),
+        ("build.rs", "fn main() {}\n", "src/"),
+        ("src/lib.rs", leak.as_str(), "include_str"),
+    ] {
+        let answer = probe(
+            "prober",
+            json!({ "call": "propose", "agent": "buggy", "path": path, "content": content }),
+        )
+        .await;
+        assert_eq!(answer["error"], "denied", "{path}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(why),
+            "{answer}"
+        );
+    }
+    let fine = source.replace("give a whole number", "give a whole number, please");
     let answer = probe(
         "prober",
-        json!({ "call": "propose", "agent": "buggy", "path": "agent.toml", "content": escalate }),
+        json!({ "call": "propose", "agent": "buggy", "path": "src/lib.rs", "content": fine }),
     )
     .await;
-    assert_eq!(answer["error"], "denied", "a capability change: {answer}");
-    let answer = probe("prober", json!({ "call": "propose", "agent": "buggy" })).await;
     let id = answer["ok"].as_u64().expect("an edit id");
     let edit = daemon.finished_edit("buggy", &json!({ "id": id })).await;
     assert_eq!(edit["state"], "live", "{edit}");
@@ -296,9 +309,42 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
         answer["ok"],
         json!({ "state": "live", "proposer": "prober" })
     );
+    let (_, edits) = daemon.get("/v1/agents/buggy/edits").await;
+    let edits_before = edits["edits"].as_array().unwrap().len();
 
-    // The analysis, over HTTP.
-    let (status, analysis) = daemon.get("/v1/agents/prober/analysis").await;
+    // Alerts and edit outcomes are the host's to announce.
+    for topic in ["alert.quarantine", "edit.live"] {
+        let answer = probe("prober", json!({ "call": "emit", "topic": topic })).await;
+        assert_eq!(answer["error"], "denied", "{topic}: {answer}");
+    }
+
+    // Shadow runs ask no LLM and propose no edit: a new version's canary replays the calls
+    // above (a completion, a proposal) and neither reaches the model or the edits.
+    let asked = llm.requests().len();
+    let manifest = overseer_tests::manifest("fixture-prober")
+        .replace("description = \"", "description = \"Replayed: ");
+    let (status, body) = daemon
+        .push(
+            "prober",
+            overseer_tests::component("fixture-prober"),
+            Some(&manifest),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let canary = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["step"] == "canary")
+        .cloned()
+        .expect("a canary ran");
+    assert_eq!(canary["ok"], true, "{canary}");
+    assert_eq!(llm.requests().len(), asked);
+    let (_, edits) = daemon.get("/v1/agents/buggy/edits").await;
+    assert_eq!(edits["edits"].as_array().unwrap().len(), edits_before);
+
+    // The analysis, over HTTP, of the version built from source.
+    let (status, analysis) = daemon.get("/v1/agents/prober/analysis?version=1").await;
     assert_eq!(status, StatusCode::OK, "{analysis}");
     let findings = analysis["findings"].as_array().unwrap();
     let unwrap = findings

@@ -8,15 +8,31 @@
 //! and, with `review = "findings"`, asks for a fix of one agent's panic sites.
 //!
 //! Whether an edit is good is the host's call, made out of the editor's reach. Without an LLM
-//! the editor stays idle and says so in `health`.
+//! the editor stays idle and says so in `health`. Repairs are bounded: `max_attempts` patches
+//! each, `max_repairs` repairs of one agent a day, and a time budget per run.
 
 use overseer_guest::llm::{self, Message};
 use overseer_guest::source::{self, Change, Proposal};
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use overseer_guest::{Agent, Error, Event, Health, Info, kv, log};
 use serde_json::{Value, json};
 
 /// Patches asked of the LLM per repair when the manifest does not say.
 const DEFAULT_MAX_ATTEMPTS: u32 = 3;
+
+/// Repairs of one agent started within a day when the manifest does not say: a fix that goes
+/// live and is rolled back raises a new alert, and this keeps that from going round forever.
+const DEFAULT_MAX_REPAIRS: usize = 3;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// No new question to the LLM after this long in one run: with the host's LLM deadline (120 s
+/// by default) the run stays inside its own 300 s. The hourly run picks up what is left.
+const TIME_BUDGET_MS: u64 = 150_000;
+
+/// When this run started (every run is a fresh instance).
+static STARTED_MS: AtomicU64 = AtomicU64::new(0);
 
 /// Log lines of the agent read for the evidence: enough to hold the failures of a burst.
 const LOG_LINES: u32 = 40;
@@ -27,8 +43,9 @@ const MAX_FILE_BYTES: usize = 64 << 10;
 /// A repair waiting on the LLM or on an edit's outcome is given up after this long.
 const STALE_TASK_MS: u64 = 6 * 60 * 60 * 1000;
 
-/// Finding kinds worth a review on their own: each is a place the agent can trap.
-const REVIEWED_KINDS: &[&str] = &["unwrap", "expect", "panic", "index", "ignored-result"];
+/// Finding kinds worth a review on their own: each is a place the agent can trap or lose an
+/// error. (Indexing is left out: most of it is on maps and JSON values that do not trap.)
+const REVIEWED_KINDS: &[&str] = &["unwrap", "expect", "panic", "ignored-result"];
 
 const SYSTEM_PROMPT: &str = "You repair agents of the overseer host: Rust crates compiled to \
 WebAssembly components. You are given what went wrong, the agent's source, the host's static \
@@ -53,9 +70,16 @@ impl Agent for CodeEditor {
     }
 
     fn handle(event: Event) -> Result<String, Error> {
+        STARTED_MS.store(overseer_guest::now_ms(), Ordering::Relaxed);
         let payload: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Error::invalid_input(format!("the payload is not JSON: {e}")))?;
+        // Alerts and edit outcomes are the host's to announce; the host refuses them from
+        // agents, and the editor does not take them from anyone else either.
+        let from_host = event.source == "overseer";
         let answer = match event.topic.as_str() {
+            topic if (topic.starts_with("alert.") || topic.starts_with("edit.")) && !from_host => {
+                json!({ "ignored": format!("{topic} from {}", event.source) })
+            }
             "schedule" => on_schedule()?,
             "invoke" => on_request(&payload)?,
             topic if topic.starts_with("alert.") => on_alert(&payload)?,
@@ -214,9 +238,50 @@ fn start(agent: &str, goal: String) -> Result<Value, Error> {
     {
         return Ok(json!({ "busy": agent, "edit": task.edit }));
     }
+    match source::files(agent) {
+        Ok(files) if files.editable => {}
+        Ok(_) => return Ok(json!({ "ignored": format!("{agent} is not the editor's to edit") })),
+        Err(e) => return Ok(json!({ "ignored": format!("{agent}: {}", e.message()) })),
+    }
+    if !within_budget(agent)? {
+        log::warn(&format!(
+            "not repairing {agent}: {} repairs already started today",
+            max_repairs()
+        ));
+        return Ok(json!({ "over_budget": agent }));
+    }
     let mut task = Task::new(agent, goal);
+    // A fix that went live and was rolled back is a lesson for the next one.
+    if let Some(lesson) = kv::get(&format!("lesson:{agent}"))? {
+        if let Ok(lesson) = serde_json::from_str::<Value>(&lesson) {
+            task.history.push(lesson);
+        }
+        kv::delete(&format!("lesson:{agent}"))?;
+    }
     task.save()?;
     attempt(&mut task)
+}
+
+fn max_repairs() -> usize {
+    overseer_guest::config("max_repairs")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(DEFAULT_MAX_REPAIRS)
+}
+
+/// Count a new repair of `agent` against its daily budget; false when the budget is spent.
+fn within_budget(agent: &str) -> Result<bool, Error> {
+    let key = format!("repairs:{agent}");
+    let now = overseer_guest::now_ms();
+    let mut started: Vec<u64> = kv::get(&key)?
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default();
+    started.retain(|at| now.saturating_sub(*at) < DAY_MS);
+    if started.len() >= max_repairs() {
+        return Ok(false);
+    }
+    started.push(now);
+    kv::set(&key, &json!(started).to_string())?;
+    Ok(true)
 }
 
 /// Ask for patches until one is accepted for building, the attempts run out, or the LLM is
@@ -224,6 +289,11 @@ fn start(agent: &str, goal: String) -> Result<Value, Error> {
 fn attempt(task: &mut Task) -> Result<Value, Error> {
     let max = max_attempts();
     while task.attempts < max {
+        let elapsed = overseer_guest::now_ms().saturating_sub(STARTED_MS.load(Ordering::Relaxed));
+        if elapsed > TIME_BUDGET_MS {
+            task.save()?;
+            return Ok(json!({ "waiting": task.agent, "reason": "out of time for this run" }));
+        }
         let (version, prompt) = match evidence(task) {
             Ok(found) => found,
             Err(e) => return give_up(task, &format!("cannot read its source: {}", e.message())),
@@ -272,7 +342,7 @@ fn attempt(task: &mut Task) -> Result<Value, Error> {
                     json!({ "proposed": id, "agent": task.agent, "attempt": task.attempts }),
                 );
             }
-            Err(Error::Denied(m)) => return give_up(task, &m),
+            Err(Error::Denied(m)) | Err(Error::InvalidInput(m)) => return give_up(task, &m),
             Err(e) => {
                 // The patch did not apply or the base moved: the host's reason goes back to the LLM.
                 task.history
@@ -390,6 +460,9 @@ fn on_edit(payload: &Value) -> Result<Value, Error> {
     let Some(id) = payload["edit"].as_u64() else {
         return Ok(json!({ "ignored": "no edit id" }));
     };
+    if let Some(live) = kv::get(&format!("live:{id}"))? {
+        return rolled_back(id, &live, payload);
+    }
     let Some(agent) = kv::get(&format!("edit:{id}"))? else {
         return Ok(json!({ "ignored": "not an edit of the code editor" }));
     };
@@ -408,6 +481,30 @@ fn on_edit(payload: &Value) -> Result<Value, Error> {
     settle(&mut task, id, &state, &reason, payload["version"].as_u64())
 }
 
+/// A fix that went live was rolled back (by the watch window, supervision or a person): its
+/// patch and the fact become a lesson for the next repair of the agent, which the alert about
+/// the rollback starts.
+fn rolled_back(id: u64, live: &str, payload: &Value) -> Result<Value, Error> {
+    if payload["state"] != "rolled-back" {
+        return Ok(json!({ "ignored": "a repair already live" }));
+    }
+    kv::delete(&format!("live:{id}"))?;
+    let live: Value = serde_json::from_str(live).unwrap_or_default();
+    let agent = text_of(&live["agent"]);
+    kv::set(
+        &format!("lesson:{agent}"),
+        &json!({
+            "diff": live["diff"],
+            "error": format!(
+                "this patch went live as edit {id} and was rolled back by the host: it failed once it served real calls"
+            ),
+        })
+        .to_string(),
+    )?;
+    log::info(&format!("repair {id} of {agent} was rolled back"));
+    Ok(json!({ "rolled_back": id, "agent": agent }))
+}
+
 /// Act on the final state of the task's edit.
 fn settle(
     task: &mut Task,
@@ -419,6 +516,19 @@ fn settle(
     match state {
         "live" => {
             task.finish()?;
+            // Kept a day, so a rollback of this fix teaches the next repair.
+            kv::set(
+                &format!("live:{id}"),
+                &json!({
+                    "agent": task.agent,
+                    "diff": task.diff,
+                    "at": overseer_guest::now_ms(),
+                })
+                .to_string(),
+            )?;
+            if let Some(version) = version {
+                kv::set(&format!("reviewed:{}", task.agent), &version.to_string())?;
+            }
             log::info(&format!(
                 "repaired {} with edit {id}, now version {}",
                 task.agent,
@@ -464,37 +574,30 @@ fn on_schedule() -> Result<Value, Error> {
     if llm::model().is_none() {
         return Ok(json!({ "idle": "no LLM endpoint is configured" }));
     }
+    let now = overseer_guest::now_ms();
+    for key in kv::keys("live:")? {
+        let at = kv::get(&key)?
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|live| live["at"].as_u64())
+            .unwrap_or(0);
+        if now.saturating_sub(at) > DAY_MS {
+            kv::delete(&key)?;
+        }
+    }
     let mut resumed = Vec::new();
     for key in kv::keys("task:")? {
         let agent = key.trim_start_matches("task:").to_string();
-        let Some(mut task) = Task::load(&agent)? else {
-            continue;
-        };
-        if overseer_guest::now_ms().saturating_sub(task.started_ms) > STALE_TASK_MS {
-            give_up(&task, "no outcome within six hours")?;
-            continue;
-        }
-        let outcome = match task.edit {
-            None => attempt(&mut task)?,
-            Some(id) => {
-                let edit = source::outcome(&agent, id)?;
-                let reason = format!(
-                    "{} at {} ({}): {}",
-                    edit.state,
-                    edit.stage.unwrap_or_default(),
-                    edit.code.unwrap_or_default(),
-                    edit.message.unwrap_or_default()
-                );
-                settle(
-                    &mut task,
-                    id,
-                    &edit.state,
-                    &reason,
-                    edit.version.map(u64::from),
-                )?
+        // One repair that cannot go on does not hold up the others.
+        match resume(&agent) {
+            Ok(outcome) => resumed.push(outcome),
+            Err(e) => {
+                log::warn(&format!(
+                    "could not resume the repair of {agent}: {}",
+                    e.message()
+                ));
+                resumed.push(json!({ "agent": agent, "error": e.message() }));
             }
-        };
-        resumed.push(outcome);
+        }
     }
     let reviewed = if overseer_guest::config("review").as_deref() == Some("off") {
         Value::Null
@@ -504,10 +607,43 @@ fn on_schedule() -> Result<Value, Error> {
     Ok(json!({ "resumed": resumed, "reviewed": reviewed }))
 }
 
+/// Move one repair on: settle an edit whose outcome was missed, or ask again.
+fn resume(agent: &str) -> Result<Value, Error> {
+    let Some(mut task) = Task::load(agent)? else {
+        return Ok(Value::Null);
+    };
+    if overseer_guest::now_ms().saturating_sub(task.started_ms) > STALE_TASK_MS {
+        return give_up(&task, "no outcome within six hours");
+    }
+    match task.edit {
+        None => attempt(&mut task),
+        Some(id) => {
+            let edit = source::outcome(agent, id)?;
+            let reason = format!(
+                "{} at {} ({}): {}",
+                edit.state,
+                edit.stage.unwrap_or_default(),
+                edit.code.unwrap_or_default(),
+                edit.message.unwrap_or_default()
+            );
+            settle(
+                &mut task,
+                id,
+                &edit.state,
+                &reason,
+                edit.version.map(u64::from),
+            )
+        }
+    }
+}
+
 /// Ask for a fix of the panic sites of the first agent whose source changed since it was last
 /// reviewed.
 fn review() -> Result<Value, Error> {
     for agent in source::agents()? {
+        if !agent.editable {
+            continue;
+        }
         let key = format!("reviewed:{}", agent.agent);
         if kv::get(&key)?.as_deref() == Some(agent.version.to_string().as_str())
             || Task::load(&agent.agent)?.is_some()

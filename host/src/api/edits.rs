@@ -97,6 +97,19 @@ async fn source_of(host: &Host, agent: &str, version: u32) -> ApiResult<Snapshot
         .ok_or_else(|| Error::NoSource(agent.to_string()))?)
 }
 
+/// The source of the version asked for, or of the active one.
+async fn asked_source(
+    host: &Host,
+    agent: &str,
+    version: Option<u32>,
+) -> ApiResult<(u32, Snapshot)> {
+    let record = known_agent(host, agent).await?;
+    let version = version
+        .or(record.active_version)
+        .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
+    Ok((version, source_of(host, agent, version).await?))
+}
+
 #[derive(Debug, Deserialize)]
 struct VersionQuery {
     /// A version other than the active one.
@@ -109,12 +122,7 @@ async fn analyze_source(
     Path(name): Path<String>,
     Query(query): Query<VersionQuery>,
 ) -> ApiResult<Json<Value>> {
-    let record = known_agent(&host, &name).await?;
-    let version = query
-        .version
-        .or(record.active_version)
-        .ok_or_else(|| Error::NoActiveVersion(name.clone()))?;
-    let snapshot = source_of(&host, &name, version).await?;
+    let (version, snapshot) = asked_source(&host, &name, query.version).await?;
     let analysis = tokio::task::spawn_blocking(move || crate::analysis::analyze(&snapshot))
         .await
         .map_err(|e| Error::Internal(format!("analysis task: {e}")))?;
@@ -140,12 +148,7 @@ async fn show_source(
     Path(name): Path<String>,
     Query(query): Query<SourceQuery>,
 ) -> ApiResult<Response> {
-    let record = known_agent(&host, &name).await?;
-    let version = query
-        .version
-        .or(record.active_version)
-        .ok_or_else(|| Error::NoActiveVersion(name.clone()))?;
-    let snapshot = source_of(&host, &name, version).await?;
+    let (version, snapshot) = asked_source(&host, &name, query.version).await?;
     let body = match query.path {
         Some(path) => {
             source::check_path(&path)?;

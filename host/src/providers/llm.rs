@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-/// Wall clock for one request to the endpoint. Long enough for a patch of a few hundred lines
-/// from a slow model, short enough that a hung endpoint frees the calling agent.
+/// Wall clock for one completion, retries included. Long enough for a patch of a few hundred
+/// lines from a slow model, short enough that a hung endpoint frees the calling agent well
+/// within the longest deadline an agent may have.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 120;
 
 /// Retries after the first attempt: rides out a rate limit or a restart of the endpoint.
@@ -34,6 +35,7 @@ pub struct LlmConfig {
     #[serde(skip_serializing)]
     pub key: Option<String>,
     pub model: String,
+    /// Wall clock for one completion, retries included.
     pub timeout_secs: u64,
     pub retries: u32,
 }
@@ -94,15 +96,15 @@ pub struct Llm {
 }
 
 impl Llm {
-    pub fn new(config: &LlmConfig) -> Llm {
+    pub fn new(config: &LlmConfig) -> Result<Llm, LlmError> {
         let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs.max(1)))
+            .connect_timeout(Duration::from_secs(10))
             .build()
-            .unwrap_or_default();
-        Llm {
+            .map_err(|e| LlmError::Unavailable(format!("cannot set up the LLM client: {e}")))?;
+        Ok(Llm {
             config: config.clone(),
             client,
-        }
+        })
     }
 
     /// The model requests go to, when an endpoint is configured.
@@ -110,9 +112,17 @@ impl Llm {
         self.config.url.as_ref().map(|_| self.config.model.as_str())
     }
 
-    /// The endpoint's base URL, when one is configured.
-    pub fn url(&self) -> Option<&str> {
-        self.config.url.as_deref()
+    /// The endpoint's base URL without any credentials in it, when one is configured.
+    pub fn url(&self) -> Option<String> {
+        let url = self.config.url.as_deref()?;
+        Some(match reqwest::Url::parse(url) {
+            Ok(mut parsed) => {
+                let _ = parsed.set_username("");
+                let _ = parsed.set_password(None);
+                parsed.to_string()
+            }
+            Err(_) => url.to_string(),
+        })
     }
 
     /// Ask the model to continue `request.messages`, retrying what can be retried.
@@ -130,21 +140,35 @@ impl Llm {
         if let Some(t) = request.temperature {
             body["temperature"] = json!(t);
         }
+        let timeout = Duration::from_secs(self.config.timeout_secs.max(1));
+        let deadline = Instant::now() + timeout;
         let mut backoff = FIRST_BACKOFF;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let last = attempt > self.config.retries;
-            match self.attempt(&url, &body).await {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let outcome = match tokio::time::timeout(left, self.attempt(&url, &body)).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    return Err(LlmError::Unavailable(format!(
+                        "the LLM endpoint did not answer within {} s",
+                        timeout.as_secs()
+                    )));
+                }
+            };
+            match outcome {
                 Ok(mut completion) => {
                     completion.attempts = attempt;
                     return Ok(completion);
                 }
                 Err(Attempt::Final(e)) => return Err(e),
-                Err(Attempt::Retry(e, _)) if last => return Err(e),
                 Err(Attempt::Retry(e, retry_after)) => {
                     let pause = retry_after.unwrap_or(backoff).min(MAX_BACKOFF);
+                    if attempt > self.config.retries || Instant::now() + pause >= deadline {
+                        return Err(e);
+                    }
                     tracing::debug!(attempt, error = %e, pause_ms = pause.as_millis() as u64, "LLM request will be retried");
+                    // The pause between attempts of a rate-limited or restarting endpoint.
                     tokio::time::sleep(pause).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
@@ -318,6 +342,7 @@ mod tests {
             timeout_secs: 5,
             retries,
         })
+        .unwrap()
     }
 
     fn ask(text: &str) -> Request {
@@ -361,11 +386,39 @@ mod tests {
         let (url, seen) = endpoint(0, StatusCode::OK).await;
         let mut llm = client(Some(url), 3);
         llm.config.key = Some("wrong".to_string());
-        llm = Llm::new(&llm.config);
+        llm = Llm::new(&llm.config).unwrap();
         let error = llm.complete(&ask("x")).await.unwrap_err();
         assert!(matches!(error, LlmError::Failed(_)), "{error}");
         assert!(error.to_string().contains("401"), "{error}");
         assert_eq!(seen.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_hung_endpoint_is_given_up_at_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1", listener.local_addr().unwrap());
+        // Accepts connections and never answers.
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let mut config = client(Some(url), 5).config;
+        config.timeout_secs = 1;
+        let error = Llm::new(&config)
+            .unwrap()
+            .complete(&ask("x"))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("within 1 s"), "{error}");
+        held.abort();
+    }
+
+    #[test]
+    fn the_url_is_shown_without_credentials() {
+        let llm = client(Some("https://user:secret@llm.example/v1".to_string()), 0);
+        assert_eq!(llm.url().as_deref(), Some("https://llm.example/v1"));
     }
 
     #[tokio::test]

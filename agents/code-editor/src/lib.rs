@@ -574,16 +574,7 @@ fn on_schedule() -> Result<Value, Error> {
     if llm::model().is_none() {
         return Ok(json!({ "idle": "no LLM endpoint is configured" }));
     }
-    let now = overseer_guest::now_ms();
-    for key in kv::keys("live:")? {
-        let at = kv::get(&key)?
-            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
-            .and_then(|live| live["at"].as_u64())
-            .unwrap_or(0);
-        if now.saturating_sub(at) > DAY_MS {
-            kv::delete(&key)?;
-        }
-    }
+    forget_old_repairs()?;
     let mut resumed = Vec::new();
     for key in kv::keys("task:")? {
         let agent = key.trim_start_matches("task:").to_string();
@@ -605,6 +596,21 @@ fn on_schedule() -> Result<Value, Error> {
         review()?
     };
     Ok(json!({ "resumed": resumed, "reviewed": reviewed }))
+}
+
+/// Repairs that went live more than a day ago can no longer teach anything.
+fn forget_old_repairs() -> Result<(), Error> {
+    let now = overseer_guest::now_ms();
+    for key in kv::keys("live:")? {
+        let at = kv::get(&key)?
+            .and_then(|text| serde_json::from_str::<Value>(&text).ok())
+            .and_then(|live| live["at"].as_u64())
+            .unwrap_or(0);
+        if now.saturating_sub(at) > DAY_MS {
+            kv::delete(&key)?;
+        }
+    }
+    Ok(())
 }
 
 /// Move one repair on: settle an edit whose outcome was missed, or ask again.

@@ -254,6 +254,41 @@ pub mod llm {
     }
 }
 
+/// Outbound HTTP, made by the host. Needs `grant = ["http"]` and the origin in the manifest's
+/// `http_allow`; anything else answers [`Error::Denied`].
+pub mod http {
+    pub use super::bindings::overseer::agent::http::{Request, Response, fetch};
+
+    /// `GET url`.
+    pub fn get(url: &str) -> Result<Response, super::Error> {
+        fetch(&Request {
+            method: "GET".to_string(),
+            url: url.to_string(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        })
+    }
+
+    /// `POST url` with a JSON body.
+    pub fn post_json(url: &str, json: &str) -> Result<Response, super::Error> {
+        fetch(&Request {
+            method: "POST".to_string(),
+            url: url.to_string(),
+            headers: vec![("content-type".to_string(), "application/json".to_string())],
+            body: json.as_bytes().to_vec(),
+            timeout_ms: None,
+        })
+    }
+
+    impl Response {
+        /// The body as text (invalid UTF-8 replaced).
+        pub fn text(&self) -> String {
+            String::from_utf8_lossy(&self.body).into_owned()
+        }
+    }
+}
+
 /// Other agents' source, its findings and edits of it. Privileged: needs `grant = ["source"]`
 /// in the manifest, which only a person's push can give.
 pub mod source {

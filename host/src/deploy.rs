@@ -27,6 +27,35 @@ pub struct Deployed {
     pub state: &'static str,
     pub checks: Vec<Check>,
     pub message: String,
+    /// The interfaces of the contract the component imports, against the manifest's grants.
+    pub imports: Vec<Import>,
+}
+
+/// An interface of the contract a component imports, and whether its manifest grants it. A
+/// call to one that is not granted answers `denied`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Import {
+    /// `runtime`, `kv`, `llm`, `http`, `source`.
+    pub interface: String,
+    /// The full name: `overseer:agent/llm@0.1.0`.
+    pub name: String,
+    pub granted: bool,
+}
+
+/// The component's imports of this package (its types aside), against `manifest`.
+pub fn imports(prepared: &Prepared, manifest: &Manifest) -> Vec<Import> {
+    prepared
+        .imports()
+        .iter()
+        .filter_map(|name| {
+            let interface = name.strip_prefix("overseer:agent/")?.split('@').next()?;
+            (interface != "types").then(|| Import {
+                interface: interface.to_string(),
+                name: name.clone(),
+                granted: manifest.grants(interface),
+            })
+        })
+        .collect()
 }
 
 /// Put a new component live for `agent`, or record why it cannot be.
@@ -94,6 +123,12 @@ pub async fn push_with_source(
                     "unchanged: version {} already has this digest and manifest",
                     same.number
                 ),
+                imports: host
+                    .registry
+                    .get(agent)
+                    .and_then(|slot| slot.active())
+                    .map(|v| imports(&v.prepared, &v.manifest))
+                    .unwrap_or_default(),
             });
         }
         if same.state == "rejected" {
@@ -212,6 +247,7 @@ pub async fn push_with_source(
             true,
         )
         .await?;
+    let imported = imports(&prepared, &manifest);
     let version = Arc::new(Version::new(
         agent.to_string(),
         number,
@@ -235,6 +271,7 @@ pub async fn push_with_source(
         state: "active",
         checks,
         message: format!("version {number} is live"),
+        imports: imported,
     })
 }
 
@@ -511,6 +548,7 @@ async fn activate_existing(host: &Arc<Host>, agent: &str, number: u32) -> Result
         state: "active",
         checks: record.checks,
         message: format!("version {number} is active"),
+        imports: imports(&version.prepared, &version.manifest),
     })
 }
 

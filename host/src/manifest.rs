@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 
 /// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
 /// manifest's to give.
-pub const INTERFACES: &[&str] = &["runtime", "kv", "llm", "source"];
+pub const INTERFACES: &[&str] = &["runtime", "kv", "llm", "http", "source"];
 
 /// Interfaces that reach beyond the agent itself (other agents' source, edits): granted only
 /// by a person's push, never taken on through an edit proposed by an agent.
@@ -240,6 +240,10 @@ impl Manifest {
                     INTERFACES.join(", ")
                 )));
             }
+        }
+        for entry in &self.capabilities.http_allow {
+            crate::providers::http::check_allow_entry(entry)
+                .map_err(|e| Error::InvalidManifest(format!("capabilities.http_allow: {e}")))?;
         }
         for topic in &self.triggers.subscribe {
             if topic.is_empty()

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use overseer_sandbox::{
-    AgentSource, EditOutcome, Event, Finding, GuestError, HostServices, Level, LlmCompletion,
-    LlmRequest, LlmUsage, Proposal, SourceChange, SourceLogLine,
+    AgentSource, EditOutcome, Event, Finding, GuestError, HostServices, HttpRequest, HttpResponse,
+    Level, LlmCompletion, LlmRequest, LlmUsage, Proposal, SourceChange, SourceLogLine,
 };
 
 use crate::edit::{self, EditRequest};
@@ -127,6 +127,13 @@ impl HostServices for AgentServices {
 
     async fn llm_complete(&self, request: LlmRequest) -> Result<LlmCompletion, GuestError> {
         complete(&self.host, self.agent(), request).await
+    }
+
+    async fn http_fetch(&self, request: HttpRequest) -> Result<HttpResponse, GuestError> {
+        self.host
+            .http
+            .fetch(&self.version.manifest.capabilities.http_allow, request)
+            .await
     }
 
     async fn source_agents(&self) -> Result<Vec<AgentSource>, GuestError> {
@@ -498,6 +505,13 @@ impl HostServices for ShadowServices {
     async fn llm_complete(&self, _request: LlmRequest) -> Result<LlmCompletion, GuestError> {
         Err(GuestError::Unavailable(
             "a shadow run (check, canary or health) asks no LLM".to_string(),
+        ))
+    }
+
+    async fn http_fetch(&self, _request: HttpRequest) -> Result<HttpResponse, GuestError> {
+        Err(GuestError::Unavailable(
+            "a shadow run (check, canary or health) sends no request: it may have effects"
+                .to_string(),
         ))
     }
 

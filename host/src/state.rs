@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::config::HostConfig;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::providers::http::Outbound;
 use crate::providers::llm::Llm;
 use crate::registry::{Registry, Version};
 use crate::services::AgentServices;
@@ -31,6 +32,8 @@ pub struct Host {
     pub metrics: Metrics,
     /// The LLM served to agents granted `llm`.
     pub llm: Llm,
+    /// Outbound HTTP for agents granted `http`.
+    pub http: Outbound,
     /// The bearer token that mutations must present.
     pub token: String,
     logs: mpsc::Sender<LogLine>,
@@ -61,6 +64,7 @@ impl Host {
         let (logs, receiver) = mpsc::channel(LOG_BUFFER);
         tokio::spawn(write_logs(store.clone(), receiver));
         let llm = Llm::new(&config.llm).map_err(|e| Error::Internal(e.to_string()))?;
+        let http = Outbound::new().map_err(Error::Internal)?;
         Ok(Arc::new(Host {
             config,
             store,
@@ -68,6 +72,7 @@ impl Host {
             registry: Registry::default(),
             metrics: Metrics::default(),
             llm,
+            http,
             token,
             logs,
             system: Mutex::new(sysinfo::System::new()),

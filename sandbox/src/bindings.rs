@@ -10,6 +10,7 @@ mod generated {
     });
 }
 
+pub use generated::overseer::agent::http::{Request as HttpRequest, Response as HttpResponse};
 pub use generated::overseer::agent::llm::{
     Completion as LlmCompletion, Message as LlmMessage, Request as LlmRequest, Role as LlmRole,
     Usage as LlmUsage,
@@ -19,7 +20,7 @@ pub use generated::overseer::agent::source::{
     LogLine as SourceLogLine, Proposal,
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
-pub(crate) use generated::overseer::agent::{kv, llm, runtime, source, types};
+pub(crate) use generated::overseer::agent::{http, kv, llm, runtime, source, types};
 pub(crate) use generated::{Agent, AgentPre};
 
 impl GuestError {

@@ -50,12 +50,19 @@ impl Default for SandboxConfig {
 pub struct Prepared {
     digest: String,
     pre: AgentPre<HostState>,
+    imports: Arc<[String]>,
 }
 
 impl Prepared {
     /// sha256 of the component bytes, hex-encoded.
     pub fn digest(&self) -> &str {
         &self.digest
+    }
+
+    /// The interfaces the component imports, by full name (`overseer:agent/llm@0.1.0`,
+    /// `wasi:io/streams@0.2.6`, …).
+    pub fn imports(&self) -> &[String] {
+        &self.imports
     }
 }
 
@@ -161,7 +168,7 @@ impl Sandbox {
     }
 
     fn link(&self, digest: String, component: &Component) -> Result<Prepared> {
-        validate::check_imports(&self.inner.engine, component)?;
+        let imports = validate::check_imports(&self.inner.engine, component)?;
         let instance_pre = self
             .inner
             .linker
@@ -169,7 +176,11 @@ impl Sandbox {
             .map_err(|e| Rejection::UnknownImport(format!("{e:#}")))?;
         let pre =
             AgentPre::new(instance_pre).map_err(|e| Rejection::WrongWorld(format!("{e:#}")))?;
-        Ok(Prepared { digest, pre })
+        Ok(Prepared {
+            digest,
+            pre,
+            imports: imports.into(),
+        })
     }
 
     /// Call `describe` in a fresh instance.

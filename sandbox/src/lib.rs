@@ -12,8 +12,9 @@ mod linker;
 mod validate;
 
 pub use bindings::{
-    AgentSource, EditOutcome, Event, Finding, GuestError, Health, Info, Level, LlmCompletion,
-    LlmMessage, LlmRequest, LlmRole, LlmUsage, Proposal, SourceChange, SourceFile, SourceLogLine,
+    AgentSource, EditOutcome, Event, Finding, GuestError, Health, HttpRequest, HttpResponse, Info,
+    Level, LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, Proposal, SourceChange,
+    SourceFile, SourceLogLine,
 };
 pub use cache::CacheStats;
 pub use engine::{EPOCH_TICK, Outcome, Prepared, Sandbox, SandboxConfig, digest};

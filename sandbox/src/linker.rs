@@ -10,8 +10,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    Agent, AgentSource, EditOutcome, Finding, GuestError, Level, LlmCompletion, LlmRequest,
-    Proposal, SourceChange, SourceLogLine, kv, llm, runtime, source, types,
+    Agent, AgentSource, EditOutcome, Finding, GuestError, HttpRequest, HttpResponse, Level,
+    LlmCompletion, LlmRequest, Proposal, SourceChange, SourceLogLine, http, kv, llm, runtime,
+    source, types,
 };
 use crate::limits::MemoryLimiter;
 
@@ -68,6 +69,11 @@ pub trait HostServices: Send + Sync {
     /// Ask the model to continue a conversation.
     async fn llm_complete(&self, _request: LlmRequest) -> Result<LlmCompletion, GuestError> {
         Err(not_served("llm"))
+    }
+
+    /// Send an HTTP request for the agent (the manifest's origins are the host's to check).
+    async fn http_fetch(&self, _request: HttpRequest) -> Result<HttpResponse, GuestError> {
+        Err(not_served("http"))
     }
 
     /// Agents that have source, with their active versions.
@@ -322,6 +328,26 @@ impl llm::Host for HostState {
             Ok(())
         });
         guarded!(check, self.services.llm_complete(request).await)
+    }
+}
+
+impl http::Host for HostState {
+    async fn fetch(
+        &mut self,
+        request: HttpRequest,
+    ) -> wasmtime::Result<Result<HttpResponse, GuestError>> {
+        let check = self.grant("http").and_then(|()| {
+            if request.body.len() > MAX_VALUE_BYTES {
+                Err(too_large(
+                    "request body",
+                    request.body.len(),
+                    MAX_VALUE_BYTES,
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        guarded!(check, self.services.http_fetch(request).await)
     }
 }
 

@@ -12,6 +12,7 @@ const SERVED: &[&str] = &[
     "overseer:agent/runtime@0.1.0",
     "overseer:agent/kv@0.1.0",
     "overseer:agent/llm@0.1.0",
+    "overseer:agent/http@0.1.0",
     "overseer:agent/source@0.1.0",
 ];
 
@@ -30,16 +31,23 @@ pub(crate) fn check_header(bytes: &[u8]) -> Result<(), Rejection> {
     }
 }
 
-/// Check that every import of a compiled component is one the host serves.
-pub(crate) fn check_imports(engine: &Engine, component: &Component) -> Result<(), Rejection> {
-    let unknown: Vec<String> = component
+/// Check that every import of a compiled component is one the host serves; answer them all.
+pub(crate) fn check_imports(
+    engine: &Engine,
+    component: &Component,
+) -> Result<Vec<String>, Rejection> {
+    let imports: Vec<String> = component
         .component_type()
         .imports(engine)
         .map(|(name, _)| name.to_string())
-        .filter(|name| !name.starts_with("wasi:") && !SERVED.contains(&name.as_str()))
+        .collect();
+    let unknown: Vec<&str> = imports
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !name.starts_with("wasi:") && !SERVED.contains(name))
         .collect();
     if unknown.is_empty() {
-        Ok(())
+        Ok(imports)
     } else {
         Err(Rejection::UnknownImport(unknown.join(", ")))
     }

@@ -8,6 +8,7 @@ mod crash;
 mod drill;
 mod edit;
 mod health;
+mod http;
 mod limits;
 mod push;
 mod repair;

@@ -304,6 +304,16 @@ fn manifest_name(package: &str) -> String {
         .unwrap_or_else(|| package.to_string())
 }
 
+/// The check of `step` (`validate`, `describe`, `health`, `canary`) in a version record or a
+/// push's answer.
+pub fn check(version: &Value, step: &str) -> Value {
+    version["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["step"] == step))
+        .cloned()
+        .unwrap_or_else(|| panic!("no {step} check in {version}"))
+}
+
 /// A plain core module, not a component.
 pub fn core_module() -> Vec<u8> {
     wat::parse_file(agents_dir().join("fixtures/core-module.wat")).expect("core module parses")

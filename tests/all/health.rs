@@ -63,13 +63,7 @@ async fn canary_rejects_a_version_that_fails_recent_events() {
     assert_eq!(body["error"]["code"], "canary_failed");
     let record = version(&daemon, "svc", 2).await;
     assert_eq!(record["stage"], "canary");
-    let canary = record["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["step"] == "canary")
-        .unwrap()
-        .clone();
+    let canary = overseer_tests::check(&record, "canary");
     assert_eq!(canary["ok"], false);
     assert!(
         canary["detail"].as_str().unwrap().contains("5 of 5"),

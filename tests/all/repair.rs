@@ -331,13 +331,7 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let canary = body["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["step"] == "canary")
-        .cloned()
-        .expect("a canary ran");
+    let canary = overseer_tests::check(&body, "canary");
     assert_eq!(canary["ok"], true, "{canary}");
     assert_eq!(llm.requests().len(), asked);
     let (_, edits) = daemon.get("/v1/agents/buggy/edits").await;
@@ -382,13 +376,7 @@ async fn without_an_endpoint_the_llm_is_unavailable_and_the_code_editor_idle() {
     assert_eq!(body["output"]["ok"], Value::Null);
 
     let pushed = daemon.push_agent("code-editor", "code-editor").await;
-    let health = pushed["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["step"] == "health")
-        .cloned()
-        .unwrap();
+    let health = overseer_tests::check(&pushed, "health");
     assert!(
         health["detail"].as_str().unwrap().starts_with("idle"),
         "{health}"

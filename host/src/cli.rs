@@ -11,6 +11,7 @@ use crate::bench::{self, BenchArgs};
 use crate::config::{HostConfig, ServeArgs};
 use crate::daemon;
 use crate::drill::{self, DrillArgs};
+use crate::scaffold;
 
 /// overseer: a self-healing host for WebAssembly agents.
 #[derive(Debug, Parser)]
@@ -128,6 +129,24 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Write a new agent's source that builds as it is.
+    New {
+        name: String,
+        /// The language of the agent.
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build an agent's source directory into a component and print its path.
+    Build {
+        /// The agent's directory (default: the current one).
+        dir: Option<PathBuf>,
+        /// Where cargo builds (default: DIR/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+    },
     /// Push a faulty build of a live agent and watch the host reject it or roll it back.
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
@@ -193,6 +212,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::run(HostConfig::load(&args)?).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold::new_agent(&name, &lang, &dir, &scaffold::sdk_dir())?;
+            println!("wrote {}: a {lang} agent called {name}", dir.display());
+            println!("next: overseer build {}", dir.display());
+            Ok(())
+        }
+        Command::Build { dir, target_dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let artifact = tokio::task::spawn_blocking(move || {
+                scaffold::build(
+                    &dir,
+                    target_dir.as_deref(),
+                    std::time::Duration::from_secs(HostConfig::default().build_timeout_secs),
+                )
+            })
+            .await??;
+            println!(
+                "{} ({} KiB)",
+                artifact.wasm.display(),
+                artifact.bytes.len() / 1024
+            );
+            Ok(())
+        }
         Command::Drill(args) => drill::run(args).await.map(|_| ()),
         Command::Push {
             name,

@@ -18,6 +18,7 @@ pub mod manifest;
 pub mod metrics;
 pub mod providers;
 pub mod registry;
+pub mod scaffold;
 pub mod services;
 pub mod source;
 pub mod state;

@@ -362,7 +362,8 @@ fn package_name(agent: &str, data_dir: &Path) -> String {
     format!("agent-{agent}-{}", &hash[..8])
 }
 
-/// `Cargo.toml` with the package named `package` and no explicit library name.
+/// `Cargo.toml` with the package named `package`, no explicit library name, and no workspace
+/// or profile of its own.
 fn renamed(manifest: &str, package: &str) -> Result<String> {
     let mut table: toml::Table = manifest
         .parse()
@@ -374,6 +375,10 @@ fn renamed(manifest: &str, package: &str) -> Result<String> {
     if let Some(lib) = table.get_mut("lib").and_then(toml::Value::as_table_mut) {
         lib.remove("name");
     }
+    // An agent made to build on its own (`overseer new`) is its own workspace with its own
+    // profile; here it is a member of the generated workspace, whose profile applies.
+    table.remove("workspace");
+    table.remove("profile");
     toml::to_string(&table).map_err(|e| Error::Internal(format!("writing Cargo.toml: {e}")))
 }
 

@@ -1,0 +1,181 @@
+//! `overseer new` and `overseer build`: a new agent's source that builds as it is, and the build
+//! of an agent's source directory into a component with the host's own builder.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::builder::{self, Artifact};
+use crate::error::{Error, Result, check_name};
+
+/// The languages `overseer new` scaffolds.
+pub const LANGUAGES: &[&str] = &["rust"];
+
+const CARGO_TOML: &str = r#"[package]
+name = "{name}"
+version = "0.1.0"
+edition = "2024"
+rust-version = "1.95"
+publish = false
+
+[lib]
+crate-type = ["cdylib"]
+
+[dependencies]
+overseer-guest = { path = "{sdk}" }
+
+# An agent builds on its own; the host builds it inside a workspace of its own too.
+[workspace]
+
+# Small components: they are stored per version and compiled on every push.
+# `panic = "abort"` turns a panic straight into a trap, with no unwinding code.
+[profile.release]
+opt-level = "s"
+lto = true
+codegen-units = 1
+debug = false
+strip = true
+panic = "abort"
+"#;
+
+const AGENT_TOML: &str = r#"name = "{name}"
+description = "Greets whoever it is given and counts its greetings"
+
+# Every setting below is optional; the host's defaults apply where one is absent.
+[limits]
+timeout_ms = 2_000
+
+[capabilities]
+grant = []           # "llm", "http", "source"; runtime and kv are always granted
+http_allow = []      # origins `http` may reach: "https://api.example.com"
+
+[triggers]
+subscribe = []       # topics: "market.tick", "alert.*"
+# every = "60s"
+
+[config]
+greeting = "hello"
+"#;
+
+const LIB_RS: &str = r#"//! `{name}`: greets whoever it is given and counts its greetings in kv.
+
+use overseer_guest::{Agent, Error, Event, Info, kv, log};
+
+struct Greeter;
+
+impl Agent for Greeter {
+    fn describe() -> Info {
+        Info {
+            name: "{name}".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Greets whoever it is given and counts its greetings".to_string(),
+            subscriptions: vec![],
+        }
+    }
+
+    fn handle(event: Event) -> Result<String, Error> {
+        let who = event.payload.trim().trim_matches('"');
+        if who.is_empty() {
+            return Err(Error::invalid_input("give a name, as a JSON string"));
+        }
+        let count = kv::get("greetings")?
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            + 1;
+        kv::set("greetings", &count.to_string())?;
+        let greeting = overseer_guest::config("greeting").unwrap_or_else(|| "hello".to_string());
+        log::info(&format!("greeting number {count}"));
+        overseer_guest::emit("{name}.greeted", &format!("{{\"count\":{count}}}"))?;
+        Ok(format!("{{\"greeting\":\"{greeting}, {who}\",\"count\":{count}}}"))
+    }
+}
+
+overseer_guest::export!(Greeter);
+"#;
+
+const README_MD: &str = r#"# {name}
+
+An overseer agent in Rust: a WebAssembly component of the `overseer:agent` world.
+
+```sh
+overseer build {dir}                 # prints the component's path
+overseer push {name} {dir}/target/wasm32-wasip2/release/{crate}.wasm --manifest {dir}/agent.toml
+overseer invoke {name} '"world"'
+```
+
+`src/lib.rs` is the agent, `agent.toml` its manifest (limits, grants, triggers, config).
+"#;
+
+/// Write a new agent called `name` in `language` into `dir`, which must not exist yet.
+/// `sdk` is the guest SDK (`guest-sdk/`) the agent depends on.
+pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>> {
+    check_name(name)?;
+    if !LANGUAGES.contains(&language) {
+        return Err(Error::InvalidRequest(format!(
+            "language {language:?}: overseer new knows {}",
+            LANGUAGES.join(", ")
+        )));
+    }
+    if dir.exists() {
+        return Err(Error::InvalidRequest(format!(
+            "{} already exists",
+            dir.display()
+        )));
+    }
+    let sdk = sdk
+        .canonicalize()
+        .map_err(|e| Error::Internal(format!("the guest SDK at {}: {e}", sdk.display())))?;
+    let fill = |template: &str| {
+        template
+            .replace("{name}", name)
+            .replace("{crate}", &name.replace('-', "_"))
+            .replace("{dir}", &dir.display().to_string())
+            .replace("{sdk}", &sdk.display().to_string())
+    };
+    let files = [
+        ("Cargo.toml", fill(CARGO_TOML)),
+        ("agent.toml", fill(AGENT_TOML)),
+        ("src/lib.rs", fill(LIB_RS)),
+        ("README.md", fill(README_MD)),
+        (".gitignore", "target/\n".to_string()),
+    ];
+    let mut written = Vec::new();
+    for (path, text) in files {
+        let file = dir.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| Error::Internal(format!("{}: {e}", parent.display())))?;
+        }
+        std::fs::write(&file, text)
+            .map_err(|e| Error::Internal(format!("{}: {e}", file.display())))?;
+        written.push(file);
+    }
+    Ok(written)
+}
+
+/// Build the agent whose source is in `dir` into a component, into `target_dir` (the
+/// directory's own `target/` by default).
+pub fn build(dir: &Path, target_dir: Option<&Path>, timeout: Duration) -> Result<Artifact> {
+    let dir = dir
+        .canonicalize()
+        .map_err(|e| Error::InvalidRequest(format!("{}: {e}", dir.display())))?;
+    if !dir.join("Cargo.toml").exists() {
+        return Err(Error::InvalidRequest(format!(
+            "{} has no Cargo.toml: overseer build builds Rust agents",
+            dir.display()
+        )));
+    }
+    let target = target_dir
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| dir.join("target"));
+    let build = builder::build_rust(&dir, &target, &[], timeout)?;
+    build
+        .artifacts
+        .into_iter()
+        .find(|a| a.dir == dir)
+        .ok_or_else(|| Error::Build(format!("the build of {} made no component", dir.display())))
+}
+
+/// The guest SDK of the source tree this binary was built from.
+pub fn sdk_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk")
+}

@@ -41,6 +41,7 @@ pub fn test_config(data_dir: &Path) -> HostConfig {
         bundled: false,
         max_instances: 64,
         build_dir: Some(agents_target_dir()),
+        tools_dir: Some(tools_dir()),
         ..HostConfig::default()
     }
 }
@@ -252,6 +253,14 @@ pub fn agents_target_dir() -> PathBuf {
         .map(Path::to_path_buf)
         .unwrap_or_else(std::env::temp_dir)
         .join("agents")
+}
+
+/// Where the tests install componentizers, once for every run: `<target>/tools`.
+pub fn tools_dir() -> PathBuf {
+    agents_target_dir()
+        .parent()
+        .map(|target| target.join("tools"))
+        .unwrap_or_else(|| std::env::temp_dir().join("overseer-tools"))
 }
 
 fn built() -> &'static Built {

@@ -176,23 +176,7 @@ pub fn build_rust(
         (artifacts, diagnostics)
     });
 
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| Error::Build(format!("waiting for cargo: {e}")))?
-        {
-            break status;
-        }
-        if started.elapsed() > timeout {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(Error::Build(format!(
-                "the build took longer than {} s and was stopped",
-                timeout.as_secs()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = wait(&mut child, started, timeout)?;
     let (mut artifacts, diagnostics) = stdout_reader.join().unwrap_or_default();
     let errors = stderr_reader.join().unwrap_or_default();
     let log = format!("{diagnostics}{errors}");
@@ -205,6 +189,168 @@ pub fn build_rust(
     }
     Ok(Build {
         artifacts,
+        log,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Wait for a build to finish, or stop it after `timeout` from `started`.
+fn wait(
+    child: &mut std::process::Child,
+    started: Instant,
+    timeout: Duration,
+) -> Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::Build(format!("waiting for the build: {e}")))?
+        {
+            return Ok(status);
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::Build(format!(
+                "the build took longer than {} s and was stopped",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The componentize-py release Python agents are built with: pinned, so the same source makes
+/// the same component on every machine.
+pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+
+/// The contract, built into the binary so a Python build needs no source tree.
+pub const WIT: &str = include_str!("../../wit/agent.wit");
+
+/// The Python file a Python agent's source must have: it defines `WitWorld`.
+pub const PYTHON_APP: &str = "app.py";
+
+/// Install componentize-py into a virtual environment under `tools` unless it is there.
+/// Returns its executable. The caller holds the build lock.
+fn componentize_py(tools: &Path) -> Result<PathBuf> {
+    let venv = tools.join("python");
+    let exe = venv.join("bin").join("componentize-py");
+    if exe.exists() {
+        return Ok(exe);
+    }
+    tracing::info!(dir = %venv.display(), "installing {COMPONENTIZE_PY}");
+    let run = |program: &Path, args: &[&str]| -> Result<()> {
+        let output = Command::new(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Build(format!("cannot run {}: {e}", program.display())))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(Error::Build(format!(
+                "{} {} failed: {}",
+                program.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&output.stderr)
+            )))
+        }
+    };
+    let venv_arg = venv.to_string_lossy().to_string();
+    run(Path::new("python3"), &["-m", "venv", &venv_arg])?;
+    run(
+        &venv.join("bin").join("pip"),
+        &[
+            "install",
+            "--disable-pip-version-check",
+            "--quiet",
+            COMPONENTIZE_PY,
+        ],
+    )?;
+    if exe.exists() {
+        Ok(exe)
+    } else {
+        Err(Error::Build(format!(
+            "{COMPONENTIZE_PY} installed, but {} is missing",
+            exe.display()
+        )))
+    }
+}
+
+/// Build the Python agent in `dir` (its `app.py` and any modules beside it) into the component
+/// `out`, with componentize-py from `tools` (installed there on first use).
+pub fn build_python(dir: &Path, out: &Path, tools: &Path, timeout: Duration) -> Result<Build> {
+    let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let started = Instant::now();
+    if !dir.join(PYTHON_APP).exists() {
+        return Err(Error::Build(format!(
+            "{} has no {PYTHON_APP}",
+            dir.display()
+        )));
+    }
+    let exe = componentize_py(tools)?;
+    let wit = tools.join("wit");
+    std::fs::create_dir_all(&wit).map_err(|e| Error::Build(format!("{}: {e}", wit.display())))?;
+    let wit_file = wit.join("agent.wit");
+    if std::fs::read_to_string(&wit_file).ok().as_deref() != Some(WIT) {
+        std::fs::write(&wit_file, WIT)
+            .map_err(|e| Error::Build(format!("{}: {e}", wit_file.display())))?;
+    }
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| Error::Build(format!("{}: {e}", parent.display())))?;
+    }
+    let mut child = Command::new(&exe)
+        .current_dir(dir)
+        .arg("-d")
+        .arg(&wit)
+        .args(["-w", "agent", "componentize", "app", "-p"])
+        .arg(dir)
+        .arg("-o")
+        .arg(out)
+        .env_clear()
+        .envs(
+            std::env::vars_os()
+                .filter(|(name, _)| BUILD_ENV.contains(&name.to_string_lossy().as_ref())),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::Build(format!("cannot run componentize-py: {e}")))?;
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
+    let read = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out_reader = read(stdout.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let err_reader = read(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let status = wait(&mut child, started, timeout)?;
+    let log = format!(
+        "{}{}",
+        out_reader.join().unwrap_or_default(),
+        err_reader.join().unwrap_or_default()
+    );
+    if !status.success() {
+        return Err(Error::Build(log));
+    }
+    let bytes = std::fs::read(out).map_err(|e| Error::Build(format!("{}: {e}", out.display())))?;
+    Ok(Build {
+        artifacts: vec![Artifact {
+            package: dir
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            wasm: out.to_path_buf(),
+            dir: dir.to_path_buf(),
+            bytes,
+        }],
         log,
         elapsed: started.elapsed(),
     })

@@ -132,7 +132,7 @@ pub enum Command {
     /// Write a new agent's source that builds as it is.
     New {
         name: String,
-        /// The language of the agent.
+        /// The language of the agent: rust or python.
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to write it (default: ./NAME).
@@ -143,9 +143,15 @@ pub enum Command {
     Build {
         /// The agent's directory (default: the current one).
         dir: Option<PathBuf>,
-        /// Where cargo builds (default: DIR/target).
+        /// Where the component is built (default: DIR/target).
         #[arg(long)]
         target_dir: Option<PathBuf>,
+        /// Where componentizers are installed on first use (default: DATA_DIR/tools).
+        #[arg(long)]
+        tools_dir: Option<PathBuf>,
+        /// The data directory whose tools are used.
+        #[arg(long, env = "OVERSEER_DATA_DIR", default_value = ".overseer")]
+        data_dir: PathBuf,
     },
     /// Push a faulty build of a live agent and watch the host reject it or roll it back.
     Drill(DrillArgs),
@@ -219,12 +225,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("next: overseer build {}", dir.display());
             Ok(())
         }
-        Command::Build { dir, target_dir } => {
+        Command::Build {
+            dir,
+            target_dir,
+            tools_dir,
+            data_dir,
+        } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let tools = tools_dir.unwrap_or_else(|| data_dir.join("tools"));
             let artifact = tokio::task::spawn_blocking(move || {
                 scaffold::build(
                     &dir,
                     target_dir.as_deref(),
+                    &tools,
                     std::time::Duration::from_secs(HostConfig::default().build_timeout_secs),
                 )
             })

@@ -61,6 +61,8 @@ pub struct HostConfig {
     pub bundled: bool,
     /// Target directory shared by every build of agent source.
     pub build_dir: Option<PathBuf>,
+    /// Where the componentizers for Python agents are installed on first use.
+    pub tools_dir: Option<PathBuf>,
     /// Instances alive at once across all agents (the size of the instance pool).
     pub max_instances: u32,
     /// The largest memory limit a manifest may ask for, in MiB.
@@ -93,6 +95,7 @@ impl Default for HostConfig {
             agents_dir: None,
             bundled: true,
             build_dir: None,
+            tools_dir: None,
             max_instances: 256,
             max_memory_mb: 1024,
             max_timeout_ms: 300_000,
@@ -190,6 +193,12 @@ impl HostConfig {
         self.build_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("build"))
+    }
+
+    pub fn tools_dir(&self) -> PathBuf {
+        self.tools_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("tools"))
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -8,7 +8,7 @@ use crate::builder::{self, Artifact};
 use crate::error::{Error, Result, check_name};
 
 /// The languages `overseer new` scaffolds.
-pub const LANGUAGES: &[&str] = &["rust"];
+pub const LANGUAGES: &[&str] = &["rust", "python"];
 
 const CARGO_TOML: &str = r#"[package]
 name = "{name}"
@@ -92,6 +92,59 @@ impl Agent for Greeter {
 overseer_guest::export!(Greeter);
 "#;
 
+const APP_PY: &str = r#""""`{name}`: greets whoever it is given and counts its greetings in kv.
+
+An overseer agent in Python, built into a component by componentize-py. `wit_world` holds the
+bindings of the contract: the `WitWorld` class below is the agent, the modules under
+`wit_world.imports` are what the host serves (kv, runtime, llm, http, source).
+"""
+
+import json
+
+import wit_world
+from componentize_py_types import Err
+from wit_world.imports import kv, runtime, types
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self) -> types.Info:
+        return types.Info(
+            name="{name}",
+            version="0.1.0",
+            description="Greets whoever it is given and counts its greetings",
+            subscriptions=[],
+        )
+
+    def handle(self, event: types.Event) -> str:
+        who = json.loads(event.payload)
+        if not isinstance(who, str) or not who:
+            raise Err(types.Error_InvalidInput("give a name, as a JSON string"))
+        count = int(kv.get("greetings") or "0") + 1
+        kv.set("greetings", str(count))
+        greeting = runtime.config("greeting") or "hello"
+        runtime.log(types.Level.INFO, f"greeting number {count}")
+        runtime.emit("{name}.greeted", json.dumps({"count": count}))
+        return json.dumps({"greeting": f"{greeting}, {who}", "count": count})
+
+    def health(self) -> types.Health:
+        return types.Health(ok=True, detail="ok")
+"#;
+
+const README_PY: &str = r#"# {name}
+
+An overseer agent in Python: `app.py`, built into a WebAssembly component of the
+`overseer:agent` world by componentize-py (installed by `overseer build` on first use).
+
+```sh
+overseer build {dir}                 # prints the component's path
+overseer push {name} {dir}/target/{name}.wasm --manifest {dir}/agent.toml
+overseer invoke {name} '"world"'
+```
+
+`app.py` is the agent, `agent.toml` its manifest (limits, grants, triggers, config). A Python
+component is about 18 MB; the host compiles it once and keeps the native code in its cache.
+"#;
+
 const README_MD: &str = r#"# {name}
 
 An overseer agent in Rust: a WebAssembly component of the `overseer:agent` world.
@@ -131,13 +184,21 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
             .replace("{dir}", &dir.display().to_string())
             .replace("{sdk}", &sdk.display().to_string())
     };
-    let files = [
-        ("Cargo.toml", fill(CARGO_TOML)),
-        ("agent.toml", fill(AGENT_TOML)),
-        ("src/lib.rs", fill(LIB_RS)),
-        ("README.md", fill(README_MD)),
-        (".gitignore", "target/\n".to_string()),
-    ];
+    let files = match language {
+        "python" => vec![
+            ("app.py", fill(APP_PY)),
+            ("agent.toml", fill(AGENT_TOML)),
+            ("README.md", fill(README_PY)),
+            (".gitignore", "target/\n__pycache__/\n".to_string()),
+        ],
+        _ => vec![
+            ("Cargo.toml", fill(CARGO_TOML)),
+            ("agent.toml", fill(AGENT_TOML)),
+            ("src/lib.rs", fill(LIB_RS)),
+            ("README.md", fill(README_MD)),
+            (".gitignore", "target/\n".to_string()),
+        ],
+    };
     let mut written = Vec::new();
     for (path, text) in files {
         let file = dir.join(path);
@@ -153,20 +214,43 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
 }
 
 /// Build the agent whose source is in `dir` into a component, into `target_dir` (the
-/// directory's own `target/` by default).
-pub fn build(dir: &Path, target_dir: Option<&Path>, timeout: Duration) -> Result<Artifact> {
+/// directory's own `target/` by default): a `Cargo.toml` makes it Rust, an `app.py` Python
+/// (componentize-py is installed into `tools` on first use).
+pub fn build(
+    dir: &Path,
+    target_dir: Option<&Path>,
+    tools: &Path,
+    timeout: Duration,
+) -> Result<Artifact> {
     let dir = dir
         .canonicalize()
         .map_err(|e| Error::InvalidRequest(format!("{}: {e}", dir.display())))?;
-    if !dir.join("Cargo.toml").exists() {
-        return Err(Error::InvalidRequest(format!(
-            "{} has no Cargo.toml: overseer build builds Rust agents",
-            dir.display()
-        )));
-    }
     let target = target_dir
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("target"));
+    if !dir.join("Cargo.toml").exists() {
+        if !dir.join(builder::PYTHON_APP).exists() {
+            return Err(Error::InvalidRequest(format!(
+                "{} has neither a Cargo.toml (Rust) nor an {} (Python)",
+                dir.display(),
+                builder::PYTHON_APP
+            )));
+        }
+        // Named after the agent, as its manifest says, else after its directory.
+        let name = std::fs::read_to_string(dir.join("agent.toml"))
+            .ok()
+            .and_then(|text| crate::manifest::Manifest::parse(&text).ok())
+            .and_then(|manifest| manifest.name)
+            .or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()))
+            .unwrap_or_else(|| "agent".to_string());
+        let out = target.join(format!("{name}.wasm"));
+        let build = builder::build_python(&dir, &out, tools, timeout)?;
+        return build
+            .artifacts
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Build("the build made no component".to_string()));
+    }
     let build = builder::build_rust(&dir, &target, &[], timeout)?;
     build
         .artifacts

@@ -23,7 +23,7 @@ use crate::state::Host;
 pub const MAX_SOURCE_BYTES: usize = 4 << 20;
 
 /// Directories never part of a snapshot.
-const SKIPPED_DIRS: &[&str] = &["target", ".git"];
+const SKIPPED_DIRS: &[&str] = &["target", ".git", "__pycache__"];
 
 /// The files of an agent's source, by relative path with `/` separators.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -304,11 +304,49 @@ pub struct Built {
     pub log: String,
 }
 
-/// Build a snapshot of a Rust agent into a component; the caller holds the agent's edit lock.
-/// The source is written to a scratch directory beside a generated workspace root that takes its package settings, dependencies
-/// and release profile from the bundled agents' workspace, and built into the shared target
-/// directory.
+/// Build a snapshot of an agent into a component; the caller holds the agent's edit lock. A
+/// source with a `Cargo.toml` is Rust, one with an `app.py` Python.
 pub async fn build(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result<Built> {
+    if !snapshot.files.contains_key("Cargo.toml")
+        && snapshot.files.contains_key(builder::PYTHON_APP)
+    {
+        return build_python(host, agent, snapshot).await;
+    }
+    build_rust(host, agent, snapshot).await
+}
+
+/// A Python agent: its files written to a scratch directory and componentized there.
+async fn build_python(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result<Built> {
+    let scratch = host.config.data_dir.join("scratch").join(agent);
+    let out = host
+        .config
+        .data_dir
+        .join("scratch")
+        .join(format!("{agent}.wasm"));
+    let tools = host.config.tools_dir();
+    let timeout = Duration::from_secs(host.config.build_timeout_secs);
+    let tree = snapshot.clone();
+    tokio::task::spawn_blocking(move || -> Result<Built> {
+        tree.write_dir(&scratch)?;
+        let build = builder::build_python(&scratch, &out, &tools, timeout)?;
+        let artifact = build
+            .artifacts
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Build("the build produced no component".to_string()))?;
+        Ok(Built {
+            bytes: artifact.bytes,
+            log: build.log,
+        })
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("build task: {e}")))?
+}
+
+/// A Rust agent: the source is written to a scratch directory beside a generated workspace root
+/// that takes its package settings, dependencies and release profile from the bundled agents'
+/// workspace, and built into the shared target directory.
+async fn build_rust(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result<Built> {
     let Some(agents_dir) = host.config.agents_dir() else {
         return Err(Error::Build(
             "no agents directory to take the build settings from: set --agents-dir".to_string(),

@@ -11,6 +11,7 @@ mod health;
 mod http;
 mod limits;
 mod push;
+mod python;
 mod repair;
 mod restart;
 mod rollback;

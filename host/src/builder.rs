@@ -223,71 +223,153 @@ fn wait(
 /// the same component on every machine.
 pub const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
 
-/// The contract, built into the binary so a Python build needs no source tree.
+/// The componentize-js release JavaScript agents are built with, pinned likewise.
+pub const COMPONENTIZE_JS: &str = "@bytecodealliance/componentize-js@0.23.0";
+
+/// The contract, built into the binary so a Python or JavaScript build needs no source tree.
 pub const WIT: &str = include_str!("../../wit/agent.wit");
 
-/// The Python file a Python agent's source must have: it defines `WitWorld`.
-pub const PYTHON_APP: &str = "app.py";
+/// The languages agents are built from besides Rust, each by its componentizer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Language {
+    /// `app.py` defining `WitWorld`, built by componentize-py.
+    Python,
+    /// `app.js` exporting `describe`, `handle` and `health`, built by componentize-js.
+    JavaScript,
+}
 
-/// Install componentize-py into a virtual environment under `tools` unless it is there.
-/// Returns its executable. The caller holds the build lock.
-fn componentize_py(tools: &Path) -> Result<PathBuf> {
-    let venv = tools.join("python");
-    let exe = venv.join("bin").join("componentize-py");
-    if exe.exists() {
-        return Ok(exe);
-    }
-    tracing::info!(dir = %venv.display(), "installing {COMPONENTIZE_PY}");
-    let run = |program: &Path, args: &[&str]| -> Result<()> {
-        let output = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| Error::Build(format!("cannot run {}: {e}", program.display())))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(Error::Build(format!(
-                "{} {} failed: {}",
-                program.display(),
-                args.join(" "),
-                String::from_utf8_lossy(&output.stderr)
-            )))
+impl Language {
+    /// The file an agent's source in this language starts from.
+    pub fn app(self) -> &'static str {
+        match self {
+            Language::Python => "app.py",
+            Language::JavaScript => "app.js",
         }
-    };
-    let venv_arg = venv.to_string_lossy().to_string();
-    run(Path::new("python3"), &["-m", "venv", &venv_arg])?;
-    run(
-        &venv.join("bin").join("pip"),
-        &[
-            "install",
-            "--disable-pip-version-check",
-            "--quiet",
-            COMPONENTIZE_PY,
-        ],
-    )?;
-    if exe.exists() {
-        Ok(exe)
+    }
+
+    /// The language of a source with these files, when it is not Rust (no `Cargo.toml`).
+    pub fn of(has: impl Fn(&str) -> bool) -> Option<Language> {
+        if has("Cargo.toml") {
+            return None;
+        }
+        [Language::Python, Language::JavaScript]
+            .into_iter()
+            .find(|language| has(language.app()))
+    }
+
+    /// Install the componentizer into `tools` unless it is there; answer the command that
+    /// builds `dir/app.*` into `out` against the contract in `wit`. The caller holds the build
+    /// lock.
+    fn componentizer(self, tools: &Path, dir: &Path, wit: &Path, out: &Path) -> Result<Command> {
+        match self {
+            Language::Python => {
+                let venv = tools.join("python");
+                let exe = venv.join("bin").join("componentize-py");
+                if !exe.exists() {
+                    tracing::info!(dir = %venv.display(), "installing {COMPONENTIZE_PY}");
+                    run_tool(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+                    run_tool(
+                        Command::new(venv.join("bin").join("pip"))
+                            .args(["install", "--disable-pip-version-check", "--quiet"])
+                            .arg(COMPONENTIZE_PY),
+                    )?;
+                }
+                let mut command = Command::new(exe);
+                command
+                    .arg("-d")
+                    .arg(wit)
+                    .args(["-w", "agent", "componentize", "app", "-p"])
+                    .arg(dir)
+                    .arg("-o")
+                    .arg(out)
+                    .env("PYTHONDONTWRITEBYTECODE", "1");
+                Ok(command)
+            }
+            Language::JavaScript => {
+                let prefix = tools.join("js");
+                let script = prefix.join("componentize.mjs");
+                if !prefix
+                    .join("node_modules/@bytecodealliance/componentize-js")
+                    .exists()
+                {
+                    tracing::info!(dir = %prefix.display(), "installing {COMPONENTIZE_JS}");
+                    std::fs::create_dir_all(&prefix)
+                        .map_err(|e| Error::Build(format!("{}: {e}", prefix.display())))?;
+                    run_tool(
+                        Command::new("npm")
+                            .args(["install", "--no-audit", "--no-fund", "--prefix"])
+                            .arg(&prefix)
+                            .arg(COMPONENTIZE_JS),
+                    )?;
+                }
+                if std::fs::read_to_string(&script).ok().as_deref() != Some(COMPONENTIZE_MJS) {
+                    std::fs::write(&script, COMPONENTIZE_MJS)
+                        .map_err(|e| Error::Build(format!("{}: {e}", script.display())))?;
+                }
+                let mut command = Command::new("node");
+                command
+                    .arg(script)
+                    .arg(dir.join(self.app()))
+                    .arg(wit)
+                    .arg(out);
+                Ok(command)
+            }
+        }
+    }
+}
+
+/// Drives componentize-js through its JavaScript API. The agent world has no use for the
+/// engine's own HTTP client or fetch handler, and the host does not serve `wasi:http`.
+const COMPONENTIZE_MJS: &str = r#"import { componentize } from '@bytecodealliance/componentize-js';
+import { writeFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
+
+const [source, wit, out] = process.argv.slice(2);
+const { component } = await componentize({
+  sourcePath: resolve(source),
+  witPath: resolve(wit),
+  worldName: 'agent',
+  disableFeatures: ['http', 'fetch-event'],
+});
+await writeFile(out, component);
+"#;
+
+/// Run an installer to its end; its output is the error when it fails.
+fn run_tool(command: &mut Command) -> Result<()> {
+    let output = command
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Error::Build(format!("cannot run {:?}: {e}", command.get_program())))?;
+    if output.status.success() {
+        Ok(())
     } else {
         Err(Error::Build(format!(
-            "{COMPONENTIZE_PY} installed, but {} is missing",
-            exe.display()
+            "{:?} failed: {}{}",
+            command.get_program(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
         )))
     }
 }
 
-/// Build the Python agent in `dir` (its `app.py` and any modules beside it) into the component
-/// `out`, with componentize-py from `tools` (installed there on first use).
-pub fn build_python(dir: &Path, out: &Path, tools: &Path, timeout: Duration) -> Result<Build> {
+/// Build the agent in `dir` (its `app.*` and any modules beside it) into the component `out`
+/// with the language's componentizer, installed into `tools` on first use.
+pub fn componentize(
+    language: Language,
+    dir: &Path,
+    out: &Path,
+    tools: &Path,
+    timeout: Duration,
+) -> Result<Build> {
     let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
-    if !dir.join(PYTHON_APP).exists() {
+    if !dir.join(language.app()).exists() {
         return Err(Error::Build(format!(
-            "{} has no {PYTHON_APP}",
-            dir.display()
+            "{} has no {}",
+            dir.display(),
+            language.app()
         )));
     }
-    let exe = componentize_py(tools)?;
     let wit = tools.join("wit");
     std::fs::create_dir_all(&wit).map_err(|e| Error::Build(format!("{}: {e}", wit.display())))?;
     let wit_file = wit.join("agent.wit");
@@ -299,27 +381,19 @@ pub fn build_python(dir: &Path, out: &Path, tools: &Path, timeout: Duration) -> 
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::Build(format!("{}: {e}", parent.display())))?;
     }
-    let mut child = Command::new(&exe)
+    let mut command = language.componentizer(tools, dir, &wit, out)?;
+    let mut child = command
         .current_dir(dir)
-        .arg("-d")
-        .arg(&wit)
-        .args(["-w", "agent", "componentize", "app", "-p"])
-        .arg(dir)
-        .arg("-o")
-        .arg(out)
         .env_clear()
         .envs(
             std::env::vars_os()
                 .filter(|(name, _)| BUILD_ENV.contains(&name.to_string_lossy().as_ref())),
         )
-        .env("PYTHONDONTWRITEBYTECODE", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Build(format!("cannot run componentize-py: {e}")))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
+        .map_err(|e| Error::Build(format!("cannot run the componentizer: {e}")))?;
     let read = |pipe: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
             let mut text = String::new();
@@ -329,8 +403,18 @@ pub fn build_python(dir: &Path, out: &Path, tools: &Path, timeout: Duration) -> 
             text
         })
     };
-    let out_reader = read(stdout.map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err_reader = read(stderr.map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out_reader = read(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err_reader = read(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let status = wait(&mut child, started, timeout)?;
     let log = format!(
         "{}{}",

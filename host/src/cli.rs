@@ -132,7 +132,7 @@ pub enum Command {
     /// Write a new agent's source that builds as it is.
     New {
         name: String,
-        /// The language of the agent: rust or python.
+        /// The language of the agent: rust, python or js.
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to write it (default: ./NAME).

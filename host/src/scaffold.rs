@@ -8,7 +8,7 @@ use crate::builder::{self, Artifact};
 use crate::error::{Error, Result, check_name};
 
 /// The languages `overseer new` scaffolds.
-pub const LANGUAGES: &[&str] = &["rust", "python"];
+pub const LANGUAGES: &[&str] = &["rust", "python", "js"];
 
 const CARGO_TOML: &str = r#"[package]
 name = "{name}"
@@ -130,6 +130,57 @@ class WitWorld(wit_world.WitWorld):
         return types.Health(ok=True, detail="ok")
 "#;
 
+const APP_JS: &str = r#"// `{name}`: greets whoever it is given and counts its greetings in kv.
+//
+// An overseer agent in JavaScript, built into a component by componentize-js. The contract's
+// interfaces are imported as modules (`overseer:agent/kv@0.1.0`, `.../runtime@0.1.0`, llm,
+// http, source); `describe`, `handle` and `health` are the exports. An error the caller can
+// act on is thrown as `{ tag: 'invalid-input' | 'denied' | 'unavailable' | 'failed', val }`.
+
+import * as kv from 'overseer:agent/kv@0.1.0';
+import * as runtime from 'overseer:agent/runtime@0.1.0';
+
+export function describe() {
+  return {
+    name: '{name}',
+    version: '0.1.0',
+    description: 'Greets whoever it is given and counts its greetings',
+    subscriptions: [],
+  };
+}
+
+export function handle(event) {
+  const who = JSON.parse(event.payload);
+  if (typeof who !== 'string' || who === '') {
+    throw { tag: 'invalid-input', val: 'give a name, as a JSON string' };
+  }
+  const count = Number(kv.get('greetings') ?? '0') + 1;
+  kv.set('greetings', String(count));
+  const greeting = runtime.config('greeting') ?? 'hello';
+  runtime.log('info', `greeting number ${count}`);
+  runtime.emit('{name}.greeted', JSON.stringify({ count }));
+  return JSON.stringify({ greeting: `${greeting}, ${who}`, count });
+}
+
+export function health() {
+  return { ok: true, detail: 'ok' };
+}
+"#;
+
+const README_JS: &str = r#"# {name}
+
+An overseer agent in JavaScript: `app.js`, built into a WebAssembly component of the
+`overseer:agent` world by componentize-js (installed by `overseer build` on first use).
+
+```sh
+overseer build {dir}                 # prints the component's path
+overseer push {name} {dir}/target/{name}.wasm --manifest {dir}/agent.toml
+overseer invoke {name} '"world"'
+```
+
+`app.js` is the agent, `agent.toml` its manifest (limits, grants, triggers, config).
+"#;
+
 const README_PY: &str = r#"# {name}
 
 An overseer agent in Python: `app.py`, built into a WebAssembly component of the
@@ -191,6 +242,12 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
             ("README.md", fill(README_PY)),
             (".gitignore", "target/\n__pycache__/\n".to_string()),
         ],
+        "js" => vec![
+            ("app.js", fill(APP_JS)),
+            ("agent.toml", fill(AGENT_TOML)),
+            ("README.md", fill(README_JS)),
+            (".gitignore", "target/\nnode_modules/\n".to_string()),
+        ],
         _ => vec![
             ("Cargo.toml", fill(CARGO_TOML)),
             ("agent.toml", fill(AGENT_TOML)),
@@ -214,8 +271,8 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
 }
 
 /// Build the agent whose source is in `dir` into a component, into `target_dir` (the
-/// directory's own `target/` by default): a `Cargo.toml` makes it Rust, an `app.py` Python
-/// (componentize-py is installed into `tools` on first use).
+/// directory's own `target/` by default): a `Cargo.toml` makes it Rust, an `app.py` Python, an
+/// `app.js` JavaScript (their componentizers are installed into `tools` on first use).
 pub fn build(
     dir: &Path,
     target_dir: Option<&Path>,
@@ -229,13 +286,12 @@ pub fn build(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| dir.join("target"));
     if !dir.join("Cargo.toml").exists() {
-        if !dir.join(builder::PYTHON_APP).exists() {
+        let Some(language) = builder::Language::of(|file| dir.join(file).exists()) else {
             return Err(Error::InvalidRequest(format!(
-                "{} has neither a Cargo.toml (Rust) nor an {} (Python)",
-                dir.display(),
-                builder::PYTHON_APP
+                "{} has no Cargo.toml (Rust), app.py (Python) or app.js (JavaScript)",
+                dir.display()
             )));
-        }
+        };
         // Named after the agent, as its manifest says, else after its directory.
         let name = std::fs::read_to_string(dir.join("agent.toml"))
             .ok()
@@ -244,7 +300,7 @@ pub fn build(
             .or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()))
             .unwrap_or_else(|| "agent".to_string());
         let out = target.join(format!("{name}.wasm"));
-        let build = builder::build_python(&dir, &out, tools, timeout)?;
+        let build = builder::componentize(language, &dir, &out, tools, timeout)?;
         return build
             .artifacts
             .into_iter()

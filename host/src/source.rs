@@ -23,7 +23,7 @@ use crate::state::Host;
 pub const MAX_SOURCE_BYTES: usize = 4 << 20;
 
 /// Directories never part of a snapshot.
-const SKIPPED_DIRS: &[&str] = &["target", ".git", "__pycache__"];
+const SKIPPED_DIRS: &[&str] = &["target", ".git", "__pycache__", "node_modules"];
 
 /// The files of an agent's source, by relative path with `/` separators.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -305,18 +305,23 @@ pub struct Built {
 }
 
 /// Build a snapshot of an agent into a component; the caller holds the agent's edit lock. A
-/// source with a `Cargo.toml` is Rust, one with an `app.py` Python.
+/// source with a `Cargo.toml` is Rust, one with an `app.py` Python, one with an `app.js`
+/// JavaScript.
 pub async fn build(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result<Built> {
-    if !snapshot.files.contains_key("Cargo.toml")
-        && snapshot.files.contains_key(builder::PYTHON_APP)
-    {
-        return build_python(host, agent, snapshot).await;
+    match builder::Language::of(|file| snapshot.files.contains_key(file)) {
+        Some(language) => componentize(host, agent, snapshot, language).await,
+        None => build_rust(host, agent, snapshot).await,
     }
-    build_rust(host, agent, snapshot).await
 }
 
-/// A Python agent: its files written to a scratch directory and componentized there.
-async fn build_python(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Result<Built> {
+/// A Python or JavaScript agent: its files written to a scratch directory and componentized
+/// there.
+async fn componentize(
+    host: &Arc<Host>,
+    agent: &str,
+    snapshot: &Snapshot,
+    language: builder::Language,
+) -> Result<Built> {
     let scratch = host.config.data_dir.join("scratch").join(agent);
     let out = host
         .config
@@ -328,7 +333,7 @@ async fn build_python(host: &Arc<Host>, agent: &str, snapshot: &Snapshot) -> Res
     let tree = snapshot.clone();
     tokio::task::spawn_blocking(move || -> Result<Built> {
         tree.write_dir(&scratch)?;
-        let build = builder::build_python(&scratch, &out, &tools, timeout)?;
+        let build = builder::componentize(language, &scratch, &out, &tools, timeout)?;
         let artifact = build
             .artifacts
             .into_iter()

@@ -28,6 +28,13 @@ pub struct BenchArgs {
     /// Versions pushed for the swap measurement.
     #[arg(long, default_value_t = 20)]
     pub swaps: usize,
+    /// Also build a Python and a JavaScript agent and measure their compile, cached load and
+    /// invoke (installs the componentizers into --tools-dir on first use).
+    #[arg(long)]
+    pub languages: bool,
+    /// Where the componentizers are installed.
+    #[arg(long, default_value = ".overseer/tools")]
+    pub tools_dir: PathBuf,
 }
 
 /// A copy of a component with a custom section appended: different bytes (and digest), the
@@ -309,6 +316,108 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ms(mttr)
         ),
         None => println!("| MTTR | the bad version was not rolled back within 10 s |"),
+    }
+    if args.languages {
+        languages(&args, &echo, compile, cached, in_process).await?;
+    }
+    Ok(())
+}
+
+/// Compile against a cold cache, load from the warm cache, and invoke in process (a fresh
+/// instance per call) a scaffolded agent in each language; Rust is echo, measured above.
+async fn languages(
+    args: &BenchArgs,
+    echo: &[u8],
+    compile: Duration,
+    cached: Duration,
+    invoke: Summary,
+) -> anyhow::Result<()> {
+    let mut rows = vec![(
+        "Rust (echo)".to_string(),
+        echo.len(),
+        compile,
+        cached,
+        invoke,
+    )];
+    for (lang, label) in [("python", "Python"), ("js", "JavaScript")] {
+        println!("building a {label} agent …");
+        let source = tempfile::tempdir()?;
+        let dir = source.path().join(format!("bench-{lang}"));
+        crate::scaffold::new_agent(
+            &format!("bench-{lang}"),
+            lang,
+            &dir,
+            &crate::scaffold::sdk_dir(),
+        )?;
+        let tools = args.tools_dir.clone();
+        let artifact = tokio::task::spawn_blocking(move || {
+            crate::scaffold::build(&dir, None, &tools, Duration::from_secs(900))
+        })
+        .await??;
+        let bytes = artifact.bytes;
+        let cache = tempfile::tempdir()?;
+        let config = overseer_sandbox::SandboxConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..overseer_sandbox::SandboxConfig::default()
+        };
+        let cold = overseer_sandbox::Sandbox::new(&config)?;
+        let started = Instant::now();
+        cold.prepare(&bytes)?;
+        let compile = started.elapsed();
+        let warm = overseer_sandbox::Sandbox::new(&config)?;
+        let started = Instant::now();
+        let prepared = warm.prepare(&bytes)?;
+        let cached = started.elapsed();
+        let limits = overseer_sandbox::Limits {
+            fuel: u64::MAX / 2,
+            memory_bytes: 256 << 20,
+            timeout: Duration::from_secs(10),
+        };
+        let services = Arc::new(overseer_sandbox::MemoryServices::default());
+        let calls = (args.calls / 10).max(20);
+        let mut samples = Vec::with_capacity(calls);
+        for n in 0..calls + 5 {
+            let event = overseer_sandbox::Event {
+                id: n.to_string(),
+                topic: "invoke".to_string(),
+                payload: "\"bench\"".to_string(),
+                source: "bench".to_string(),
+                at_ms: 0,
+            };
+            let started = Instant::now();
+            warm.handle(&prepared, &limits, services.clone(), event)
+                .await?;
+            if n >= 5 {
+                samples.push(started.elapsed());
+            }
+        }
+        rows.push((
+            label.to_string(),
+            bytes.len(),
+            compile,
+            cached,
+            summarize(&mut samples),
+        ));
+    }
+    println!();
+    println!(
+        "| language | component | compile, cold cache | load from the cache | speed-up | invoke in process, fresh instance: p50 / p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (label, size, compile, cached, invoke) in rows {
+        let size = if size >= 1 << 20 {
+            format!("{:.1} MiB", size as f64 / f64::from(1 << 20))
+        } else {
+            format!("{} KiB", size / 1024)
+        };
+        println!(
+            "| {label} | {size} | {:.0} ms | {:.1} ms | {:.0}× | {:.0} µs / {:.0} µs |",
+            ms(compile),
+            ms(cached),
+            compile.as_secs_f64() / cached.as_secs_f64().max(1e-9),
+            invoke.p50,
+            invoke.p99
+        );
     }
     Ok(())
 }

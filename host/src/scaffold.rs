@@ -1,5 +1,7 @@
 //! `overseer new` and `overseer build`: a new agent's source that builds as it is, and the build
-//! of an agent's source directory into a component with the host's own builder.
+//! of an agent's source directory into a component with the host's own builder. The templates
+//! live in the guest SDK (`guest-sdk/rust`, `guest-sdk/python`, `guest-sdk/js`), built
+//! into the binary; `{name}`, `{crate}`, `{dir}` and `{sdk}` are filled in.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,204 +12,24 @@ use crate::error::{Error, Result, check_name};
 /// The languages `overseer new` scaffolds.
 pub const LANGUAGES: &[&str] = &["rust", "python", "js"];
 
-const CARGO_TOML: &str = r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2024"
-rust-version = "1.95"
-publish = false
+const CARGO_TOML: &str = include_str!("../../guest-sdk/rust/Cargo.toml.tmpl");
 
-[lib]
-crate-type = ["cdylib"]
+const AGENT_TOML: &str = include_str!("../../guest-sdk/agent.toml.tmpl");
 
-[dependencies]
-overseer-guest = { path = "{sdk}" }
+const LIB_RS: &str = include_str!("../../guest-sdk/rust/lib.rs.tmpl");
 
-# An agent builds on its own; the host builds it inside a workspace of its own too.
-[workspace]
+/// The Python helper module written beside every Python agent.
+const OVERSEER_PY: &str = include_str!("../../guest-sdk/python/overseer.py");
 
-# Small components: they are stored per version and compiled on every push.
-# `panic = "abort"` turns a panic straight into a trap, with no unwinding code.
-[profile.release]
-opt-level = "s"
-lto = true
-codegen-units = 1
-debug = false
-strip = true
-panic = "abort"
-"#;
+const APP_PY: &str = include_str!("../../guest-sdk/python/app.py.tmpl");
 
-const AGENT_TOML: &str = r#"name = "{name}"
-description = "Greets whoever it is given and counts its greetings"
+const APP_JS: &str = include_str!("../../guest-sdk/js/app.js.tmpl");
 
-# Every setting below is optional; the host's defaults apply where one is absent.
-[limits]
-timeout_ms = 2_000
+const README_JS: &str = include_str!("../../guest-sdk/js/README.md.tmpl");
 
-[capabilities]
-grant = []           # "llm", "http", "source"; runtime and kv are always granted
-http_allow = []      # origins `http` may reach: "https://api.example.com"
+const README_PY: &str = include_str!("../../guest-sdk/python/README.md.tmpl");
 
-[triggers]
-subscribe = []       # topics: "market.tick", "alert.*"
-# every = "60s"
-
-[config]
-greeting = "hello"
-"#;
-
-const LIB_RS: &str = r#"//! `{name}`: greets whoever it is given and counts its greetings in kv.
-
-use overseer_guest::{Agent, Error, Event, Info, kv, log};
-
-struct Greeter;
-
-impl Agent for Greeter {
-    fn describe() -> Info {
-        Info {
-            name: "{name}".to_string(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            description: "Greets whoever it is given and counts its greetings".to_string(),
-            subscriptions: vec![],
-        }
-    }
-
-    fn handle(event: Event) -> Result<String, Error> {
-        let who = event.payload.trim().trim_matches('"');
-        if who.is_empty() {
-            return Err(Error::invalid_input("give a name, as a JSON string"));
-        }
-        let count = kv::get("greetings")?
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        kv::set("greetings", &count.to_string())?;
-        let greeting = overseer_guest::config("greeting").unwrap_or_else(|| "hello".to_string());
-        log::info(&format!("greeting number {count}"));
-        overseer_guest::emit("{name}.greeted", &format!("{{\"count\":{count}}}"))?;
-        Ok(format!("{{\"greeting\":\"{greeting}, {who}\",\"count\":{count}}}"))
-    }
-}
-
-overseer_guest::export!(Greeter);
-"#;
-
-const APP_PY: &str = r#""""`{name}`: greets whoever it is given and counts its greetings in kv.
-
-An overseer agent in Python, built into a component by componentize-py. `wit_world` holds the
-bindings of the contract: the `WitWorld` class below is the agent, the modules under
-`wit_world.imports` are what the host serves (kv, runtime, llm, http, source).
-"""
-
-import json
-
-import wit_world
-from componentize_py_types import Err
-from wit_world.imports import kv, runtime, types
-
-
-class WitWorld(wit_world.WitWorld):
-    def describe(self) -> types.Info:
-        return types.Info(
-            name="{name}",
-            version="0.1.0",
-            description="Greets whoever it is given and counts its greetings",
-            subscriptions=[],
-        )
-
-    def handle(self, event: types.Event) -> str:
-        who = json.loads(event.payload)
-        if not isinstance(who, str) or not who:
-            raise Err(types.Error_InvalidInput("give a name, as a JSON string"))
-        count = int(kv.get("greetings") or "0") + 1
-        kv.set("greetings", str(count))
-        greeting = runtime.config("greeting") or "hello"
-        runtime.log(types.Level.INFO, f"greeting number {count}")
-        runtime.emit("{name}.greeted", json.dumps({"count": count}))
-        return json.dumps({"greeting": f"{greeting}, {who}", "count": count})
-
-    def health(self) -> types.Health:
-        return types.Health(ok=True, detail="ok")
-"#;
-
-const APP_JS: &str = r#"// `{name}`: greets whoever it is given and counts its greetings in kv.
-//
-// An overseer agent in JavaScript, built into a component by componentize-js. The contract's
-// interfaces are imported as modules (`overseer:agent/kv@0.1.0`, `.../runtime@0.1.0`, llm,
-// http, source); `describe`, `handle` and `health` are the exports. An error the caller can
-// act on is thrown as `{ tag: 'invalid-input' | 'denied' | 'unavailable' | 'failed', val }`.
-
-import * as kv from 'overseer:agent/kv@0.1.0';
-import * as runtime from 'overseer:agent/runtime@0.1.0';
-
-export function describe() {
-  return {
-    name: '{name}',
-    version: '0.1.0',
-    description: 'Greets whoever it is given and counts its greetings',
-    subscriptions: [],
-  };
-}
-
-export function handle(event) {
-  const who = JSON.parse(event.payload);
-  if (typeof who !== 'string' || who === '') {
-    throw { tag: 'invalid-input', val: 'give a name, as a JSON string' };
-  }
-  const count = Number(kv.get('greetings') ?? '0') + 1;
-  kv.set('greetings', String(count));
-  const greeting = runtime.config('greeting') ?? 'hello';
-  runtime.log('info', `greeting number ${count}`);
-  runtime.emit('{name}.greeted', JSON.stringify({ count }));
-  return JSON.stringify({ greeting: `${greeting}, ${who}`, count });
-}
-
-export function health() {
-  return { ok: true, detail: 'ok' };
-}
-"#;
-
-const README_JS: &str = r#"# {name}
-
-An overseer agent in JavaScript: `app.js`, built into a WebAssembly component of the
-`overseer:agent` world by componentize-js (installed by `overseer build` on first use).
-
-```sh
-overseer build {dir}                 # prints the component's path
-overseer push {name} {dir}/target/{name}.wasm --manifest {dir}/agent.toml
-overseer invoke {name} '"world"'
-```
-
-`app.js` is the agent, `agent.toml` its manifest (limits, grants, triggers, config).
-"#;
-
-const README_PY: &str = r#"# {name}
-
-An overseer agent in Python: `app.py`, built into a WebAssembly component of the
-`overseer:agent` world by componentize-py (installed by `overseer build` on first use).
-
-```sh
-overseer build {dir}                 # prints the component's path
-overseer push {name} {dir}/target/{name}.wasm --manifest {dir}/agent.toml
-overseer invoke {name} '"world"'
-```
-
-`app.py` is the agent, `agent.toml` its manifest (limits, grants, triggers, config). A Python
-component is about 18 MB; the host compiles it once and keeps the native code in its cache.
-"#;
-
-const README_MD: &str = r#"# {name}
-
-An overseer agent in Rust: a WebAssembly component of the `overseer:agent` world.
-
-```sh
-overseer build {dir}                 # prints the component's path
-overseer push {name} {dir}/target/wasm32-wasip2/release/{crate}.wasm --manifest {dir}/agent.toml
-overseer invoke {name} '"world"'
-```
-
-`src/lib.rs` is the agent, `agent.toml` its manifest (limits, grants, triggers, config).
-"#;
+const README_MD: &str = include_str!("../../guest-sdk/rust/README.md.tmpl");
 
 /// Write a new agent called `name` in `language` into `dir`, which must not exist yet.
 /// `sdk` is the guest SDK (`guest-sdk/`) the agent depends on.
@@ -238,6 +60,7 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
     let files = match language {
         "python" => vec![
             ("app.py", fill(APP_PY)),
+            ("overseer.py", OVERSEER_PY.to_string()),
             ("agent.toml", fill(AGENT_TOML)),
             ("README.md", fill(README_PY)),
             (".gitignore", "target/\n__pycache__/\n".to_string()),

@@ -1,4 +1,4 @@
-//! Agents in Python and JavaScript: `overseer new --lang L` → `overseer build` → push →
+//! Agents in Rust, Python and JavaScript: `overseer new --lang L` → `overseer build` → push →
 //! invoke, with state in kv, events to a subscriber and a spin loop stopped by its deadline;
 //! and an edit of the agent's source rebuilt and put live by the host.
 
@@ -18,8 +18,9 @@ struct Language {
     /// The agent scaffolded and pushed, and the one created from its files by the edit API.
     name: &'static str,
     edited: &'static str,
-    /// The file the agent is.
+    /// The file the agent is, and every file the host needs to build it.
     app: &'static str,
+    files: &'static [&'static str],
     /// The line of the scaffold's `handle` the test puts a spin loop in front of.
     handle: &'static str,
     spin: &'static str,
@@ -33,6 +34,7 @@ const PYTHON: Language = Language {
     name: "pygreeter",
     edited: "pyedit",
     app: "app.py",
+    files: &["app.py", "overseer.py", "agent.toml"],
     handle: "        who = json.loads(event.payload)\n",
     spin: "        if event.payload == '\"spin\"':\n            while True:\n                pass\n",
     line: "        greeting = runtime.config(\"greeting\") or \"hello\"\n",
@@ -44,11 +46,29 @@ const JAVASCRIPT: Language = Language {
     name: "jsgreeter",
     edited: "jsedit",
     app: "app.js",
+    files: &["app.js", "agent.toml"],
     handle: "  const who = JSON.parse(event.payload);\n",
     spin: "  if (event.payload === '\"spin\"') {\n    while (true) {}\n  }\n",
     line: "  const greeting = runtime.config('greeting') ?? 'hello';\n",
     edit: "  const greeting = 'hi';\n",
 };
+
+const RUST: Language = Language {
+    lang: "rust",
+    name: "rsgreeter",
+    edited: "rsedit",
+    app: "src/lib.rs",
+    files: &["Cargo.toml", "agent.toml", "src/lib.rs"],
+    handle: "        let payload = event.payload.trim();\n",
+    spin: "        if event.payload == \"\\\"spin\\\"\" {\n            loop {}\n        }\n",
+    line: "        let greeting = overseer_guest::config(\"greeting\").unwrap_or_else(|| \"hello\".to_string());\n",
+    edit: "        let greeting = \"hi\";\n",
+};
+
+#[tokio::test]
+async fn a_rust_agent_goes_from_new_to_live_and_is_edited_by_the_host() {
+    new_to_live(&RUST).await;
+}
 
 #[tokio::test]
 async fn a_python_agent_goes_from_new_to_live_and_is_edited_by_the_host() {
@@ -96,12 +116,27 @@ async fn new_to_live(language: &Language) {
         );
     std::fs::write(source.join("agent.toml"), &manifest).unwrap();
 
+    // Rust builds in the tests' warm target directory, so only the agent itself compiles.
     let tools = overseer_tests::tools_dir();
-    let tools_arg = tools.to_str().unwrap();
-    run(local(&["build", dir_arg, "--tools-dir", tools_arg]))
-        .await
-        .unwrap();
-    let wasm = source.join(format!("target/{name}.wasm"));
+    let target = match language.lang {
+        "rust" => overseer_tests::agents_target_dir(),
+        _ => source.join("target"),
+    };
+    let (tools_arg, target_arg) = (tools.to_str().unwrap(), target.to_str().unwrap());
+    run(local(&[
+        "build",
+        dir_arg,
+        "--tools-dir",
+        tools_arg,
+        "--target-dir",
+        target_arg,
+    ]))
+    .await
+    .unwrap();
+    let wasm = match language.lang {
+        "rust" => target.join(format!("wasm32-wasip2/release/{name}.wasm")),
+        _ => target.join(format!("{name}.wasm")),
+    };
     let manifest_path = source.join("agent.toml");
     run(local(&[
         "push",
@@ -155,7 +190,7 @@ async fn new_to_live(language: &Language) {
 
     // The host builds the same source: created from its files, then edited by a diff.
     let mut files = serde_json::Map::new();
-    for path in [language.app, "agent.toml"] {
+    for path in language.files {
         let text = std::fs::read_to_string(source.join(path)).unwrap();
         let text = text.replace(
             &format!("name = \"{name}\""),

@@ -30,6 +30,13 @@ const BUILD_ENV: &[&str] = &[
     "HTTPS_PROXY",
     "no_proxy",
     "NO_PROXY",
+    // Certificate bundles, for registries behind a proxy that re-signs TLS.
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "NODE_EXTRA_CA_CERTS",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "PYENV_ROOT",
 ];
 
 /// Builds run one at a time: they share a target directory and two cores.
@@ -113,10 +120,7 @@ pub fn build_rust(
         // The build sees only what cargo and rustup need: source that reads the environment
         // at build time (`env!`) must not find the daemon's token or keys.
         .env_clear()
-        .envs(std::env::vars_os().filter(|(name, _)| {
-            let name = name.to_string_lossy();
-            BUILD_ENV.contains(&name.as_ref()) || name.starts_with("RUSTUP_")
-        }))
+        .envs(build_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -263,9 +267,9 @@ impl Language {
     fn componentizer(self, tools: &Path, dir: &Path, wit: &Path, out: &Path) -> Result<Command> {
         match self {
             Language::Python => {
-                let venv = tools.join("python");
+                let (venv, install) = install_dir(tools, "python", COMPONENTIZE_PY)?;
                 let exe = venv.join("bin").join("componentize-py");
-                if !exe.exists() {
+                if install {
                     tracing::info!(dir = %venv.display(), "installing {COMPONENTIZE_PY}");
                     run_tool(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
                     run_tool(
@@ -273,9 +277,12 @@ impl Language {
                             .args(["install", "--disable-pip-version-check", "--quiet"])
                             .arg(COMPONENTIZE_PY),
                     )?;
+                    mark(&venv.join(".installed"))?;
                 }
                 let mut command = Command::new(exe);
                 command
+                    .env_clear()
+                    .envs(build_env())
                     .arg("-d")
                     .arg(wit)
                     .args(["-w", "agent", "componentize", "app", "-p"])
@@ -286,21 +293,17 @@ impl Language {
                 Ok(command)
             }
             Language::JavaScript => {
-                let prefix = tools.join("js");
+                let (prefix, install) = install_dir(tools, "js", COMPONENTIZE_JS)?;
                 let script = prefix.join("componentize.mjs");
-                if !prefix
-                    .join("node_modules/@bytecodealliance/componentize-js")
-                    .exists()
-                {
+                if install {
                     tracing::info!(dir = %prefix.display(), "installing {COMPONENTIZE_JS}");
-                    std::fs::create_dir_all(&prefix)
-                        .map_err(|e| Error::Build(format!("{}: {e}", prefix.display())))?;
                     run_tool(
                         Command::new("npm")
                             .args(["install", "--no-audit", "--no-fund", "--prefix"])
                             .arg(&prefix)
                             .arg(COMPONENTIZE_JS),
                     )?;
+                    mark(&prefix.join(".installed"))?;
                 }
                 if std::fs::read_to_string(&script).ok().as_deref() != Some(COMPONENTIZE_MJS) {
                     std::fs::write(&script, COMPONENTIZE_MJS)
@@ -308,6 +311,8 @@ impl Language {
                 }
                 let mut command = Command::new("node");
                 command
+                    .env_clear()
+                    .envs(build_env())
                     .arg(script)
                     .arg(dir.join(self.app()))
                     .arg(wit)
@@ -334,9 +339,54 @@ const { component } = await componentize({
 await writeFile(out, component);
 "#;
 
+/// Record that an install finished: only then is it taken as done, and a new pin installs anew.
+fn mark(file: &Path) -> Result<()> {
+    std::fs::write(file, b"").map_err(|e| Error::Build(format!("{}: {e}", file.display())))
+}
+
+/// The environment of a build or an install: what finding programs, toolchains and package
+/// registries needs, never the daemon's token or keys.
+fn build_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(name, _)| {
+        let name = name.to_string_lossy();
+        BUILD_ENV.contains(&name.as_ref())
+            || ["RUSTUP_", "PIP_", "npm_config_", "NPM_CONFIG_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+    })
+}
+
+/// A directory for one pinned install of a tool, made anew unless a finished install is there.
+/// Returns it, and whether it must be installed into.
+fn install_dir(tools: &Path, tool: &str, pin: &str) -> Result<(PathBuf, bool)> {
+    let slug: String = pin
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let dir = tools.join(tool).join(slug);
+    if dir.join(".installed").exists() {
+        return Ok((dir, false));
+    }
+    // An install cut short is thrown away whole: installers do not mend a half tree reliably.
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir)
+            .map_err(|e| Error::Build(format!("{}: {e}", dir.display())))?;
+    }
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Build(format!("{}: {e}", dir.display())))?;
+    Ok((dir, true))
+}
+
 /// Run an installer to its end; its output is the error when it fails.
 fn run_tool(command: &mut Command) -> Result<()> {
     let output = command
+        .env_clear()
+        .envs(build_env())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Build(format!("cannot run {:?}: {e}", command.get_program())))?;
@@ -363,6 +413,12 @@ pub fn componentize(
 ) -> Result<Build> {
     let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
+    // The componentizer runs in `dir`: every path it is given must hold from there.
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|e| Error::Build(format!("{}: {e}", path.display())))
+    };
+    let (dir, out, tools) = (absolute(dir)?, absolute(out)?, absolute(tools)?);
+    let (dir, out, tools) = (dir.as_path(), out.as_path(), tools.as_path());
     if !dir.join(language.app()).exists() {
         return Err(Error::Build(format!(
             "{} has no {}",
@@ -384,11 +440,6 @@ pub fn componentize(
     let mut command = language.componentizer(tools, dir, &wit, out)?;
     let mut child = command
         .current_dir(dir)
-        .env_clear()
-        .envs(
-            std::env::vars_os()
-                .filter(|(name, _)| BUILD_ENV.contains(&name.to_string_lossy().as_ref())),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -103,6 +103,7 @@ pub async fn push_with_source(
             .map(|v| v.manifest.clone())
             .unwrap_or_default(),
     };
+    manifest.check_capabilities()?;
     let resolved = manifest.resolve(agent, &host.config)?;
     let digest = overseer_sandbox::digest(&bytes);
 

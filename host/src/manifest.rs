@@ -233,18 +233,6 @@ impl Manifest {
                 MIN_INTERVAL.as_millis()
             )));
         }
-        for grant in &self.capabilities.grant {
-            if !INTERFACES.contains(&grant.as_str()) {
-                return Err(Error::InvalidManifest(format!(
-                    "capabilities.grant: unknown interface {grant:?} (known: {})",
-                    INTERFACES.join(", ")
-                )));
-            }
-        }
-        for entry in &self.capabilities.http_allow {
-            crate::providers::http::check_allow_entry(entry)
-                .map_err(|e| Error::InvalidManifest(format!("capabilities.http_allow: {e}")))?;
-        }
         for topic in &self.triggers.subscribe {
             if topic.is_empty()
                 || (topic.contains('*')
@@ -301,6 +289,25 @@ impl Manifest {
             queue,
             every,
         })
+    }
+
+    /// Check `[capabilities]` of a manifest being pushed: known interfaces, origins to allow.
+    /// Kept out of [`Manifest::resolve`], which also loads stored versions: a version stored
+    /// before a check existed still loads, and what the check would refuse never matches.
+    pub fn check_capabilities(&self) -> Result<()> {
+        for grant in &self.capabilities.grant {
+            if !INTERFACES.contains(&grant.as_str()) {
+                return Err(Error::InvalidManifest(format!(
+                    "capabilities.grant: unknown interface {grant:?} (known: {})",
+                    INTERFACES.join(", ")
+                )));
+            }
+        }
+        for entry in &self.capabilities.http_allow {
+            crate::providers::http::check_allow_entry(entry)
+                .map_err(|e| Error::InvalidManifest(format!("capabilities.http_allow: {e}")))?;
+        }
+        Ok(())
     }
 
     /// Whether the manifest grants `interface`; `runtime` and `kv` always are.
@@ -409,12 +416,16 @@ mod tests {
     fn grants_name_known_interfaces_only() {
         let host = HostConfig::default();
         let manifest = Manifest::parse("[capabilities]\ngrant = [\"llm\", \"source\"]\n").unwrap();
-        assert!(manifest.resolve("x", &host).is_ok());
+        assert!(manifest.resolve("x", &host).is_ok() && manifest.check_capabilities().is_ok());
         assert!(manifest.grants("llm") && manifest.grants("kv") && manifest.privileged());
         assert!(!Manifest::default().grants("llm"));
         assert!(!Manifest::default().privileged());
         let typo = Manifest::parse("[capabilities]\ngrant = [\"llms\"]\n").unwrap();
-        let err = typo.resolve("x", &host).unwrap_err();
+        assert!(
+            typo.resolve("x", &host).is_ok(),
+            "a stored version still loads"
+        );
+        let err = typo.check_capabilities().unwrap_err();
         assert_eq!(err.code(), "invalid_manifest");
         assert!(err.to_string().contains("llms"), "{err}");
     }

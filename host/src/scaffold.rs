@@ -35,6 +35,11 @@ const README_MD: &str = include_str!("../../guest-sdk/rust/README.md.tmpl");
 /// `sdk` is the guest SDK (`guest-sdk/`) the agent depends on.
 pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<Vec<PathBuf>> {
     check_name(name)?;
+    if language == "rust" && !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err(Error::InvalidRequest(format!(
+            "{name:?}: a Rust agent's name starts with a letter (it names the crate too)"
+        )));
+    }
     if !LANGUAGES.contains(&language) {
         return Err(Error::InvalidRequest(format!(
             "language {language:?}: overseer new knows {}",
@@ -47,9 +52,13 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
             dir.display()
         )));
     }
-    let sdk = sdk
-        .canonicalize()
-        .map_err(|e| Error::Internal(format!("the guest SDK at {}: {e}", sdk.display())))?;
+    // Only a Rust agent depends on the guest SDK's crate.
+    let sdk = match language {
+        "rust" => sdk
+            .canonicalize()
+            .map_err(|e| Error::Internal(format!("the guest SDK at {}: {e}", sdk.display())))?,
+        _ => sdk.to_path_buf(),
+    };
     let fill = |template: &str| {
         template
             .replace("{name}", name)

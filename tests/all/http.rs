@@ -104,6 +104,15 @@ async fn http_reaches_only_the_allowed_origins() {
     // An answer over the limit is refused, not buffered.
     let answer = fetch(&daemon, "fetcher", &format!("{allowed}/big")).await;
     assert_eq!(answer["error"], "failed", "{answer}");
+    // The origin is the URL's: no Host of the agent's choosing.
+    let (status, body) = daemon
+        .invoke(
+            "fetcher",
+            json!({ "call": "fetch", "url": format!("{allowed}/"), "headers": { "Host": "elsewhere.test" } }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"]["error"], "invalid_input", "{body}");
     // Not a URL at all.
     let answer = fetch(&daemon, "fetcher", "not a url").await;
     assert_eq!(answer["error"], "invalid_input", "{answer}");

@@ -15,6 +15,18 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// largest value an agent may hand the host: room for a page of market data or a news feed.
 pub const MAX_RESPONSE_BYTES: usize = 4 << 20;
 
+/// Headers an agent may not set (nor any `proxy-*`).
+const FORBIDDEN_HEADERS: &[&str] = &[
+    "host",
+    "connection",
+    "content-length",
+    "transfer-encoding",
+    "upgrade",
+    "te",
+    "trailer",
+    "keep-alive",
+];
+
 /// The HTTP client agents' requests go through.
 pub struct Outbound {
     client: reqwest::Client,
@@ -57,6 +69,14 @@ impl Outbound {
             .min(DEFAULT_TIMEOUT);
         let mut builder = self.client.request(method, url.clone()).timeout(timeout);
         for (name, value) in &request.headers {
+            // The origin is the URL's: a `Host` of the agent's choosing would reach another site
+            // behind an allowed address, and framing is the client's to set.
+            let lower = name.to_ascii_lowercase();
+            if FORBIDDEN_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+                return Err(GuestError::InvalidInput(format!(
+                    "header {name:?} is set by the host"
+                )));
+            }
             builder = builder.header(name.as_str(), value.as_str());
         }
         if !request.body.is_empty() {

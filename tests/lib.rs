@@ -133,6 +133,16 @@ impl Api {
         send(request).await
     }
 
+    /// Push the component of an agent package of `agents/` as `name`, with `manifest`.
+    pub async fn push_package(
+        &self,
+        name: &str,
+        package: &str,
+        manifest: &str,
+    ) -> (StatusCode, Value) {
+        self.push(name, component(package), Some(manifest)).await
+    }
+
     /// Push a built agent with its own manifest; panics unless it goes live.
     pub async fn push_agent(&self, name: &str, package: &str) -> Value {
         let manifest = manifest(package).replace(

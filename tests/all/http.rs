@@ -65,11 +65,7 @@ async fn http_reaches_only_the_allowed_origins() {
     let daemon = Daemon::start().await;
     let manifest = prober_manifest("fetcher", "\"http\"", &[&allowed]);
     let (status, pushed) = daemon
-        .push(
-            "fetcher",
-            overseer_tests::component("fixture-prober"),
-            Some(&manifest),
-        )
+        .push_package("fetcher", "fixture-prober", &manifest)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{pushed}");
 
@@ -120,11 +116,7 @@ async fn http_reaches_only_the_allowed_origins() {
     // Allowed origins, but no grant: denied before anything is sent.
     let manifest = prober_manifest("ungranted", "", &[&allowed]);
     let (status, body) = daemon
-        .push(
-            "ungranted",
-            overseer_tests::component("fixture-prober"),
-            Some(&manifest),
-        )
+        .push_package("ungranted", "fixture-prober", &manifest)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let before = hits.load(Ordering::SeqCst);
@@ -139,11 +131,7 @@ async fn http_reaches_only_the_allowed_origins() {
         1,
     );
     let (status, body) = daemon
-        .push(
-            "fetcher",
-            overseer_tests::component("fixture-prober"),
-            Some(&again),
-        )
+        .push_package("fetcher", "fixture-prober", &again)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(overseer_tests::check(&body, "canary")["ok"], true, "{body}");
@@ -160,22 +148,14 @@ async fn a_manifest_must_name_origins_to_allow() {
     ] {
         let manifest = prober_manifest("bad", "\"http\"", &[allow]);
         let (status, body) = daemon
-            .push(
-                "bad",
-                overseer_tests::component("fixture-prober"),
-                Some(&manifest),
-            )
+            .push_package("bad", "fixture-prober", &manifest)
             .await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{allow}: {body}");
         assert_eq!(body["error"]["code"], "invalid_manifest");
     }
     let manifest = prober_manifest("bad", "\"https\"", &[]);
     let (status, body) = daemon
-        .push(
-            "bad",
-            overseer_tests::component("fixture-prober"),
-            Some(&manifest),
-        )
+        .push_package("bad", "fixture-prober", &manifest)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert!(body["error"]["message"].as_str().unwrap().contains("https"));

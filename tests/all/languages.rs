@@ -156,11 +156,7 @@ async fn new_to_live(language: &Language) {
     let recorder = overseer_tests::manifest("fixture-recorder")
         .replace("counter.incremented", &format!("{name}.greeted"));
     let (status, body) = daemon
-        .push(
-            "recorder",
-            overseer_tests::component("fixture-recorder"),
-            Some(&recorder),
-        )
+        .push_package("recorder", "fixture-recorder", &recorder)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
 

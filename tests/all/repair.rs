@@ -207,13 +207,7 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
     let plain = overseer_tests::manifest("fixture-prober")
         .replace("name = \"prober\"", "name = \"plain\"")
         .replace("grant = [\"llm\", \"source\"]", "grant = []");
-    let (status, body) = daemon
-        .push(
-            "plain",
-            overseer_tests::component("fixture-prober"),
-            Some(&plain),
-        )
-        .await;
+    let (status, body) = daemon.push_package("plain", "fixture-prober", &plain).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     for call in ["complete", "agents"] {
         let answer = probe("plain", json!({ "call": call })).await;
@@ -324,11 +318,7 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
     let manifest = overseer_tests::manifest("fixture-prober")
         .replace("description = \"", "description = \"Replayed: ");
     let (status, body) = daemon
-        .push(
-            "prober",
-            overseer_tests::component("fixture-prober"),
-            Some(&manifest),
-        )
+        .push_package("prober", "fixture-prober", &manifest)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let canary = overseer_tests::check(&body, "canary");
@@ -363,11 +353,7 @@ async fn without_an_endpoint_the_llm_is_unavailable_and_the_code_editor_idle() {
     let daemon = Daemon::start().await;
     let manifest = overseer_tests::manifest("fixture-prober");
     let (status, body) = daemon
-        .push(
-            "prober",
-            overseer_tests::component("fixture-prober"),
-            Some(&manifest),
-        )
+        .push_package("prober", "fixture-prober", &manifest)
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (_, body) = daemon.invoke("prober", json!({ "call": "complete" })).await;

@@ -2,5 +2,5 @@
 //! process and kill it (the crash-safety loop).
 
 fn main() -> anyhow::Result<()> {
-    overseer_host::cli::main()
+    overseer::cli::main()
 }

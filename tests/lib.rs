@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use overseer_host::{Host, HostConfig, api, builder, daemon};
+use overseer::Config;
+use overseer_kernel::Kernel;
+use overseer_selfedit::builder;
 use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -25,7 +27,8 @@ pub struct Api {
 /// A daemon serving on loopback, in this process.
 pub struct Daemon {
     pub api: Api,
-    pub host: Arc<Host>,
+    pub kernel: Kernel,
+    pub daemon: overseer::Daemon,
     pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -34,15 +37,15 @@ pub struct Daemon {
 
 /// The configuration tests run with: a small instance pool, no bundled agents, and builds of
 /// agent source in the target directory the test agents were built in, so they start warm.
-pub fn test_config(data_dir: &Path) -> HostConfig {
-    HostConfig {
+pub fn test_config(data_dir: &Path) -> Config {
+    Config {
         data_dir: data_dir.to_path_buf(),
         token: Some(TOKEN.to_string()),
         bundled: false,
         max_instances: 64,
         build_dir: Some(agents_target_dir()),
         tools_dir: Some(tools_dir()),
-        ..HostConfig::default()
+        ..Config::default()
     }
 }
 
@@ -56,20 +59,23 @@ impl Daemon {
     }
 
     /// A daemon with this configuration (its data directory is the caller's to clean up).
-    pub async fn start_with(config: HostConfig) -> Daemon {
+    pub async fn start_with(config: Config) -> Daemon {
         let data_dir = config.data_dir.clone();
-        let host = daemon::open(config).await.expect("host opens");
+        let daemon = overseer::daemon::open(config)
+            .await
+            .expect("the daemon opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(api::serve(listener, host.clone(), async {
+        let server = tokio::spawn(overseer_api::serve(listener, daemon.state.clone(), async {
             let _ = stopped.await;
         }));
         Daemon {
             api: Api::new(url),
-            host,
+            kernel: daemon.kernel.clone(),
+            daemon,
             data_dir,
             stop: Some(stop),
             server: Some(server),
@@ -417,6 +423,6 @@ impl FakeLlm {
 
 /// p50 and p99 of durations, in milliseconds.
 pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
-    let s = overseer_host::bench::summarize(samples);
+    let s = overseer::bench::summarize(samples);
     (s.p50 / 1000.0, s.p99 / 1000.0)
 }

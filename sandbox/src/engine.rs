@@ -14,7 +14,8 @@ use crate::bindings::{AgentPre, Event, GuestError, Health, Info};
 use crate::cache::{Cache, CacheStats};
 use crate::error::{Error, Fault, Rejection, Result, internal};
 use crate::limits::Limits;
-use crate::linker::{HostServices, HostState, linker};
+use crate::linker::{HostState, linker};
+use crate::services::Services;
 use crate::validate;
 
 /// How often the epoch advances. Deadlines are rounded up to this granularity.
@@ -188,7 +189,7 @@ impl Sandbox {
         &self,
         prepared: &Prepared,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        services: Services,
     ) -> Result<Outcome<Info>> {
         let outcome = self
             .call(prepared, limits, services, Call::Describe)
@@ -209,7 +210,7 @@ impl Sandbox {
         &self,
         prepared: &Prepared,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        services: Services,
     ) -> Result<Outcome<Health>> {
         let outcome = self.call(prepared, limits, services, Call::Health).await?;
         match outcome.value {
@@ -229,7 +230,7 @@ impl Sandbox {
         &self,
         prepared: &Prepared,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        services: Services,
         event: Event,
     ) -> Result<Outcome<String>> {
         let outcome = self
@@ -251,7 +252,7 @@ impl Sandbox {
         &self,
         prepared: &Prepared,
         limits: &Limits,
-        services: Arc<dyn HostServices>,
+        services: Services,
         call: Call,
     ) -> Result<Outcome<Reply>> {
         let memory = limits.memory_bytes.min(self.inner.max_memory_bytes);

@@ -1,7 +1,7 @@
 //! overseer-sandbox runs agents as WebAssembly components: a wasmtime engine with the pooling
 //! allocator, per-invocation fuel, memory and wall-clock limits, WASI p2 locked down, component
 //! validation, and an on-disk cache of compiled components. It knows nothing of HTTP or
-//! databases: it asks the host for services through [`HostServices`].
+//! databases: each invocation is given the [`Services`] that serve its imports.
 
 mod bindings;
 mod cache;
@@ -9,6 +9,7 @@ mod engine;
 mod error;
 mod limits;
 mod linker;
+mod services;
 mod validate;
 
 pub use bindings::{
@@ -20,6 +21,5 @@ pub use cache::CacheStats;
 pub use engine::{EPOCH_TICK, Outcome, Prepared, Sandbox, SandboxConfig, digest};
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
-pub use linker::{
-    HostServices, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, MemoryServices, now_ms,
-};
+pub use linker::{MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
+pub use services::{Capability, Http, Kv, Llm, MemoryServices, Runtime, Services, Source};

@@ -1,10 +1,6 @@
-//! What a guest can reach: the per-invocation store state, the services the host provides
-//! through [`HostServices`], the WIT interfaces wired to them, and WASI p2 locked down.
+//! What a guest can reach: the per-invocation store state, the WIT interfaces wired to the
+//! [`Services`] of the invocation, and WASI p2 locked down.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use async_trait::async_trait;
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,6 +11,7 @@ use crate::bindings::{
     source, types,
 };
 use crate::limits::MemoryLimiter;
+use crate::services::Services;
 
 /// Longest key an agent may store. Keys are identifiers, not data.
 pub const MAX_KV_KEY_BYTES: usize = 512;
@@ -34,111 +31,18 @@ const MAX_LOG_LINES: u32 = 1000;
 /// `runtime.log`; stdio is for panics and stray prints.
 const STDIO_CAPACITY: usize = 64 << 10;
 
-/// The services an agent reaches through its imports, implemented by the host for real agents
-/// and by [`MemoryServices`] for tests and shadow runs.
-#[async_trait]
-pub trait HostServices: Send + Sync {
-    /// Record a log line from the agent (its `runtime.log` calls and its stdout/stderr).
-    fn log(&self, level: Level, message: &str);
-    /// Publish an event on the bus.
-    async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError>;
-    /// Record a measurement.
-    fn metric(&self, name: &str, value: f64);
-    /// A value from the agent's manifest `[config]` table.
-    fn config(&self, key: &str) -> Option<String>;
-    /// Read a key of the agent's private store.
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, GuestError>;
-    /// Write a key of the agent's private store.
-    async fn kv_set(&self, key: &str, value: &str) -> Result<(), GuestError>;
-    /// Remove a key of the agent's private store.
-    async fn kv_delete(&self, key: &str) -> Result<(), GuestError>;
-    /// List the keys that start with `prefix`, sorted.
-    async fn kv_keys(&self, prefix: &str) -> Result<Vec<String>, GuestError>;
-
-    /// Whether the agent's manifest grants the interface `capability` (`llm`, `source`).
-    /// Calls to an interface that is not granted are `denied` before they reach the services.
-    fn granted(&self, _capability: &str) -> bool {
-        false
-    }
-
-    /// The model `llm.complete` would ask, if an endpoint is configured.
-    fn llm_model(&self) -> Option<String> {
-        None
-    }
-
-    /// Ask the model to continue a conversation.
-    async fn llm_complete(&self, _request: LlmRequest) -> Result<LlmCompletion, GuestError> {
-        Err(not_served("llm"))
-    }
-
-    /// Send an HTTP request for the agent (the manifest's origins are the host's to check).
-    async fn http_fetch(&self, _request: HttpRequest) -> Result<HttpResponse, GuestError> {
-        Err(not_served("http"))
-    }
-
-    /// Agents that have source, with their active versions.
-    async fn source_agents(&self) -> Result<Vec<AgentSource>, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// The file list of an agent's active source.
-    async fn source_files(&self, _agent: &str) -> Result<AgentSource, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// One file of an agent's active source.
-    async fn source_read(&self, _agent: &str, _path: &str) -> Result<String, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// The findings of the analysis of an agent's active source.
-    async fn source_findings(&self, _agent: &str) -> Result<Vec<Finding>, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// The newest lines of an agent's log.
-    async fn source_logs(
-        &self,
-        _agent: &str,
-        _limit: u32,
-    ) -> Result<Vec<SourceLogLine>, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// Propose an edit; answers its id.
-    async fn source_propose(&self, _proposal: Proposal) -> Result<u64, GuestError> {
-        Err(not_served("source"))
-    }
-
-    /// Where an edit stands.
-    async fn source_outcome(&self, _agent: &str, _id: u64) -> Result<EditOutcome, GuestError> {
-        Err(not_served("source"))
-    }
-}
-
-fn not_served(interface: &str) -> GuestError {
-    GuestError::Unavailable(format!("the {interface} interface is not served here"))
-}
-
-/// The error for a call to an interface the manifest does not grant.
-fn denied(interface: &str) -> GuestError {
-    GuestError::Denied(format!(
-        "the {interface} interface is not granted: add \"{interface}\" to [capabilities] grant in agent.toml"
-    ))
-}
-
 /// The data of one store: one invocation of one agent.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
-    pub(crate) services: Arc<dyn HostServices>,
+    pub(crate) services: Services,
     pub(crate) stdout: MemoryOutputPipe,
     pub(crate) stderr: MemoryOutputPipe,
 }
 
 impl HostState {
-    pub(crate) fn new(services: Arc<dyn HostServices>, memory_bytes: usize) -> Self {
+    pub(crate) fn new(services: Services, memory_bytes: usize) -> Self {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         // No preopened directories, no environment, no arguments, no sockets: a guest sees
@@ -170,7 +74,7 @@ impl HostState {
             }
             for line in String::from_utf8_lossy(&bytes).lines() {
                 if !line.trim().is_empty() {
-                    self.services.log(level, line);
+                    self.services.runtime.log(level, line);
                 }
             }
         }
@@ -210,7 +114,7 @@ impl types::Host for HostState {}
 impl runtime::Host for HostState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let message = truncate(&message, MAX_VALUE_BYTES);
-        self.services.log(level, message);
+        self.services.runtime.log(level, message);
         Ok(())
     }
 
@@ -231,17 +135,18 @@ impl runtime::Host for HostState {
                 "topic must be 1 to 512 bytes".to_string(),
             )));
         }
-        Ok(self.services.emit(&topic, &payload).await)
+        Ok(self.services.runtime.emit(&topic, &payload).await)
     }
 
     async fn metric(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
         self.services
+            .runtime
             .metric(truncate(&name, MAX_KV_KEY_BYTES), value);
         Ok(())
     }
 
     async fn config(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.services.config(&key))
+        Ok(self.services.runtime.config(&key))
     }
 }
 
@@ -250,7 +155,7 @@ impl kv::Host for HostState {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        Ok(self.services.kv_get(&key).await)
+        Ok(self.services.kv.get(&key).await)
     }
 
     async fn set(
@@ -264,41 +169,30 @@ impl kv::Host for HostState {
         if value.len() > MAX_VALUE_BYTES {
             return Ok(Err(too_large("value", value.len(), MAX_VALUE_BYTES)));
         }
-        Ok(self.services.kv_set(&key, &value).await)
+        Ok(self.services.kv.set(&key, &value).await)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), GuestError>> {
         if let Err(e) = check_key(&key) {
             return Ok(Err(e));
         }
-        Ok(self.services.kv_delete(&key).await)
+        Ok(self.services.kv.delete(&key).await)
     }
 
     async fn keys(&mut self, prefix: String) -> wasmtime::Result<Result<Vec<String>, GuestError>> {
         if let Err(e) = check_key(&prefix) {
             return Ok(Err(e));
         }
-        Ok(self.services.kv_keys(&prefix).await)
-    }
-}
-
-impl HostState {
-    /// `Err(denied)` unless the manifest grants `interface`.
-    fn grant(&self, interface: &str) -> Result<(), GuestError> {
-        if self.services.granted(interface) {
-            Ok(())
-        } else {
-            Err(denied(interface))
-        }
+        Ok(self.services.kv.keys(&prefix).await)
     }
 }
 
 /// Answer a guest call: the host's error for the guest, never a trap.
 macro_rules! guarded {
-    ($check:expr, $call:expr) => {
+    ($check:expr, $served:ident => $call:expr) => {
         match $check {
             Err(e) => Ok(Err(e)),
-            Ok(()) => Ok($call),
+            Ok($served) => Ok($call.await),
         }
     };
 }
@@ -306,9 +200,11 @@ macro_rules! guarded {
 impl llm::Host for HostState {
     async fn model(&mut self) -> wasmtime::Result<Option<String>> {
         Ok(self
-            .grant("llm")
+            .services
+            .llm
+            .get("llm")
             .ok()
-            .and_then(|()| self.services.llm_model()))
+            .and_then(|llm| llm.model()))
     }
 
     async fn complete(
@@ -316,7 +212,7 @@ impl llm::Host for HostState {
         request: LlmRequest,
     ) -> wasmtime::Result<Result<LlmCompletion, GuestError>> {
         let size: usize = request.messages.iter().map(|m| m.content.len()).sum();
-        let check = self.grant("llm").and_then(|()| {
+        let check = self.services.llm.get("llm").and_then(|llm| {
             if request.messages.is_empty() {
                 return Err(GuestError::InvalidInput(
                     "a completion needs at least one message".to_string(),
@@ -325,9 +221,9 @@ impl llm::Host for HostState {
             if size > MAX_PROMPT_BYTES {
                 return Err(too_large("prompt", size, MAX_PROMPT_BYTES));
             }
-            Ok(())
+            Ok(llm)
         });
-        guarded!(check, self.services.llm_complete(request).await)
+        guarded!(check, llm => llm.complete(request))
     }
 }
 
@@ -336,7 +232,7 @@ impl http::Host for HostState {
         &mut self,
         request: HttpRequest,
     ) -> wasmtime::Result<Result<HttpResponse, GuestError>> {
-        let check = self.grant("http").and_then(|()| {
+        let check = self.services.http.get("http").and_then(|http| {
             if request.body.len() > MAX_VALUE_BYTES {
                 Err(too_large(
                     "request body",
@@ -344,22 +240,25 @@ impl http::Host for HostState {
                     MAX_VALUE_BYTES,
                 ))
             } else {
-                Ok(())
+                Ok(http)
             }
         });
-        guarded!(check, self.services.http_fetch(request).await)
+        guarded!(check, http => http.fetch(request))
     }
 }
 
 impl source::Host for HostState {
     async fn agents(&mut self) -> wasmtime::Result<Result<Vec<AgentSource>, GuestError>> {
-        guarded!(self.grant("source"), self.services.source_agents().await)
+        guarded!(
+            self.services.source.get("source"),
+            source => source.agents()
+        )
     }
 
     async fn files(&mut self, agent: String) -> wasmtime::Result<Result<AgentSource, GuestError>> {
         guarded!(
-            self.grant("source"),
-            self.services.source_files(&agent).await
+            self.services.source.get("source"),
+            source => source.files(&agent)
         )
     }
 
@@ -369,8 +268,8 @@ impl source::Host for HostState {
         path: String,
     ) -> wasmtime::Result<Result<String, GuestError>> {
         guarded!(
-            self.grant("source"),
-            self.services.source_read(&agent, &path).await
+            self.services.source.get("source"),
+            source => source.read(&agent, &path)
         )
     }
 
@@ -379,8 +278,8 @@ impl source::Host for HostState {
         agent: String,
     ) -> wasmtime::Result<Result<Vec<Finding>, GuestError>> {
         guarded!(
-            self.grant("source"),
-            self.services.source_findings(&agent).await
+            self.services.source.get("source"),
+            source => source.findings(&agent)
         )
     }
 
@@ -390,10 +289,8 @@ impl source::Host for HostState {
         limit: u32,
     ) -> wasmtime::Result<Result<Vec<SourceLogLine>, GuestError>> {
         guarded!(
-            self.grant("source"),
-            self.services
-                .source_logs(&agent, limit.min(MAX_LOG_LINES))
-                .await
+            self.services.source.get("source"),
+            source => source.logs(&agent, limit.min(MAX_LOG_LINES))
         )
     }
 
@@ -404,14 +301,15 @@ impl source::Host for HostState {
                 files.iter().map(|f| f.path.len() + f.content.len()).sum()
             }
         } + proposal.reason.len();
-        let check = self.grant("source").and_then(|()| {
+        let check = self.services.source.get("source").and_then(|source| {
             if size > MAX_PROMPT_BYTES {
                 Err(too_large("proposal", size, MAX_PROMPT_BYTES))
             } else {
-                Ok(())
+                Ok(source)
             }
         });
-        guarded!(check, self.services.source_propose(proposal).await)
+        guarded!(check, source => source
+            .propose(proposal))
     }
 
     async fn outcome(
@@ -420,8 +318,8 @@ impl source::Host for HostState {
         id: u64,
     ) -> wasmtime::Result<Result<EditOutcome, GuestError>> {
         guarded!(
-            self.grant("source"),
-            self.services.source_outcome(&agent, id).await
+            self.services.source.get("source"),
+            source => source.outcome(&agent, id)
         )
     }
 }
@@ -443,97 +341,4 @@ fn truncate(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-/// Host services kept in memory: a kv map, a list of emitted events and of log lines. Used by
-/// tests, benchmarks and shadow runs whose writes must not reach the real store.
-#[derive(Default)]
-pub struct MemoryServices {
-    kv: Mutex<BTreeMap<String, String>>,
-    emitted: Mutex<Vec<(String, String)>>,
-    logs: Mutex<Vec<(Level, String)>>,
-    config: BTreeMap<String, String>,
-    grants: Vec<String>,
-}
-
-impl MemoryServices {
-    /// Services whose `runtime.config` answers from `config`.
-    pub fn with_config(config: BTreeMap<String, String>) -> Self {
-        MemoryServices {
-            config,
-            ..MemoryServices::default()
-        }
-    }
-
-    /// Services that grant these interfaces (they still serve none of them).
-    pub fn with_grants(grants: &[&str]) -> Self {
-        MemoryServices {
-            grants: grants.iter().map(|g| g.to_string()).collect(),
-            ..MemoryServices::default()
-        }
-    }
-
-    /// The events emitted so far, as `(topic, payload)`.
-    pub fn emitted(&self) -> Vec<(String, String)> {
-        lock(&self.emitted).clone()
-    }
-
-    /// The log lines written so far.
-    pub fn logs(&self) -> Vec<(Level, String)> {
-        lock(&self.logs).clone()
-    }
-
-    /// The value under `key`, if any.
-    pub fn get(&self, key: &str) -> Option<String> {
-        lock(&self.kv).get(key).cloned()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-#[async_trait]
-impl HostServices for MemoryServices {
-    fn log(&self, level: Level, message: &str) {
-        lock(&self.logs).push((level, message.to_string()));
-    }
-
-    async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError> {
-        lock(&self.emitted).push((topic.to_string(), payload.to_string()));
-        Ok(())
-    }
-
-    fn metric(&self, _name: &str, _value: f64) {}
-
-    fn config(&self, key: &str) -> Option<String> {
-        self.config.get(key).cloned()
-    }
-
-    fn granted(&self, capability: &str) -> bool {
-        self.grants.iter().any(|g| g == capability)
-    }
-
-    async fn kv_get(&self, key: &str) -> Result<Option<String>, GuestError> {
-        Ok(lock(&self.kv).get(key).cloned())
-    }
-
-    async fn kv_set(&self, key: &str, value: &str) -> Result<(), GuestError> {
-        lock(&self.kv).insert(key.to_string(), value.to_string());
-        Ok(())
-    }
-
-    async fn kv_delete(&self, key: &str) -> Result<(), GuestError> {
-        lock(&self.kv).remove(key);
-        Ok(())
-    }
-
-    async fn kv_keys(&self, prefix: &str) -> Result<Vec<String>, GuestError> {
-        Ok(lock(&self.kv)
-            .range(prefix.to_string()..)
-            .map(|(k, _)| k)
-            .take_while(|k| k.starts_with(prefix))
-            .cloned()
-            .collect())
-    }
 }

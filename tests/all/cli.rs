@@ -1,7 +1,7 @@
 //! The CLI talks to a running daemon over HTTP.
 
 use clap::Parser;
-use overseer_host::cli::{Cli, run};
+use overseer::cli::{Cli, run};
 use overseer_tests::{Daemon, TOKEN, agents_dir, component};
 use serde_json::json;
 
@@ -26,7 +26,7 @@ async fn cli_pushes_invokes_and_rolls_back() {
     ]))
     .await
     .unwrap();
-    std::fs::write(&wasm, overseer_host::bench::tagged(&component("echo"), "2")).unwrap();
+    std::fs::write(&wasm, overseer::bench::tagged(&component("echo"), "2")).unwrap();
     run(cli(&["push", "echo", wasm.to_str().unwrap()]))
         .await
         .unwrap();

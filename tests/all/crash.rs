@@ -7,8 +7,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use overseer_host::bench::tagged;
-use overseer_host::store::Store;
+use overseer::bench::tagged;
+use overseer_store::Store;
 use overseer_tests::{Api, TOKEN, component};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -91,7 +91,7 @@ async fn push(api: &Api, name: &str, bytes: Vec<u8>) -> Option<(StatusCode, Valu
 
 /// Every agent has one active version, of a component the store holds, and it answers.
 async fn assert_consistent(api: &Api, data_dir: &Path, context: &str) -> Vec<String> {
-    let store = Store::open(&data_dir.join("overseer.db"))
+    let store = Store::sqlite(&data_dir.join("overseer.db"))
         .await
         .expect("store opens");
     let dangling = store.dangling_versions().await.unwrap();

@@ -2,8 +2,8 @@
 //! or rolls it back after, and the drill reports which, with the alerts.
 
 use clap::Parser;
-use overseer_host::cli::{Cli, Command};
-use overseer_host::drill::{self, Outcome, Report};
+use overseer::cli::{Cli, Command};
+use overseer::drill::{self, Outcome, Report};
 use overseer_tests::{Daemon, TOKEN, agents_dir, agents_target_dir, component};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use overseer_host::cli::{Cli, run};
+use overseer::cli::{Cli, run};
 use overseer_tests::{Daemon, TOKEN, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -30,11 +30,11 @@ fn handle_diff(new_line: &str) -> String {
 
 /// A unified diff written by the host's own renderer.
 fn similar_unified(old: &str, new: &str) -> String {
-    let mut a = overseer_host::source::Snapshot::default();
-    let mut b = overseer_host::source::Snapshot::default();
+    let mut a = overseer_selfedit::Snapshot::default();
+    let mut b = overseer_selfedit::Snapshot::default();
     a.files.insert("x".into(), old.into());
     b.files.insert("x".into(), new.into());
-    overseer_host::source::diff(&a, &b)
+    overseer_selfedit::patch::diff(&a, &b)
 }
 
 async fn propose(daemon: &Daemon, name: &str, body: Value) -> (StatusCode, Value) {

@@ -131,7 +131,7 @@ async fn inconclusive_window_keeps_the_version_and_says_so() {
     let daemon = Daemon::start().await;
     let manifest = "[deploy]\nwatch = \"300ms\"\nmin_calls = 5\n";
     push_ok(&daemon, "svc", "echo", manifest).await;
-    let bytes = overseer_host::bench::tagged(&component("echo"), "2");
+    let bytes = overseer::bench::tagged(&component("echo"), "2");
     let (status, body) = daemon.push("svc", bytes, None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     call_ok(&daemon, "svc", json!(1)).await;

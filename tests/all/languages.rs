@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use clap::Parser;
-use overseer_host::cli::{Cli, run};
-use overseer_host::source::Snapshot;
+use overseer::cli::{Cli, run};
+use overseer_selfedit::Snapshot;
 use overseer_tests::{Daemon, TOKEN, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -206,7 +206,7 @@ async fn new_to_live(language: &Language) {
         language.app.to_string(),
         before.files[language.app].replace(language.line, language.edit),
     );
-    let diff = overseer_host::source::diff(&before, &after);
+    let diff = overseer_selfedit::patch::diff(&before, &after);
     let edit = finished(
         &daemon,
         language.edited,

@@ -22,11 +22,11 @@ fn patch(line: &str) -> String {
     let old = std::fs::read_to_string(path).expect("buggy source");
     let new = old.replace(BUG, line);
     assert_ne!(old, new, "the bug is where the tests expect it");
-    let mut a = overseer_host::source::Snapshot::default();
-    let mut b = overseer_host::source::Snapshot::default();
+    let mut a = overseer_selfedit::Snapshot::default();
+    let mut b = overseer_selfedit::Snapshot::default();
     a.files.insert("src/lib.rs".into(), old);
     b.files.insert("src/lib.rs".into(), new);
-    overseer_host::source::diff(&a, &b)
+    overseer_selfedit::patch::diff(&a, &b)
 }
 
 /// The fix, as a model would answer it: prose around a fenced diff.

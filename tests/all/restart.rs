@@ -1,7 +1,7 @@
 //! A restart on the same data directory serves the same active versions, loaded from the
 //! compile cache instead of recompiled.
 
-use overseer_host::bench::tagged;
+use overseer::bench::tagged;
 use overseer_tests::{Daemon, component, test_config};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -29,7 +29,7 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     let (_, body) = second.invoke("counter", json!({})).await;
     assert_eq!(body["output"]["count"], 2, "kv survives the restart");
 
-    let stats = second.host.sandbox.cache_stats();
+    let stats = second.kernel.sandbox.cache_stats();
     assert_eq!(stats.misses, 0, "nothing was recompiled: {stats:?}");
     assert_eq!(stats.hits, 2);
     let (_, metrics) = second.get("/metrics").await;

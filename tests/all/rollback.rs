@@ -1,6 +1,6 @@
 //! Rollback to the previous version and to a chosen one.
 
-use overseer_host::bench::tagged;
+use overseer::bench::tagged;
 use overseer_tests::{Daemon, component};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use overseer_host::bench::tagged;
+use overseer::bench::tagged;
 use overseer_tests::{Daemon, component};
 use reqwest::StatusCode;
 use serde_json::json;

@@ -1,0 +1,156 @@
+//! The host: liveness, resources and agent health, the event log, the LLM's usage, and the
+//! Prometheus metrics.
+
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use overseer_store::{AlertFilter, EventFilter};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiResult, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/system", get(system))
+        .route("/v1/events", get(events))
+        .route("/v1/llm", get(llm))
+        .route("/metrics", get(metrics))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    topic: Option<String>,
+    after: Option<i64>,
+    since_ms: Option<u64>,
+    limit: Option<u32>,
+}
+
+async fn events(
+    State(state): State<AppState>,
+    Query(query): Query<EventsQuery>,
+) -> ApiResult<Json<Value>> {
+    let events = state
+        .kernel
+        .store
+        .events(&EventFilter {
+            topic: query.topic.as_deref(),
+            after: query.after.unwrap_or(0),
+            since_ms: query.since_ms.unwrap_or(0),
+            limit: query.limit.unwrap_or(100).min(10_000),
+        })
+        .await?;
+    Ok(Json(json!({ "events": events })))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state
+            .kernel
+            .metrics
+            .render(state.kernel.sandbox.cache_stats()),
+    )
+        .into_response()
+}
+
+/// The LLM endpoint (never its key) and the tokens each agent has used.
+async fn llm(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let usage = state.kernel.store.llm_usage().await?;
+    Ok(Json(json!({
+        "configured": state.llm.model().is_some(),
+        "url": state.llm.url(),
+        "model": state.llm.model(),
+        "usage": usage,
+    })))
+}
+
+async fn system(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let (cpu, used, total) = {
+        let mut system = state.system.lock().unwrap_or_else(|p| p.into_inner());
+        system.refresh_cpu_usage();
+        system.refresh_memory();
+        (
+            system.global_cpu_usage(),
+            system.used_memory(),
+            system.total_memory(),
+        )
+    };
+    let data_dir =
+        std::fs::canonicalize(&state.data_dir).unwrap_or_else(|_| state.data_dir.clone());
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    let disk = disks
+        .list()
+        .iter()
+        .filter(|d| data_dir.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| {
+            json!({
+                "mount_point": d.mount_point(),
+                "total_bytes": d.total_space(),
+                "available_bytes": d.available_space(),
+            })
+        });
+    let kernel = &state.kernel;
+    let open_alerts = kernel
+        .store
+        .alerts(&AlertFilter {
+            open: Some(true),
+            agent: None,
+            limit: 10_000,
+        })
+        .await?;
+    let (mut healthy, mut degraded, mut quarantined, mut unservable) = (0, 0, 0, 0);
+    for record in kernel.store.agents().await? {
+        let Some(active) = record.active_version else {
+            continue;
+        };
+        let slot = kernel.registry.get(&record.name);
+        if slot.as_ref().and_then(|s| s.active()).is_none() {
+            // The store names an active version the kernel could not load.
+            if kernel
+                .store
+                .version(&record.name, active)
+                .await?
+                .is_some_and(|v| v.fault.is_some())
+            {
+                unservable += 1;
+            }
+            continue;
+        }
+        if record.quarantined_ms.is_some() {
+            quarantined += 1;
+        } else if kernel.supervisor.health_failures(&record.name) > 0
+            || open_alerts.iter().any(|a| a.agent == record.name)
+        {
+            degraded += 1;
+        } else {
+            healthy += 1;
+        }
+    }
+    let cache = kernel.sandbox.cache_stats();
+    Ok(Json(json!({
+        "cpu_percent": cpu,
+        "memory": { "used_bytes": used, "total_bytes": total },
+        "disk": disk,
+        "database": kernel.store.kind(),
+        "agents": {
+            "healthy": healthy,
+            "degraded": degraded,
+            "quarantined": quarantined,
+            "unservable": unservable,
+        },
+        "open_alerts": open_alerts.len(),
+        "compile_cache": { "hits": cache.hits, "misses": cache.misses },
+    })))
+}

@@ -1,0 +1,204 @@
+//! Capabilities: the interfaces an agent may be granted beyond `runtime` and `kv`, each served
+//! by a [`Provider`] registered for it, with a real implementation for calls and a shadow one
+//! for deploy checks, canary replays and health checks (which must have no effects). The
+//! kernel registers `llm` and `http`; other crates register theirs (`source`). An interface
+//! the manifest does not grant answers `denied`; one granted but served by nobody here answers
+//! `unavailable`.
+
+mod http;
+mod llm;
+
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use overseer_sandbox::{
+    AgentSource, Capability, EditOutcome, Finding, GuestError, HttpRequest, HttpResponse, Kv,
+    LlmCompletion, LlmRequest, Proposal, Runtime, Services, SourceLogLine,
+};
+
+pub use http::HttpProvider;
+pub use llm::LlmProvider;
+
+use crate::manifest::Manifest;
+
+/// Who a call is for: what an interface's implementation is given to serve one invocation.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub agent: String,
+    /// The version called; `None` for a candidate not yet recorded.
+    pub version: Option<u32>,
+    pub manifest: Arc<Manifest>,
+}
+
+/// Serves one interface: a real implementation per call, and a shadow one that has no effects.
+pub trait Provider<T: ?Sized>: Send + Sync {
+    fn real(&self, call: &CallContext) -> Arc<T>;
+    fn shadow(&self, call: &CallContext) -> Arc<T>;
+}
+
+/// Whether a call is real or a shadow run (check, canary, health).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Real,
+    Shadow,
+}
+
+type Registered<T> = RwLock<Option<Arc<dyn Provider<T>>>>;
+
+/// The providers of the interfaces agents may be granted.
+#[derive(Default)]
+pub struct Capabilities {
+    llm: Registered<dyn overseer_sandbox::Llm>,
+    http: Registered<dyn overseer_sandbox::Http>,
+    source: Registered<dyn overseer_sandbox::Source>,
+}
+
+fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
+    *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(provider);
+}
+
+impl Capabilities {
+    /// Serve `llm` with `provider`.
+    pub fn serve_llm(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Llm>>) {
+        set(&self.llm, provider);
+    }
+
+    /// Serve `http` with `provider`.
+    pub fn serve_http(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Http>>) {
+        set(&self.http, provider);
+    }
+
+    /// Serve `source` with `provider`.
+    pub fn serve_source(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Source>>) {
+        set(&self.source, provider);
+    }
+
+    /// The services of one invocation: `runtime` and `kv` as given, and every other interface
+    /// as the manifest grants it.
+    pub(crate) fn bind(
+        &self,
+        call: &CallContext,
+        mode: Mode,
+        runtime: Arc<dyn Runtime>,
+        kv: Arc<dyn Kv>,
+    ) -> Services {
+        Services {
+            runtime,
+            kv,
+            llm: grant(&self.llm, "llm", call, mode),
+            http: grant(&self.http, "http", call, mode),
+            source: grant(&self.source, "source", call, mode),
+        }
+    }
+}
+
+fn grant<T: ?Sized>(
+    slot: &Registered<T>,
+    interface: &'static str,
+    call: &CallContext,
+    mode: Mode,
+) -> Capability<T>
+where
+    Unserved: IntoInterface<T>,
+{
+    if !call.manifest.grants(interface) {
+        return Capability::Denied;
+    }
+    let provider = slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+    Capability::Served(match (provider, mode) {
+        (Some(p), Mode::Real) => p.real(call),
+        (Some(p), Mode::Shadow) => p.shadow(call),
+        (None, _) => Unserved(interface).into_interface(),
+    })
+}
+
+/// A granted interface nobody serves on this host: every call answers `unavailable`.
+pub struct Unserved(&'static str);
+
+/// `Unserved` as the trait object of each interface.
+pub trait IntoInterface<T: ?Sized> {
+    fn into_interface(self) -> Arc<T>;
+}
+
+impl IntoInterface<dyn overseer_sandbox::Llm> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Llm> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Http> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Http> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Source> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Source> {
+        Arc::new(self)
+    }
+}
+
+impl Unserved {
+    fn error(&self) -> GuestError {
+        GuestError::Unavailable(format!("the {} interface is not served here", self.0))
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Llm for Unserved {
+    fn model(&self) -> Option<String> {
+        None
+    }
+
+    async fn complete(&self, _request: LlmRequest) -> Result<LlmCompletion, GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Http for Unserved {
+    async fn fetch(&self, _request: HttpRequest) -> Result<HttpResponse, GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Source for Unserved {
+    async fn agents(&self) -> Result<Vec<AgentSource>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn files(&self, _agent: &str) -> Result<AgentSource, GuestError> {
+        Err(self.error())
+    }
+
+    async fn read(&self, _agent: &str, _path: &str) -> Result<String, GuestError> {
+        Err(self.error())
+    }
+
+    async fn findings(&self, _agent: &str) -> Result<Vec<Finding>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn logs(&self, _agent: &str, _limit: u32) -> Result<Vec<SourceLogLine>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn propose(&self, _proposal: Proposal) -> Result<u64, GuestError> {
+        Err(self.error())
+    }
+
+    async fn outcome(&self, _agent: &str, _id: u64) -> Result<EditOutcome, GuestError> {
+        Err(self.error())
+    }
+}
+
+/// An error of a provider of the outside world, as the agent sees it.
+pub(crate) fn guest_error(error: overseer_providers::Error) -> GuestError {
+    match error {
+        overseer_providers::Error::InvalidInput(m) => GuestError::InvalidInput(m),
+        overseer_providers::Error::Denied(m) => GuestError::Denied(m),
+        overseer_providers::Error::Unavailable(m) => GuestError::Unavailable(m),
+        overseer_providers::Error::Failed(m) => GuestError::Failed(m),
+    }
+}

@@ -1,0 +1,275 @@
+//! Making a version active: loading a stored version (and marking one that cannot load), the
+//! swap once the store says so, quarantine and its release, and retirement.
+
+use std::sync::Arc;
+
+use overseer_store::{Activation, VersionRecord};
+use serde_json::json;
+
+use super::Deployer;
+use crate::alerts::SYSTEM_FAILURE;
+use crate::error::{Error, Result, internal};
+use crate::lifecycle::{Cause, Lifecycle};
+use crate::manifest::Manifest;
+use crate::name::check_name;
+use crate::registry::{Loaded, Version};
+use crate::window::Window;
+
+/// The error rate of the newest version older than `number` that its window judged stable:
+/// the baseline a new window is judged against.
+pub(super) fn baseline(versions: &[VersionRecord], number: u32) -> Option<f64> {
+    versions
+        .iter()
+        .rev()
+        .filter(|v| v.number < number && v.verdict == Some(overseer_store::Verdict::Stable))
+        .find(|v| v.calls > 0)
+        .map(|v| v.failures as f64 / v.calls as f64)
+}
+
+/// A stored manifest as the kernel reads it.
+pub(super) fn manifest_of(record: &VersionRecord) -> Result<Manifest> {
+    serde_json::from_value(record.manifest.clone()).map_err(|e| {
+        Error::Internal(format!(
+            "the stored manifest of {} v{} does not read back: {e}",
+            record.agent, record.number
+        ))
+    })
+}
+
+impl Deployer {
+    /// Compile (normally: load from the cache) a stored version. `Err` says why it cannot
+    /// serve: its component is missing or damaged, or no longer compiles.
+    pub(super) async fn load(&self, record: &VersionRecord) -> Result<Result<Loaded, String>> {
+        let Some(bytes) = self.store.component(&record.digest).await? else {
+            return Ok(Err(format!("its component {} is missing", record.digest)));
+        };
+        let manifest = manifest_of(record)?;
+        let resolved = match manifest.resolve(&record.agent, &self.config) {
+            Ok(resolved) => resolved,
+            Err(e) => return Ok(Err(format!("its manifest no longer resolves: {e}"))),
+        };
+        let sandbox = self.sandbox.clone();
+        let digest = record.digest.clone();
+        let prepared = tokio::task::spawn_blocking(move || {
+            // The bytes must be the ones the digest names: a compile cache keyed by digest
+            // would otherwise serve damaged bytes' old translation.
+            let actual = overseer_sandbox::digest(&bytes);
+            if actual != digest {
+                return Err(format!(
+                    "its stored bytes are damaged (their sha256 is {actual})"
+                ));
+            }
+            sandbox
+                .prepare(&bytes)
+                .map_err(|e| format!("it no longer compiles: {e}"))
+        })
+        .await
+        .map_err(|e| internal("compile task", e))?;
+        Ok(prepared.map(|prepared| Loaded {
+            manifest,
+            resolved,
+            prepared,
+        }))
+    }
+
+    /// [`Deployer::load`], marking a version that cannot load not servable, with its cause
+    /// and a critical alert.
+    pub(super) async fn load_or_mark(&self, record: &VersionRecord) -> Result<Loaded> {
+        match self.load(record).await? {
+            Ok(loaded) => {
+                if record.fault.is_some() {
+                    self.store
+                        .set_fault(&record.agent, record.number, None)
+                        .await?;
+                }
+                Ok(loaded)
+            }
+            Err(fault) => {
+                self.mark_unservable(record, &fault).await?;
+                Err(Error::VersionNotServable {
+                    agent: record.agent.clone(),
+                    version: record.number,
+                    reason: fault,
+                })
+            }
+        }
+    }
+
+    async fn mark_unservable(&self, record: &VersionRecord, fault: &str) -> Result<()> {
+        tracing::error!(
+            agent = record.agent,
+            version = record.number,
+            fault,
+            "a stored version cannot serve"
+        );
+        self.store
+            .set_fault(&record.agent, record.number, Some(fault))
+            .await?;
+        self.alerts
+            .raise(
+                &record.agent,
+                SYSTEM_FAILURE,
+                "critical",
+                &format!(
+                    "version {} cannot serve: {fault}; push its component again to repair it",
+                    record.number
+                ),
+                json!({ "version": record.number, "digest": record.digest, "fault": fault }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// A version object for `record`: the one still compiled in memory, or loaded.
+    pub(super) async fn compiled(&self, record: &VersionRecord) -> Result<Arc<Version>> {
+        if let Some(version) = self
+            .registry
+            .get(&record.agent)
+            .and_then(|slot| slot.compiled(record.number))
+        {
+            return Ok(version);
+        }
+        let loaded = self.load_or_mark(record).await?;
+        Ok(Arc::new(Version::new(
+            &record.agent,
+            record.number,
+            record.parent,
+            loaded,
+            Window::supervised(),
+        )))
+    }
+
+    /// Make an existing, servable version active: the store first, then the swap. The
+    /// caller holds the agent's deploy lock. A watched activation opens a new window on it;
+    /// otherwise supervision watches it from now on.
+    pub(super) async fn activate_existing(
+        &self,
+        record: &VersionRecord,
+        versions: &[VersionRecord],
+        activation: Activation,
+        cause: Cause,
+    ) -> Result<Arc<Version>> {
+        let version = self.compiled(record).await?;
+        let previous = self.previous(&record.agent).await?;
+        self.store
+            .activate(&record.agent, record.number, &activation)
+            .await?;
+        if activation.watch {
+            version.reopen_window(baseline(versions, record.number));
+        } else {
+            version.supervise();
+        }
+        self.go_live(version.clone(), previous, cause).await;
+        Ok(version)
+    }
+
+    /// The active version and quarantine of `agent`, as the store has them.
+    pub(super) async fn previous(&self, agent: &str) -> Result<(Option<u32>, bool)> {
+        Ok(match self.store.agent(agent).await? {
+            Some(record) => (record.active_version, record.quarantined_ms.is_some()),
+            None => (None, false),
+        })
+    }
+
+    /// Make `version` serve, now that the store says it does; tell the listeners.
+    pub(super) async fn go_live(
+        &self,
+        version: Arc<Version>,
+        (previous, was_quarantined): (Option<u32>, bool),
+        cause: Cause,
+    ) {
+        let agent = version.agent.clone();
+        let number = version.number;
+        let watching = version.watching();
+        let (slot, _) = self.registry.activate(version, self.config.keep_compiled);
+        slot.set_quarantined(false);
+        self.metrics.swap(&agent);
+        self.hooks
+            .publish(Lifecycle::Activated {
+                agent: agent.clone(),
+                version: number,
+                previous,
+                cause,
+                watching,
+            })
+            .await;
+        if matches!(cause, Cause::Rollback | Cause::Remediation)
+            && let Some(from) = previous.filter(|from| *from != number)
+        {
+            self.metrics.rollback(&agent);
+            self.hooks
+                .publish(Lifecycle::RolledBack {
+                    agent: agent.clone(),
+                    from,
+                    to: number,
+                    cause,
+                })
+                .await;
+        }
+        if was_quarantined {
+            let how = match cause {
+                Cause::Push => "a new version was pushed",
+                Cause::Rollback => "rolled back",
+                Cause::Remediation | Cause::Start => "another version serves",
+            };
+            self.hooks
+                .publish(Lifecycle::Released {
+                    agent,
+                    how: how.to_string(),
+                })
+                .await;
+        }
+    }
+
+    /// Wait until no deploy of `agent` is under way. The store is ahead of memory by at most
+    /// the deploy in progress (it writes, then swaps, under the agent's deploy lock): after
+    /// this, what the store says of the agent has taken effect. For readers that report a
+    /// state another task wrote, such as an edit gone `live`.
+    pub async fn settled(&self, agent: &str) {
+        drop(self.locks.deploy(agent).await);
+    }
+
+    /// Put a quarantined agent back into routing; supervision watches its active version from
+    /// now on. False when it was not quarantined.
+    pub async fn release(&self, agent: &str, how: &str) -> Result<bool> {
+        check_name(agent)?;
+        let _deploying = self.locks.deploy(agent).await;
+        if self.store.agent(agent).await?.is_none() {
+            return Err(Error::AgentNotFound(agent.to_string()));
+        }
+        let was = self.store.release(agent).await?;
+        if let Some(slot) = self.registry.get(agent) {
+            slot.set_quarantined(false);
+            if let Some(active) = slot.active() {
+                active.supervise();
+            }
+        }
+        self.hooks
+            .publish(Lifecycle::Released {
+                agent: agent.to_string(),
+                how: how.to_string(),
+            })
+            .await;
+        Ok(was)
+    }
+
+    /// Take an agent out of service. A build of it under way finishes first; its history, kv
+    /// and logs are kept, and a later push revives it.
+    pub async fn retire(&self, agent: &str) -> Result<()> {
+        check_name(agent)?;
+        let _building = self.locks.build(agent).await;
+        let _deploying = self.locks.deploy(agent).await;
+        if self.store.agent(agent).await?.is_none() {
+            return Err(Error::AgentNotFound(agent.to_string()));
+        }
+        self.store.retire(agent).await?;
+        self.registry.remove(agent);
+        self.hooks
+            .publish(Lifecycle::Retired {
+                agent: agent.to_string(),
+            })
+            .await;
+        tracing::info!(agent, "retired");
+        Ok(())
+    }
+}

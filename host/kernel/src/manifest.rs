@@ -1,0 +1,432 @@
+//! The agent manifest (`agent.toml`): limits, capabilities, triggers and configuration, parsed
+//! and checked once, with the host's defaults filled in where it is silent.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use overseer_sandbox::Limits;
+use serde::{Deserialize, Serialize};
+
+use crate::config::KernelConfig;
+use crate::error::{Error, Result};
+
+/// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
+/// manifest's to give.
+pub const INTERFACES: &[&str] = &["runtime", "kv", "llm", "http", "source"];
+
+/// Interfaces that reach beyond the agent itself (other agents' source, edits): granted only
+/// by a person's push, never taken on through an edit proposed by an agent.
+pub const PRIVILEGED: &[&str] = &["source"];
+
+/// Shortest interval a schedule may fire at, so one agent cannot keep a core busy with ticks.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+
+/// An agent's manifest as written by its author.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The agent's name; when present it must match the name it is pushed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// One sentence on what the agent does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub limits: LimitsSpec,
+    #[serde(default)]
+    pub capabilities: Capabilities,
+    #[serde(default)]
+    pub triggers: Triggers,
+    #[serde(default)]
+    pub deploy: DeploySpec,
+    #[serde(default)]
+    pub supervision: SupervisionSpec,
+    /// Values the agent reads with `runtime.config`.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Limits the manifest asks for; absent ones take the host's defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_mb: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_ms: Option<u64>,
+    /// Invocations of this agent that may run at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<u32>,
+    /// Invocations that may wait for a slot before more are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<u32>,
+}
+
+/// Interfaces granted to the agent beyond the always-granted `runtime` and `kv`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Capabilities {
+    #[serde(default)]
+    pub grant: Vec<String>,
+    #[serde(default)]
+    pub http_allow: Vec<String>,
+}
+
+/// What makes the agent run besides HTTP invocations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Triggers {
+    /// Topics delivered to the agent; `prefix.*` matches every topic under `prefix.`, `*` all.
+    #[serde(default)]
+    pub subscribe: Vec<String>,
+    /// Run on an interval: `500ms`, `30s`, `5m`, `1h`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<String>,
+}
+
+/// How a new version is checked before and watched after it goes live.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploySpec {
+    /// Recent events of the active version replayed through a candidate before the swap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<u32>,
+    /// The watch window ends after this many calls of the new version...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch_calls: Option<u32>,
+    /// ...or after this long (`500ms`, `30s`), whichever comes first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<String>,
+    /// Fewer calls than this in the window: no verdict, the version stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_calls: Option<u32>,
+    /// Error and trap rate above which (and above the previous version's) the version is rolled back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<f64>,
+}
+
+/// When repeated failures take an agent out of service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisionSpec {
+    /// More failed calls than this within `period` quarantine the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub period: Option<String>,
+    /// How often the host calls `health` on the active version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_every: Option<String>,
+    /// Consecutive failed health checks that trigger remediation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_failures: Option<u32>,
+}
+
+/// The resolved health policy of a version.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub canary: u32,
+    pub watch_calls: u32,
+    pub watch: Duration,
+    pub min_calls: u32,
+    pub max_error_rate: f64,
+    pub max_failures: u32,
+    pub period: Duration,
+    pub health_every: Duration,
+    pub health_failures: u32,
+}
+
+/// Events replayed through a candidate: enough to exercise the common paths, few enough to
+/// keep a push quick.
+pub const DEFAULT_CANARY: u32 = 20;
+/// Calls that end a watch window early.
+pub const DEFAULT_WATCH_CALLS: u32 = 50;
+/// Longest watch window.
+pub const DEFAULT_WATCH: Duration = Duration::from_secs(30);
+/// Fewer calls than this say nothing about a version.
+pub const DEFAULT_MIN_CALLS: u32 = 5;
+/// Half the calls failing is a bad version, not bad luck.
+pub const DEFAULT_MAX_ERROR_RATE: f64 = 0.5;
+/// OTP's default restart intensity is 1 in 5 s; agents serve many calls, so allow more.
+pub const DEFAULT_MAX_FAILURES: u32 = 10;
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(10);
+/// How often `health` is called.
+pub const DEFAULT_HEALTH_EVERY: Duration = Duration::from_secs(60);
+/// Kubernetes' default failureThreshold.
+pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
+
+/// A manifest checked and resolved against the host's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub limits: Limits,
+    pub concurrency: u32,
+    pub queue: u32,
+    pub every: Option<Duration>,
+    pub policy: Policy,
+}
+
+impl Manifest {
+    /// Parse TOML text.
+    pub fn parse(text: &str) -> Result<Manifest> {
+        toml::from_str(text).map_err(|e| Error::InvalidManifest(e.message().to_string()))
+    }
+
+    /// Check the manifest for agent `agent` and fill in the host's defaults.
+    pub fn resolve(&self, agent: &str, host: &KernelConfig) -> Result<Resolved> {
+        if let Some(name) = &self.name
+            && name != agent
+        {
+            return Err(Error::InvalidManifest(format!(
+                "the manifest names {name:?} but it is pushed as {agent:?}"
+            )));
+        }
+        let defaults = host.default_limits();
+        let memory_bytes = match self.limits.memory_mb {
+            Some(mb) => usize::try_from(mb)
+                .ok()
+                .and_then(|mb| mb.checked_mul(1 << 20))
+                .ok_or_else(|| Error::InvalidManifest("memory_mb is too large".to_string()))?,
+            None => defaults.memory_bytes,
+        };
+        if memory_bytes == 0 || memory_bytes > host.max_memory_bytes() {
+            return Err(Error::InvalidManifest(format!(
+                "memory_mb must be between 1 and {}",
+                host.max_memory_bytes() >> 20
+            )));
+        }
+        let fuel = self.limits.fuel.unwrap_or(defaults.fuel);
+        if fuel == 0 {
+            return Err(Error::InvalidManifest("fuel must be positive".to_string()));
+        }
+        let timeout = self
+            .limits
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(defaults.timeout);
+        if timeout.is_zero() || timeout > host.max_timeout() {
+            return Err(Error::InvalidManifest(format!(
+                "timeout_ms must be between 1 and {}",
+                host.max_timeout().as_millis()
+            )));
+        }
+        let concurrency = self.limits.concurrency.unwrap_or(host.concurrency);
+        if concurrency == 0 || concurrency > host.max_instances {
+            return Err(Error::InvalidManifest(format!(
+                "concurrency must be between 1 and {}",
+                host.max_instances
+            )));
+        }
+        let queue = self.limits.queue.unwrap_or(host.queue);
+        let every = self
+            .triggers
+            .every
+            .as_deref()
+            .map(parse_interval)
+            .transpose()?;
+        if let Some(every) = every
+            && every < MIN_INTERVAL
+        {
+            return Err(Error::InvalidManifest(format!(
+                "triggers.every must be at least {} ms",
+                MIN_INTERVAL.as_millis()
+            )));
+        }
+        for topic in &self.triggers.subscribe {
+            if topic.is_empty()
+                || (topic.contains('*')
+                    && !(topic == "*" || topic.ends_with(".*") && topic.matches('*').count() == 1))
+            {
+                return Err(Error::InvalidManifest(format!(
+                    "subscription {topic:?}: use an exact topic, `prefix.*` or `*`"
+                )));
+            }
+        }
+        let interval = |text: &Option<String>, default: Duration| {
+            text.as_deref()
+                .map(parse_interval)
+                .transpose()
+                .map(|d| d.unwrap_or(default))
+        };
+        let policy = Policy {
+            canary: self.deploy.canary.unwrap_or(DEFAULT_CANARY).min(1000),
+            watch_calls: self.deploy.watch_calls.unwrap_or(DEFAULT_WATCH_CALLS),
+            watch: interval(&self.deploy.watch, DEFAULT_WATCH)?,
+            min_calls: self.deploy.min_calls.unwrap_or(DEFAULT_MIN_CALLS).max(1),
+            max_error_rate: self.deploy.max_error_rate.unwrap_or(DEFAULT_MAX_ERROR_RATE),
+            max_failures: self
+                .supervision
+                .max_failures
+                .unwrap_or(DEFAULT_MAX_FAILURES),
+            period: interval(&self.supervision.period, DEFAULT_PERIOD)?,
+            health_every: interval(&self.supervision.health_every, DEFAULT_HEALTH_EVERY)?,
+            health_failures: self
+                .supervision
+                .health_failures
+                .unwrap_or(DEFAULT_HEALTH_FAILURES)
+                .max(1),
+        };
+        if !(0.0..=1.0).contains(&policy.max_error_rate) {
+            return Err(Error::InvalidManifest(
+                "deploy.max_error_rate must be between 0 and 1".to_string(),
+            ));
+        }
+        if policy.health_every < MIN_INTERVAL {
+            return Err(Error::InvalidManifest(format!(
+                "supervision.health_every must be at least {} ms",
+                MIN_INTERVAL.as_millis()
+            )));
+        }
+        Ok(Resolved {
+            policy,
+            limits: Limits {
+                fuel,
+                memory_bytes,
+                timeout,
+            },
+            concurrency,
+            queue,
+            every,
+        })
+    }
+
+    /// Check `[capabilities]` of a manifest being pushed: known interfaces, origins to allow.
+    /// Kept out of [`Manifest::resolve`], which also loads stored versions: a version stored
+    /// before a check existed still loads, and what the check would refuse never matches.
+    pub fn check_capabilities(&self) -> Result<()> {
+        for grant in &self.capabilities.grant {
+            if !INTERFACES.contains(&grant.as_str()) {
+                return Err(Error::InvalidManifest(format!(
+                    "capabilities.grant: unknown interface {grant:?} (known: {})",
+                    INTERFACES.join(", ")
+                )));
+            }
+        }
+        for entry in &self.capabilities.http_allow {
+            overseer_providers::http::check_allow_entry(entry)
+                .map_err(|e| Error::InvalidManifest(format!("capabilities.http_allow: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the manifest grants `interface`; `runtime` and `kv` always are.
+    pub fn grants(&self, interface: &str) -> bool {
+        matches!(interface, "runtime" | "kv")
+            || self.capabilities.grant.iter().any(|g| g == interface)
+    }
+
+    /// Whether the manifest grants an interface that reaches beyond the agent.
+    pub fn privileged(&self) -> bool {
+        PRIVILEGED.iter().any(|p| self.grants(p))
+    }
+
+    /// Whether the agent subscribes to `topic`.
+    pub fn subscribes_to(&self, topic: &str) -> bool {
+        self.triggers
+            .subscribe
+            .iter()
+            .any(|pattern| topic_matches(pattern, topic))
+    }
+}
+
+/// Whether `topic` matches a subscription pattern: exact, `prefix.*` or `*`.
+pub fn topic_matches(pattern: &str, topic: &str) -> bool {
+    if pattern == "*" {
+        return true;
+    }
+    match pattern.strip_suffix('*') {
+        Some(prefix) => topic.starts_with(prefix) && topic.len() > prefix.len(),
+        None => pattern == topic,
+    }
+}
+
+/// Parse `500ms`, `30s`, `5m` or `1h`.
+pub fn parse_interval(text: &str) -> Result<Duration> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| {
+        Error::InvalidManifest(format!(
+            "interval {text:?}: expected a number and a unit like 30s"
+        ))
+    })?;
+    let duration = match unit.trim() {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        other => {
+            return Err(Error::InvalidManifest(format!(
+                "interval {text:?}: unknown unit {other:?}; use ms, s, m or h"
+            )));
+        }
+    };
+    Ok(duration)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intervals_parse_with_units() {
+        assert_eq!(parse_interval("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_interval("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
+        assert!(parse_interval("5").is_err());
+        assert!(parse_interval("fast").is_err());
+    }
+
+    #[test]
+    fn topics_match_exactly_or_by_prefix() {
+        assert!(topic_matches("a.b", "a.b"));
+        assert!(!topic_matches("a.b", "a.bc"));
+        assert!(topic_matches("a.*", "a.b"));
+        assert!(!topic_matches("a.*", "a."));
+        assert!(!topic_matches("a.*", "b.a"));
+        assert!(topic_matches("*", "anything"));
+    }
+
+    #[test]
+    fn manifest_with_unknown_field_is_refused() {
+        let err = Manifest::parse("nmae = \"x\"").unwrap_err();
+        assert_eq!(err.code(), "invalid_manifest");
+    }
+
+    #[test]
+    fn defaults_fill_what_the_manifest_leaves_out() {
+        let host = KernelConfig::default();
+        let manifest = Manifest::parse("[limits]\ntimeout_ms = 200\n").unwrap();
+        let resolved = manifest.resolve("echo", &host).unwrap();
+        assert_eq!(resolved.limits.timeout, Duration::from_millis(200));
+        assert_eq!(resolved.limits.fuel, host.default_limits().fuel);
+        assert!(
+            Manifest::parse("name = \"other\"")
+                .unwrap()
+                .resolve("echo", &host)
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn grants_name_known_interfaces_only() {
+        let host = KernelConfig::default();
+        let manifest = Manifest::parse("[capabilities]\ngrant = [\"llm\", \"source\"]\n").unwrap();
+        assert!(manifest.resolve("x", &host).is_ok() && manifest.check_capabilities().is_ok());
+        assert!(manifest.grants("llm") && manifest.grants("kv") && manifest.privileged());
+        assert!(!Manifest::default().grants("llm"));
+        assert!(!Manifest::default().privileged());
+        let typo = Manifest::parse("[capabilities]\ngrant = [\"llms\"]\n").unwrap();
+        assert!(
+            typo.resolve("x", &host).is_ok(),
+            "a stored version still loads"
+        );
+        let err = typo.check_capabilities().unwrap_err();
+        assert_eq!(err.code(), "invalid_manifest");
+        assert!(err.to_string().contains("llms"), "{err}");
+    }
+}

@@ -1,0 +1,257 @@
+//! The live side of the registry: for each agent, the active version behind an atomic pointer,
+//! the last few versions kept compiled for instant rollback, its admission gate, the events
+//! its versions handled successfully (for canary replays) and whether it is out of routing.
+//! In-flight invocations keep the `Arc<Version>` they started on.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use overseer_sandbox::{Event, Prepared};
+
+use crate::gate::Gate;
+use crate::manifest::{Manifest, Resolved};
+use crate::window::{Reading, Seen, Window};
+
+/// A component compiled and pre-linked, with the manifest it runs under.
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub resolved: Resolved,
+    pub prepared: Prepared,
+}
+
+/// One version of an agent, compiled and ready to instantiate.
+pub struct Version {
+    pub agent: String,
+    pub number: u32,
+    pub digest: String,
+    pub manifest: Arc<Manifest>,
+    pub resolved: Resolved,
+    pub prepared: Prepared,
+    /// The version that was active when this one was pushed.
+    pub parent: Option<u32>,
+    /// Calls served and failed while this version was active.
+    pub calls: AtomicU64,
+    pub failures: AtomicU64,
+    window: Window,
+}
+
+impl Version {
+    /// Version `number` of `agent`, compiled; `window` says whether it is watched.
+    pub fn new(
+        agent: &str,
+        number: u32,
+        parent: Option<u32>,
+        loaded: Loaded,
+        window: Window,
+    ) -> Self {
+        Version {
+            agent: agent.to_string(),
+            number,
+            digest: loaded.prepared.digest().to_string(),
+            manifest: Arc::new(loaded.manifest),
+            resolved: loaded.resolved,
+            prepared: loaded.prepared,
+            parent,
+            calls: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            window,
+        }
+    }
+
+    /// Count one finished call and account for it in the window.
+    pub fn count(&self, failed: bool) -> Seen {
+        let calls = self.calls.fetch_add(1, Ordering::AcqRel) + 1;
+        let failures = if failed {
+            self.failures.fetch_add(1, Ordering::AcqRel) + 1
+        } else {
+            self.failures.load(Ordering::Acquire)
+        };
+        self.window
+            .see(calls, failures, &self.resolved.policy, false)
+    }
+
+    /// The window's deadline passed: close it if it is still open.
+    pub fn close_window(&self) -> Seen {
+        self.window.see(
+            self.calls.load(Ordering::Acquire),
+            self.failures.load(Ordering::Acquire),
+            &self.resolved.policy,
+            true,
+        )
+    }
+
+    /// Judge the version on its window so far, as another replaces it.
+    pub fn supersede(&self) -> Option<Reading> {
+        self.window.supersede(
+            self.calls.load(Ordering::Acquire),
+            self.failures.load(Ordering::Acquire),
+            &self.resolved.policy,
+        )
+    }
+
+    /// Whether its watch window is open.
+    pub fn watching(&self) -> bool {
+        self.window.watching()
+    }
+
+    /// Open a new watch window (its bytes were pushed again).
+    pub fn reopen_window(&self, baseline: Option<f64>) {
+        self.window.reopen(
+            self.calls.load(Ordering::Acquire),
+            self.failures.load(Ordering::Acquire),
+            baseline,
+        );
+    }
+
+    /// Supervision watches it from now on, whatever its verdict.
+    pub fn supervise(&self) {
+        self.window.supervise();
+    }
+}
+
+/// Events kept per agent for canary replays: more than any manifest may ask to replay.
+const RECENT_EVENTS: usize = 1000;
+
+/// Everything live about one agent.
+pub struct Slot {
+    pub name: String,
+    active: ArcSwapOption<Version>,
+    gate: ArcSwap<Gate>,
+    compiled: Mutex<Vec<Arc<Version>>>,
+    /// Events the active versions answered `ok`, newest last.
+    recent: Mutex<VecDeque<Event>>,
+    /// Taken out of routing: calls are refused until a push, a rollback or a release.
+    quarantined: AtomicBool,
+}
+
+impl Slot {
+    fn new(name: String, gate: Gate) -> Self {
+        Slot {
+            name,
+            active: ArcSwapOption::empty(),
+            gate: ArcSwap::from_pointee(gate),
+            compiled: Mutex::new(Vec::new()),
+            recent: Mutex::new(VecDeque::new()),
+            quarantined: AtomicBool::new(false),
+        }
+    }
+
+    /// The version serving now.
+    pub fn active(&self) -> Option<Arc<Version>> {
+        self.active.load_full()
+    }
+
+    pub fn gate(&self) -> Arc<Gate> {
+        self.gate.load_full()
+    }
+
+    /// A recently active version still compiled in memory.
+    pub fn compiled(&self, number: u32) -> Option<Arc<Version>> {
+        lock(&self.compiled)
+            .iter()
+            .find(|v| v.number == number)
+            .cloned()
+    }
+
+    /// Remember an event the active version answered `ok`.
+    pub fn remember(&self, event: Event) {
+        let mut recent = lock(&self.recent);
+        if recent.len() == RECENT_EVENTS {
+            recent.pop_front();
+        }
+        recent.push_back(event);
+    }
+
+    /// The last `n` events answered `ok`, oldest first.
+    pub fn recent(&self, n: usize) -> Vec<Event> {
+        let recent = lock(&self.recent);
+        recent
+            .iter()
+            .skip(recent.len().saturating_sub(n))
+            .cloned()
+            .collect()
+    }
+
+    /// Whether calls are refused.
+    pub fn quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Acquire)
+    }
+
+    /// Refuse calls, or admit them again. Set by the deployer, under the agent's deploy lock,
+    /// after the store says so.
+    pub(crate) fn set_quarantined(&self, quarantined: bool) {
+        self.quarantined.store(quarantined, Ordering::Release);
+    }
+}
+
+/// The live slots of all agents.
+#[derive(Default)]
+pub struct Registry {
+    slots: RwLock<HashMap<String, Arc<Slot>>>,
+}
+
+impl Registry {
+    pub fn get(&self, name: &str) -> Option<Arc<Slot>> {
+        read(&self.slots).get(name).cloned()
+    }
+
+    /// Every agent with a slot, sorted by name.
+    pub fn slots(&self) -> Vec<Arc<Slot>> {
+        let mut slots: Vec<_> = read(&self.slots).values().cloned().collect();
+        slots.sort_by(|a, b| a.name.cmp(&b.name));
+        slots
+    }
+
+    /// Make `version` the one that serves new invocations, keeping `keep` versions compiled.
+    /// Returns the agent's slot and the version it replaced.
+    pub(crate) fn activate(
+        &self,
+        version: Arc<Version>,
+        keep: usize,
+    ) -> (Arc<Slot>, Option<Arc<Version>>) {
+        let resolved = &version.resolved;
+        let slot = write(&self.slots)
+            .entry(version.agent.clone())
+            .or_insert_with(|| {
+                Arc::new(Slot::new(
+                    version.agent.clone(),
+                    Gate::new(resolved.concurrency, resolved.queue),
+                ))
+            })
+            .clone();
+        if !slot.gate().admits(resolved.concurrency, resolved.queue) {
+            slot.gate
+                .store(Arc::new(Gate::new(resolved.concurrency, resolved.queue)));
+        }
+        {
+            let mut compiled = lock(&slot.compiled);
+            compiled.retain(|v| v.number != version.number);
+            compiled.push(version.clone());
+            let excess = compiled.len().saturating_sub(keep.max(1));
+            compiled.drain(..excess);
+        }
+        let previous = slot.active.swap(Some(version));
+        (slot, previous)
+    }
+
+    /// Take an agent out of routing.
+    pub(crate) fn remove(&self, name: &str) -> Option<Arc<Slot>> {
+        let slot = write(&self.slots).remove(name)?;
+        slot.active.store(None);
+        Some(slot)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read<T>(m: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(|p| p.into_inner())
+}
+
+fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,523 @@
+//! `overseer bench`: measures the host on this machine and prints the figures — compile time
+//! against a cached load, invoke latency in process and over HTTP, push-to-live and swaps.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+
+use overseer_kernel::{Manifest, Push};
+use overseer_selfedit::{EditRequest, Snapshot, builder};
+use overseer_store::EditState;
+
+use crate::config::Config;
+use crate::daemon::{self, Daemon};
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Source of the agents to measure.
+    #[arg(long, env = "OVERSEER_AGENTS_DIR")]
+    pub agents_dir: Option<PathBuf>,
+    /// Where to build them (a warm directory makes the run quick).
+    #[arg(long, default_value = ".overseer/build")]
+    pub build_dir: PathBuf,
+    /// Invocations per latency measurement.
+    #[arg(long, default_value_t = 2000)]
+    pub calls: usize,
+    /// Versions pushed for the swap measurement.
+    #[arg(long, default_value_t = 20)]
+    pub swaps: usize,
+    /// Also build a Python and a JavaScript agent and measure their compile, cached load and
+    /// invoke (installs the componentizers into --tools-dir on first use).
+    #[arg(long)]
+    pub languages: bool,
+    /// Where the componentizers are installed.
+    #[arg(long, default_value = ".overseer/tools")]
+    pub tools_dir: PathBuf,
+}
+
+/// A copy of a component with a custom section appended: different bytes (and digest), the
+/// same behaviour. Used to push many distinct versions of one agent.
+pub fn tagged(component: &[u8], tag: &str) -> Vec<u8> {
+    let name = b"overseer-tag";
+    let mut body = leb128(name.len() as u64);
+    body.extend_from_slice(name);
+    body.extend_from_slice(tag.as_bytes());
+    let mut out = component.to_vec();
+    out.push(0);
+    out.extend(leb128(body.len() as u64));
+    out.extend(body);
+    out
+}
+
+fn leb128(mut n: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let byte = (n & 0x7f) as u8;
+        n >>= 7;
+        if n == 0 {
+            out.push(byte);
+            return out;
+        }
+        out.push(byte | 0x80);
+    }
+}
+
+/// Percentiles of a set of durations, in microseconds.
+pub struct Summary {
+    pub p50: f64,
+    pub p99: f64,
+    pub mean: f64,
+}
+
+pub fn summarize(samples: &mut [Duration]) -> Summary {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples.get(i).map(|d| d.as_secs_f64() * 1e6).unwrap_or(0.0)
+    };
+    let mean =
+        samples.iter().map(|d| d.as_secs_f64()).sum::<f64>() * 1e6 / samples.len().max(1) as f64;
+    Summary {
+        p50: at(0.5),
+        p99: at(0.99),
+        mean,
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let config = Config::default();
+    let agents_dir = args
+        .agents_dir
+        .clone()
+        .or_else(|| config.agents_dir())
+        .context("no agents directory: pass --agents-dir")?;
+    let build_dir = args.build_dir.clone();
+    let source_dir = agents_dir.clone();
+    println!("building echo …");
+    let build = tokio::task::spawn_blocking(move || {
+        builder::build_rust(
+            &agents_dir,
+            &build_dir,
+            &["echo", "fixture-flaky"],
+            Duration::from_secs(600),
+        )
+    })
+    .await??;
+    let component = |package: &str| {
+        build
+            .artifacts
+            .iter()
+            .find(|a| a.package == package)
+            .map(|a| a.bytes.clone())
+            .with_context(|| format!("the build produced no {package} component"))
+    };
+    let echo = component("echo")?;
+    let flaky = component("fixture-flaky")?;
+    println!("echo component: {} KiB", echo.len() / 1024);
+
+    let data = tempfile::tempdir()?;
+    let config = Config {
+        data_dir: data.path().to_path_buf(),
+        token: Some("bench".to_string()),
+        bundled: false,
+        agents_dir: Some(source_dir.clone()),
+        build_dir: Some(args.build_dir.clone()),
+        ..Config::default()
+    };
+
+    // Compile against a cold cache, then load the same component from the cache.
+    let cold = overseer_sandbox::Sandbox::new(&config.kernel().sandbox())?;
+    let started = Instant::now();
+    cold.prepare(&echo)?;
+    let compile = started.elapsed();
+    let warm = overseer_sandbox::Sandbox::new(&config.kernel().sandbox())?;
+    let started = Instant::now();
+    warm.prepare(&echo)?;
+    let cached = started.elapsed();
+    drop((cold, warm));
+
+    let daemon = daemon::open(config).await?;
+    let kernel = daemon.kernel.clone();
+    let started = Instant::now();
+    kernel
+        .deployer
+        .push(Push::component("echo", echo.clone(), None))
+        .await?;
+    let first_push = started.elapsed();
+
+    let event = |n: usize| overseer_sandbox::Event {
+        id: n.to_string(),
+        topic: "invoke".to_string(),
+        payload: format!("{{\"n\":{n}}}"),
+        source: "bench".to_string(),
+        at_ms: 0,
+    };
+    for n in 0..100 {
+        kernel.invoker.invoke("echo", event(n)).await?;
+    }
+    let mut samples = Vec::with_capacity(args.calls);
+    for n in 0..args.calls {
+        let started = Instant::now();
+        kernel.invoker.invoke("echo", event(n)).await?;
+        samples.push(started.elapsed());
+    }
+    let in_process = summarize(&mut samples);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(overseer_api::serve(listener, daemon.state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let invoke_url = format!("{url}/v1/agents/echo/invoke");
+    let call = |client: reqwest::Client, invoke_url: String, n: usize| async move {
+        client
+            .post(&invoke_url)
+            .bearer_auth("bench")
+            .body(format!("{{\"n\":{n}}}"))
+            .send()
+            .await?
+            .error_for_status()
+    };
+    for n in 0..100 {
+        call(client.clone(), invoke_url.clone(), n).await?;
+    }
+    let mut samples = Vec::with_capacity(args.calls);
+    for n in 0..args.calls {
+        let started = Instant::now();
+        call(client.clone(), invoke_url.clone(), n).await?;
+        samples.push(started.elapsed());
+    }
+    let over_http = summarize(&mut samples);
+
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            let invoke_url = invoke_url.clone();
+            let calls = args.calls;
+            tokio::spawn(async move {
+                for n in 0..calls {
+                    call(client.clone(), invoke_url.clone(), t * calls + n).await?;
+                }
+                Ok::<_, reqwest::Error>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let throughput = (4 * args.calls) as f64 / started.elapsed().as_secs_f64();
+
+    let mut swaps = Vec::with_capacity(args.swaps);
+    for n in 0..args.swaps {
+        let bytes = tagged(&echo, &format!("bench-{n}"));
+        let started = Instant::now();
+        kernel
+            .deployer
+            .push(Push::component("echo", bytes, None))
+            .await?;
+        swaps.push(started.elapsed());
+    }
+    let swap = summarize(&mut swaps);
+    let started = Instant::now();
+    kernel.deployer.rollback("echo", None).await?;
+    let rollback = started.elapsed();
+
+    // MTTR: a version that fails every call goes live behind a 500 ms watch window; measure
+    // from its first failing call to the previous version answering again.
+    let manifest =
+        Manifest::parse("[deploy]\nwatch = \"500ms\"\nmin_calls = 3\nwatch_calls = 1000\n")?;
+    kernel
+        .deployer
+        .push(Push::component(
+            "mttr",
+            echo.clone(),
+            Some(manifest.clone()),
+        ))
+        .await?;
+    for n in 0..20 {
+        kernel.invoker.invoke("mttr", event(n)).await?;
+    }
+    kernel
+        .deployer
+        .push(Push::component("mttr", flaky, Some(manifest)))
+        .await?;
+    let failing = || overseer_sandbox::Event {
+        id: uuid::Uuid::new_v4().to_string(),
+        topic: "invoke".to_string(),
+        payload: "{\"fail\":\"error\"}".to_string(),
+        source: "bench".to_string(),
+        at_ms: 0,
+    };
+    let mut first_failure = None;
+    let limit = Instant::now() + Duration::from_secs(10);
+    let mttr = loop {
+        match kernel.invoker.invoke("mttr", failing()).await {
+            Ok(answer) if answer.version == 1 => {
+                break first_failure.map(|t: Instant| t.elapsed());
+            }
+            Ok(_) => {}
+            Err(_) => {
+                first_failure.get_or_insert_with(Instant::now);
+            }
+        }
+        if Instant::now() > limit {
+            break None;
+        }
+    };
+
+    let _ = stop.send(());
+    server.await??;
+
+    // Self-editing: one-line edits of echo built from source with a warm target directory,
+    // from the request to the new version live; then an asked-for rollback with the source.
+    println!("editing echo from source …");
+    let (edits, restore) = edit_cycle(&daemon, &source_dir).await?;
+
+    println!();
+    println!("| measure | figure |");
+    println!("| --- | --- |");
+    println!(
+        "| compile echo ({} KiB), cold cache | {:.1} ms |",
+        echo.len() / 1024,
+        ms(compile)
+    );
+    println!(
+        "| load echo from the compile cache | {:.2} ms |",
+        ms(cached)
+    );
+    println!(
+        "| cache speed-up | {:.0}× |",
+        compile.as_secs_f64() / cached.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| push to live of an already cached component (describe, health, persist, swap) | {:.1} ms |",
+        ms(first_push)
+    );
+    println!(
+        "| invoke in process, fresh instance: p50 / p99 | {:.0} µs / {:.0} µs |",
+        in_process.p50, in_process.p99
+    );
+    println!(
+        "| invoke over HTTP, one client: p50 / p99 | {:.0} µs / {:.0} µs |",
+        over_http.p50, over_http.p99
+    );
+    println!("| invoke over HTTP, 4 clients | {throughput:.0} calls/s |");
+    println!(
+        "| push of a new version to live: p50 / p99 | {:.1} ms / {:.1} ms |",
+        swap.p50 / 1000.0,
+        swap.p99 / 1000.0
+    );
+    println!(
+        "| rollback to the previous version (compiled in memory) | {:.2} ms |",
+        ms(rollback)
+    );
+    println!(
+        "| one-line edit of echo, request to live (warm target directory), 5 edits: p50 / p99 | {:.0} ms / {:.0} ms |",
+        edits.p50 / 1000.0,
+        edits.p99 / 1000.0
+    );
+    println!(
+        "| asked-for rollback, working copy restored | {:.2} ms |",
+        ms(restore)
+    );
+    match mttr {
+        Some(mttr) => println!(
+            "| MTTR: first failing call to the previous version answering (500 ms watch window) | {:.2} ms |",
+            ms(mttr)
+        ),
+        None => println!("| MTTR | the bad version was not rolled back within 10 s |"),
+    }
+    if args.languages {
+        languages(&args, &echo, compile, cached, in_process).await?;
+    }
+    Ok(())
+}
+
+/// Compile against a cold cache, load from the warm cache, and invoke in process (a fresh
+/// instance per call) a scaffolded agent in each language; Rust is echo, measured above.
+async fn languages(
+    args: &BenchArgs,
+    echo: &[u8],
+    compile: Duration,
+    cached: Duration,
+    invoke: Summary,
+) -> anyhow::Result<()> {
+    let mut rows = vec![(
+        "Rust (echo)".to_string(),
+        echo.len(),
+        compile,
+        cached,
+        invoke,
+    )];
+    for (lang, label) in [("python", "Python"), ("js", "JavaScript")] {
+        println!("building a {label} agent …");
+        let source = tempfile::tempdir()?;
+        let dir = source.path().join(format!("bench-{lang}"));
+        crate::scaffold::new_agent(
+            &format!("bench-{lang}"),
+            lang,
+            &dir,
+            &crate::scaffold::sdk_dir(),
+        )?;
+        let tools = args.tools_dir.clone();
+        let artifact = tokio::task::spawn_blocking(move || {
+            crate::scaffold::build(&dir, None, &tools, Duration::from_secs(900))
+        })
+        .await??;
+        let bytes = artifact.bytes;
+        let cache = tempfile::tempdir()?;
+        let config = overseer_sandbox::SandboxConfig {
+            cache_dir: Some(cache.path().to_path_buf()),
+            ..overseer_sandbox::SandboxConfig::default()
+        };
+        let cold = overseer_sandbox::Sandbox::new(&config)?;
+        let started = Instant::now();
+        cold.prepare(&bytes)?;
+        let compile = started.elapsed();
+        let warm = overseer_sandbox::Sandbox::new(&config)?;
+        let started = Instant::now();
+        let prepared = warm.prepare(&bytes)?;
+        let cached = started.elapsed();
+        let limits = overseer_sandbox::Limits {
+            fuel: u64::MAX / 2,
+            memory_bytes: 256 << 20,
+            timeout: Duration::from_secs(10),
+        };
+        let services = overseer_sandbox::Services::memory(Arc::new(
+            overseer_sandbox::MemoryServices::default(),
+        ));
+        let calls = (args.calls / 10).max(20);
+        let mut samples = Vec::with_capacity(calls);
+        for n in 0..calls + 5 {
+            let event = overseer_sandbox::Event {
+                id: n.to_string(),
+                topic: "invoke".to_string(),
+                payload: "\"bench\"".to_string(),
+                source: "bench".to_string(),
+                at_ms: 0,
+            };
+            let started = Instant::now();
+            warm.handle(&prepared, &limits, services.clone(), event)
+                .await?;
+            if n >= 5 {
+                samples.push(started.elapsed());
+            }
+        }
+        rows.push((
+            label.to_string(),
+            bytes.len(),
+            compile,
+            cached,
+            summarize(&mut samples),
+        ));
+    }
+    println!();
+    println!(
+        "| language | component | compile, cold cache | load from the cache | speed-up | invoke in process, fresh instance: p50 / p99 |"
+    );
+    println!("| --- | --- | --- | --- | --- | --- |");
+    for (label, size, compile, cached, invoke) in rows {
+        let size = if size >= 1 << 20 {
+            format!("{:.1} MiB", size as f64 / f64::from(1 << 20))
+        } else {
+            format!("{} KiB", size / 1024)
+        };
+        println!(
+            "| {label} | {size} | {:.0} ms | {:.1} ms | {:.0}× | {:.0} µs / {:.0} µs |",
+            ms(compile),
+            ms(cached),
+            compile.as_secs_f64() / cached.as_secs_f64().max(1e-9),
+            invoke.p50,
+            invoke.p99
+        );
+    }
+    Ok(())
+}
+
+/// Create `bench-edit` from echo's source, time five one-line edits to live, then time a
+/// rollback that also restores the working copy.
+async fn edit_cycle(
+    daemon: &Daemon,
+    agents_dir: &std::path::Path,
+) -> anyhow::Result<(Summary, Duration)> {
+    let store = &daemon.kernel.store;
+    let mut source = Snapshot::read_dir(&agents_dir.join("echo"))?;
+    let agent = "bench-edit";
+    if let Some(manifest) = source.files.get_mut("agent.toml") {
+        *manifest = manifest.replace("name = \"echo\"", &format!("name = \"{agent}\""));
+    }
+    let finish = |id: i64| async move {
+        let mut poll = tokio::time::interval(Duration::from_millis(5));
+        loop {
+            poll.tick().await;
+            let edit = store.edit(agent, id).await?.context("the edit vanished")?;
+            match edit.state {
+                EditState::Live => return anyhow::Ok(()),
+                EditState::Rejected | EditState::RolledBack => {
+                    anyhow::bail!(
+                        "edit {id} {}: {}",
+                        edit.state,
+                        edit.message.unwrap_or_default()
+                    )
+                }
+                _ => {}
+            }
+        }
+    };
+    let created = daemon
+        .selfedit
+        .submit(
+            agent,
+            EditRequest {
+                files: Some(source.files.clone()),
+                reason: "bench".to_string(),
+                ..EditRequest::default()
+            },
+        )
+        .await?;
+    finish(created.id).await?;
+    let mut samples = Vec::new();
+    let mut current = source.files.get("src/lib.rs").cloned().unwrap_or_default();
+    for round in 1..=5 {
+        let base = store.agent(agent).await?.and_then(|a| a.active_version);
+        let next = current.replace(
+            "Ok(event.payload)",
+            &format!("Ok(event.payload) // edit {round}"),
+        );
+        let next = if next == current {
+            format!("{current}// edit {round}\n")
+        } else {
+            next
+        };
+        let started = Instant::now();
+        let edit = daemon
+            .selfedit
+            .submit(
+                agent,
+                EditRequest {
+                    base_version: base,
+                    files: Some([("src/lib.rs".to_string(), next.clone())].into()),
+                    reason: format!("bench edit {round}"),
+                    ..EditRequest::default()
+                },
+            )
+            .await?;
+        finish(edit.id).await?;
+        samples.push(started.elapsed());
+        current = next;
+    }
+    let started = Instant::now();
+    daemon.kernel.deployer.rollback(agent, None).await?;
+    let restore = started.elapsed();
+    Ok((summarize(&mut samples), restore))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

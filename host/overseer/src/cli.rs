@@ -1,0 +1,549 @@
+//! The command line: `overseer serve` runs the daemon; every other command talks to a running
+//! daemon over its HTTP API.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::Value;
+
+use crate::bench::{self, BenchArgs};
+use crate::config::{Config, ServeArgs};
+use crate::daemon;
+use crate::drill::{self, DrillArgs};
+use crate::scaffold;
+
+/// overseer: a self-healing host for WebAssembly agents.
+#[derive(Debug, Parser)]
+#[command(name = "overseer", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon.
+    Serve(ServeArgs),
+    /// Push a component as a new version of an agent.
+    Push {
+        name: String,
+        /// The component (`.wasm`).
+        file: PathBuf,
+        /// The agent's manifest (`agent.toml`).
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List agents.
+    Agents {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Invoke an agent with a JSON payload.
+    Invoke {
+        name: String,
+        json: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an agent's versions.
+    Versions {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Go back to the previous version, or to version N.
+    Rollback {
+        name: String,
+        #[arg(long)]
+        to: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show an agent's recent log lines.
+    Logs {
+        name: String,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List alerts: open, resolved or all.
+    Alerts {
+        #[arg(long, default_value = "open")]
+        state: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Put a quarantined agent back into routing.
+    Release {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Propose an edit of an agent's source (a unified diff); waits for its outcome.
+    Edit {
+        name: String,
+        /// The unified diff.
+        #[arg(long)]
+        diff: PathBuf,
+        /// The version the diff was written against (default: the active one).
+        #[arg(long)]
+        base: Option<u32>,
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Return once the edit is accepted, without waiting for its outcome.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List an agent's edits.
+    Edits {
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the source diff between two versions of an agent.
+    Diff {
+        name: String,
+        a: u32,
+        b: u32,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show what the analysis finds in an agent's source: panic sites, dropped errors, long
+    /// and branchy functions.
+    Analysis {
+        name: String,
+        /// A version other than the active one.
+        #[arg(long)]
+        version: Option<u32>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Show the LLM endpoint and the tokens each agent has used.
+    Llm {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Write a new agent's source that builds as it is.
+    New {
+        name: String,
+        /// The language of the agent: rust, python or js.
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to write it (default: ./NAME).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Build an agent's source directory into a component and print its path.
+    Build {
+        /// The agent's directory (default: the current one).
+        dir: Option<PathBuf>,
+        /// Where the component is built (default: DIR/target).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
+        /// Where componentizers are installed on first use (default: DATA_DIR/tools).
+        #[arg(long)]
+        tools_dir: Option<PathBuf>,
+        /// The data directory whose tools are used.
+        #[arg(long, env = "OVERSEER_DATA_DIR", default_value = ".overseer")]
+        data_dir: PathBuf,
+    },
+    /// Push a faulty build of a live agent and watch the host reject it or roll it back.
+    Drill(DrillArgs),
+    /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
+    Bench(BenchArgs),
+}
+
+/// How the CLI reaches the daemon.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The daemon's address.
+    #[arg(long, env = "OVERSEER_URL", default_value = "http://127.0.0.1:7700")]
+    pub url: String,
+    /// Bearer token; without it the token file of the data directory is read.
+    #[arg(long, env = "OVERSEER_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// The daemon's data directory, where its generated token lives.
+    #[arg(long, env = "OVERSEER_DATA_DIR", default_value = ".overseer")]
+    pub data_dir: PathBuf,
+}
+
+impl ClientArgs {
+    fn token(&self) -> Option<String> {
+        self.token.clone().or_else(|| {
+            std::fs::read_to_string(self.data_dir.join("token"))
+                .ok()
+                .map(|t| t.trim().to_string())
+        })
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url.trim_end_matches('/'))
+    }
+
+    pub(crate) fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        let request = client.post(self.url(path));
+        match self.token() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
+    }
+}
+
+/// The whole program: parse the command line, set up logging to stderr and run the command on a
+/// multi-threaded runtime.
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OVERSEER_LOG")
+                .unwrap_or_else(|_| "overseer=info,overseer_kernel=info,overseer_selfedit=info,overseer_sandbox=info,warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+/// Run one command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    match cli.command {
+        Command::Serve(args) => daemon::run(Config::load(&args)?).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::New { name, lang, dir } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from(&name));
+            scaffold::new_agent(&name, &lang, &dir, &scaffold::sdk_dir())?;
+            println!("wrote {}: a {lang} agent called {name}", dir.display());
+            println!("next: overseer build {}", dir.display());
+            Ok(())
+        }
+        Command::Build {
+            dir,
+            target_dir,
+            tools_dir,
+            data_dir,
+        } => {
+            let dir = dir.unwrap_or_else(|| PathBuf::from("."));
+            let tools = tools_dir.unwrap_or_else(|| data_dir.join("tools"));
+            let artifact = tokio::task::spawn_blocking(move || {
+                scaffold::build(
+                    &dir,
+                    target_dir.as_deref(),
+                    &tools,
+                    std::time::Duration::from_secs(Config::default().build_timeout_secs),
+                )
+            })
+            .await??;
+            println!(
+                "{} ({} KiB)",
+                artifact.wasm.display(),
+                artifact.bytes.len() / 1024
+            );
+            Ok(())
+        }
+        Command::Drill(args) => drill::run(args).await.map(|_| ()),
+        Command::Push {
+            name,
+            file,
+            manifest,
+            client: c,
+        } => {
+            let bytes =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let path = format!("/v1/agents/{name}/versions");
+            let request = match manifest {
+                Some(manifest) => {
+                    let text = std::fs::read_to_string(&manifest)
+                        .with_context(|| format!("reading {}", manifest.display()))?;
+                    let form = reqwest::multipart::Form::new()
+                        .part(
+                            "component",
+                            reqwest::multipart::Part::bytes(bytes).file_name("component.wasm"),
+                        )
+                        .text("manifest", text);
+                    c.post(&client, &path).multipart(form)
+                }
+                None => c
+                    .post(&client, &path)
+                    .header("content-type", "application/wasm")
+                    .body(bytes),
+            };
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Agents { client: c } => {
+            let value = send(client.get(c.url("/v1/agents"))).await?;
+            for agent in value["agents"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:<10} {:<8} {}",
+                    agent["name"].as_str().unwrap_or_default(),
+                    agent["state"].as_str().unwrap_or_default(),
+                    agent["active_version"]
+                        .as_u64()
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    agent["description"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Invoke {
+            name,
+            json,
+            client: c,
+        } => {
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/invoke"))
+                .header("content-type", "application/json")
+                .body(json);
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Alerts { state, client: c } => {
+            let value = send(client.get(c.url(&format!("/v1/alerts?state={state}")))).await?;
+            for alert in value["alerts"].as_array().into_iter().flatten() {
+                let state = if alert["resolved_ms"].is_null() {
+                    "open"
+                } else {
+                    "resolved"
+                };
+                println!(
+                    "#{:<5} {:<9} {:<8} {:<24} {:<16} {}",
+                    alert["id"],
+                    state,
+                    alert["priority"].as_str().unwrap_or_default(),
+                    alert["type"].as_str().unwrap_or_default(),
+                    alert["agent"].as_str().unwrap_or_default(),
+                    alert["message"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Edit {
+            name,
+            diff,
+            base,
+            reason,
+            no_wait,
+            client: c,
+        } => {
+            let diff = std::fs::read_to_string(&diff)
+                .with_context(|| format!("reading {}", diff.display()))?;
+            let base = match base {
+                Some(base) => base,
+                None => {
+                    send(client.get(c.url(&format!("/v1/agents/{name}")))).await?["active_version"]
+                        .as_u64()
+                        .map(|v| v as u32)
+                        .context("the agent has no active version to edit")?
+                }
+            };
+            let body = serde_json::json!({
+                "base_version": base,
+                "diff": diff,
+                "reason": reason,
+                "proposer": "cli",
+            });
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/edits"))
+                .header("content-type", "application/json")
+                .body(body.to_string());
+            let mut edit = send(request).await?;
+            let path = format!("/v1/agents/{name}/edits/{}", edit["id"]);
+            let mut poll = tokio::time::interval(std::time::Duration::from_millis(200));
+            while !no_wait
+                && matches!(
+                    edit["state"].as_str(),
+                    Some("applying" | "building" | "checking")
+                )
+            {
+                poll.tick().await;
+                edit = send(client.get(c.url(&path))).await?;
+            }
+            print_edit(&edit);
+            if edit["state"] == "rejected" {
+                bail!("edit {} rejected", edit["id"]);
+            }
+            Ok(())
+        }
+        Command::Edits { name, client: c } => {
+            let value = send(client.get(c.url(&format!("/v1/agents/{name}/edits")))).await?;
+            for edit in value["edits"].as_array().into_iter().flatten() {
+                println!(
+                    "#{:<5} {:<12} {:<8} base v{:<4} {:<10} {}",
+                    edit["id"],
+                    edit["state"].as_str().unwrap_or_default(),
+                    edit["version"]
+                        .as_u64()
+                        .map(|v| format!("v{v}"))
+                        .unwrap_or_else(|| "-".to_string()),
+                    edit["base_version"].as_u64().unwrap_or(0),
+                    edit["proposer"].as_str().unwrap_or_default(),
+                    edit["reason"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        Command::Diff {
+            name,
+            a,
+            b,
+            client: c,
+        } => {
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/versions/{a}/diff/{b}"))))
+                    .await?;
+            print!("{}", value["diff"].as_str().unwrap_or_default());
+            Ok(())
+        }
+        Command::Analysis {
+            name,
+            version,
+            client: c,
+        } => {
+            let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/analysis{query}")))).await?;
+            let findings = value["findings"].as_array().cloned().unwrap_or_default();
+            for f in &findings {
+                println!(
+                    "{}:{}:{}: {} {}",
+                    f["file"].as_str().unwrap_or_default(),
+                    f["line"],
+                    f["column"],
+                    f["kind"].as_str().unwrap_or_default(),
+                    f["message"].as_str().unwrap_or_default()
+                );
+            }
+            for u in value["unparsed"].as_array().into_iter().flatten() {
+                println!(
+                    "{}:{}: does not parse: {}",
+                    u["file"].as_str().unwrap_or_default(),
+                    u["line"],
+                    u["error"].as_str().unwrap_or_default()
+                );
+            }
+            println!(
+                "{name} v{}: {} findings in {} Rust files",
+                value["version"],
+                findings.len(),
+                value["files"]
+            );
+            Ok(())
+        }
+        Command::Llm { client: c } => {
+            let value = send(client.get(c.url("/v1/llm"))).await?;
+            match value["model"].as_str() {
+                Some(model) => println!(
+                    "LLM: {model} at {}",
+                    value["url"].as_str().unwrap_or_default()
+                ),
+                None => println!("LLM: not configured (set OVERSEER_LLM_URL)"),
+            }
+            for u in value["usage"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<24} {:>6} calls {:>4} failed {:>9} prompt {:>9} completion tokens",
+                    u["agent"].as_str().unwrap_or_default(),
+                    u["calls"],
+                    u["failed"],
+                    u["prompt_tokens"],
+                    u["completion_tokens"]
+                );
+            }
+            Ok(())
+        }
+        Command::Release { name, client: c } => {
+            print_json(send(c.post(&client, &format!("/v1/agents/{name}/release"))).await?);
+            Ok(())
+        }
+        Command::Versions { name, client: c } => {
+            print_json(send(client.get(c.url(&format!("/v1/agents/{name}/versions")))).await?);
+            Ok(())
+        }
+        Command::Rollback {
+            name,
+            to,
+            client: c,
+        } => {
+            let body = match to {
+                Some(n) => serde_json::json!({ "version": n }).to_string(),
+                None => String::new(),
+            };
+            let request = c
+                .post(&client, &format!("/v1/agents/{name}/rollback"))
+                .header("content-type", "application/json")
+                .body(body);
+            print_json(send(request).await?);
+            Ok(())
+        }
+        Command::Logs {
+            name,
+            limit,
+            client: c,
+        } => {
+            let value =
+                send(client.get(c.url(&format!("/v1/agents/{name}/logs?limit={limit}")))).await?;
+            for line in value["logs"].as_array().into_iter().flatten() {
+                println!(
+                    "{} v{} {:<5} {}",
+                    line["at_ms"],
+                    line["version"].as_u64().unwrap_or(0),
+                    line["level"].as_str().unwrap_or_default(),
+                    line["message"].as_str().unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    let response = request
+        .send()
+        .await
+        .context("cannot reach the daemon (is `overseer serve` running?)")?;
+    let status = response.status();
+    let value: Value = response.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        let code = value["error"]["code"].as_str().unwrap_or("error");
+        let message = value["error"]["message"].as_str().unwrap_or("");
+        bail!("{status} {code}: {message}");
+    }
+    Ok(value)
+}
+
+fn print_edit(edit: &Value) {
+    println!(
+        "edit {} of {}: {}",
+        edit["id"],
+        edit["agent"].as_str().unwrap_or_default(),
+        edit["state"].as_str().unwrap_or_default()
+    );
+    if let Some(version) = edit["version"].as_u64() {
+        println!("version: v{version}");
+    }
+    if let Some(stage) = edit["stage"].as_str() {
+        println!(
+            "stage: {stage} ({})",
+            edit["code"].as_str().unwrap_or_default()
+        );
+    }
+    if let Some(message) = edit["message"].as_str() {
+        println!("{message}");
+    }
+}
+
+fn print_json(value: Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
+    );
+}

@@ -1,0 +1,123 @@
+//! The daemon composed: the store, the kernel with the capabilities it serves, self-editing,
+//! recovery of what a stop left unfinished, the active versions loaded, the API state; and
+//! `run`, which serves until Ctrl-C with the bundled agents built and loaded beside.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use overseer_api::AppState;
+use overseer_kernel::Kernel;
+use overseer_kernel::capability::{HttpProvider, LlmProvider};
+use overseer_providers::{Llm, Outbound};
+use overseer_selfedit::SelfEdit;
+use overseer_store::Store;
+
+use crate::config::Config;
+
+/// A daemon opened on its data directory, its active versions loaded, not yet serving.
+#[derive(Clone)]
+pub struct Daemon {
+    pub config: Config,
+    pub kernel: Kernel,
+    pub selfedit: SelfEdit,
+    pub state: AppState,
+}
+
+/// Open the daemon on `config`: the database and the token, the kernel and what it serves,
+/// and every active version loaded.
+pub async fn open(config: Config) -> anyhow::Result<Daemon> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let token = match &config.token {
+        Some(token) => token.clone(),
+        None => read_or_create_token(&config.token_path())?,
+    };
+    let url = config.database_url();
+    let store = Store::open(&url)
+        .await
+        .with_context(|| format!("opening the database {}", overseer_store::redact(&url)))?;
+    let kernel = Kernel::new(config.kernel(), store.clone()).await?;
+    let llm = Arc::new(Llm::new(&config.llm)?);
+    kernel.capabilities.serve_llm(Arc::new(LlmProvider::new(
+        llm.clone(),
+        store,
+        kernel.metrics.clone(),
+    )));
+    kernel
+        .capabilities
+        .serve_http(Arc::new(HttpProvider::new(Arc::new(Outbound::new()?))));
+    let selfedit = SelfEdit::new(kernel.clone(), config.build());
+    selfedit.recover().await?;
+    kernel.start().await?;
+    let state = AppState::new(
+        kernel.clone(),
+        selfedit.clone(),
+        llm,
+        &token,
+        config.body_limit,
+    );
+    Ok(Daemon {
+        config,
+        kernel,
+        selfedit,
+        state,
+    })
+}
+
+/// The token in `path`, or a new random one written there with mode 0600.
+fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
+    if let Ok(token) = std::fs::read_to_string(path) {
+        let token = token.trim().to_string();
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(token.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
+/// Run the daemon until Ctrl-C: serve the API, and build and load the bundled agents.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let generated_token = config.token.is_none();
+    let daemon = open(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    println!("overseer listening on http://{addr}");
+    if generated_token {
+        println!(
+            "bearer token for mutations: {}",
+            daemon.config.token_path().display()
+        );
+    }
+    if daemon.config.bundled {
+        let selfedit = daemon.selfedit.clone();
+        tokio::spawn(async move {
+            match selfedit.load_bundled().await {
+                Ok(agents) => println!("bundled agents live: {}", agents.join(", ")),
+                Err(e) => eprintln!("bundled agents not loaded: {e}"),
+            }
+        });
+    }
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    overseer_api::serve(listener, daemon.state, shutdown).await?;
+    Ok(())
+}

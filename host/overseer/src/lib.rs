@@ -1,0 +1,13 @@
+//! overseer: the daemon and its command line. `overseer serve` composes the store, the kernel,
+//! self-editing and the API into a daemon; every other command talks to a running daemon over
+//! HTTP, or builds, scaffolds, drills and measures on this machine.
+
+pub mod bench;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod drill;
+pub mod scaffold;
+
+pub use config::Config;
+pub use daemon::Daemon;

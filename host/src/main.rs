@@ -1,5 +1,0 @@
-//! The `overseer` binary: the daemon and the CLI that talks to it.
-
-fn main() -> anyhow::Result<()> {
-    overseer_host::cli::main()
-}

@@ -1,0 +1,686 @@
+//! The conformance suite: every case runs against SQLite and against PostgreSQL, and both must
+//! answer alike. A new backend passes these before it is used.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test cases: failing loudly is their job.
+
+use std::collections::BTreeSet;
+
+use serde_json::json;
+
+use crate::*;
+
+fn version<'a>(agent: &'a str, digest: &'a str, manifest: &'a serde_json::Value) -> NewVersion<'a> {
+    NewVersion {
+        agent,
+        digest,
+        size: 3,
+        manifest,
+        origin: Origin::Push,
+        edit: None,
+        parent: None,
+        checks: &[],
+        rejected: None,
+        source: None,
+    }
+}
+
+fn push() -> Activation {
+    Activation {
+        cause: ActivationCause::Push,
+        watch: true,
+        judged: None,
+    }
+}
+
+/// Versions are numbered per agent from 1, and read back as written.
+pub async fn versions_are_numbered_per_agent_and_read_back(store: &Store) {
+    let manifest = json!({ "limits": { "fuel": 1000 }, "config": { "k": "v" } });
+    let checks = [Check {
+        step: "validate".to_string(),
+        ok: true,
+        detail: "fine".to_string(),
+        ms: 1.5,
+    }];
+    let mut first = version("alpha", "d1", &manifest);
+    first.checks = &checks;
+    first.source = Some(("s1", b"gz"));
+    assert_eq!(
+        store
+            .insert_version(&first, Some(b"one"), Some(&push()))
+            .await
+            .unwrap(),
+        1
+    );
+    let mut second = version("alpha", "d2", &manifest);
+    second.parent = Some(1);
+    second.origin = Origin::Edit;
+    second.rejected = Some(RejectedAt {
+        stage: "health",
+        code: "unhealthy",
+        reason: "sick",
+    });
+    assert_eq!(
+        store
+            .insert_version(&second, Some(b"two"), None)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .insert_version(&version("beta", "d1", &manifest), None, None)
+            .await
+            .unwrap(),
+        1
+    );
+
+    let agents = store.agents().await.unwrap();
+    assert_eq!(
+        agents.iter().map(|a| a.name.as_str()).collect::<Vec<_>>(),
+        ["alpha", "beta"]
+    );
+    let alpha = store.agent("alpha").await.unwrap().unwrap();
+    assert_eq!(alpha.active_version, Some(1));
+    assert_eq!(
+        store.agent("beta").await.unwrap().unwrap().active_version,
+        None
+    );
+    assert!(store.agent("gamma").await.unwrap().is_none());
+
+    let versions = store.versions("alpha").await.unwrap();
+    assert_eq!(versions.len(), 2);
+    let v1 = &versions[0];
+    assert_eq!((v1.number, v1.digest.as_str(), v1.size), (1, "d1", 3));
+    assert_eq!(v1.manifest, manifest);
+    assert_eq!(v1.checks, checks);
+    assert_eq!(v1.state, VersionState::Ready);
+    assert_eq!(v1.source_digest.as_deref(), Some("s1"));
+    assert!(v1.servable() && !v1.condemned());
+    let v2 = store.version("alpha", 2).await.unwrap().unwrap();
+    assert_eq!(v2.state, VersionState::Rejected);
+    assert_eq!(v2.origin, Origin::Edit);
+    assert_eq!(v2.parent, Some(1));
+    assert_eq!(
+        (
+            v2.stage.as_deref(),
+            v2.code.as_deref(),
+            v2.reason.as_deref()
+        ),
+        (Some("health"), Some("unhealthy"), Some("sick"))
+    );
+    assert!(store.version("alpha", 3).await.unwrap().is_none());
+    assert_eq!(
+        store.component("d1").await.unwrap().as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(
+        store.source("s1").await.unwrap().as_deref(),
+        Some(&b"gz"[..])
+    );
+    assert!(store.component("nope").await.unwrap().is_none());
+    assert!(store.dangling_versions().await.unwrap().is_empty());
+}
+
+/// Concurrent pushes of one agent get distinct numbers without gaps.
+pub async fn concurrent_inserts_number_versions_without_gaps(store: &Store) {
+    let manifest = json!({});
+    let inserts = (0..16).map(|n| {
+        let store = store.clone();
+        let manifest = manifest.clone();
+        tokio::spawn(async move {
+            let digest = format!("d{n}");
+            store
+                .insert_version(
+                    &version("busy", &digest, &manifest),
+                    Some(digest.as_bytes()),
+                    Some(&push()),
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut numbers = BTreeSet::new();
+    for insert in inserts {
+        assert!(numbers.insert(insert.await.unwrap()), "a number twice");
+    }
+    assert_eq!(numbers, (1..=16).collect());
+    let active = store.agent("busy").await.unwrap().unwrap().active_version;
+    assert!(active.is_some_and(|n| numbers.contains(&n)));
+    assert_eq!(store.activations("busy", 100).await.unwrap().len(), 16);
+}
+
+/// An activation writes the pointer, the verdict it carries, lifts quarantine, undoes
+/// retirement and records itself, together; a rollback marks the edit of the version left.
+pub async fn activation_carries_its_verdict_and_edit_marks(store: &Store) {
+    let manifest = json!({});
+    let edit = store
+        .insert_edit(&NewEdit {
+            agent: "svc",
+            base_version: Some(1),
+            proposer: "api",
+            by_agent: false,
+            reason: "fix",
+            diff: "--- a\n+++ b\n",
+            rebased_onto: None,
+        })
+        .await
+        .unwrap();
+    store
+        .insert_version(&version("svc", "a", &manifest), Some(b"a"), Some(&push()))
+        .await
+        .unwrap();
+    let mut built = version("svc", "b", &manifest);
+    built.origin = Origin::Edit;
+    built.edit = Some(edit);
+    store
+        .insert_version(&built, Some(b"b"), Some(&push()))
+        .await
+        .unwrap();
+    let live = store.edit("svc", edit).await.unwrap().unwrap();
+    assert_eq!(live.state, EditState::Live, "written with the activation");
+    assert_eq!(live.version, Some(2));
+    assert_eq!(
+        store.edit_of_version("svc", 2).await.unwrap().map(|e| e.id),
+        Some(edit)
+    );
+
+    store.quarantine("svc", None).await.unwrap();
+    assert!(
+        store
+            .agent("svc")
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined_ms
+            .is_some()
+    );
+    let judged = Judgement {
+        version: 2,
+        verdict: Verdict::RolledBack,
+        detail: "5 of 5 failed".to_string(),
+        calls: 5,
+        failures: 5,
+    };
+    store
+        .activate(
+            "svc",
+            1,
+            &Activation {
+                cause: ActivationCause::Remediation,
+                watch: false,
+                judged: Some(judged),
+            },
+        )
+        .await
+        .unwrap();
+    let agent = store.agent("svc").await.unwrap().unwrap();
+    assert_eq!(agent.active_version, Some(1));
+    assert!(
+        agent.quarantined_ms.is_none(),
+        "an activation lifts quarantine"
+    );
+    let v2 = store.version("svc", 2).await.unwrap().unwrap();
+    assert_eq!(v2.verdict, Some(Verdict::RolledBack));
+    assert_eq!(v2.verdict_detail.as_deref(), Some("5 of 5 failed"));
+    assert_eq!((v2.calls, v2.failures), (5, 5));
+    assert!(v2.condemned());
+    assert_eq!(
+        store.edit("svc", edit).await.unwrap().unwrap().state,
+        EditState::RolledBack
+    );
+
+    let history = store.activations("svc", 10).await.unwrap();
+    assert_eq!(history.len(), 3);
+    assert_eq!(history[0].version, Some(1));
+    assert_eq!(history[0].previous, Some(2));
+    assert_eq!(history[0].cause, ActivationCause::Remediation);
+    assert_eq!(history[2].previous, None);
+
+    // A watched re-activation clears the verdict until its window closes.
+    store.activate("svc", 2, &push()).await.unwrap();
+    assert_eq!(
+        store.version("svc", 2).await.unwrap().unwrap().verdict,
+        None
+    );
+
+    store.retire("svc").await.unwrap();
+    let retired = store.agent("svc").await.unwrap().unwrap();
+    assert_eq!(retired.active_version, None);
+    assert!(retired.retired_ms.is_some());
+    store.activate("svc", 1, &push()).await.unwrap();
+    assert!(
+        store
+            .agent("svc")
+            .await
+            .unwrap()
+            .unwrap()
+            .retired_ms
+            .is_none()
+    );
+}
+
+/// Verdicts, quarantine with its verdict, release, faults and repaired components.
+pub async fn verdicts_quarantine_faults_and_repairs(store: &Store) {
+    let manifest = json!({});
+    store
+        .insert_version(&version("q", "qa", &manifest), Some(b"bad"), Some(&push()))
+        .await
+        .unwrap();
+    store
+        .judge(
+            "q",
+            &Judgement {
+                version: 1,
+                verdict: Verdict::Stable,
+                detail: "0 of 9".to_string(),
+                calls: 9,
+                failures: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.version("q", 1).await.unwrap().unwrap().verdict,
+        Some(Verdict::Stable)
+    );
+    assert!(!store.release("q").await.unwrap(), "not quarantined");
+    let judged = Judgement {
+        version: 1,
+        verdict: Verdict::RolledBack,
+        detail: "no target".to_string(),
+        calls: 5,
+        failures: 5,
+    };
+    store.quarantine("q", Some(&judged)).await.unwrap();
+    assert_eq!(
+        store.version("q", 1).await.unwrap().unwrap().verdict,
+        Some(Verdict::RolledBack)
+    );
+    assert!(store.release("q").await.unwrap());
+    assert!(
+        store
+            .agent("q")
+            .await
+            .unwrap()
+            .unwrap()
+            .quarantined_ms
+            .is_none()
+    );
+
+    store
+        .set_fault("q", 1, Some("does not compile"))
+        .await
+        .unwrap();
+    let v1 = store.version("q", 1).await.unwrap().unwrap();
+    assert_eq!(v1.fault.as_deref(), Some("does not compile"));
+    assert!(!v1.servable());
+    store.replace_component("qa", b"good").await.unwrap();
+    store.set_fault("q", 1, None).await.unwrap();
+    assert!(store.version("q", 1).await.unwrap().unwrap().servable());
+    assert_eq!(
+        store.component("qa").await.unwrap().as_deref(),
+        Some(&b"good"[..])
+    );
+}
+
+/// A call's kv writes and events land together; keys sort by byte and match prefixes
+/// literally; any text reads back.
+pub async fn kv_commits_writes_and_events_together(store: &Store) {
+    let writes = [
+        KvWrite {
+            key: "a%".to_string(),
+            value: Some("1".to_string()),
+        },
+        KvWrite {
+            key: "ab".to_string(),
+            value: Some("nul\0 and ünïcode".to_string()),
+        },
+        KvWrite {
+            key: "a_".to_string(),
+            value: Some("3".to_string()),
+        },
+        KvWrite {
+            key: "B".to_string(),
+            value: Some("4".to_string()),
+        },
+        KvWrite {
+            key: "gone".to_string(),
+            value: Some("5".to_string()),
+        },
+        KvWrite {
+            key: "gone".to_string(),
+            value: None,
+        },
+    ];
+    let event = NewEvent {
+        id: "e1".to_string(),
+        topic: "t.one".to_string(),
+        payload: "{}".to_string(),
+        source: "k".to_string(),
+        at_ms: 10,
+    };
+    store
+        .kv_commit("k", &writes, std::slice::from_ref(&event))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.kv_get("k", "ab").await.unwrap().as_deref(),
+        Some("nul\0 and ünïcode")
+    );
+    assert!(store.kv_get("k", "gone").await.unwrap().is_none());
+    assert!(store.kv_get("other", "ab").await.unwrap().is_none());
+    assert_eq!(
+        store.kv_keys("k", "").await.unwrap(),
+        ["B", "a%", "a_", "ab"]
+    );
+    assert_eq!(store.kv_keys("k", "a%").await.unwrap(), ["a%"]);
+    assert_eq!(store.kv_keys("k", "a_").await.unwrap(), ["a_"]);
+
+    // The second event reuses an id: the whole commit fails, its kv write with it.
+    let again = [KvWrite {
+        key: "after".to_string(),
+        value: Some("x".to_string()),
+    }];
+    assert!(store.kv_commit("k", &again, &[event]).await.is_err());
+    assert!(store.kv_get("k", "after").await.unwrap().is_none());
+    let events = store
+        .events(&EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+/// The event log reads in order, by exact topic or prefix, after a sequence number, since a
+/// time, up to a limit.
+pub async fn events_filter_by_topic_sequence_and_time(store: &Store) {
+    for (n, topic) in ["a.x", "a.y", "b.x", "a.x"].iter().enumerate() {
+        store
+            .insert_event(&NewEvent {
+                id: format!("id-{n}"),
+                topic: topic.to_string(),
+                payload: format!("{{\"n\":{n}}}"),
+                source: "test".to_string(),
+                at_ms: 100 + n as u64,
+            })
+            .await
+            .unwrap();
+    }
+    let read = |topic: Option<&'static str>, after: i64, since_ms: u64, limit: u32| {
+        let store = store.clone();
+        async move {
+            store
+                .events(&EventFilter {
+                    topic,
+                    after,
+                    since_ms,
+                    limit,
+                })
+                .await
+                .unwrap()
+        }
+    };
+    let everything = read(None, 0, 0, 100).await;
+    assert_eq!(everything.len(), 4);
+    assert!(everything.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert_eq!(read(Some("a.x"), 0, 0, 100).await.len(), 2);
+    assert_eq!(read(Some("a.*"), 0, 0, 100).await.len(), 3);
+    assert_eq!(read(None, everything[1].seq, 0, 100).await.len(), 2);
+    assert_eq!(read(None, 0, 102, 100).await.len(), 2);
+    let limited = read(None, 0, 0, 1).await;
+    assert_eq!(limited[0].id, "id-0");
+    assert_eq!(limited[0].payload, "{\"n\":0}");
+}
+
+/// Logs keep the newest lines of an agent, oldest first.
+pub async fn logs_read_the_newest_lines_oldest_first(store: &Store) {
+    let lines: Vec<LogLine> = (0..5)
+        .map(|n| LogLine {
+            agent: if n == 2 { "other" } else { "me" }.to_string(),
+            version: Some(1),
+            level: "info",
+            message: format!("line {n}"),
+            at_ms: n,
+        })
+        .collect();
+    store.insert_logs(&lines).await.unwrap();
+    let read = store.logs("me", 2).await.unwrap();
+    assert_eq!(
+        read.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["line 3", "line 4"]
+    );
+    assert_eq!(read[0].version, Some(1));
+    assert_eq!(store.logs("me", 100).await.unwrap().len(), 4);
+}
+
+/// However many open an alert of one agent and kind at once, one is open; resolving opens
+/// the way for the next.
+pub async fn one_open_alert_per_agent_and_kind(store: &Store) {
+    let evidence = json!({ "failures": 11 });
+    let opens = (0..12).map(|_| {
+        let store = store.clone();
+        let evidence = evidence.clone();
+        tokio::spawn(async move {
+            store
+                .open_alert(&NewAlert {
+                    agent: "svc",
+                    kind: "quarantine",
+                    priority: "critical",
+                    message: "out",
+                    evidence: &evidence,
+                })
+                .await
+                .unwrap()
+        })
+    });
+    let mut new = 0;
+    let mut ids = BTreeSet::new();
+    for open in opens {
+        let (alert, opened) = open.await.unwrap();
+        new += usize::from(opened);
+        ids.insert(alert.id);
+        assert_eq!(alert.evidence, evidence);
+        assert_eq!(alert.kind, "quarantine");
+    }
+    assert_eq!((new, ids.len()), (1, 1));
+    let id = *ids.first().unwrap();
+    let other = NewAlert {
+        agent: "svc",
+        kind: "rollback",
+        priority: "high",
+        message: "back",
+        evidence: &evidence,
+    };
+    let (rollback, opened) = store.open_alert(&other).await.unwrap();
+    assert!(opened);
+
+    let open = AlertFilter {
+        open: Some(true),
+        agent: Some("svc"),
+        limit: 10,
+    };
+    let listed = store.alerts(&open).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].id, rollback.id, "newest first");
+    assert_eq!(
+        store
+            .resolve_alerts_of("svc", &["quarantine", "nothing"], "released")
+            .await
+            .unwrap(),
+        [id]
+    );
+    assert!(!store.resolve_alert(id, "twice").await.unwrap());
+    assert!(store.resolve_alert(rollback.id, "by hand").await.unwrap());
+    let resolved = store.alert(id).await.unwrap().unwrap();
+    assert_eq!(resolved.resolution.as_deref(), Some("released"));
+    assert!(resolved.resolved_ms.is_some());
+    assert!(store.alerts(&open).await.unwrap().is_empty());
+    let (again, opened) = store
+        .open_alert(&NewAlert {
+            agent: "svc",
+            kind: "quarantine",
+            priority: "critical",
+            message: "out again",
+            evidence: &evidence,
+        })
+        .await
+        .unwrap();
+    assert!(opened && again.id != id);
+    let everything = AlertFilter {
+        open: None,
+        agent: None,
+        limit: 10,
+    };
+    assert_eq!(store.alerts(&everything).await.unwrap().len(), 3);
+    assert!(store.alert(9_999_999).await.unwrap().is_none());
+}
+
+/// Edits move through their states; what a stopped daemon left under way is interrupted.
+pub async fn edits_move_through_their_states(store: &Store) {
+    let new = |reason: &'static str| NewEdit {
+        agent: "e",
+        base_version: Some(1),
+        proposer: "code-editor",
+        by_agent: true,
+        reason,
+        diff: "diff",
+        rebased_onto: Some(2),
+    };
+    let first = store.insert_edit(&new("one")).await.unwrap();
+    let second = store.insert_edit(&new("two")).await.unwrap();
+    let record = store.edit("e", first).await.unwrap().unwrap();
+    assert_eq!(record.state, EditState::Applying);
+    assert!(record.by_agent);
+    assert_eq!(record.rebased_onto, Some(2));
+    assert!(store.edit("other", first).await.unwrap().is_none());
+
+    store
+        .update_edit(
+            first,
+            &EditUpdate {
+                build_log: Some("compiling"),
+                ..EditUpdate::state(EditState::Building)
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .update_edit(
+            first,
+            &EditUpdate {
+                stage: Some("build"),
+                code: Some("build_failed"),
+                message: Some("error[E0599]".to_string()),
+                version: Some(3),
+                ..EditUpdate::state(EditState::Rejected)
+            },
+        )
+        .await
+        .unwrap();
+    let rejected = store.edit("e", first).await.unwrap().unwrap();
+    assert_eq!(rejected.state, EditState::Rejected);
+    assert_eq!(
+        rejected.build_log.as_deref(),
+        Some("compiling"),
+        "kept from the step before"
+    );
+    assert_eq!(rejected.message.as_deref(), Some("error[E0599]"));
+    assert_eq!(rejected.version, Some(3));
+
+    assert_eq!(store.interrupt_edits().await.unwrap(), 1);
+    let interrupted = store.edit("e", second).await.unwrap().unwrap();
+    assert_eq!(interrupted.state, EditState::Rejected);
+    assert_eq!(interrupted.code.as_deref(), Some("interrupted"));
+    assert_eq!(interrupted.stage.as_deref(), Some("applying"));
+    let listed = store.edits("e", 10).await.unwrap();
+    assert_eq!(
+        listed.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second, first]
+    );
+}
+
+/// LLM usage adds up per agent, most tokens first.
+pub async fn llm_usage_adds_up_per_agent(store: &Store) {
+    for (agent, outcome, prompt) in [("a", "ok", 10), ("a", "failed", 0), ("b", "ok", 100)] {
+        store
+            .insert_llm_call(&LlmCall {
+                agent,
+                model: "m",
+                prompt_tokens: prompt,
+                completion_tokens: 1,
+                outcome,
+                ms: 5,
+            })
+            .await
+            .unwrap();
+    }
+    let usage = store.llm_usage().await.unwrap();
+    assert_eq!(usage.len(), 2);
+    assert_eq!(usage[0].agent, "b");
+    let a = &usage[1];
+    assert_eq!(
+        (a.calls, a.failed, a.prompt_tokens, a.completion_tokens),
+        (2, 1, 10, 2)
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each case, once per backend.
+
+    use super::*;
+
+    async fn sqlite() -> (Store, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("overseer.db");
+        let store = Store::sqlite(&path).await.unwrap();
+        // Opening again runs no migration twice.
+        drop(store);
+        (Store::sqlite(&path).await.unwrap(), dir)
+    }
+
+    async fn postgres() -> Store {
+        let url = crate::testing::database().await;
+        Store::open(&url).await.unwrap();
+        Store::open(&url).await.unwrap()
+    }
+
+    macro_rules! cases {
+        ($($case:ident),* $(,)?) => {
+            mod on_sqlite {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let (store, _dir) = super::sqlite().await;
+                        assert_eq!(store.kind(), "sqlite");
+                        super::super::$case(&store).await;
+                    }
+                )*
+            }
+            mod on_postgres {
+                $(
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $case() {
+                        let store = super::postgres().await;
+                        assert_eq!(store.kind(), "postgres");
+                        super::super::$case(&store).await;
+                    }
+                )*
+            }
+        };
+    }
+
+    cases!(
+        versions_are_numbered_per_agent_and_read_back,
+        concurrent_inserts_number_versions_without_gaps,
+        activation_carries_its_verdict_and_edit_marks,
+        verdicts_quarantine_faults_and_repairs,
+        kv_commits_writes_and_events_together,
+        events_filter_by_topic_sequence_and_time,
+        logs_read_the_newest_lines_oldest_first,
+        one_open_alert_per_agent_and_kind,
+        edits_move_through_their_states,
+        llm_usage_adds_up_per_agent,
+    );
+}

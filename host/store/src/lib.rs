@@ -1,0 +1,247 @@
+//! overseer-store: everything overseer persists, behind one trait per aggregate — the registry
+//! of agents and versions, kv, the event log, agent logs, alerts, edits and LLM usage — with
+//! records and state enums, and two backends, SQLite (the default, in the data directory) and
+//! PostgreSQL, each with its own SQL and migrations. One conformance suite runs the same cases
+//! against both (`conformance`, with the `testing` feature).
+//!
+//! Writes that span rows are one transaction: a version with its component, its source and its
+//! activation (and the edit that built it); a verdict with the rollback it causes; a call's kv
+//! writes with the events it emitted. Numbers and uniqueness that SQLite gets from its single
+//! writer come from unique keys, row locks and retries on PostgreSQL. Later aggregates (leases,
+//! audit, trading, prompts, governance) are new traits beside these.
+
+mod error;
+mod postgres;
+mod records;
+mod rows;
+mod sqlite;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod conformance;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use error::{Error, Result};
+pub use records::*;
+
+/// Agents, their versions, components and source snapshots, the active pointer, verdicts,
+/// quarantine and the history of activations.
+#[async_trait]
+pub trait Registry: Send + Sync {
+    /// Every agent, by name.
+    async fn agents(&self) -> Result<Vec<AgentRecord>>;
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>>;
+    /// An agent's versions, oldest first.
+    async fn versions(&self, agent: &str) -> Result<Vec<VersionRecord>>;
+    async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>>;
+    /// The bytes of a stored component.
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+    /// A compressed source snapshot.
+    async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>>;
+    /// Record a new version, numbered next for its agent (the agent is created if new), with
+    /// its component when `bytes` is given and its source snapshot, and activate it when
+    /// `activation` is given — one transaction. Returns its number.
+    async fn insert_version(
+        &self,
+        version: &NewVersion<'_>,
+        bytes: Option<&[u8]>,
+        activation: Option<&Activation>,
+    ) -> Result<u32>;
+    /// Make an existing version the active one, in one transaction: the activation record,
+    /// the verdict it carries, quarantine lifted, retirement undone, the edit that built the
+    /// version `live`, and, on a rollback, the edit of the version left `rolled-back`.
+    async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()>;
+    /// Record a verdict on a version.
+    async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()>;
+    /// Take the agent out of routing, with the verdict that caused it, in one transaction.
+    async fn quarantine(&self, agent: &str, judged: Option<&Judgement>) -> Result<()>;
+    /// Put the agent back into routing; false when it was not quarantined.
+    async fn release(&self, agent: &str) -> Result<bool>;
+    /// Take the agent out of service; its history stays.
+    async fn retire(&self, agent: &str) -> Result<()>;
+    /// Mark a stored version not servable with its cause, or servable again (`None`).
+    async fn set_fault(&self, agent: &str, version: u32, fault: Option<&str>) -> Result<()>;
+    /// Replace the stored bytes of a component (damaged on disk) with good ones of the same
+    /// digest.
+    async fn replace_component(&self, digest: &str, bytes: &[u8]) -> Result<()>;
+    /// An agent's activations, newest first.
+    async fn activations(&self, agent: &str, limit: u32) -> Result<Vec<ActivationRecord>>;
+    /// Versions marked ready whose component is missing: must always be empty.
+    async fn dangling_versions(&self) -> Result<Vec<(String, u32)>>;
+}
+
+/// Each agent's private key-value store.
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn kv_get(&self, agent: &str, key: &str) -> Result<Option<String>>;
+    /// The keys that start with `prefix` (`%` and `_` mean themselves), sorted.
+    async fn kv_keys(&self, agent: &str, prefix: &str) -> Result<Vec<String>>;
+    /// Apply a finished call's kv writes and append the events it emitted, in one transaction.
+    async fn kv_commit(&self, agent: &str, writes: &[KvWrite], events: &[NewEvent]) -> Result<()>;
+}
+
+/// The event log of the bus.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    async fn insert_event(&self, event: &NewEvent) -> Result<()>;
+    /// Events in order.
+    async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>>;
+}
+
+/// Agents' log lines.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Append lines in one transaction.
+    async fn insert_logs(&self, lines: &[LogLine]) -> Result<()>;
+    /// The last `limit` lines of an agent, oldest first.
+    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>>;
+}
+
+/// Alerts: at most one open per agent and kind.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Open an alert unless one of the same agent and kind is open. Returns the open alert
+    /// and whether it is new.
+    async fn open_alert(&self, alert: &NewAlert<'_>) -> Result<(AlertRecord, bool)>;
+    async fn alert(&self, id: i64) -> Result<Option<AlertRecord>>;
+    async fn alerts(&self, filter: &AlertFilter<'_>) -> Result<Vec<AlertRecord>>;
+    /// Resolve one alert; false when it was not open.
+    async fn resolve_alert(&self, id: i64, resolution: &str) -> Result<bool>;
+    /// Resolve the open alerts of an agent of these kinds; returns their ids.
+    async fn resolve_alerts_of(
+        &self,
+        agent: &str,
+        kinds: &[&str],
+        resolution: &str,
+    ) -> Result<Vec<i64>>;
+}
+
+/// Edits of agents' source.
+#[async_trait]
+pub trait EditStore: Send + Sync {
+    /// Record a proposed edit in state `applying`; returns its id.
+    async fn insert_edit(&self, edit: &NewEdit<'_>) -> Result<i64>;
+    async fn update_edit(&self, id: i64, update: &EditUpdate<'_>) -> Result<()>;
+    async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>>;
+    /// An agent's edits, newest first.
+    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>>;
+    /// The edit that produced `version`, if one did.
+    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>>;
+    /// Edits a stopped daemon left under way are rejected as `interrupted`; returns how many.
+    async fn interrupt_edits(&self) -> Result<u64>;
+}
+
+/// What agents have asked of the LLM.
+#[async_trait]
+pub trait UsageStore: Send + Sync {
+    async fn insert_llm_call(&self, call: &LlmCall<'_>) -> Result<()>;
+    /// Token counts per agent, most tokens first.
+    async fn llm_usage(&self) -> Result<Vec<LlmUsage>>;
+}
+
+/// A database that holds every aggregate.
+pub trait Backend:
+    Registry + KvStore + EventLog + LogStore + AlertStore + EditStore + UsageStore
+{
+    /// `sqlite` or `postgres`.
+    fn kind(&self) -> &'static str;
+}
+
+/// The database of a daemon: cheap to clone, and every aggregate's trait through `Deref`.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Backend;
+
+    fn deref(&self) -> &Self::Target {
+        self.backend.as_ref()
+    }
+}
+
+impl Store {
+    /// Open the database `url` names: `postgres://…` (or `postgresql://…`), `sqlite://PATH`,
+    /// or a plain path to an SQLite file. Migrations run before it is returned.
+    pub async fn open(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Store::postgres(url).await;
+        }
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Store::sqlite(Path::new(path)).await;
+        }
+        if url.contains("://") || url.is_empty() {
+            return Err(Error::Url(url.to_string()));
+        }
+        Store::sqlite(Path::new(url)).await
+    }
+
+    /// Open (creating it if needed) the SQLite database at `path`.
+    pub async fn sqlite(path: &Path) -> Result<Store> {
+        Ok(Store {
+            backend: Arc::new(sqlite::Sqlite::open(path).await?),
+        })
+    }
+
+    /// Connect to PostgreSQL at `url`.
+    pub async fn postgres(url: &str) -> Result<Store> {
+        Ok(Store {
+            backend: Arc::new(postgres::Postgres::connect(url).await?),
+        })
+    }
+}
+
+/// Milliseconds since the Unix epoch, as the store timestamps rows.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A database URL with its password hidden, for logs and status pages.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let Some((credentials, host)) = rest.rsplit_once('@') else {
+        return url.to_string();
+    };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(
+            redact("postgres://me:secret@db:5432/o"),
+            "postgres://me:***@db:5432/o"
+        );
+        assert_eq!(redact("postgres://db/o"), "postgres://db/o");
+        assert_eq!(redact("/var/lib/o.db"), "/var/lib/o.db");
+    }
+
+    #[test]
+    fn state_enums_read_back_what_they_store() {
+        for verdict in Verdict::ALL {
+            assert_eq!(verdict.as_str().parse::<Verdict>().ok(), Some(*verdict));
+        }
+        assert_eq!(
+            serde_json::to_string(&Verdict::RolledBack).ok().as_deref(),
+            Some("\"rolled-back\"")
+        );
+        assert!("sideways".parse::<EditState>().is_err());
+    }
+}

@@ -1,0 +1,791 @@
+//! The PostgreSQL backend, for one host or several sharing a registry. Where SQLite relies on
+//! its single writer, this backend takes a row lock on the agent before it numbers or activates
+//! a version, a partial unique index keeps a second open alert of a kind out, and a transaction
+//! that loses a race (unique violation, serialization failure, deadlock) is run again.
+//!
+//! Text is compared and sorted byte by byte (`COLLATE "C"`), as SQLite does; kv keys and
+//! values are bytes; a NUL in free text, which PostgreSQL's `text` cannot hold, is stored as
+//! U+FFFD.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres as Db, Transaction};
+
+use crate::error::{Error, Result};
+use crate::records::*;
+use crate::rows::*;
+use crate::{
+    AlertStore, Backend, EditStore, EventLog, KvStore, LogStore, Registry, UsageStore, now_ms,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// Attempts of a transaction that keeps losing races before the caller is told.
+const ATTEMPTS: u32 = 8;
+
+/// How long to wait for a connection from the pool before the statement fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Postgres {
+    pool: PgPool,
+}
+
+impl Postgres {
+    pub(crate) async fn connect(url: &str) -> Result<Postgres> {
+        let pool = PgPoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect(url)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Postgres { pool })
+    }
+}
+
+fn ms() -> i64 {
+    int(now_ms())
+}
+
+/// Free text as PostgreSQL can hold it.
+fn text(s: &str) -> Cow<'_, str> {
+    if s.contains('\0') {
+        Cow::Owned(s.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
+fn opt_text(s: Option<&str>) -> Option<Cow<'_, str>> {
+    s.map(text)
+}
+
+/// Whether an error is a lost race worth running the transaction again for.
+fn lost_race(error: &Error) -> bool {
+    let Error::Database(sqlx::Error::Database(e)) = error else {
+        return false;
+    };
+    // unique_violation, serialization_failure, deadlock_detected
+    matches!(e.code().as_deref(), Some("23505" | "40001" | "40P01"))
+}
+
+/// Run `attempt` until it does not lose a race, at most [`ATTEMPTS`] times.
+async fn retry<T, F, Fut>(mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    for n in 1..=ATTEMPTS {
+        match attempt().await {
+            Err(e) if lost_race(&e) && n < ATTEMPTS => {
+                tracing::debug!(error = %e, attempt = n, "transaction lost a race; running it again");
+                tokio::time::sleep(Duration::from_millis(u64::from(n) * 5)).await;
+            }
+            other => return other,
+        }
+    }
+    Err(Error::Contended(ATTEMPTS))
+}
+
+impl Backend for Postgres {
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+/// Lock the agent's row for the rest of `tx`; answers its active version.
+async fn lock_agent(tx: &mut Transaction<'_, Db>, agent: &str) -> Result<Option<i64>> {
+    let active: Option<Option<i64>> =
+        sqlx::query_scalar("SELECT active_version FROM agents WHERE name = $1 FOR UPDATE")
+            .bind(agent)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(active.flatten())
+}
+
+async fn apply_activation(
+    tx: &mut Transaction<'_, Db>,
+    agent: &str,
+    version: u32,
+    activation: &Activation,
+) -> Result<()> {
+    let now = ms();
+    let previous = lock_agent(tx, agent).await?;
+    sqlx::query(
+        "INSERT INTO activations (agent, version, previous, cause, at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(agent)
+    .bind(int(version))
+    .bind(previous)
+    .bind(activation.cause.as_str())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    if let Some(judged) = &activation.judged {
+        write_judgement(tx, agent, judged).await?;
+    }
+    sqlx::query(
+        "UPDATE agents SET active_version = $1, retired_ms = NULL, quarantined_ms = NULL WHERE name = $2",
+    )
+    .bind(int(version))
+    .bind(agent)
+    .execute(&mut **tx)
+    .await?;
+    if activation.watch {
+        sqlx::query(
+            "UPDATE versions SET verdict = NULL, verdict_detail = NULL WHERE agent = $1 AND number = $2",
+        )
+        .bind(agent)
+        .bind(int(version))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE edits SET state = 'live', version = $1, message = $2, updated_ms = $3 \
+         WHERE id = (SELECT edit_id FROM versions WHERE agent = $4 AND number = $1) \
+         AND state IN ('applying', 'building', 'checking')",
+    )
+    .bind(int(version))
+    .bind(format!("version {version} is live"))
+    .bind(now)
+    .bind(agent)
+    .execute(&mut **tx)
+    .await?;
+    if activation.cause != ActivationCause::Push
+        && let Some(previous) = previous.filter(|p| *p != int(version))
+    {
+        sqlx::query(
+            "UPDATE edits SET state = 'rolled-back', updated_ms = $1 \
+             WHERE agent = $2 AND version = $3 AND state = 'live'",
+        )
+        .bind(now)
+        .bind(agent)
+        .bind(previous)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_judgement(
+    tx: &mut Transaction<'_, Db>,
+    agent: &str,
+    judged: &Judgement,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE versions SET verdict = $1, verdict_detail = $2, calls = $3, failures = $4 \
+         WHERE agent = $5 AND number = $6",
+    )
+    .bind(judged.verdict.as_str())
+    .bind(text(&judged.detail))
+    .bind(int(judged.calls))
+    .bind(int(judged.failures))
+    .bind(agent)
+    .bind(int(judged.version))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+impl Postgres {
+    async fn try_insert_version(
+        &self,
+        record: &NewVersion<'_>,
+        bytes: Option<&[u8]>,
+        activation: Option<&Activation>,
+    ) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO agents (name, active_version, created_ms) VALUES ($1, NULL, $2) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(record.agent)
+        .bind(ms())
+        .execute(&mut *tx)
+        .await?;
+        // The agent's row lock orders concurrent inserts; the primary key (agent, number)
+        // catches anything that slips past it, and the whole transaction runs again.
+        lock_agent(&mut tx, record.agent).await?;
+        let next: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE agent = $1",
+        )
+        .bind(record.agent)
+        .fetch_one(&mut *tx)
+        .await?;
+        let number = crate::rows::number(next)?;
+        if let Some(bytes) = bytes {
+            sqlx::query(
+                "INSERT INTO components (digest, size, bytes) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(record.digest)
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((digest, bytes)) = record.source {
+            sqlx::query(
+                "INSERT INTO sources (digest, size, bytes) VALUES ($1, $2, $3) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO versions (agent, number, digest, size, manifest, origin, edit_id, parent, state, stage, code, reason, checks, created_ms, source_digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+        )
+        .bind(record.agent)
+        .bind(next)
+        .bind(record.digest)
+        .bind(int(record.size))
+        .bind(text(&to_json(record.manifest)).into_owned())
+        .bind(record.origin.as_str())
+        .bind(record.edit)
+        .bind(record.parent.map(int))
+        .bind(if record.rejected.is_some() {
+            VersionState::Rejected
+        } else {
+            VersionState::Ready
+        }
+        .as_str())
+        .bind(record.rejected.map(|r| text(r.stage).into_owned()))
+        .bind(record.rejected.map(|r| text(r.code).into_owned()))
+        .bind(record.rejected.map(|r| text(r.reason).into_owned()))
+        .bind(text(&to_json(&record.checks)).into_owned())
+        .bind(ms())
+        .bind(record.source.map(|(digest, _)| digest))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(activation) = activation {
+            apply_activation(&mut tx, record.agent, number, activation).await?;
+        }
+        tx.commit().await?;
+        Ok(number)
+    }
+
+    async fn try_open_alert(&self, alert: &NewAlert<'_>) -> Result<Option<(AlertRecord, bool)>> {
+        let inserted: Option<AlertRow> = sqlx::query_as(
+            "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (agent, kind) WHERE resolved_ms IS NULL DO NOTHING \
+             RETURNING id, agent, kind, priority, message, evidence, opened_ms, resolved_ms, resolution",
+        )
+        .bind(alert.agent)
+        .bind(text(alert.kind))
+        .bind(text(alert.priority))
+        .bind(text(alert.message))
+        .bind(text(&alert.evidence.to_string()).into_owned())
+        .bind(ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        if let Some(row) = inserted {
+            return Ok(Some((row.into(), true)));
+        }
+        let open: Option<AlertRow> = sqlx::query_as(&format!(
+            "{ALERT_COLUMNS} WHERE agent = $1 AND kind = $2 AND resolved_ms IS NULL"
+        ))
+        .bind(alert.agent)
+        .bind(text(alert.kind))
+        .fetch_optional(&self.pool)
+        .await?;
+        // None: the open one was resolved between the two statements; the caller tries again.
+        Ok(open.map(|row| (row.into(), false)))
+    }
+}
+
+#[async_trait]
+impl Registry for Postgres {
+    async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows: Vec<AgentRow> =
+            sqlx::query_as(&format!("{AGENT_COLUMNS} ORDER BY name COLLATE \"C\""))
+                .fetch_all(&self.pool)
+                .await?;
+        all(rows)
+    }
+
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
+        let row: Option<AgentRow> = sqlx::query_as(&format!("{AGENT_COLUMNS} WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(AgentRecord::try_from).transpose()
+    }
+
+    async fn versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = $1 ORDER BY number"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>> {
+        let row: Option<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = $1 AND number = $2"
+        ))
+        .bind(agent)
+        .bind(int(number))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(VersionRecord::try_from).transpose()
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM components WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM sources WHERE digest = $1")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_version(
+        &self,
+        record: &NewVersion<'_>,
+        bytes: Option<&[u8]>,
+        activation: Option<&Activation>,
+    ) -> Result<u32> {
+        retry(|| self.try_insert_version(record, bytes, activation)).await
+    }
+
+    async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
+        retry(|| async move {
+            let mut tx = self.pool.begin().await?;
+            apply_activation(&mut tx, agent, version, activation).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        write_judgement(&mut tx, agent, judgement).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, agent: &str, judged: Option<&Judgement>) -> Result<()> {
+        retry(|| async move {
+            let mut tx = self.pool.begin().await?;
+            lock_agent(&mut tx, agent).await?;
+            sqlx::query(
+                "UPDATE agents SET quarantined_ms = COALESCE(quarantined_ms, $1) WHERE name = $2",
+            )
+            .bind(ms())
+            .bind(agent)
+            .execute(&mut *tx)
+            .await?;
+            if let Some(judged) = judged {
+                write_judgement(&mut tx, agent, judged).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn release(&self, agent: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE agents SET quarantined_ms = NULL WHERE name = $1 AND quarantined_ms IS NOT NULL",
+        )
+        .bind(agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn retire(&self, agent: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET active_version = NULL, retired_ms = $1, quarantined_ms = NULL WHERE name = $2",
+        )
+        .bind(ms())
+        .bind(agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_fault(&self, agent: &str, version: u32, fault: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE versions SET fault = $1 WHERE agent = $2 AND number = $3")
+            .bind(opt_text(fault))
+            .bind(agent)
+            .bind(int(version))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn replace_component(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE components SET size = $1, bytes = $2 WHERE digest = $3")
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn activations(&self, agent: &str, limit: u32) -> Result<Vec<ActivationRecord>> {
+        let rows: Vec<ActivationRow> = sqlx::query_as(
+            "SELECT seq, agent, version, previous, cause, at_ms FROM activations \
+             WHERE agent = $1 ORDER BY seq DESC LIMIT $2",
+        )
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn dangling_versions(&self) -> Result<Vec<(String, u32)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT agent, number FROM versions v WHERE state = 'ready' \
+             AND NOT EXISTS (SELECT 1 FROM components c WHERE c.digest = v.digest)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(agent, n)| Ok((agent, crate::rows::number(n)?)))
+            .collect()
+    }
+}
+
+/// Bytes stored by an agent, read back as the text it stored.
+fn utf8(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| Error::Corrupt(format!("a kv entry is not UTF-8: {e}")))
+}
+
+#[async_trait]
+impl KvStore for Postgres {
+    async fn kv_get(&self, agent: &str, key: &str) -> Result<Option<String>> {
+        let value: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM kv WHERE agent = $1 AND key = $2")
+                .bind(agent)
+                .bind(key.as_bytes())
+                .fetch_optional(&self.pool)
+                .await?;
+        value.map(utf8).transpose()
+    }
+
+    async fn kv_keys(&self, agent: &str, prefix: &str) -> Result<Vec<String>> {
+        let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT key FROM kv WHERE agent = $1 AND substring(key FROM 1 FOR length($2)) = $2 ORDER BY key",
+        )
+        .bind(agent)
+        .bind(prefix.as_bytes())
+        .fetch_all(&self.pool)
+        .await?;
+        keys.into_iter().map(utf8).collect()
+    }
+
+    async fn kv_commit(&self, agent: &str, writes: &[KvWrite], events: &[NewEvent]) -> Result<()> {
+        if writes.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        retry(|| async move {
+            let mut tx = self.pool.begin().await?;
+            for write in writes {
+                match &write.value {
+                    Some(value) => {
+                        sqlx::query(
+                            "INSERT INTO kv (agent, key, value) VALUES ($1, $2, $3) \
+                             ON CONFLICT (agent, key) DO UPDATE SET value = excluded.value",
+                        )
+                        .bind(agent)
+                        .bind(write.key.as_bytes())
+                        .bind(value.as_bytes())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    None => {
+                        sqlx::query("DELETE FROM kv WHERE agent = $1 AND key = $2")
+                            .bind(agent)
+                            .bind(write.key.as_bytes())
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+            }
+            for event in events {
+                insert_event(&mut tx, event).await?;
+            }
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (id, topic, payload, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(text(&event.id))
+    .bind(text(&event.topic))
+    .bind(text(&event.payload))
+    .bind(text(&event.source))
+    .bind(int(event.at_ms))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventLog for Postgres {
+    async fn insert_event(&self, event: &NewEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
+        let (exact, prefix) = topic_filter(filter.topic);
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, id, topic, payload, source, at_ms FROM events \
+             WHERE seq > $1 AND at_ms >= $2 AND ($3::text IS NULL OR topic = $3) \
+             AND ($4::text IS NULL OR substr(topic, 1, length($4)) = $4) ORDER BY seq LIMIT $5",
+        )
+        .bind(filter.after)
+        .bind(int(filter.since_ms))
+        .bind(exact.as_deref().map(text))
+        .bind(prefix.as_deref().map(text))
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(EventRecord::from).collect())
+    }
+}
+
+#[async_trait]
+impl LogStore for Postgres {
+    async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO logs (agent, version, level, message, at_ms) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(&line.agent)
+            .bind(line.version.map(int))
+            .bind(line.level)
+            .bind(text(&line.message))
+            .bind(int(line.at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>> {
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "SELECT seq, agent, version, level, message, at_ms FROM \
+             (SELECT * FROM logs WHERE agent = $1 ORDER BY seq DESC LIMIT $2) AS recent ORDER BY seq",
+        )
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+}
+
+#[async_trait]
+impl AlertStore for Postgres {
+    async fn open_alert(&self, alert: &NewAlert<'_>) -> Result<(AlertRecord, bool)> {
+        for _ in 0..ATTEMPTS {
+            if let Some(opened) = retry(|| self.try_open_alert(alert)).await? {
+                return Ok(opened);
+            }
+        }
+        Err(Error::Contended(ATTEMPTS))
+    }
+
+    async fn alert(&self, id: i64) -> Result<Option<AlertRecord>> {
+        let row: Option<AlertRow> = sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(AlertRecord::from))
+    }
+
+    async fn alerts(&self, filter: &AlertFilter<'_>) -> Result<Vec<AlertRecord>> {
+        let rows: Vec<AlertRow> = sqlx::query_as(&format!(
+            "{ALERT_COLUMNS} WHERE ($1::boolean IS NULL OR (resolved_ms IS NULL) = $1) \
+             AND ($2::text IS NULL OR agent = $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(filter.open)
+        .bind(filter.agent)
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AlertRecord::from).collect())
+    }
+
+    async fn resolve_alert(&self, id: i64, resolution: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE alerts SET resolved_ms = $1, resolution = $2 WHERE id = $3 AND resolved_ms IS NULL",
+        )
+        .bind(ms())
+        .bind(text(resolution))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn resolve_alerts_of(
+        &self,
+        agent: &str,
+        kinds: &[&str],
+        resolution: &str,
+    ) -> Result<Vec<i64>> {
+        let kinds: Vec<String> = kinds.iter().map(|k| text(k).into_owned()).collect();
+        Ok(sqlx::query_scalar(
+            "UPDATE alerts SET resolved_ms = $1, resolution = $2 \
+             WHERE agent = $3 AND kind = ANY($4) AND resolved_ms IS NULL RETURNING id",
+        )
+        .bind(ms())
+        .bind(text(resolution))
+        .bind(agent)
+        .bind(&kinds)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+#[async_trait]
+impl EditStore for Postgres {
+    async fn insert_edit(&self, edit: &NewEdit<'_>) -> Result<i64> {
+        let now = ms();
+        Ok(sqlx::query_scalar(
+            "INSERT INTO edits (agent, base_version, proposer, by_agent, reason, diff, state, rebased_onto, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'applying', $7, $8, $8) RETURNING id",
+        )
+        .bind(edit.agent)
+        .bind(edit.base_version.map(int))
+        .bind(text(edit.proposer))
+        .bind(edit.by_agent)
+        .bind(text(edit.reason))
+        .bind(text(edit.diff))
+        .bind(edit.rebased_onto.map(int))
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn update_edit(&self, id: i64, update: &EditUpdate<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE edits SET state = $1, stage = COALESCE($2, stage), code = COALESCE($3, code), \
+             message = COALESCE($4, message), build_log = COALESCE($5, build_log), \
+             version = COALESCE($6, version), updated_ms = $7 WHERE id = $8",
+        )
+        .bind(update.state.as_str())
+        .bind(opt_text(update.stage))
+        .bind(opt_text(update.code))
+        .bind(opt_text(update.message.as_deref()))
+        .bind(opt_text(update.build_log))
+        .bind(update.version.map(int))
+        .bind(ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>> {
+        let row: Option<EditRow> =
+            sqlx::query_as(&format!("{EDIT_COLUMNS} WHERE agent = $1 AND id = $2"))
+                .bind(agent)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(EditRecord::try_from).transpose()
+    }
+
+    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>> {
+        let rows: Vec<EditRow> = sqlx::query_as(&format!(
+            "{EDIT_COLUMNS} WHERE agent = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>> {
+        let row: Option<EditRow> = sqlx::query_as(&format!(
+            "{EDIT_COLUMNS} WHERE agent = $1 AND version = $2 ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(agent)
+        .bind(int(version))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(EditRecord::try_from).transpose()
+    }
+
+    async fn interrupt_edits(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE edits SET state = 'rejected', stage = COALESCE(stage, state), code = 'interrupted', \
+             message = 'the daemon stopped before the edit finished', updated_ms = $1 \
+             WHERE state IN ('applying', 'building', 'checking')",
+        )
+        .bind(ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl UsageStore for Postgres {
+    async fn insert_llm_call(&self, call: &LlmCall<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO llm_calls (agent, model, prompt_tokens, completion_tokens, outcome, ms, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(call.agent)
+        .bind(text(call.model))
+        .bind(i64::from(call.prompt_tokens))
+        .bind(i64::from(call.completion_tokens))
+        .bind(call.outcome)
+        .bind(int(call.ms))
+        .bind(ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn llm_usage(&self) -> Result<Vec<LlmUsage>> {
+        let rows: Vec<UsageRow> = sqlx::query_as(
+            "SELECT agent, COUNT(*) AS calls, \
+             CAST(SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+             CAST(SUM(prompt_tokens) AS BIGINT) AS prompt, \
+             CAST(SUM(completion_tokens) AS BIGINT) AS completion, MAX(at_ms) AS last \
+             FROM llm_calls GROUP BY agent \
+             ORDER BY SUM(prompt_tokens + completion_tokens) DESC, agent COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}

@@ -1,0 +1,443 @@
+//! What the store keeps: records as read back, the shapes written, and the state enums, each
+//! stored as the lower-case text its `as_str` gives.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::Error;
+
+/// Defines a state enum stored as text: `as_str`, `FromStr`, and serde with the same names.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The text stored and shown.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = Error;
+
+            fn from_str(text: &str) -> Result<Self, Error> {
+                match text {
+                    $($text => Ok($name::$variant),)+
+                    other => Err(Error::Corrupt(format!(
+                        "{} {other:?} is not one of {:?}",
+                        stringify!($name),
+                        [$($text),+]
+                    ))),
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// Whether a version passed the deploy pipeline.
+    VersionState {
+        /// Passed every check; serving when the agent's active pointer names it.
+        Ready => "ready",
+        /// Failed a check; kept for the record, never served.
+        Rejected => "rejected",
+    }
+}
+
+text_enum! {
+    /// What the watch window (or the version's replacement) concluded about a version. No
+    /// verdict means the version is being watched, or was never watched.
+    Verdict {
+        /// Enough calls, an error rate within the policy.
+        Stable => "stable",
+        /// The window closed with too few calls to judge.
+        Inconclusive => "inconclusive",
+        /// The window judged it failing and the agent was taken away from it.
+        RolledBack => "rolled-back",
+        /// Replaced before its window closed, with enough calls that failed to condemn it.
+        Failed => "failed",
+        /// Replaced before its window closed, with too few calls to judge.
+        Superseded => "superseded",
+    }
+}
+
+impl Verdict {
+    /// A condemned version is never chosen as a rollback target, and is re-activated only
+    /// when a person forces it.
+    pub fn condemns(self) -> bool {
+        matches!(self, Verdict::RolledBack | Verdict::Failed)
+    }
+}
+
+text_enum! {
+    /// Where a version came from.
+    Origin {
+        /// Pushed as a component over the API or the CLI.
+        Push => "push",
+        /// Built by the host from an edit of the agent's source.
+        Edit => "edit",
+        /// Built from the bundled agents' source at start.
+        Bundled => "bundled",
+    }
+}
+
+text_enum! {
+    /// Why a version became the active one.
+    ActivationCause {
+        /// A push (or an edit's build) of a new version, or of the bytes of an earlier one.
+        Push => "push",
+        /// A person asked for a rollback.
+        Rollback => "rollback",
+        /// The host took the agent off a failing version: its watch window, supervision, or
+        /// failed health checks.
+        Remediation => "remediation",
+    }
+}
+
+text_enum! {
+    /// Where an edit stands.
+    EditState {
+        Applying => "applying",
+        Building => "building",
+        Checking => "checking",
+        Live => "live",
+        Rejected => "rejected",
+        RolledBack => "rolled-back",
+    }
+}
+
+impl EditState {
+    /// Whether the edit is still under way.
+    pub fn running(self) -> bool {
+        matches!(
+            self,
+            EditState::Applying | EditState::Building | EditState::Checking
+        )
+    }
+}
+
+/// The outcome of one step of the deploy pipeline, kept with the version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// `validate`, `describe`, `health` or `canary`.
+    pub step: String,
+    pub ok: bool,
+    pub detail: String,
+    /// How long the step took, in milliseconds.
+    pub ms: f64,
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AgentRecord {
+    pub name: String,
+    pub active_version: Option<u32>,
+    pub created_ms: u64,
+    pub retired_ms: Option<u64>,
+    /// Set while the agent is out of routing after repeated failures.
+    pub quarantined_ms: Option<u64>,
+}
+
+/// A version as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRecord {
+    pub agent: String,
+    pub number: u32,
+    /// sha256 of the component bytes, hex.
+    pub digest: String,
+    pub size: u64,
+    /// The manifest (`agent.toml`) as JSON.
+    pub manifest: Value,
+    pub origin: Origin,
+    /// The edit that built it, when its origin is an edit.
+    pub edit: Option<i64>,
+    /// The version that was active when this one was pushed.
+    pub parent: Option<u32>,
+    pub state: VersionState,
+    /// Where a rejected version stopped, its code and why.
+    pub stage: Option<String>,
+    pub code: Option<String>,
+    pub reason: Option<String>,
+    pub checks: Vec<Check>,
+    pub created_ms: u64,
+    pub verdict: Option<Verdict>,
+    pub verdict_detail: Option<String>,
+    /// Calls and failures counted by its last verdict.
+    pub calls: u64,
+    pub failures: u64,
+    /// The source snapshot it was built from, when it was built from source.
+    pub source_digest: Option<String>,
+    /// Why a stored version cannot be served (its bytes damaged, or no longer compiling).
+    pub fault: Option<String>,
+}
+
+impl VersionRecord {
+    /// Passed its checks and can be loaded.
+    pub fn servable(&self) -> bool {
+        self.state == VersionState::Ready && self.fault.is_none()
+    }
+
+    /// Its verdict condemns it: never an automatic rollback target.
+    pub fn condemned(&self) -> bool {
+        self.verdict.is_some_and(Verdict::condemns)
+    }
+}
+
+/// The step at which a version was rejected, the stable code and the reason.
+#[derive(Debug, Clone, Copy)]
+pub struct RejectedAt<'a> {
+    pub stage: &'a str,
+    pub code: &'a str,
+    pub reason: &'a str,
+}
+
+/// A version about to be recorded.
+#[derive(Debug, Clone, Copy)]
+pub struct NewVersion<'a> {
+    pub agent: &'a str,
+    pub digest: &'a str,
+    pub size: u64,
+    pub manifest: &'a Value,
+    pub origin: Origin,
+    /// The edit that built it: written `live` in the same transaction when the version is
+    /// activated.
+    pub edit: Option<i64>,
+    pub parent: Option<u32>,
+    pub checks: &'a [Check],
+    /// Why the version was rejected, when it was.
+    pub rejected: Option<RejectedAt<'a>>,
+    /// The compressed source snapshot it was built from: digest and bytes.
+    pub source: Option<(&'a str, &'a [u8])>,
+}
+
+/// A verdict on a version, written in the same transaction as what it causes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judgement {
+    pub version: u32,
+    pub verdict: Verdict,
+    pub detail: String,
+    pub calls: u64,
+    pub failures: u64,
+}
+
+/// Making a version the active one: all of it is one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activation {
+    pub cause: ActivationCause,
+    /// The version opens a watch window: its verdict is cleared until the window closes.
+    pub watch: bool,
+    /// A verdict on the version being replaced (or on another), written with the activation.
+    pub judged: Option<Judgement>,
+}
+
+/// One activation, as recorded: which version, the one it replaced, why and when.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ActivationRecord {
+    pub seq: i64,
+    pub agent: String,
+    /// `None` when the agent was retired.
+    pub version: Option<u32>,
+    pub previous: Option<u32>,
+    pub cause: ActivationCause,
+    pub at_ms: u64,
+}
+
+/// An event about to be written to the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub id: String,
+    pub topic: String,
+    /// A JSON document.
+    pub payload: String,
+    pub source: String,
+    pub at_ms: u64,
+}
+
+/// One entry of the event log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub id: String,
+    pub topic: String,
+    pub payload: String,
+    pub source: String,
+    pub at_ms: u64,
+}
+
+/// Which events to read.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter<'a> {
+    /// An exact topic, or `prefix.*`.
+    pub topic: Option<&'a str>,
+    /// Only events after this sequence number.
+    pub after: i64,
+    pub since_ms: u64,
+    pub limit: u32,
+}
+
+/// A change to an agent's kv, written with the call's events when the call succeeds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvWrite {
+    pub key: String,
+    /// `None` removes the key.
+    pub value: Option<String>,
+}
+
+/// A log line waiting to be written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    pub agent: String,
+    pub version: Option<u32>,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: &'static str,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// One line of an agent's log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogRecord {
+    pub seq: i64,
+    pub agent: String,
+    pub version: Option<u32>,
+    pub level: String,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// An alert about to be opened.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAlert<'a> {
+    pub agent: &'a str,
+    pub kind: &'a str,
+    pub priority: &'a str,
+    pub message: &'a str,
+    pub evidence: &'a Value,
+}
+
+/// An alert as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertRecord {
+    pub id: i64,
+    pub agent: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub priority: String,
+    pub message: String,
+    pub evidence: Value,
+    pub opened_ms: u64,
+    pub resolved_ms: Option<u64>,
+    pub resolution: Option<String>,
+}
+
+/// Which alerts to read, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct AlertFilter<'a> {
+    /// Open ones (`Some(true)`), resolved ones (`Some(false)`), or all.
+    pub open: Option<bool>,
+    pub agent: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// An edit of an agent's source and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EditRecord {
+    pub id: i64,
+    pub agent: String,
+    pub base_version: Option<u32>,
+    /// Who or what proposed it: `api`, `cli`, an agent's name.
+    pub proposer: String,
+    /// Proposed by an agent through the `source` interface (the proposer is its name).
+    pub by_agent: bool,
+    pub reason: String,
+    /// The change as a unified diff against the base.
+    pub diff: String,
+    pub state: EditState,
+    /// Where a rejected edit stopped: `apply`, `build`, `manifest`, or a deploy stage.
+    pub stage: Option<String>,
+    pub code: Option<String>,
+    pub message: Option<String>,
+    pub build_log: Option<String>,
+    /// The version the edit produced.
+    pub version: Option<u32>,
+    /// The active version the change was re-applied to, when the base was stale.
+    pub rebased_onto: Option<u32>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// A proposed edit, as first recorded (state `applying`).
+#[derive(Debug, Clone, Copy)]
+pub struct NewEdit<'a> {
+    pub agent: &'a str,
+    pub base_version: Option<u32>,
+    pub proposer: &'a str,
+    pub by_agent: bool,
+    pub reason: &'a str,
+    pub diff: &'a str,
+    pub rebased_onto: Option<u32>,
+}
+
+/// The outcome of one step of an edit; absent fields keep what is stored.
+#[derive(Debug, Clone)]
+pub struct EditUpdate<'a> {
+    pub state: EditState,
+    pub stage: Option<&'a str>,
+    pub code: Option<&'a str>,
+    pub message: Option<String>,
+    pub build_log: Option<&'a str>,
+    pub version: Option<u32>,
+}
+
+impl EditUpdate<'_> {
+    /// Only a new state.
+    pub fn state(state: EditState) -> Self {
+        EditUpdate {
+            state,
+            stage: None,
+            code: None,
+            message: None,
+            build_log: None,
+            version: None,
+        }
+    }
+}
+
+/// One completion an agent asked for.
+#[derive(Debug, Clone, Copy)]
+pub struct LlmCall<'a> {
+    pub agent: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// `ok`, `unavailable` or `failed`.
+    pub outcome: &'a str,
+    pub ms: u64,
+}
+
+/// What one agent has asked of the LLM so far.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmUsage {
+    pub agent: String,
+    pub calls: u64,
+    pub failed: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub last_ms: u64,
+}

@@ -1,0 +1,311 @@
+//! Rows as both backends return them (integers as `i64`, JSON and states as text), and their
+//! conversion into records. Both backends select the same column names, so one set of row
+//! types serves both.
+
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+use crate::records::*;
+
+/// A stored integer that must fit a `u32` (version numbers).
+pub(crate) fn number(n: i64) -> Result<u32> {
+    u32::try_from(n).map_err(|_| Error::Corrupt(format!("version number {n}")))
+}
+
+fn opt_number(n: Option<i64>) -> Result<Option<u32>> {
+    n.map(number).transpose()
+}
+
+/// A stored count or time, never negative.
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+fn parse<T: FromStr<Err = Error>>(text: &str) -> Result<T> {
+    text.parse()
+}
+
+fn json<T: serde::de::DeserializeOwned>(what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("{what}: {e}")))
+}
+
+/// A value written as JSON text.
+pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "null".to_string())
+}
+
+/// A version number or count as the databases store it.
+pub(crate) fn int(n: impl Into<u64>) -> i64 {
+    i64::try_from(n.into()).unwrap_or(i64::MAX)
+}
+
+pub(crate) const AGENT_COLUMNS: &str =
+    "SELECT name, active_version, created_ms, retired_ms, quarantined_ms FROM agents";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AgentRow {
+    name: String,
+    active_version: Option<i64>,
+    created_ms: i64,
+    retired_ms: Option<i64>,
+    quarantined_ms: Option<i64>,
+}
+
+impl TryFrom<AgentRow> for AgentRecord {
+    type Error = Error;
+
+    fn try_from(row: AgentRow) -> Result<Self> {
+        Ok(AgentRecord {
+            name: row.name,
+            active_version: opt_number(row.active_version)?,
+            created_ms: unsigned(row.created_ms),
+            retired_ms: row.retired_ms.map(unsigned),
+            quarantined_ms: row.quarantined_ms.map(unsigned),
+        })
+    }
+}
+
+pub(crate) const VERSION_COLUMNS: &str = "SELECT agent, number, digest, size, manifest, origin, edit_id, parent, state, stage, code, reason, checks, created_ms, verdict, verdict_detail, calls, failures, source_digest, fault FROM versions";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct VersionRow {
+    agent: String,
+    number: i64,
+    digest: String,
+    size: i64,
+    manifest: String,
+    origin: String,
+    edit_id: Option<i64>,
+    parent: Option<i64>,
+    state: String,
+    stage: Option<String>,
+    code: Option<String>,
+    reason: Option<String>,
+    checks: String,
+    created_ms: i64,
+    verdict: Option<String>,
+    verdict_detail: Option<String>,
+    calls: i64,
+    failures: i64,
+    source_digest: Option<String>,
+    fault: Option<String>,
+}
+
+impl TryFrom<VersionRow> for VersionRecord {
+    type Error = Error;
+
+    fn try_from(row: VersionRow) -> Result<Self> {
+        Ok(VersionRecord {
+            number: number(row.number)?,
+            digest: row.digest,
+            size: unsigned(row.size),
+            manifest: json("stored manifest", &row.manifest)?,
+            origin: parse(&row.origin)?,
+            edit: row.edit_id,
+            parent: opt_number(row.parent)?,
+            state: parse(&row.state)?,
+            stage: row.stage,
+            code: row.code,
+            reason: row.reason,
+            checks: json("stored checks", &row.checks)?,
+            created_ms: unsigned(row.created_ms),
+            verdict: row.verdict.as_deref().map(parse).transpose()?,
+            verdict_detail: row.verdict_detail,
+            calls: unsigned(row.calls),
+            failures: unsigned(row.failures),
+            source_digest: row.source_digest,
+            fault: row.fault,
+            agent: row.agent,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ActivationRow {
+    seq: i64,
+    agent: String,
+    version: Option<i64>,
+    previous: Option<i64>,
+    cause: String,
+    at_ms: i64,
+}
+
+impl TryFrom<ActivationRow> for ActivationRecord {
+    type Error = Error;
+
+    fn try_from(row: ActivationRow) -> Result<Self> {
+        Ok(ActivationRecord {
+            seq: row.seq,
+            agent: row.agent,
+            version: opt_number(row.version)?,
+            previous: opt_number(row.previous)?,
+            cause: parse(&row.cause)?,
+            at_ms: unsigned(row.at_ms),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EventRow {
+    seq: i64,
+    id: String,
+    topic: String,
+    payload: String,
+    source: String,
+    at_ms: i64,
+}
+
+impl From<EventRow> for EventRecord {
+    fn from(row: EventRow) -> Self {
+        EventRecord {
+            seq: row.seq,
+            id: row.id,
+            topic: row.topic,
+            payload: row.payload,
+            source: row.source,
+            at_ms: unsigned(row.at_ms),
+        }
+    }
+}
+
+/// An event filter's topic as (exact topic, prefix): `a.b` is exact, `a.*` the prefix `a.`.
+pub(crate) fn topic_filter(topic: Option<&str>) -> (Option<String>, Option<String>) {
+    match topic {
+        Some(t) => match t.strip_suffix('*') {
+            Some(prefix) => (None, Some(prefix.to_string())),
+            None => (Some(t.to_string()), None),
+        },
+        None => (None, None),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LogRow {
+    seq: i64,
+    agent: String,
+    version: Option<i64>,
+    level: String,
+    message: String,
+    at_ms: i64,
+}
+
+impl TryFrom<LogRow> for LogRecord {
+    type Error = Error;
+
+    fn try_from(row: LogRow) -> Result<Self> {
+        Ok(LogRecord {
+            seq: row.seq,
+            agent: row.agent,
+            version: opt_number(row.version)?,
+            level: row.level,
+            message: row.message,
+            at_ms: unsigned(row.at_ms),
+        })
+    }
+}
+
+pub(crate) const ALERT_COLUMNS: &str = "SELECT id, agent, kind, priority, message, evidence, opened_ms, resolved_ms, resolution FROM alerts";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AlertRow {
+    id: i64,
+    agent: String,
+    kind: String,
+    priority: String,
+    message: String,
+    evidence: String,
+    opened_ms: i64,
+    resolved_ms: Option<i64>,
+    resolution: Option<String>,
+}
+
+impl From<AlertRow> for AlertRecord {
+    fn from(row: AlertRow) -> Self {
+        AlertRecord {
+            id: row.id,
+            agent: row.agent,
+            kind: row.kind,
+            priority: row.priority,
+            message: row.message,
+            evidence: serde_json::from_str(&row.evidence).unwrap_or(serde_json::Value::Null),
+            opened_ms: unsigned(row.opened_ms),
+            resolved_ms: row.resolved_ms.map(unsigned),
+            resolution: row.resolution,
+        }
+    }
+}
+
+pub(crate) const EDIT_COLUMNS: &str = "SELECT id, agent, base_version, proposer, by_agent, reason, diff, state, stage, code, message, build_log, version, rebased_onto, created_ms, updated_ms FROM edits";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct EditRow {
+    id: i64,
+    agent: String,
+    base_version: Option<i64>,
+    proposer: String,
+    by_agent: bool,
+    reason: String,
+    diff: String,
+    state: String,
+    stage: Option<String>,
+    code: Option<String>,
+    message: Option<String>,
+    build_log: Option<String>,
+    version: Option<i64>,
+    rebased_onto: Option<i64>,
+    created_ms: i64,
+    updated_ms: i64,
+}
+
+impl TryFrom<EditRow> for EditRecord {
+    type Error = Error;
+
+    fn try_from(row: EditRow) -> Result<Self> {
+        Ok(EditRecord {
+            id: row.id,
+            agent: row.agent,
+            base_version: opt_number(row.base_version)?,
+            proposer: row.proposer,
+            by_agent: row.by_agent,
+            reason: row.reason,
+            diff: row.diff,
+            state: parse(&row.state)?,
+            stage: row.stage,
+            code: row.code,
+            message: row.message,
+            build_log: row.build_log,
+            version: opt_number(row.version)?,
+            rebased_onto: opt_number(row.rebased_onto)?,
+            created_ms: unsigned(row.created_ms),
+            updated_ms: unsigned(row.updated_ms),
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UsageRow {
+    agent: String,
+    calls: i64,
+    failed: i64,
+    prompt: i64,
+    completion: i64,
+    last: i64,
+}
+
+impl From<UsageRow> for LlmUsage {
+    fn from(row: UsageRow) -> Self {
+        LlmUsage {
+            agent: row.agent,
+            calls: unsigned(row.calls),
+            failed: unsigned(row.failed),
+            prompt_tokens: unsigned(row.prompt),
+            completion_tokens: unsigned(row.completion),
+            last_ms: unsigned(row.last),
+        }
+    }
+}
+
+/// Convert every row, stopping at the first that does not read back.
+pub(crate) fn all<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<Vec<T>> {
+    rows.into_iter().map(T::try_from).collect()
+}

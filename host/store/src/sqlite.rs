@@ -1,0 +1,718 @@
+//! The SQLite backend: one file in the data directory, WAL journal, a small pool. Its single
+//! writer makes numbering and dedupe race-free; a transaction starts with a write so that it
+//! takes the write lock (and waits for it under the busy timeout) before it reads.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Sqlite as Db, Transaction};
+
+use crate::error::Result;
+use crate::records::*;
+use crate::rows::*;
+use crate::{
+    AlertStore, Backend, EditStore, EventLog, KvStore, LogStore, Registry, UsageStore, now_ms,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// How long a statement waits for another connection's write lock before it fails.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) struct Sqlite {
+    pool: SqlitePool,
+}
+
+impl Sqlite {
+    pub(crate) async fn open(path: &Path) -> Result<Sqlite> {
+        let options = SqliteConnectOptions::from_str("sqlite://")?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // WAL with NORMAL survives a crash of the process; only a power loss can drop the
+            // last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Sqlite { pool })
+    }
+}
+
+fn ms() -> i64 {
+    int(now_ms())
+}
+
+impl Backend for Sqlite {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+/// Make `version` active inside `tx`; the caller's transaction has taken the write lock.
+async fn apply_activation(
+    tx: &mut Transaction<'_, Db>,
+    agent: &str,
+    version: u32,
+    activation: &Activation,
+) -> Result<()> {
+    let now = ms();
+    let previous: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO activations (agent, version, previous, cause, at_ms) \
+         SELECT ?, ?, active_version, ?, ? FROM agents WHERE name = ? RETURNING previous",
+    )
+    .bind(agent)
+    .bind(int(version))
+    .bind(activation.cause.as_str())
+    .bind(now)
+    .bind(agent)
+    .fetch_one(&mut **tx)
+    .await?;
+    if let Some(judged) = &activation.judged {
+        write_judgement(tx, agent, judged).await?;
+    }
+    sqlx::query(
+        "UPDATE agents SET active_version = ?, retired_ms = NULL, quarantined_ms = NULL WHERE name = ?",
+    )
+    .bind(int(version))
+    .bind(agent)
+    .execute(&mut **tx)
+    .await?;
+    if activation.watch {
+        sqlx::query(
+            "UPDATE versions SET verdict = NULL, verdict_detail = NULL WHERE agent = ? AND number = ?",
+        )
+        .bind(agent)
+        .bind(int(version))
+        .execute(&mut **tx)
+        .await?;
+    }
+    sqlx::query(
+        "UPDATE edits SET state = 'live', version = ?, message = ?, updated_ms = ? \
+         WHERE id = (SELECT edit_id FROM versions WHERE agent = ? AND number = ?) \
+         AND state IN ('applying', 'building', 'checking')",
+    )
+    .bind(int(version))
+    .bind(format!("version {version} is live"))
+    .bind(now)
+    .bind(agent)
+    .bind(int(version))
+    .execute(&mut **tx)
+    .await?;
+    if activation.cause != ActivationCause::Push
+        && let Some(previous) = previous.filter(|p| *p != int(version))
+    {
+        sqlx::query(
+            "UPDATE edits SET state = 'rolled-back', updated_ms = ? \
+             WHERE agent = ? AND version = ? AND state = 'live'",
+        )
+        .bind(now)
+        .bind(agent)
+        .bind(previous)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+async fn write_judgement(
+    tx: &mut Transaction<'_, Db>,
+    agent: &str,
+    judged: &Judgement,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE versions SET verdict = ?, verdict_detail = ?, calls = ?, failures = ? \
+         WHERE agent = ? AND number = ?",
+    )
+    .bind(judged.verdict.as_str())
+    .bind(&judged.detail)
+    .bind(int(judged.calls))
+    .bind(int(judged.failures))
+    .bind(agent)
+    .bind(int(judged.version))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Registry for Sqlite {
+    async fn agents(&self) -> Result<Vec<AgentRecord>> {
+        let rows: Vec<AgentRow> = sqlx::query_as(&format!("{AGENT_COLUMNS} ORDER BY name"))
+            .fetch_all(&self.pool)
+            .await?;
+        all(rows)
+    }
+
+    async fn agent(&self, name: &str) -> Result<Option<AgentRecord>> {
+        let row: Option<AgentRow> = sqlx::query_as(&format!("{AGENT_COLUMNS} WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(AgentRecord::try_from).transpose()
+    }
+
+    async fn versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = ? ORDER BY number"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>> {
+        let row: Option<VersionRow> =
+            sqlx::query_as(&format!("{VERSION_COLUMNS} WHERE agent = ? AND number = ?"))
+                .bind(agent)
+                .bind(int(number))
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(VersionRecord::try_from).transpose()
+    }
+
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM components WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        Ok(
+            sqlx::query_scalar("SELECT bytes FROM sources WHERE digest = ?")
+                .bind(digest)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_version(
+        &self,
+        record: &NewVersion<'_>,
+        bytes: Option<&[u8]>,
+        activation: Option<&Activation>,
+    ) -> Result<u32> {
+        let mut tx = self.pool.begin().await?;
+        // A write first: the transaction holds the write lock before it reads the numbers.
+        sqlx::query(
+            "INSERT INTO agents (name, active_version, created_ms) VALUES (?, NULL, ?) \
+             ON CONFLICT (name) DO UPDATE SET name = excluded.name",
+        )
+        .bind(record.agent)
+        .bind(ms())
+        .execute(&mut *tx)
+        .await?;
+        let next: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM versions WHERE agent = ?")
+                .bind(record.agent)
+                .fetch_one(&mut *tx)
+                .await?;
+        let number = crate::rows::number(next)?;
+        if let Some(bytes) = bytes {
+            sqlx::query(
+                "INSERT INTO components (digest, size, bytes) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(record.digest)
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        if let Some((digest, bytes)) = record.source {
+            sqlx::query(
+                "INSERT INTO sources (digest, size, bytes) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING",
+            )
+            .bind(digest)
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO versions (agent, number, digest, size, manifest, origin, edit_id, parent, state, stage, code, reason, checks, created_ms, source_digest) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(record.agent)
+        .bind(next)
+        .bind(record.digest)
+        .bind(int(record.size))
+        .bind(to_json(record.manifest))
+        .bind(record.origin.as_str())
+        .bind(record.edit)
+        .bind(record.parent.map(int))
+        .bind(if record.rejected.is_some() {
+            VersionState::Rejected
+        } else {
+            VersionState::Ready
+        }
+        .as_str())
+        .bind(record.rejected.map(|r| r.stage))
+        .bind(record.rejected.map(|r| r.code))
+        .bind(record.rejected.map(|r| r.reason))
+        .bind(to_json(&record.checks))
+        .bind(ms())
+        .bind(record.source.map(|(digest, _)| digest))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(activation) = activation {
+            apply_activation(&mut tx, record.agent, number, activation).await?;
+        }
+        tx.commit().await?;
+        Ok(number)
+    }
+
+    async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        apply_activation(&mut tx, agent, version, activation).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        write_judgement(&mut tx, agent, judgement).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn quarantine(&self, agent: &str, judged: Option<&Judgement>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE agents SET quarantined_ms = COALESCE(quarantined_ms, ?) WHERE name = ?",
+        )
+        .bind(ms())
+        .bind(agent)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(judged) = judged {
+            write_judgement(&mut tx, agent, judged).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn release(&self, agent: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE agents SET quarantined_ms = NULL WHERE name = ? AND quarantined_ms IS NOT NULL",
+        )
+        .bind(agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn retire(&self, agent: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE agents SET active_version = NULL, retired_ms = ?, quarantined_ms = NULL WHERE name = ?",
+        )
+        .bind(ms())
+        .bind(agent)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn set_fault(&self, agent: &str, version: u32, fault: Option<&str>) -> Result<()> {
+        sqlx::query("UPDATE versions SET fault = ? WHERE agent = ? AND number = ?")
+            .bind(fault)
+            .bind(agent)
+            .bind(int(version))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn replace_component(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        sqlx::query("UPDATE components SET size = ?, bytes = ? WHERE digest = ?")
+            .bind(int(bytes.len() as u64))
+            .bind(bytes)
+            .bind(digest)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn activations(&self, agent: &str, limit: u32) -> Result<Vec<ActivationRecord>> {
+        let rows: Vec<ActivationRow> = sqlx::query_as(
+            "SELECT seq, agent, version, previous, cause, at_ms FROM activations \
+             WHERE agent = ? ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn dangling_versions(&self) -> Result<Vec<(String, u32)>> {
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT agent, number FROM versions v WHERE state = 'ready' \
+             AND NOT EXISTS (SELECT 1 FROM components c WHERE c.digest = v.digest)",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(agent, n)| Ok((agent, crate::rows::number(n)?)))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl KvStore for Sqlite {
+    async fn kv_get(&self, agent: &str, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM kv WHERE agent = ? AND key = ?")
+                .bind(agent)
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn kv_keys(&self, agent: &str, prefix: &str) -> Result<Vec<String>> {
+        // Compare by prefix rather than LIKE so `%` and `_` in a prefix mean themselves.
+        Ok(sqlx::query_scalar(
+            "SELECT key FROM kv WHERE agent = ? AND substr(key, 1, length(?)) = ? ORDER BY key",
+        )
+        .bind(agent)
+        .bind(prefix)
+        .bind(prefix)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn kv_commit(&self, agent: &str, writes: &[KvWrite], events: &[NewEvent]) -> Result<()> {
+        if writes.is_empty() && events.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for write in writes {
+            match &write.value {
+                Some(value) => {
+                    sqlx::query(
+                        "INSERT INTO kv (agent, key, value) VALUES (?, ?, ?) \
+                         ON CONFLICT (agent, key) DO UPDATE SET value = excluded.value",
+                    )
+                    .bind(agent)
+                    .bind(&write.key)
+                    .bind(value)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM kv WHERE agent = ? AND key = ?")
+                        .bind(agent)
+                        .bind(&write.key)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        for event in events {
+            insert_event(&mut tx, event).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
+    sqlx::query("INSERT INTO events (id, topic, payload, source, at_ms) VALUES (?, ?, ?, ?, ?)")
+        .bind(&event.id)
+        .bind(&event.topic)
+        .bind(&event.payload)
+        .bind(&event.source)
+        .bind(int(event.at_ms))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventLog for Sqlite {
+    async fn insert_event(&self, event: &NewEvent) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_event(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
+        let (exact, prefix) = topic_filter(filter.topic);
+        let rows: Vec<EventRow> = sqlx::query_as(
+            "SELECT seq, id, topic, payload, source, at_ms FROM events \
+             WHERE seq > ? AND at_ms >= ? AND (? IS NULL OR topic = ?) \
+             AND (? IS NULL OR substr(topic, 1, length(?)) = ?) ORDER BY seq LIMIT ?",
+        )
+        .bind(filter.after)
+        .bind(int(filter.since_ms))
+        .bind(&exact)
+        .bind(&exact)
+        .bind(&prefix)
+        .bind(&prefix)
+        .bind(&prefix)
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(EventRecord::from).collect())
+    }
+}
+
+#[async_trait]
+impl LogStore for Sqlite {
+    async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for line in lines {
+            sqlx::query(
+                "INSERT INTO logs (agent, version, level, message, at_ms) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&line.agent)
+            .bind(line.version.map(int))
+            .bind(line.level)
+            .bind(&line.message)
+            .bind(int(line.at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>> {
+        let rows: Vec<LogRow> = sqlx::query_as(
+            "SELECT seq, agent, version, level, message, at_ms FROM \
+             (SELECT * FROM logs WHERE agent = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+        )
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+}
+
+#[async_trait]
+impl AlertStore for Sqlite {
+    async fn open_alert(&self, alert: &NewAlert<'_>) -> Result<(AlertRecord, bool)> {
+        // One statement, so the busy timeout applies; the partial unique index keeps a second
+        // open alert of the same agent and kind out.
+        let inserted: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (agent, kind) WHERE resolved_ms IS NULL DO NOTHING RETURNING id",
+        )
+        .bind(alert.agent)
+        .bind(alert.kind)
+        .bind(alert.priority)
+        .bind(alert.message)
+        .bind(alert.evidence.to_string())
+        .bind(ms())
+        .fetch_optional(&self.pool)
+        .await?;
+        let row: AlertRow = match inserted {
+            Some(id) => {
+                sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE id = ?"))
+                    .bind(id)
+                    .fetch_one(&self.pool)
+                    .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "{ALERT_COLUMNS} WHERE agent = ? AND kind = ? AND resolved_ms IS NULL"
+                ))
+                .bind(alert.agent)
+                .bind(alert.kind)
+                .fetch_one(&self.pool)
+                .await?
+            }
+        };
+        Ok((row.into(), inserted.is_some()))
+    }
+
+    async fn alert(&self, id: i64) -> Result<Option<AlertRecord>> {
+        let row: Option<AlertRow> = sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(AlertRecord::from))
+    }
+
+    async fn alerts(&self, filter: &AlertFilter<'_>) -> Result<Vec<AlertRecord>> {
+        let rows: Vec<AlertRow> = sqlx::query_as(&format!(
+            "{ALERT_COLUMNS} WHERE (? IS NULL OR (resolved_ms IS NULL) = ?) \
+             AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(filter.open)
+        .bind(filter.open)
+        .bind(filter.agent)
+        .bind(filter.agent)
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(AlertRecord::from).collect())
+    }
+
+    async fn resolve_alert(&self, id: i64, resolution: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE alerts SET resolved_ms = ?, resolution = ? WHERE id = ? AND resolved_ms IS NULL",
+        )
+        .bind(ms())
+        .bind(resolution)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn resolve_alerts_of(
+        &self,
+        agent: &str,
+        kinds: &[&str],
+        resolution: &str,
+    ) -> Result<Vec<i64>> {
+        let mut ids = Vec::new();
+        for kind in kinds {
+            let resolved: Vec<i64> = sqlx::query_scalar(
+                "UPDATE alerts SET resolved_ms = ?, resolution = ? \
+                 WHERE agent = ? AND kind = ? AND resolved_ms IS NULL RETURNING id",
+            )
+            .bind(ms())
+            .bind(resolution)
+            .bind(agent)
+            .bind(*kind)
+            .fetch_all(&self.pool)
+            .await?;
+            ids.extend(resolved);
+        }
+        Ok(ids)
+    }
+}
+
+#[async_trait]
+impl EditStore for Sqlite {
+    async fn insert_edit(&self, edit: &NewEdit<'_>) -> Result<i64> {
+        let now = ms();
+        Ok(sqlx::query_scalar(
+            "INSERT INTO edits (agent, base_version, proposer, by_agent, reason, diff, state, rebased_onto, created_ms, updated_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, 'applying', ?, ?, ?) RETURNING id",
+        )
+        .bind(edit.agent)
+        .bind(edit.base_version.map(int))
+        .bind(edit.proposer)
+        .bind(edit.by_agent)
+        .bind(edit.reason)
+        .bind(edit.diff)
+        .bind(edit.rebased_onto.map(int))
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn update_edit(&self, id: i64, update: &EditUpdate<'_>) -> Result<()> {
+        sqlx::query(
+            "UPDATE edits SET state = ?, stage = COALESCE(?, stage), code = COALESCE(?, code), \
+             message = COALESCE(?, message), build_log = COALESCE(?, build_log), \
+             version = COALESCE(?, version), updated_ms = ? WHERE id = ?",
+        )
+        .bind(update.state.as_str())
+        .bind(update.stage)
+        .bind(update.code)
+        .bind(update.message.as_deref())
+        .bind(update.build_log)
+        .bind(update.version.map(int))
+        .bind(ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>> {
+        let row: Option<EditRow> =
+            sqlx::query_as(&format!("{EDIT_COLUMNS} WHERE agent = ? AND id = ?"))
+                .bind(agent)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(EditRecord::try_from).transpose()
+    }
+
+    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>> {
+        let rows: Vec<EditRow> = sqlx::query_as(&format!(
+            "{EDIT_COLUMNS} WHERE agent = ? ORDER BY id DESC LIMIT ?"
+        ))
+        .bind(agent)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>> {
+        let row: Option<EditRow> = sqlx::query_as(&format!(
+            "{EDIT_COLUMNS} WHERE agent = ? AND version = ? ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(agent)
+        .bind(int(version))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(EditRecord::try_from).transpose()
+    }
+
+    async fn interrupt_edits(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE edits SET state = 'rejected', stage = COALESCE(stage, state), code = 'interrupted', \
+             message = 'the daemon stopped before the edit finished', updated_ms = ? \
+             WHERE state IN ('applying', 'building', 'checking')",
+        )
+        .bind(ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl UsageStore for Sqlite {
+    async fn insert_llm_call(&self, call: &LlmCall<'_>) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO llm_calls (agent, model, prompt_tokens, completion_tokens, outcome, ms, at_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(call.agent)
+        .bind(call.model)
+        .bind(i64::from(call.prompt_tokens))
+        .bind(i64::from(call.completion_tokens))
+        .bind(call.outcome)
+        .bind(int(call.ms))
+        .bind(ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn llm_usage(&self) -> Result<Vec<LlmUsage>> {
+        let rows: Vec<UsageRow> = sqlx::query_as(
+            "SELECT agent, COUNT(*) AS calls, SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END) AS failed, \
+             SUM(prompt_tokens) AS prompt, SUM(completion_tokens) AS completion, MAX(at_ms) AS last \
+             FROM llm_calls GROUP BY agent ORDER BY SUM(prompt_tokens + completion_tokens) DESC, agent",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}

@@ -49,11 +49,60 @@ pub fn test_config(data_dir: &Path) -> Config {
     }
 }
 
+/// The database a test daemon keeps its state in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite in the data directory, the default.
+    Sqlite,
+    /// A database of its own on the tests' PostgreSQL server (see
+    /// `overseer_store::testing`).
+    Postgres,
+}
+
+/// [`test_config`] on `backend`: for PostgreSQL, a new database on the test server. The
+/// configuration opens the same database again after a restart.
+pub async fn config_on(data_dir: &Path, backend: Backend) -> Config {
+    let mut config = test_config(data_dir);
+    if backend == Backend::Postgres {
+        config.database = Some(overseer_store::testing::database().await);
+    }
+    config
+}
+
+/// Generate one test per backend from `async fn name(backend: Backend)` functions of the
+/// module it is called in: `on_sqlite::name` and `on_postgres::name`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Sqlite).await;
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test]
+                async fn $test() {
+                    super::$test($crate::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
 impl Daemon {
     /// A daemon on a new temporary data directory.
     pub async fn start() -> Daemon {
+        Daemon::start_on(Backend::Sqlite).await
+    }
+
+    /// A daemon on a new temporary data directory and a new database of `backend`.
+    pub async fn start_on(backend: Backend) -> Daemon {
         let temp = tempfile::tempdir().expect("temp dir");
-        let mut daemon = Daemon::start_with(test_config(temp.path())).await;
+        let mut daemon = Daemon::start_with(config_on(temp.path(), backend).await).await;
         daemon._temp = Some(temp);
         daemon
     }
@@ -232,7 +281,77 @@ impl Api {
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         send(self.client.get(self.url(path))).await
     }
+
+    pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
+        send(self.client.delete(self.url(path)).bearer_auth(TOKEN)).await
+    }
+
+    /// Push an agent package with `manifest`; panics unless it goes live as a new version.
+    pub async fn push_ok(&self, name: &str, package: &str, manifest: &str) -> Value {
+        let (status, body) = self.push(name, component(package), Some(manifest)).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "push of {package} as {name}: {body}"
+        );
+        body
+    }
+
+    /// Invoke and expect an answer; returns the version that answered.
+    pub async fn call_ok(&self, name: &str, payload: Value) -> u64 {
+        let (status, body) = self.invoke(name, payload).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["version"]
+            .as_u64()
+            .expect("the answer names its version")
+    }
+
+    /// Version `number` of an agent, as `GET …/versions` shows it.
+    pub async fn version(&self, name: &str, number: u64) -> Value {
+        let (_, body) = self.get(&format!("/v1/agents/{name}/versions")).await;
+        body["versions"]
+            .as_array()
+            .and_then(|versions| versions.iter().find(|v| v["number"] == number))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    /// Wait until version `number` has `verdict`.
+    pub async fn wait_verdict(&self, name: &str, number: u64, verdict: &str) -> Value {
+        eventually(WAIT, &format!("v{number} verdict {verdict}"), || async {
+            let v = self.version(name, number).await;
+            (v["verdict"] == verdict).then_some(v)
+        })
+        .await
+    }
+
+    /// The alerts `query` selects (`state=open&agent=svc`), newest first.
+    pub async fn alerts(&self, query: &str) -> Vec<Value> {
+        let (status, body) = self.get(&format!("/v1/alerts?{query}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["alerts"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Wait for an alert of `kind` among those `query` selects.
+    pub async fn alert_of(&self, query: &str, kind: &str) -> Value {
+        eventually(WAIT, &format!("a {kind} alert"), || async {
+            self.alerts(query)
+                .await
+                .into_iter()
+                .find(|a| a["type"] == kind)
+        })
+        .await
+    }
+
+    /// The agent as `GET /v1/agents/{name}` shows it.
+    pub async fn agent(&self, name: &str) -> Value {
+        self.get(&format!("/v1/agents/{name}")).await.1
+    }
 }
+
+/// How long tests wait for the host to act: far more than it takes, so a slow machine does
+/// not fail a test, and a host that never acts does.
+pub const WAIT: Duration = Duration::from_secs(20);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -306,6 +425,15 @@ pub fn component(package: &str) -> Vec<u8> {
         .get(package)
         .unwrap_or_else(|| panic!("no component for {package}"))
         .clone()
+}
+
+/// A file of an agent package's source (`src/lib.rs`).
+pub fn package_file(package: &str, path: &str) -> String {
+    let dir = built()
+        .dirs
+        .get(package)
+        .unwrap_or_else(|| panic!("no directory for {package}"));
+    std::fs::read_to_string(dir.join(path)).expect("read the package's file")
 }
 
 /// The `agent.toml` of an agent package.

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use overseer::cli::{Cli, run};
-use overseer_tests::{Daemon, TOKEN, eventually};
+use overseer_tests::{Backend, Daemon, TOKEN, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -65,9 +65,8 @@ async fn active_version(daemon: &Daemon, name: &str) -> u64 {
     agent["active_version"].as_u64().expect("active version")
 }
 
-#[tokio::test]
-async fn edits_go_live_or_leave_the_agent_as_it_was() {
-    let daemon = Daemon::start().await;
+async fn edits_go_live_or_leave_the_agent_as_it_was(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     daemon.create_from_source("echo", "echo").await;
     assert!(working_copy(&daemon, "echo").contains(HANDLE));
 
@@ -221,9 +220,8 @@ async fn edits_go_live_or_leave_the_agent_as_it_was() {
     assert!(error.to_string().contains("stale_base"), "{error}");
 }
 
-#[tokio::test]
-async fn an_edit_that_fails_its_watch_window_is_rolled_back_with_its_source() {
-    let daemon = Daemon::start().await;
+async fn an_edit_that_fails_its_watch_window_is_rolled_back_with_its_source(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     daemon.create_from_source("fragile", "echo").await;
     for i in 0..3 {
         let (status, _) = daemon.invoke("fragile", json!({ "n": i })).await;
@@ -275,3 +273,8 @@ async fn an_edit_that_fails_its_watch_window_is_rolled_back_with_its_source() {
         .collect();
     assert!(topics.contains(&"edit.rolled-back"), "{topics:?}");
 }
+
+overseer_tests::on_both_backends!(
+    edits_go_live_or_leave_the_agent_as_it_was,
+    an_edit_that_fails_its_watch_window_is_rolled_back_with_its_source,
+);

@@ -1,67 +1,21 @@
 //! The health model, one test per remediation path: canary rejection, rollback inside the
 //! watch window, an inconclusive window, quarantine and its release, and the health loop.
 
-use std::time::Duration;
-
-use overseer_tests::{Daemon, component, eventually};
+use overseer_tests::{Daemon, WAIT, component, eventually};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-async fn push_ok(daemon: &Daemon, name: &str, package: &str, manifest: &str) -> Value {
-    let (status, body) = daemon.push(name, component(package), Some(manifest)).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    body
-}
-
-async fn call_ok(daemon: &Daemon, name: &str, payload: Value) -> u64 {
-    let (status, body) = daemon.invoke(name, payload).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["version"].as_u64().unwrap()
-}
-
-async fn version(daemon: &Daemon, name: &str, number: u64) -> Value {
-    let (_, body) = daemon.get(&format!("/v1/agents/{name}/versions")).await;
-    body["versions"][(number - 1) as usize].clone()
-}
-
-async fn wait_verdict(daemon: &Daemon, name: &str, number: u64, verdict: &str) -> Value {
-    eventually(WAIT, &format!("v{number} verdict {verdict}"), || async {
-        let v = version(daemon, name, number).await;
-        (v["verdict"] == verdict).then_some(v)
-    })
-    .await
-}
-
-/// Wait for an alert of `kind` among those `query` selects.
-async fn alert_of(daemon: &Daemon, query: &str, kind: &str) -> Value {
-    eventually(WAIT, &format!("a {kind} alert"), || async {
-        alerts(daemon, query)
-            .await
-            .into_iter()
-            .find(|a| a["type"] == kind)
-    })
-    .await
-}
-
-async fn alerts(daemon: &Daemon, query: &str) -> Vec<Value> {
-    let (status, body) = daemon.get(&format!("/v1/alerts?{query}")).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["alerts"].as_array().cloned().unwrap_or_default()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn canary_rejects_a_version_that_fails_recent_events() {
     let daemon = Daemon::start().await;
-    push_ok(&daemon, "svc", "echo", "").await;
+    daemon.push_ok("svc", "echo", "").await;
     for n in 0..5 {
-        call_ok(&daemon, "svc", json!({ "n": n })).await;
+        daemon.call_ok("svc", json!({ "n": n })).await;
     }
     let (status, body) = daemon.push("svc", component("fixture-trap"), None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "canary_failed");
-    let record = version(&daemon, "svc", 2).await;
+    let record = daemon.version("svc", 2).await;
     assert_eq!(record["stage"], "canary");
     let canary = overseer_tests::check(&record, "canary");
     assert_eq!(canary["ok"], false);
@@ -69,18 +23,18 @@ async fn canary_rejects_a_version_that_fails_recent_events() {
         canary["detail"].as_str().unwrap().contains("5 of 5"),
         "{canary}"
     );
-    assert_eq!(call_ok(&daemon, "svc", json!("still")).await, 1);
+    assert_eq!(daemon.call_ok("svc", json!("still")).await, 1);
 }
 
 #[tokio::test]
 async fn failing_version_is_rolled_back_inside_its_watch_window() {
     let daemon = Daemon::start().await;
     let manifest = "[deploy]\nwatch_calls = 5\nmin_calls = 3\nwatch = \"20s\"\n";
-    push_ok(&daemon, "svc", "echo", manifest).await;
+    daemon.push_ok("svc", "echo", manifest).await;
     for n in 0..5 {
-        call_ok(&daemon, "svc", json!({ "n": n })).await;
+        daemon.call_ok("svc", json!({ "n": n })).await;
     }
-    wait_verdict(&daemon, "svc", 1, "stable").await;
+    daemon.wait_verdict("svc", 1, "stable").await;
 
     let (status, body) = daemon.push("svc", component("fixture-flaky"), None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -96,13 +50,13 @@ async fn failing_version_is_rolled_back_inside_its_watch_window() {
         (body["version"] == 1).then_some(())
     })
     .await;
-    let v2 = wait_verdict(&daemon, "svc", 2, "rolled-back").await;
+    let v2 = daemon.wait_verdict("svc", 2, "rolled-back").await;
     assert_eq!(v2["state"], "rolled-back");
     assert!(
         v2["verdict_detail"].as_str().unwrap().contains("3 of 3"),
         "{v2}"
     );
-    let rollback = alert_of(&daemon, "state=open", "rollback").await;
+    let rollback = daemon.alert_of("state=open", "rollback").await;
     assert_eq!(rollback["priority"], "high");
     assert_eq!(rollback["evidence"]["to"], 1);
 
@@ -118,24 +72,25 @@ async fn failing_version_is_rolled_back_inside_its_watch_window() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["resolved_ms"].is_u64());
     assert!(
-        alerts(&daemon, "state=open")
+        daemon
+            .alerts("state=open")
             .await
             .iter()
             .all(|a| a["type"] != "rollback")
     );
-    assert!(!alerts(&daemon, "state=resolved").await.is_empty());
+    assert!(!daemon.alerts("state=resolved").await.is_empty());
 }
 
 #[tokio::test]
 async fn inconclusive_window_keeps_the_version_and_says_so() {
     let daemon = Daemon::start().await;
     let manifest = "[deploy]\nwatch = \"300ms\"\nmin_calls = 5\n";
-    push_ok(&daemon, "svc", "echo", manifest).await;
+    daemon.push_ok("svc", "echo", manifest).await;
     let bytes = overseer::bench::tagged(&component("echo"), "2");
     let (status, body) = daemon.push("svc", bytes, None).await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    call_ok(&daemon, "svc", json!(1)).await;
-    let v2 = wait_verdict(&daemon, "svc", 2, "inconclusive").await;
+    daemon.call_ok("svc", json!(1)).await;
+    let v2 = daemon.wait_verdict("svc", 2, "inconclusive").await;
     assert!(
         v2["verdict_detail"]
             .as_str()
@@ -144,17 +99,17 @@ async fn inconclusive_window_keeps_the_version_and_says_so() {
         "{v2}"
     );
     assert_eq!(v2["state"], "active");
-    assert_eq!(call_ok(&daemon, "svc", json!(2)).await, 2);
+    assert_eq!(daemon.call_ok("svc", json!(2)).await, 2);
 }
 
 #[tokio::test]
 async fn repeated_failures_quarantine_an_agent_until_it_is_released() {
     let daemon = Daemon::start().await;
     let manifest = "[deploy]\nmin_calls = 100\nwatch = \"100ms\"\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
-    let pushed = push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    let pushed = daemon.push_ok("svc", "fixture-flaky", manifest).await;
     // Supervision starts when the watch window is over.
     let number = pushed["version"].as_u64().unwrap();
-    wait_verdict(&daemon, "svc", number, "inconclusive").await;
+    daemon.wait_verdict("svc", number, "inconclusive").await;
     for _ in 0..4 {
         daemon.invoke("svc", json!({ "fail": "trap" })).await;
     }
@@ -165,16 +120,17 @@ async fn repeated_failures_quarantine_an_agent_until_it_is_released() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(body["error"]["code"], "quarantined");
-    let alert = alert_of(&daemon, "state=open&agent=svc", "quarantine").await;
+    let alert = daemon.alert_of("state=open&agent=svc", "quarantine").await;
     assert_eq!(alert["priority"], "critical");
     let (_, system) = daemon.get("/v1/system").await;
     assert_eq!(system["agents"]["quarantined"], 1, "{system}");
 
     let (status, body) = daemon.post("/v1/agents/svc/release", String::new()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(call_ok(&daemon, "svc", json!("back")).await, 1);
+    assert_eq!(daemon.call_ok("svc", json!("back")).await, 1);
     assert!(
-        alerts(&daemon, "state=open&agent=svc")
+        daemon
+            .alerts("state=open&agent=svc")
             .await
             .iter()
             .all(|a| a["type"] != "quarantine")
@@ -184,22 +140,18 @@ async fn repeated_failures_quarantine_an_agent_until_it_is_released() {
 #[tokio::test]
 async fn repeated_failures_return_to_the_last_stable_version() {
     let daemon = Daemon::start().await;
-    push_ok(
-        &daemon,
-        "svc",
-        "echo",
-        "[deploy]\nwatch_calls = 3\nmin_calls = 3\n",
-    )
-    .await;
+    daemon
+        .push_ok("svc", "echo", "[deploy]\nwatch_calls = 3\nmin_calls = 3\n")
+        .await;
     for n in 0..3 {
-        call_ok(&daemon, "svc", json!(n)).await;
+        daemon.call_ok("svc", json!(n)).await;
     }
-    wait_verdict(&daemon, "svc", 1, "stable").await;
+    daemon.wait_verdict("svc", 1, "stable").await;
     let manifest = "[deploy]\nmin_calls = 100\nwatch = \"100ms\"\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
-    let pushed = push_ok(&daemon, "svc", "fixture-flaky", manifest).await;
+    let pushed = daemon.push_ok("svc", "fixture-flaky", manifest).await;
     // Supervision starts when the watch window is over.
     let number = pushed["version"].as_u64().unwrap();
-    wait_verdict(&daemon, "svc", number, "inconclusive").await;
+    daemon.wait_verdict("svc", number, "inconclusive").await;
     for _ in 0..4 {
         daemon.invoke("svc", json!({ "fail": "trap" })).await;
     }
@@ -208,7 +160,7 @@ async fn repeated_failures_return_to_the_last_stable_version() {
         (body["version"] == 1).then_some(())
     })
     .await;
-    let alert = alert_of(&daemon, "state=open&agent=svc", "quarantine").await;
+    let alert = daemon.alert_of("state=open&agent=svc", "quarantine").await;
     assert_eq!(alert["evidence"]["to"], 1);
     let (_, agent) = daemon.get("/v1/agents/svc").await;
     assert_eq!(agent["counters"]["quarantines"], 1, "{agent}");
@@ -218,37 +170,39 @@ async fn repeated_failures_return_to_the_last_stable_version() {
 async fn failed_health_checks_roll_back_and_the_alert_resolves_itself() {
     let daemon = Daemon::start().await;
     let every = "[supervision]\nhealth_every = \"100ms\"\n";
-    push_ok(
-        &daemon,
-        "svc",
-        "echo",
-        &format!("[deploy]\nwatch_calls = 3\nmin_calls = 3\n{every}"),
-    )
-    .await;
+    daemon
+        .push_ok(
+            "svc",
+            "echo",
+            &format!("[deploy]\nwatch_calls = 3\nmin_calls = 3\n{every}"),
+        )
+        .await;
     for n in 0..3 {
-        call_ok(&daemon, "svc", json!(n)).await;
+        daemon.call_ok("svc", json!(n)).await;
     }
-    wait_verdict(&daemon, "svc", 1, "stable").await;
-    push_ok(
-        &daemon,
-        "svc",
-        "fixture-flaky",
-        &format!("[deploy]\nmin_calls = 100\nwatch_calls = 100\n{every}"),
-    )
-    .await;
-    assert_eq!(call_ok(&daemon, "svc", json!({ "sick": true })).await, 2);
+    daemon.wait_verdict("svc", 1, "stable").await;
+    daemon
+        .push_ok(
+            "svc",
+            "fixture-flaky",
+            &format!("[deploy]\nmin_calls = 100\nwatch_calls = 100\n{every}"),
+        )
+        .await;
+    assert_eq!(daemon.call_ok("svc", json!({ "sick": true })).await, 2);
 
-    let alert = alert_of(&daemon, "state=resolved&agent=svc", "agent_failure").await;
+    let alert = daemon
+        .alert_of("state=resolved&agent=svc", "agent_failure")
+        .await;
     assert_eq!(alert["evidence"]["consecutive_failures"], 3, "{alert}");
     assert_eq!(alert["resolution"], "health recovered");
-    assert_eq!(call_ok(&daemon, "svc", json!("ok")).await, 1);
+    assert_eq!(daemon.call_ok("svc", json!("ok")).await, 1);
 }
 
 #[tokio::test]
 async fn metrics_parse_and_name_the_series() {
     let daemon = Daemon::start().await;
     daemon.push_agent("echo", "echo").await;
-    call_ok(&daemon, "echo", json!(1)).await;
+    daemon.call_ok("echo", json!(1)).await;
     let text = daemon.metrics().await;
     let lines = text.lines().map(|l| Ok(l.to_string()));
     let scrape = prometheus_parse::Scrape::parse(lines).expect("metrics parse");

@@ -3,6 +3,7 @@
 
 mod api;
 mod bus;
+mod calls;
 mod cli;
 mod crash;
 mod drill;
@@ -15,4 +16,6 @@ mod push;
 mod repair;
 mod restart;
 mod rollback;
+mod supervision;
 mod swap;
+mod unservable;

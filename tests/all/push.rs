@@ -1,13 +1,12 @@
 //! Pushing versions: the happy path, idempotency, and every way a push is refused while the
 //! active version keeps answering.
 
-use overseer_tests::{Daemon, component, core_module, manifest};
+use overseer_tests::{Backend, Daemon, component, core_module, manifest};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn valid_push_goes_live_and_answers_naming_its_version() {
-    let daemon = Daemon::start().await;
+async fn valid_push_goes_live_and_answers_naming_its_version(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     let (status, body) = daemon
         .push("echo", component("echo"), Some(&manifest("echo")))
         .await;
@@ -43,9 +42,8 @@ async fn valid_push_goes_live_and_answers_naming_its_version() {
     assert_eq!(body["agents"][0]["active_version"], 1);
 }
 
-#[tokio::test]
-async fn pushing_the_same_bytes_again_creates_no_version_and_says_so() {
-    let daemon = Daemon::start().await;
+async fn pushing_the_same_bytes_again_creates_no_version_and_says_so(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     let (status, _) = daemon.push("echo", component("echo"), None).await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, body) = daemon.push("echo", component("echo"), None).await;
@@ -60,9 +58,8 @@ async fn pushing_the_same_bytes_again_creates_no_version_and_says_so() {
     assert_eq!(body["versions"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn garbage_core_module_and_other_world_are_refused_with_distinct_codes() {
-    let daemon = Daemon::start().await;
+async fn garbage_core_module_and_other_world_are_refused_with_distinct_codes(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     daemon.push_agent("echo", "echo").await;
 
     let mut codes = Vec::new();
@@ -92,9 +89,8 @@ async fn garbage_core_module_and_other_world_are_refused_with_distinct_codes() {
     assert_eq!(versions[3]["code"], "wrong_world");
 }
 
-#[tokio::test]
-async fn component_importing_an_unknown_interface_is_refused() {
-    let daemon = Daemon::start().await;
+async fn component_importing_an_unknown_interface_is_refused(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     let component = wat::parse_str(
         r#"(component
             (import "acme:secret/vault@1.0.0" (instance))
@@ -113,9 +109,8 @@ async fn component_importing_an_unknown_interface_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn unhealthy_version_is_rejected_and_the_previous_stays_active() {
-    let daemon = Daemon::start().await;
+async fn unhealthy_version_is_rejected_and_the_previous_stays_active(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     daemon.push_agent("echo", "echo").await;
     let (status, body) = daemon
         .push("echo", component("fixture-bad-health"), None)
@@ -138,9 +133,8 @@ async fn unhealthy_version_is_rejected_and_the_previous_stays_active() {
     assert_eq!(body["versions"][1]["stage"], "health");
 }
 
-#[tokio::test]
-async fn invalid_manifest_is_refused_before_anything_is_recorded() {
-    let daemon = Daemon::start().await;
+async fn invalid_manifest_is_refused_before_anything_is_recorded(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     let (status, body) = daemon
         .push(
             "echo",
@@ -153,3 +147,12 @@ async fn invalid_manifest_is_refused_before_anything_is_recorded() {
     let (status, _) = daemon.get("/v1/agents/echo").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+overseer_tests::on_both_backends!(
+    valid_push_goes_live_and_answers_naming_its_version,
+    pushing_the_same_bytes_again_creates_no_version_and_says_so,
+    garbage_core_module_and_other_world_are_refused_with_distinct_codes,
+    component_importing_an_unknown_interface_is_refused,
+    unhealthy_version_is_rejected_and_the_previous_stays_active,
+    invalid_manifest_is_refused_before_anything_is_recorded,
+);

@@ -1,15 +1,16 @@
-//! A restart on the same data directory serves the same active versions, loaded from the
-//! compile cache instead of recompiled.
+//! A restart on the same data directory and database serves the same active versions, loaded
+//! from the compile cache instead of recompiled, and a watch window open at the stop opens
+//! again.
 
 use overseer::bench::tagged;
-use overseer_tests::{Daemon, component, test_config};
+use overseer_tests::{Backend, Daemon, component, config_on};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn restart_serves_the_same_versions_without_recompiling() {
+async fn restart_serves_the_same_versions_without_recompiling(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let first = Daemon::start_with(test_config(dir.path())).await;
+    let config = config_on(dir.path(), backend).await;
+    let first = Daemon::start_with(config.clone()).await;
     first.push_agent("echo", "echo").await;
     first.push_agent("counter", "counter").await;
     let (status, _) = first
@@ -22,7 +23,7 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     assert_eq!(body["output"]["count"], 1);
     first.stop().await;
 
-    let second = Daemon::start_with(test_config(dir.path())).await;
+    let second = Daemon::start_with(config.clone()).await;
     let (status, body) = second.invoke("echo", json!("again")).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["version"], 1);
@@ -40,3 +41,39 @@ async fn restart_serves_the_same_versions_without_recompiling() {
     );
     second.stop().await;
 }
+
+async fn a_watch_window_open_at_a_stop_opens_again_at_start(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_on(dir.path(), backend).await;
+    let first = Daemon::start_with(config.clone()).await;
+    first
+        .push_ok("svc", "echo", "[deploy]\nwatch_calls = 3\nmin_calls = 3\n")
+        .await;
+    for n in 0..3 {
+        first.call_ok("svc", json!(n)).await;
+    }
+    first.wait_verdict("svc", 1, "stable").await;
+    first
+        .push_ok(
+            "svc",
+            "fixture-flaky",
+            "[deploy]\nwatch = \"60s\"\nwatch_calls = 100\nmin_calls = 3\n",
+        )
+        .await;
+    first.stop().await;
+
+    let second = Daemon::start_with(config).await;
+    assert_eq!(second.agent("svc").await["watching"], true);
+    for _ in 0..3 {
+        let (status, body) = second.invoke("svc", json!({ "fail": "error" })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    second.wait_verdict("svc", 2, "rolled-back").await;
+    assert_eq!(second.call_ok("svc", json!("back")).await, 1);
+    second.stop().await;
+}
+
+overseer_tests::on_both_backends!(
+    a_watch_window_open_at_a_stop_opens_again_at_start,
+    restart_serves_the_same_versions_without_recompiling,
+);

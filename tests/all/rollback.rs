@@ -1,13 +1,12 @@
 //! Rollback to the previous version and to a chosen one.
 
 use overseer::bench::tagged;
-use overseer_tests::{Daemon, component};
+use overseer_tests::{Backend, Daemon, component};
 use reqwest::StatusCode;
 use serde_json::json;
 
-#[tokio::test]
-async fn rollback_returns_to_the_previous_version_and_to_a_chosen_one() {
-    let daemon = Daemon::start().await;
+async fn rollback_returns_to_the_previous_version_and_to_a_chosen_one(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     for n in 1..=3 {
         let (status, body) = daemon
             .push("echo", tagged(&component("echo"), &n.to_string()), None)
@@ -56,9 +55,8 @@ async fn rollback_returns_to_the_previous_version_and_to_a_chosen_one() {
     assert_eq!(body["error"]["code"], "version_not_found");
 }
 
-#[tokio::test]
-async fn rollback_to_a_rejected_version_is_refused() {
-    let daemon = Daemon::start().await;
+async fn rollback_to_a_rejected_version_is_refused(backend: Backend) {
+    let daemon = Daemon::start_on(backend).await;
     daemon.push("echo", component("echo"), None).await;
     let (status, _) = daemon
         .push("echo", component("fixture-bad-health"), None)
@@ -75,3 +73,8 @@ async fn rollback_to_a_rejected_version_is_refused() {
     let (_, body) = daemon.invoke("echo", json!("x")).await;
     assert_eq!(body["version"], 1);
 }
+
+overseer_tests::on_both_backends!(
+    rollback_returns_to_the_previous_version_and_to_a_chosen_one,
+    rollback_to_a_rejected_version_is_refused,
+);

@@ -5,13 +5,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use overseer::bench::tagged;
-use overseer_tests::{Daemon, component};
+use overseer_tests::{Backend, Daemon, component};
 use reqwest::StatusCode;
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn fifty_swaps_under_load_fail_no_call() {
-    let daemon = Arc::new(Daemon::start().await);
+async fn fifty_swaps_under_load_fail_no_call_on_sqlite() {
+    fifty_swaps_under_load_fail_no_call(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn fifty_swaps_under_load_fail_no_call_on_postgres() {
+    fifty_swaps_under_load_fail_no_call(Backend::Postgres).await;
+}
+
+async fn fifty_swaps_under_load_fail_no_call(backend: Backend) {
+    let daemon = Arc::new(Daemon::start_on(backend).await);
     let echo = component("echo");
     let (status, _) = daemon.push("echo", tagged(&echo, "0"), None).await;
     assert_eq!(status, StatusCode::CREATED);

@@ -127,12 +127,12 @@ async fn list_versions(
         .await?
         .into_iter()
         .map(|v| {
-            let shown = if Some(v.number) == record.active_version {
-                "active"
-            } else if v.state == overseer_store::VersionState::Rejected {
+            let shown = if v.state == overseer_store::VersionState::Rejected {
                 "rejected"
             } else if v.fault.is_some() {
                 "unservable"
+            } else if Some(v.number) == record.active_version {
+                "active"
             } else if v.condemned() {
                 "rolled-back"
             } else {

@@ -189,6 +189,7 @@ impl Deployer {
         let target = rollback_target(&versions, from, &avoid)
             .and_then(|n| versions.iter().find(|v| v.number == n));
         let Some(target) = target else {
+            let judged = judged.map(not_rolled_back);
             self.store.quarantine(agent, judged.as_ref()).await?;
             if let Some(slot) = self.registry.get(agent) {
                 slot.set_quarantined(true);
@@ -240,6 +241,14 @@ impl Deployer {
             Err(e) => Err(e),
         }
     }
+}
+
+/// A version condemned but kept serving (out of routing) was not rolled back: it `failed`.
+fn not_rolled_back(mut judged: Judgement) -> Judgement {
+    if judged.verdict == overseer_store::Verdict::RolledBack {
+        judged.verdict = overseer_store::Verdict::Failed;
+    }
+    judged
 }
 
 #[cfg(test)]

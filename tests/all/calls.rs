@@ -1,0 +1,142 @@
+//! What a call leaves behind, and what a swap leaves of the calls under way: a call that
+//! faults changes nothing, a scheduled call finishes on its version across a swap, and a call
+//! waiting for a slot when its schedule ends gives its place back.
+
+use overseer::bench::tagged;
+use overseer_tests::{Api, Daemon, WAIT, component, eventually};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_that_faults_changes_nothing() {
+    let daemon = Daemon::start().await;
+    daemon
+        .push_ok(
+            "svc",
+            "fixture-flaky",
+            "[limits]\ntimeout_ms = 300\nfuel = 100_000_000_000\n",
+        )
+        .await;
+    let (status, body) = daemon
+        .invoke("svc", json!({ "write": "trapped", "fail": "trap" }))
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(body["error"]["code"], "trap");
+    let (status, body) = daemon
+        .invoke("svc", json!({ "write": "stopped", "fail": "spin" }))
+        .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    // An error the agent chose to return is an answer: what it wrote stays.
+    let (status, body) = daemon
+        .invoke("svc", json!({ "write": "answered", "fail": "error" }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "failed");
+
+    for (key, value) in [
+        ("trapped", Value::Null),
+        ("stopped", Value::Null),
+        ("answered", json!("written")),
+    ] {
+        let (status, body) = daemon.invoke("svc", json!({ "read": key })).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["output"]["value"], value, "{key}");
+    }
+    let (_, events) = daemon.get("/v1/events?topic=flaky.wrote").await;
+    let events = events["events"].as_array().unwrap();
+    assert_eq!(
+        events.len(),
+        1,
+        "only the answered call's event: {events:?}"
+    );
+    assert!(events[0]["payload"].as_str().unwrap().contains("answered"));
+}
+
+/// The log lines of `agent`.
+async fn log_lines(daemon: &Daemon, agent: &str) -> Vec<Value> {
+    let (_, body) = daemon
+        .get(&format!("/v1/agents/{agent}/logs?limit=1000"))
+        .await;
+    body["logs"].as_array().cloned().unwrap_or_default()
+}
+
+// A spinning guest holds a worker thread for its whole call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swap_lets_the_scheduled_call_under_way_finish() {
+    let daemon = Daemon::start().await;
+    let manifest =
+        "[triggers]\nevery = \"200ms\"\n[config]\nspin_ms = \"600\"\n[limits]\ntimeout_ms = 5000\n";
+    daemon.push_ok("svc", "fixture-flaky", manifest).await;
+    let begun = eventually(WAIT, "a scheduled call begun", || async {
+        log_lines(&daemon, "svc").await.into_iter().find_map(|l| {
+            let message = l["message"].as_str()?;
+            (l["version"] == 1 && message.starts_with("begin "))
+                .then(|| message.trim_start_matches("begin ").to_string())
+        })
+    })
+    .await;
+    let (status, body) = daemon
+        .push(
+            "svc",
+            tagged(&component("fixture-flaky"), "2"),
+            Some(manifest),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    eventually(WAIT, "the scheduled call to end on v1", || async {
+        log_lines(&daemon, "svc")
+            .await
+            .iter()
+            .any(|l| l["version"] == 1 && l["message"] == format!("end {begun}"))
+            .then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_call_waiting_when_its_schedule_ends_gives_its_place_back() {
+    let daemon = Daemon::start().await;
+    let limits = "[limits]\nconcurrency = 1\nqueue = 1\ntimeout_ms = 5000\n";
+    daemon
+        .push_ok(
+            "svc",
+            "fixture-flaky",
+            &format!("{limits}[triggers]\nevery = \"100ms\"\n"),
+        )
+        .await;
+    let slow = |ms: u64| {
+        let api = Api::new(daemon.url.clone());
+        tokio::spawn(async move { api.invoke("svc", json!({ "spin_ms": ms })).await })
+    };
+    // A slow call holds the one slot; the next scheduled call waits in the queue.
+    let holding = slow(1500);
+    eventually(WAIT, "a scheduled call waiting", || async {
+        (daemon.agent("svc").await["counters"]["waiting"] == 1).then_some(())
+    })
+    .await;
+    // The next version has no schedule: the waiting call is the schedule's last.
+    let (status, body) = daemon
+        .push(
+            "svc",
+            tagged(&component("fixture-flaky"), "2"),
+            Some(limits),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(holding.await.unwrap().0, StatusCode::OK);
+    eventually(WAIT, "the queue empty", || async {
+        (daemon.agent("svc").await["counters"]["waiting"] == 0).then_some(())
+    })
+    .await;
+
+    // The queue has its one place: a call behind a slow one waits, then runs.
+    let holding = slow(800);
+    eventually(WAIT, "the slow call running", || async {
+        (daemon.agent("svc").await["counters"]["running"] == 1).then_some(())
+    })
+    .await;
+    let (status, body) = daemon.invoke("svc", json!("queued")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(holding.await.unwrap().0, StatusCode::OK);
+}

@@ -65,15 +65,20 @@ async fn log_lines(daemon: &Daemon, agent: &str) -> Vec<Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_swap_lets_the_scheduled_call_under_way_finish() {
     let daemon = Daemon::start().await;
-    let manifest =
-        "[triggers]\nevery = \"200ms\"\n[config]\nspin_ms = \"600\"\n[limits]\ntimeout_ms = 5000\n";
+    // No canary: the push must not wait out the call under way by replaying it.
+    let manifest = "[deploy]\ncanary = 0\n[triggers]\nevery = \"200ms\"\n[config]\nspin_ms = \"600\"\n[limits]\ntimeout_ms = 5000\n";
     daemon.push_ok("svc", "fixture-flaky", manifest).await;
-    let begun = eventually(WAIT, "a scheduled call begun", || async {
-        log_lines(&daemon, "svc").await.into_iter().find_map(|l| {
-            let message = l["message"].as_str()?;
-            (l["version"] == 1 && message.starts_with("begin "))
-                .then(|| message.trim_start_matches("begin ").to_string())
-        })
+    // Scheduled calls follow one another back to back: one is under way at the swap.
+    eventually(WAIT, "a scheduled call begun", || async {
+        log_lines(&daemon, "svc")
+            .await
+            .iter()
+            .any(|l| {
+                l["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("begin "))
+            })
+            .then_some(())
     })
     .await;
     let (status, body) = daemon
@@ -84,14 +89,44 @@ async fn a_swap_lets_the_scheduled_call_under_way_finish() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    eventually(WAIT, "the scheduled call to end on v1", || async {
-        log_lines(&daemon, "svc")
-            .await
-            .iter()
-            .any(|l| l["version"] == 1 && l["message"] == format!("end {begun}"))
-            .then_some(())
+    // Every call v1 began, it ended.
+    eventually(WAIT, "every scheduled call of v1 to end", || async {
+        let lines = log_lines(&daemon, "svc").await;
+        let of_v1 = |prefix: &str| -> Vec<String> {
+            lines
+                .iter()
+                .filter(|l| l["version"] == 1)
+                .filter_map(|l| {
+                    l["message"]
+                        .as_str()?
+                        .strip_prefix(prefix)
+                        .map(str::to_string)
+                })
+                .collect()
+        };
+        let (begun, ended) = (of_v1("begin "), of_v1("end "));
+        let v2_began = lines.iter().any(|l| l["version"] == 2);
+        (v2_began && begun.iter().all(|id| ended.contains(id))).then_some(())
     })
     .await;
+    // What it wrote after the swap was kept: it ran to its end and answered.
+    let ticks: Vec<String> = log_lines(&daemon, "svc")
+        .await
+        .iter()
+        .filter_map(|l| {
+            l["message"]
+                .as_str()?
+                .strip_prefix("end ")
+                .map(str::to_string)
+        })
+        .collect();
+    let (status, body) = daemon.invoke("svc", json!({ "read": "last_tick" })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let last = body["output"]["value"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(ticks.contains(&last), "{last} among {ticks:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

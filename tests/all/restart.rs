@@ -63,13 +63,15 @@ async fn a_watch_window_open_at_a_stop_opens_again_at_start(backend: Backend) {
     first.stop().await;
 
     let second = Daemon::start_with(config).await;
-    assert_eq!(second.agent("svc").await["watching"], true);
     for _ in 0..3 {
         let (status, body) = second.invoke("svc", json!({ "fail": "error" })).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     }
     second.wait_verdict("svc", 2, "rolled-back").await;
-    assert_eq!(second.call_ok("svc", json!("back")).await, 1);
+    overseer_tests::eventually(overseer_tests::WAIT, "v1 answering", || async {
+        (second.call_ok("svc", json!("back")).await == 1).then_some(())
+    })
+    .await;
     second.stop().await;
 }
 

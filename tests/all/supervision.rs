@@ -35,6 +35,15 @@ async fn quarantined(daemon: &Daemon, name: &str) {
     .await;
 }
 
+/// Wait until `name` answers from `version`.
+async fn answers_from(daemon: &Daemon, name: &str, version: u64) {
+    eventually(WAIT, &format!("v{version} answering"), || async {
+        let (status, body) = daemon.invoke(name, json!("probe")).await;
+        (status == StatusCode::OK && body["version"] == version).then_some(())
+    })
+    .await;
+}
+
 /// A stable first version of `fixture-flaky` as `name`, judged on three calls.
 async fn stable_flaky(daemon: &Daemon, name: &str, manifest: &str) {
     daemon.push_ok(name, "fixture-flaky", manifest).await;
@@ -105,7 +114,7 @@ async fn bytes_of_a_condemned_version_are_refused_unless_a_rollback_forces_them(
         daemon.invoke("svc", json!({ "fail": "error" })).await;
     }
     daemon.wait_verdict("svc", 2, "rolled-back").await;
-    assert_eq!(daemon.call_ok("svc", json!("back")).await, 1);
+    answers_from(&daemon, "svc", 1).await;
 
     let (status, body) = daemon.push("svc", v2, Some(watched)).await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -358,7 +367,7 @@ async fn a_window_is_judged_against_the_last_stable_version() {
     }
     // Judged against v1's rate, not v2's, v3 is rolled back, to v1.
     daemon.wait_verdict("svc", 3, "rolled-back").await;
-    assert_eq!(daemon.call_ok("svc", json!("v1")).await, 1);
+    answers_from(&daemon, "svc", 1).await;
     let alert = daemon.alert_of("agent=svc", "rollback").await;
     assert_eq!(alert["evidence"]["to"], 1, "{alert}");
 }

@@ -1,6 +1,6 @@
-//! The bus: events are written to the event log, then handed to the dispatcher, which delivers
-//! each to every agent whose active manifest subscribes to its topic (see
-//! [`crate::invoke::Invoker::deliver`]).
+//! The bus: events are written to the event log, then handed to the dispatcher (the invoker's
+//! delivery task), which delivers each to every agent whose active manifest subscribes to its
+//! topic.
 
 use overseer_sandbox::Event;
 use overseer_store::{NewEvent, Store};

@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::bench::{self, BenchArgs};
+use crate::client::{ClientArgs, send};
 use crate::config::{Config, ServeArgs};
 use crate::daemon;
 use crate::drill::{self, DrillArgs};
@@ -157,42 +158,6 @@ pub enum Command {
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
     Bench(BenchArgs),
-}
-
-/// How the CLI reaches the daemon.
-#[derive(Debug, Clone, Args)]
-pub struct ClientArgs {
-    /// The daemon's address.
-    #[arg(long, env = "OVERSEER_URL", default_value = "http://127.0.0.1:7700")]
-    pub url: String,
-    /// Bearer token; without it the token file of the data directory is read.
-    #[arg(long, env = "OVERSEER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// The daemon's data directory, where its generated token lives.
-    #[arg(long, env = "OVERSEER_DATA_DIR", default_value = ".overseer")]
-    pub data_dir: PathBuf,
-}
-
-impl ClientArgs {
-    fn token(&self) -> Option<String> {
-        self.token.clone().or_else(|| {
-            std::fs::read_to_string(self.data_dir.join("token"))
-                .ok()
-                .map(|t| t.trim().to_string())
-        })
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.url.trim_end_matches('/'))
-    }
-
-    pub(crate) fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
-        let request = client.post(self.url(path));
-        match self.token() {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        }
-    }
 }
 
 /// The whole program: parse the command line, set up logging to stderr and run the command on a
@@ -503,21 +468,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
-}
-
-pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
-    let response = request
-        .send()
-        .await
-        .context("cannot reach the daemon (is `overseer serve` running?)")?;
-    let status = response.status();
-    let value: Value = response.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        let code = value["error"]["code"].as_str().unwrap_or("error");
-        let message = value["error"]["message"].as_str().unwrap_or("");
-        bail!("{status} {code}: {message}");
-    }
-    Ok(value)
 }
 
 fn print_edit(edit: &Value) {

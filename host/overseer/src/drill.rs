@@ -11,7 +11,7 @@ use clap::{Args, ValueEnum};
 use overseer_selfedit::builder;
 use serde_json::{Value, json};
 
-use crate::cli::{ClientArgs, send};
+use crate::client::{ClientArgs, send};
 use crate::config::Config;
 
 /// The faults a drill can inject.

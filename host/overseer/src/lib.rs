@@ -4,6 +4,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod drill;

@@ -8,7 +8,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 
 use crate::bindings::{AgentPre, Event, GuestError, Health, Info};
 use crate::cache::{Cache, CacheStats};
@@ -18,7 +21,8 @@ use crate::linker::{HostState, linker};
 use crate::services::Services;
 use crate::validate;
 
-/// How often the epoch advances. Deadlines are rounded up to this granularity.
+/// How often the epoch advances: how often a running guest yields its thread, and the
+/// granularity of deadlines.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Extra time past a deadline before the host abandons a call stuck in a host function, where
@@ -259,8 +263,18 @@ impl Sandbox {
         let mut store = Store::new(&self.inner.engine, HostState::new(services, memory));
         store.limiter(|state| &mut state.limiter);
         store.set_fuel(limits.fuel).map_err(internal)?;
-        store.set_epoch_deadline(deadline_ticks(limits.timeout));
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest gives its thread back to the runtime, so a guest that
+        // spins never holds a worker that other agents and the API need; past its deadline it
+        // is stopped (`Trap::Interrupt`, reported as `timeout`).
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            Ok(if Instant::now() >= deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
 
         let started = Instant::now();
         let run = async {
@@ -321,11 +335,6 @@ fn classify(error: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) 
             }
         }
     }
-}
-
-fn deadline_ticks(timeout: Duration) -> u64 {
-    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
-    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
 }
 
 /// sha256 of `bytes`, hex-encoded: the identity of a component.

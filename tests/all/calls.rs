@@ -160,9 +160,25 @@ async fn a_call_waiting_when_its_schedule_ends_gives_its_place_back() {
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(holding.await.unwrap().0, StatusCode::OK);
-    eventually(WAIT, "the queue empty", || async {
-        (daemon.agent("svc").await["counters"]["waiting"] == 0).then_some(())
-    })
+    // The waiting scheduled call is admitted and runs to its end; none comes after it.
+    eventually(
+        WAIT,
+        "the queue empty and the last scheduled call ended",
+        || async {
+            let counters = daemon.agent("svc").await["counters"].clone();
+            let lines = log_lines(&daemon, "svc").await;
+            let count = |prefix: &str| {
+                lines
+                    .iter()
+                    .filter(|l| l["message"].as_str().is_some_and(|m| m.starts_with(prefix)))
+                    .count()
+            };
+            (counters["waiting"] == 0
+                && counters["running"] == 0
+                && count("begin ") == count("end "))
+            .then_some(())
+        },
+    )
     .await;
 
     // The queue has its one place: a call behind a slow one waits, then runs.

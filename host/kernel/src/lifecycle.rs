@@ -26,20 +26,24 @@ pub enum Cause {
 /// One thing that happened to an agent.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Lifecycle {
-    /// `version` serves new calls. `watching` says whether a watch window is open on it.
+    /// `version` serves new calls. `watching` says whether a watch window is open on it;
+    /// `source` is the digest of the source snapshot it was built from, when it was.
     Activated {
         agent: String,
         version: u32,
         previous: Option<u32>,
         cause: Cause,
         watching: bool,
+        source: Option<String>,
     },
-    /// The agent went back from `from` to `to` (after `Activated` of `to`).
+    /// The agent went back from `from` to `to` (after `Activated` of `to`). `edit` is the edit
+    /// that built `from`, when one did.
     RolledBack {
         agent: String,
         from: u32,
         to: u32,
         cause: Cause,
+        edit: Option<i64>,
     },
     /// The agent was taken out of routing.
     Quarantined { agent: String, version: Option<u32> },

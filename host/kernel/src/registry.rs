@@ -21,6 +21,27 @@ pub struct Loaded {
     pub prepared: Prepared,
 }
 
+/// Where a version came from, as its record says.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Provenance {
+    /// The version that was active when this one was pushed.
+    pub parent: Option<u32>,
+    /// The digest of the source snapshot it was built from, when it was.
+    pub source: Option<String>,
+    /// The edit that built it, when one did.
+    pub edit: Option<i64>,
+}
+
+impl Provenance {
+    pub fn of(record: &overseer_store::VersionRecord) -> Self {
+        Provenance {
+            parent: record.parent,
+            source: record.source_digest.clone(),
+            edit: record.edit,
+        }
+    }
+}
+
 /// One version of an agent, compiled and ready to instantiate.
 pub struct Version {
     pub agent: String,
@@ -29,8 +50,7 @@ pub struct Version {
     pub manifest: Arc<Manifest>,
     pub resolved: Resolved,
     pub prepared: Prepared,
-    /// The version that was active when this one was pushed.
-    pub parent: Option<u32>,
+    pub provenance: Provenance,
     /// Calls served and failed while this version was active.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
@@ -42,7 +62,7 @@ impl Version {
     pub fn new(
         agent: &str,
         number: u32,
-        parent: Option<u32>,
+        provenance: Provenance,
         loaded: Loaded,
         window: Window,
     ) -> Self {
@@ -53,7 +73,7 @@ impl Version {
             manifest: Arc::new(loaded.manifest),
             resolved: loaded.resolved,
             prepared: loaded.prepared,
-            parent,
+            provenance,
             calls: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             window,

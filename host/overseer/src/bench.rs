@@ -224,8 +224,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         swaps.push(started.elapsed());
     }
     let swap = summarize(&mut swaps);
+    // Back to the version just replaced, named: it is still compiled. (Without a version, a
+    // rollback goes to the newest version judged stable, here the first one, long swapped out.)
+    let previous = kernel
+        .registry
+        .get("echo")
+        .and_then(|slot| slot.active())
+        .and_then(|v| v.provenance.parent);
     let started = Instant::now();
-    kernel.deployer.rollback("echo", None).await?;
+    kernel.deployer.rollback("echo", previous).await?;
     let rollback = started.elapsed();
 
     // MTTR: a version that fails every call goes live behind a 500 ms watch window; measure

@@ -58,4 +58,3 @@ pub(crate) async fn send(request: reqwest::RequestBuilder) -> anyhow::Result<Val
     }
     Ok(value)
 }
-

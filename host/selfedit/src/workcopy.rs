@@ -58,10 +58,15 @@ impl SelfEdit {
             .map(|source| (active, source)))
     }
 
-    /// Make the agent's working copy hold the source of `version`, when it was built from
-    /// source. A failure is logged; the next start repairs it.
-    async fn check_out(&self, agent: &str, version: u32) {
-        match self.version_source(agent, version).await {
+    /// Make the agent's working copy hold the source snapshot `digest` of `version`. A failure
+    /// is logged; the next start repairs it.
+    async fn check_out(&self, agent: &str, version: u32, digest: &str) {
+        let snapshot = match self.kernel().store.source(digest).await {
+            Ok(Some(bytes)) => Snapshot::decode(&bytes).map(Some),
+            Ok(None) => Err(Error::Internal(format!("source {digest} is missing"))),
+            Err(e) => Err(e.into()),
+        };
+        match snapshot {
             Ok(Some(source)) => {
                 let dir = self.working_dir(agent);
                 let written = tokio::task::spawn_blocking(move || source.write_dir(&dir))
@@ -111,20 +116,28 @@ impl Listener for WorkingCopies {
         };
         let selfedit = SelfEdit::from_inner(inner);
         match event {
-            Lifecycle::Activated { agent, version, .. } => {
-                selfedit.check_out(agent, *version).await;
+            Lifecycle::Activated {
+                agent,
+                version,
+                source: Some(digest),
+                ..
+            } => {
+                selfedit.check_out(agent, *version, digest).await;
             }
-            Lifecycle::RolledBack { agent, from, .. } => {
-                match selfedit.kernel().store.edit_of_version(agent, *from).await {
-                    Ok(Some(edit)) if edit.state == EditState::RolledBack => {
-                        selfedit.announce(agent, edit.id).await;
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(agent, version = from, error = %e, "could not read the edit rolled back")
-                    }
+            Lifecycle::RolledBack {
+                agent,
+                edit: Some(id),
+                ..
+            } => match selfedit.kernel().store.edit(agent, *id).await {
+                Ok(Some(edit)) if edit.state == EditState::RolledBack => {
+                    selfedit.announce(agent, edit.id).await;
                 }
-            }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(agent, edit = id, error = %e, "could not read the edit rolled back")
+                }
+            },
+            Lifecycle::Activated { .. } | Lifecycle::RolledBack { .. } => {}
             Lifecycle::Quarantined { .. }
             | Lifecycle::Released { .. }
             | Lifecycle::Retired { .. } => {}

@@ -28,6 +28,7 @@ fn push() -> Activation {
         cause: ActivationCause::Push,
         watch: true,
         judged: None,
+        leaving: None,
     }
 }
 
@@ -179,7 +180,7 @@ pub async fn activation_carries_its_verdict_and_edit_marks(store: &Store) {
     assert_eq!(live.state, EditState::Live, "written with the activation");
     assert_eq!(live.version, Some(2));
     assert_eq!(
-        store.edit_of_version("svc", 2).await.unwrap().map(|e| e.id),
+        store.version("svc", 2).await.unwrap().unwrap().edit,
         Some(edit)
     );
 
@@ -208,6 +209,7 @@ pub async fn activation_carries_its_verdict_and_edit_marks(store: &Store) {
                 cause: ActivationCause::Remediation,
                 watch: false,
                 judged: Some(judged),
+                leaving: Some(edit),
             },
         )
         .await

@@ -45,7 +45,8 @@ pub trait Registry: Send + Sync {
     async fn source(&self, digest: &str) -> Result<Option<Vec<u8>>>;
     /// Record a new version, numbered next for its agent (the agent is created if new), with
     /// its component when `bytes` is given and its source snapshot, and activate it when
-    /// `activation` is given — one transaction. Returns its number.
+    /// `activation` is given — the edit that built it going `live` with it — in one
+    /// transaction. Returns its number.
     async fn insert_version(
         &self,
         version: &NewVersion<'_>,
@@ -53,8 +54,8 @@ pub trait Registry: Send + Sync {
         activation: Option<&Activation>,
     ) -> Result<u32>;
     /// Make an existing version the active one, in one transaction: the activation record,
-    /// the verdict it carries, quarantine lifted, retirement undone, the edit that built the
-    /// version `live`, and, on a rollback, the edit of the version left `rolled-back`.
+    /// the verdict it carries, quarantine lifted, retirement undone, and, on a rollback or a
+    /// remediation, the edit that built the version left (`leaving`) marked `rolled-back`.
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()>;
     /// Record a verdict on a version.
     async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()>;
@@ -130,8 +131,6 @@ pub trait EditStore: Send + Sync {
     async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>>;
     /// An agent's edits, newest first.
     async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>>;
-    /// The edit that produced `version`, if one did.
-    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>>;
     /// Edits a stopped daemon left under way are rejected as `interrupted`; returns how many.
     async fn interrupt_edits(&self) -> Result<u64>;
 }

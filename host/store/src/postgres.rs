@@ -111,6 +111,7 @@ async fn apply_activation(
     agent: &str,
     version: u32,
     activation: &Activation,
+    built_by: Option<i64>,
 ) -> Result<()> {
     let now = ms();
     let previous = lock_agent(tx, agent).await?;
@@ -143,27 +144,27 @@ async fn apply_activation(
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query(
-        "UPDATE edits SET state = 'live', version = $1, message = $2, updated_ms = $3 \
-         WHERE id = (SELECT edit_id FROM versions WHERE agent = $4 AND number = $1) \
-         AND state IN ('applying', 'building', 'checking')",
-    )
-    .bind(int(version))
-    .bind(format!("version {version} is live"))
-    .bind(now)
-    .bind(agent)
-    .execute(&mut **tx)
-    .await?;
+    if let Some(edit) = built_by {
+        sqlx::query(
+            "UPDATE edits SET state = 'live', version = $1, message = $2, updated_ms = $3 \
+             WHERE id = $4 AND state IN ('applying', 'building', 'checking')",
+        )
+        .bind(int(version))
+        .bind(format!("version {version} is live"))
+        .bind(now)
+        .bind(edit)
+        .execute(&mut **tx)
+        .await?;
+    }
     if activation.cause != ActivationCause::Push
-        && let Some(previous) = previous.filter(|p| *p != int(version))
+        && previous.is_some_and(|p| p != int(version))
+        && let Some(edit) = activation.leaving
     {
         sqlx::query(
-            "UPDATE edits SET state = 'rolled-back', updated_ms = $1 \
-             WHERE agent = $2 AND version = $3 AND state = 'live'",
+            "UPDATE edits SET state = 'rolled-back', updated_ms = $1 WHERE id = $2 AND state = 'live'",
         )
         .bind(now)
-        .bind(agent)
-        .bind(previous)
+        .bind(edit)
         .execute(&mut **tx)
         .await?;
     }
@@ -263,7 +264,7 @@ impl Postgres {
         .execute(&mut *tx)
         .await?;
         if let Some(activation) = activation {
-            apply_activation(&mut tx, record.agent, number, activation).await?;
+            apply_activation(&mut tx, record.agent, number, activation, record.edit).await?;
         }
         tx.commit().await?;
         Ok(number)
@@ -368,7 +369,7 @@ impl Registry for Postgres {
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
         retry(|| async move {
             let mut tx = self.pool.begin().await?;
-            apply_activation(&mut tx, agent, version, activation).await?;
+            apply_activation(&mut tx, agent, version, activation, None).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -730,17 +731,6 @@ impl EditStore for Postgres {
         .fetch_all(&self.pool)
         .await?;
         all(rows)
-    }
-
-    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>> {
-        let row: Option<EditRow> = sqlx::query_as(&format!(
-            "{EDIT_COLUMNS} WHERE agent = $1 AND version = $2 ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(agent)
-        .bind(int(version))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(EditRecord::try_from).transpose()
     }
 
     async fn interrupt_edits(&self) -> Result<u64> {

@@ -1,6 +1,7 @@
-//! The SQLite backend: one file in the data directory, WAL journal, a small pool. Its single
-//! writer makes numbering and dedupe race-free; a transaction starts with a write so that it
-//! takes the write lock (and waits for it under the busy timeout) before it reads.
+//! The SQLite backend: one file in the data directory, WAL journal, readers in a small pool and
+//! one writing connection. Its single writer makes numbering and dedupe race-free; a
+//! transaction starts with a write so that it holds the write lock before it reads, should
+//! another process write to the file too.
 
 use std::path::Path;
 use std::str::FromStr;
@@ -25,7 +26,12 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) struct Sqlite {
+    /// Readers: WAL lets them run beside the writer.
     pool: SqlitePool,
+    /// The one connection that writes. SQLite has one writer at a time anyway; queueing
+    /// writes here, rather than on SQLite's busy handler (which sleeps between retries),
+    /// keeps a rollback from waiting milliseconds behind a batch of log lines.
+    writer: SqlitePool,
 }
 
 impl Sqlite {
@@ -39,12 +45,16 @@ impl Sqlite {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .connect_with(options)
             .await?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Sqlite { pool })
+        Ok(Sqlite { pool, writer })
     }
 }
 
@@ -64,6 +74,7 @@ async fn apply_activation(
     agent: &str,
     version: u32,
     activation: &Activation,
+    built_by: Option<i64>,
 ) -> Result<()> {
     let now = ms();
     let previous: Option<i64> = sqlx::query_scalar(
@@ -96,28 +107,27 @@ async fn apply_activation(
         .execute(&mut **tx)
         .await?;
     }
-    sqlx::query(
-        "UPDATE edits SET state = 'live', version = ?, message = ?, updated_ms = ? \
-         WHERE id = (SELECT edit_id FROM versions WHERE agent = ? AND number = ?) \
-         AND state IN ('applying', 'building', 'checking')",
-    )
-    .bind(int(version))
-    .bind(format!("version {version} is live"))
-    .bind(now)
-    .bind(agent)
-    .bind(int(version))
-    .execute(&mut **tx)
-    .await?;
+    if let Some(edit) = built_by {
+        sqlx::query(
+            "UPDATE edits SET state = 'live', version = ?, message = ?, updated_ms = ? \
+             WHERE id = ? AND state IN ('applying', 'building', 'checking')",
+        )
+        .bind(int(version))
+        .bind(format!("version {version} is live"))
+        .bind(now)
+        .bind(edit)
+        .execute(&mut **tx)
+        .await?;
+    }
     if activation.cause != ActivationCause::Push
-        && let Some(previous) = previous.filter(|p| *p != int(version))
+        && previous.is_some_and(|p| p != int(version))
+        && let Some(edit) = activation.leaving
     {
         sqlx::query(
-            "UPDATE edits SET state = 'rolled-back', updated_ms = ? \
-             WHERE agent = ? AND version = ? AND state = 'live'",
+            "UPDATE edits SET state = 'rolled-back', updated_ms = ? WHERE id = ? AND state = 'live'",
         )
         .bind(now)
-        .bind(agent)
-        .bind(previous)
+        .bind(edit)
         .execute(&mut **tx)
         .await?;
     }
@@ -205,7 +215,7 @@ impl Registry for Sqlite {
         bytes: Option<&[u8]>,
         activation: Option<&Activation>,
     ) -> Result<u32> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // A write first: the transaction holds the write lock before it reads the numbers.
         sqlx::query(
             "INSERT INTO agents (name, active_version, created_ms) VALUES (?, NULL, ?) \
@@ -268,28 +278,28 @@ impl Registry for Sqlite {
         .execute(&mut *tx)
         .await?;
         if let Some(activation) = activation {
-            apply_activation(&mut tx, record.agent, number, activation).await?;
+            apply_activation(&mut tx, record.agent, number, activation, record.edit).await?;
         }
         tx.commit().await?;
         Ok(number)
     }
 
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        apply_activation(&mut tx, agent, version, activation).await?;
+        let mut tx = self.writer.begin().await?;
+        apply_activation(&mut tx, agent, version, activation, None).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         write_judgement(&mut tx, agent, judgement).await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn quarantine(&self, agent: &str, judged: Option<&Judgement>) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         sqlx::query(
             "UPDATE agents SET quarantined_ms = COALESCE(quarantined_ms, ?) WHERE name = ?",
         )
@@ -309,7 +319,7 @@ impl Registry for Sqlite {
             "UPDATE agents SET quarantined_ms = NULL WHERE name = ? AND quarantined_ms IS NOT NULL",
         )
         .bind(agent)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -320,7 +330,7 @@ impl Registry for Sqlite {
         )
         .bind(ms())
         .bind(agent)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -330,7 +340,7 @@ impl Registry for Sqlite {
             .bind(fault)
             .bind(agent)
             .bind(int(version))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -340,7 +350,7 @@ impl Registry for Sqlite {
             .bind(int(bytes.len() as u64))
             .bind(bytes)
             .bind(digest)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -398,7 +408,7 @@ impl KvStore for Sqlite {
         if writes.is_empty() && events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for write in writes {
             match &write.value {
                 Some(value) => {
@@ -444,7 +454,7 @@ async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<
 #[async_trait]
 impl EventLog for Sqlite {
     async fn insert_event(&self, event: &NewEvent) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         insert_event(&mut tx, event).await?;
         tx.commit().await?;
         Ok(())
@@ -474,7 +484,7 @@ impl EventLog for Sqlite {
 #[async_trait]
 impl LogStore for Sqlite {
     async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         for line in lines {
             sqlx::query(
                 "INSERT INTO logs (agent, version, level, message, at_ms) VALUES (?, ?, ?, ?, ?)",
@@ -520,13 +530,13 @@ impl AlertStore for Sqlite {
         .bind(alert.message)
         .bind(alert.evidence.to_string())
         .bind(ms())
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         let row: AlertRow = match inserted {
             Some(id) => {
                 sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE id = ?"))
                     .bind(id)
-                    .fetch_one(&self.pool)
+                    .fetch_one(&self.writer)
                     .await?
             }
             None => {
@@ -535,7 +545,7 @@ impl AlertStore for Sqlite {
                 ))
                 .bind(alert.agent)
                 .bind(alert.kind)
-                .fetch_one(&self.pool)
+                .fetch_one(&self.writer)
                 .await?
             }
         };
@@ -572,7 +582,7 @@ impl AlertStore for Sqlite {
         .bind(ms())
         .bind(resolution)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -593,7 +603,7 @@ impl AlertStore for Sqlite {
             .bind(resolution)
             .bind(agent)
             .bind(*kind)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await?;
             ids.extend(resolved);
         }
@@ -618,7 +628,7 @@ impl EditStore for Sqlite {
         .bind(edit.rebased_onto.map(int))
         .bind(now)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?)
     }
 
@@ -636,7 +646,7 @@ impl EditStore for Sqlite {
         .bind(update.version.map(int))
         .bind(ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -662,17 +672,6 @@ impl EditStore for Sqlite {
         all(rows)
     }
 
-    async fn edit_of_version(&self, agent: &str, version: u32) -> Result<Option<EditRecord>> {
-        let row: Option<EditRow> = sqlx::query_as(&format!(
-            "{EDIT_COLUMNS} WHERE agent = ? AND version = ? ORDER BY id DESC LIMIT 1"
-        ))
-        .bind(agent)
-        .bind(int(version))
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(EditRecord::try_from).transpose()
-    }
-
     async fn interrupt_edits(&self) -> Result<u64> {
         let done = sqlx::query(
             "UPDATE edits SET state = 'rejected', stage = COALESCE(stage, state), code = 'interrupted', \
@@ -680,7 +679,7 @@ impl EditStore for Sqlite {
              WHERE state IN ('applying', 'building', 'checking')",
         )
         .bind(ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected())
     }
@@ -700,7 +699,7 @@ impl UsageStore for Sqlite {
         .bind(call.outcome)
         .bind(int(call.ms))
         .bind(ms())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }

@@ -12,8 +12,25 @@ use crate::error::{Error, Result, internal};
 use crate::lifecycle::{Cause, Lifecycle};
 use crate::manifest::Manifest;
 use crate::name::check_name;
-use crate::registry::{Loaded, Version};
+use crate::registry::{Loaded, Provenance, Version};
 use crate::window::Window;
+
+/// An agent as it stood before an activation: its active version and whether it was out of
+/// routing.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Before {
+    pub active: Option<u32>,
+    pub quarantined: bool,
+}
+
+impl Before {
+    pub fn of(record: &overseer_store::AgentRecord) -> Self {
+        Before {
+            active: record.active_version,
+            quarantined: record.quarantined_ms.is_some(),
+        }
+    }
+}
 
 /// The error rate of the newest version older than `number` that its window judged stable:
 /// the baseline a new window is judged against.
@@ -133,7 +150,7 @@ impl Deployer {
         Ok(Arc::new(Version::new(
             &record.agent,
             record.number,
-            record.parent,
+            Provenance::of(record),
             loaded,
             Window::supervised(),
         )))
@@ -146,11 +163,11 @@ impl Deployer {
         &self,
         record: &VersionRecord,
         versions: &[VersionRecord],
+        before: Before,
         activation: Activation,
         cause: Cause,
     ) -> Result<Arc<Version>> {
         let version = self.compiled(record).await?;
-        let previous = self.previous(&record.agent).await?;
         self.store
             .activate(&record.agent, record.number, &activation)
             .await?;
@@ -159,29 +176,31 @@ impl Deployer {
         } else {
             version.supervise();
         }
-        self.go_live(version.clone(), previous, cause).await;
+        self.go_live(version.clone(), before, cause).await;
         Ok(version)
     }
 
-    /// The active version and quarantine of `agent`, as the store has them.
-    pub(super) async fn previous(&self, agent: &str) -> Result<(Option<u32>, bool)> {
-        Ok(match self.store.agent(agent).await? {
-            Some(record) => (record.active_version, record.quarantined_ms.is_some()),
-            None => (None, false),
-        })
+    /// The agent as it stands in the store, before an activation.
+    pub(super) async fn before(&self, agent: &str) -> Result<Before> {
+        Ok(self
+            .store
+            .agent(agent)
+            .await?
+            .map(|record| Before::of(&record))
+            .unwrap_or_default())
     }
 
     /// Make `version` serve, now that the store says it does; tell the listeners.
-    pub(super) async fn go_live(
-        &self,
-        version: Arc<Version>,
-        (previous, was_quarantined): (Option<u32>, bool),
-        cause: Cause,
-    ) {
+    pub(super) async fn go_live(&self, version: Arc<Version>, before: Before, cause: Cause) {
+        let Before {
+            active: previous,
+            quarantined: was_quarantined,
+        } = before;
         let agent = version.agent.clone();
         let number = version.number;
         let watching = version.watching();
-        let (slot, _) = self.registry.activate(version, self.config.keep_compiled);
+        let source = version.provenance.source.clone();
+        let (slot, replaced) = self.registry.activate(version, self.config.keep_compiled);
         slot.set_quarantined(false);
         self.metrics.swap(&agent);
         self.hooks
@@ -191,6 +210,7 @@ impl Deployer {
                 previous,
                 cause,
                 watching,
+                source,
             })
             .await;
         if matches!(cause, Cause::Rollback | Cause::Remediation)
@@ -203,6 +223,9 @@ impl Deployer {
                     from,
                     to: number,
                     cause,
+                    edit: replaced
+                        .filter(|v| v.number == from)
+                        .and_then(|v| v.provenance.edit),
                 })
                 .await;
         }

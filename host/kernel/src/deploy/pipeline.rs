@@ -11,13 +11,13 @@ use overseer_store::{
     Activation, ActivationCause, Check, NewVersion, RejectedAt, VersionRecord, VersionState,
 };
 
-use super::activation::{baseline, manifest_of};
+use super::activation::{Before, baseline, manifest_of};
 use super::{Deployed, Deployer, Push, imports};
 use crate::error::{Error, Result, internal};
 use crate::lifecycle::Cause;
 use crate::manifest::{Manifest, Resolved};
 use crate::name::check_name;
-use crate::registry::{Loaded, Version};
+use crate::registry::{Loaded, Provenance, Version};
 use crate::window::Window;
 
 /// Where and why a candidate failed: stage, stable code, reason.
@@ -36,7 +36,8 @@ impl Deployer {
         let agent = push.agent.as_str();
         check_name(agent)?;
         let _deploying = self.locks.deploy(agent).await;
-        let (active, quarantined) = self.previous(agent).await?;
+        let before = self.before(agent).await?;
+        let active = before.active;
         let versions = self.store.versions(agent).await?;
         let manifest = match push.manifest.clone() {
             Some(m) => m,
@@ -57,9 +58,7 @@ impl Deployer {
                 && (source_digest.is_none() || v.source_digest == source_digest)
         });
         if let Some(same) = same {
-            return self
-                .push_again(&push, same, &versions, active, quarantined)
-                .await;
+            return self.push_again(&push, same, &versions, before).await;
         }
 
         let mut checks = Vec::new();
@@ -128,15 +127,21 @@ impl Deployer {
                     cause: ActivationCause::Push,
                     watch: true,
                     judged,
+                    leaving: None,
                 }),
             )
             .await?;
         let imported = imports(&prepared, &manifest);
         let window = Window::open(0, 0, baseline(&versions, number));
+        let provenance = Provenance {
+            parent: active,
+            source: source_digest,
+            edit: push.edit,
+        };
         let version = Arc::new(Version::new(
             agent,
             number,
-            active,
+            provenance,
             Loaded {
                 manifest,
                 resolved,
@@ -144,8 +149,7 @@ impl Deployer {
             },
             window,
         ));
-        self.go_live(version, (active, quarantined), Cause::Push)
-            .await;
+        self.go_live(version, before, Cause::Push).await;
         tracing::info!(agent, version = number, digest = %digest, origin = %push.origin, "version live");
         Ok(Deployed {
             agent: agent.to_string(),
@@ -165,10 +169,10 @@ impl Deployer {
         push: &Push,
         same: &VersionRecord,
         versions: &[VersionRecord],
-        active: Option<u32>,
-        quarantined: bool,
+        before: Before,
     ) -> Result<Deployed> {
         let agent = push.agent.as_str();
+        let (active, quarantined) = (before.active, before.quarantined);
         if same.state == VersionState::Rejected {
             return Err(Error::Rejected {
                 version: same.number,
@@ -250,10 +254,12 @@ impl Deployer {
         self.activate_existing(
             same,
             versions,
+            before,
             Activation {
                 cause: ActivationCause::Push,
                 watch: true,
                 judged,
+                leaving: None,
             },
             Cause::Push,
         )

@@ -13,6 +13,7 @@
 
 use overseer_store::{Activation, ActivationCause, Judgement, VersionRecord, now_ms};
 
+use super::activation::Before;
 use super::pipeline::judgement;
 use super::{Deployed, Deployer, imports};
 use crate::error::{Error, Result};
@@ -140,10 +141,12 @@ impl Deployer {
             self.activate_existing(
                 target,
                 &versions,
+                Before::of(&record),
                 Activation {
                     cause: ActivationCause::Rollback,
                     watch: false,
                     judged,
+                    leaving: edit_of(&versions, record.active_version),
                 },
                 Cause::Rollback,
             )
@@ -208,9 +211,16 @@ impl Deployer {
             cause: ActivationCause::Remediation,
             watch: false,
             judged,
+            leaving: edit_of(&versions, Some(from)),
         };
         match self
-            .activate_existing(target, &versions, activation.clone(), Cause::Remediation)
+            .activate_existing(
+                target,
+                &versions,
+                Before::of(&record),
+                activation.clone(),
+                Cause::Remediation,
+            )
             .await
         {
             Ok(_) => {
@@ -241,6 +251,14 @@ impl Deployer {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The edit that built `version`, when one did.
+fn edit_of(versions: &[VersionRecord], version: Option<u32>) -> Option<i64> {
+    versions
+        .iter()
+        .find(|v| Some(v.number) == version)
+        .and_then(|v| v.edit)
 }
 
 /// A version condemned but kept serving (out of routing) was not rolled back: it `failed`.

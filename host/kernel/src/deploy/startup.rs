@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::Deployer;
 use crate::error::{Error, Result};
 use crate::lifecycle::Cause;
-use crate::registry::Version;
+use crate::registry::{Provenance, Version};
 use crate::window::Window;
 
 impl Deployer {
@@ -44,7 +44,7 @@ impl Deployer {
             let version = Arc::new(Version::new(
                 &agent.name,
                 number,
-                record.parent,
+                Provenance::of(&record),
                 loaded,
                 window,
             ));
@@ -60,6 +60,7 @@ impl Deployer {
                     previous: None,
                     cause: Cause::Start,
                     watching: version.watching(),
+                    source: record.source_digest.clone(),
                 })
                 .await;
             tracing::info!(agent = agent.name, version = number, quarantined, "loaded");

@@ -96,7 +96,13 @@ impl Supervisor {
                     problem,
                     "health check failed"
                 );
-                if failed == threshold {
+                // An agent out of routing waits for a person: remediating it again would only
+                // quarantine it again.
+                let quarantined = self
+                    .registry
+                    .get(agent)
+                    .is_some_and(|slot| slot.quarantined());
+                if failed == threshold && !quarantined {
                     let evidence = json!({
                         "version": version.number,
                         "consecutive_failures": failed,

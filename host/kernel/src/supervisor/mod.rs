@@ -29,7 +29,7 @@
 mod health;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -48,7 +48,6 @@ use crate::registry::{Registry, Slot, Version};
 use crate::window::{Reading, Seen};
 
 /// Supervision of one agent.
-#[derive(Default)]
 struct Watch {
     /// When recent calls of the supervised version failed.
     failures: Mutex<VecDeque<Instant>>,
@@ -58,6 +57,28 @@ struct Watch {
     health_failures: AtomicU32,
     /// The agent's health loop.
     health: Mutex<Option<JoinHandle<()>>>,
+    /// Whether a `quarantine` alert of the agent may be open: [`UNKNOWN`], [`OPEN`] or
+    /// [`NONE`]. Spares a push the write that resolves alerts when none can be open.
+    quarantine_alert: AtomicU8,
+}
+
+/// Nothing known of the agent's `quarantine` alerts (as after a start).
+const UNKNOWN: u8 = 0;
+/// The supervisor opened a `quarantine` alert of the agent.
+const OPEN: u8 = 1;
+/// The agent's `quarantine` alerts are resolved.
+const NONE: u8 = 2;
+
+impl Default for Watch {
+    fn default() -> Self {
+        Watch {
+            failures: Mutex::default(),
+            remediating: AtomicBool::default(),
+            health_failures: AtomicU32::default(),
+            health: Mutex::default(),
+            quarantine_alert: AtomicU8::new(UNKNOWN),
+        }
+    }
 }
 
 impl Watch {
@@ -236,6 +257,7 @@ impl Supervisor {
                     .await?;
             }
             RollbackOutcome::NoTarget => {
+                watch.quarantine_alert.store(OPEN, Ordering::Release);
                 self.alerts
                     .raise(
                         agent,
@@ -308,7 +330,13 @@ impl Supervisor {
                 .raise(agent, kind, "high", &message, evidence.clone())
                 .await?;
         }
-        match self.deployer.remediate(agent, from, None).await? {
+        let outcome = self.deployer.remediate(agent, from, None).await?;
+        if outcome != RollbackOutcome::NotActive {
+            self.watch(agent)
+                .quarantine_alert
+                .store(OPEN, Ordering::Release);
+        }
+        match outcome {
             RollbackOutcome::RolledBack { from, to } => {
                 self.metrics.quarantine(agent);
                 self.alerts
@@ -393,7 +421,9 @@ impl Listener for Supervisor {
                 }
             }
             Lifecycle::Released { agent, how } => {
-                self.watch(agent).reset();
+                let watch = self.watch(agent);
+                watch.reset();
+                watch.quarantine_alert.store(NONE, Ordering::Release);
                 self.alerts.resolve(agent, &[QUARANTINE], how).await
             }
             Lifecycle::Retired { agent } => {

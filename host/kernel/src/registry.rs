@@ -6,6 +6,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use overseer_sandbox::{Event, Prepared};
@@ -89,26 +90,38 @@ impl Version {
             self.failures.load(Ordering::Acquire)
         };
         self.window
-            .see(calls, failures, &self.resolved.policy, false)
+            .see(calls, failures, &self.resolved.policy, None)
     }
 
-    /// The window's deadline passed: close it if it is still open.
-    pub fn close_window(&self) -> Seen {
+    /// When its open window was opened (the name of that window for the timer that closes
+    /// it).
+    pub fn window_opened(&self) -> Option<Instant> {
+        self.window.opened()
+    }
+
+    /// The deadline of the window opened at `opened` passed: close it if it is still the
+    /// open one.
+    pub fn close_window(&self, opened: Instant) -> Seen {
         self.window.see(
             self.calls.load(Ordering::Acquire),
             self.failures.load(Ordering::Acquire),
             &self.resolved.policy,
-            true,
+            Some(opened),
         )
     }
 
-    /// Judge the version on its window so far, as another replaces it.
-    pub fn supersede(&self) -> Option<Reading> {
-        self.window.supersede(
+    /// What its window would conclude if it were replaced now; changes nothing.
+    pub fn superseded(&self) -> Option<Reading> {
+        self.window.superseded(
             self.calls.load(Ordering::Acquire),
             self.failures.load(Ordering::Acquire),
             &self.resolved.policy,
         )
+    }
+
+    /// Close its window with `verdict`, once the store holds it.
+    pub fn settle(&self, verdict: overseer_store::Verdict) {
+        self.window.settle(verdict);
     }
 
     /// Whether its watch window is open.

@@ -149,9 +149,24 @@ impl Window {
         matches!(*self.phase(), Phase::Watching { .. })
     }
 
+    /// When the open window was opened; it names the window for a timer that closes it.
+    pub fn opened(&self) -> Option<Instant> {
+        match &*self.phase() {
+            Phase::Watching { opened, .. } => Some(*opened),
+            Phase::Supervised | Phase::Condemned => None,
+        }
+    }
+
     /// Account for the version's counters now standing at `calls` and `failures`.
-    /// `deadline_passed` closes the window by time.
-    pub fn see(&self, calls: u64, failures: u64, policy: &Policy, deadline_passed: bool) -> Seen {
+    /// `deadline` closes the window by time — the window opened at that instant, not one
+    /// opened since.
+    pub fn see(
+        &self,
+        calls: u64,
+        failures: u64,
+        policy: &Policy,
+        deadline: Option<Instant>,
+    ) -> Seen {
         let mut phase = self.phase();
         let (opened, calls_before, failures_before, baseline) = match &*phase {
             Phase::Supervised => return Seen::Supervised,
@@ -163,6 +178,7 @@ impl Window {
                 baseline,
             } => (*opened, *calls_before, *failures_before, *baseline),
         };
+        let deadline_passed = deadline == Some(opened);
         let calls = calls.saturating_sub(calls_before);
         let failures = failures.saturating_sub(failures_before);
         let closing = deadline_passed
@@ -191,11 +207,11 @@ impl Window {
         })
     }
 
-    /// The version is replaced before its window closed: judge what the window saw. A clear
-    /// failure is `Failed`, too few calls `Superseded`, otherwise `Stable`. `None` when no
-    /// window was open.
-    pub fn supersede(&self, calls: u64, failures: u64, policy: &Policy) -> Option<Reading> {
-        let mut phase = self.phase();
+    /// What the window would conclude if the version were replaced now: a clear failure is
+    /// `Failed`, too few calls `Superseded`, otherwise `Stable`; `None` when no window is
+    /// open. Changes nothing: the store records the verdict first, then [`Window::settle`].
+    pub fn superseded(&self, calls: u64, failures: u64, policy: &Policy) -> Option<Reading> {
+        let phase = self.phase();
         let Phase::Watching {
             calls_before,
             failures_before,
@@ -222,11 +238,6 @@ impl Window {
             Some(Verdict::Stable) => Verdict::Stable,
             _ => Verdict::Superseded,
         };
-        *phase = if verdict.condemns() {
-            Phase::Condemned
-        } else {
-            Phase::Supervised
-        };
         Some(Reading {
             verdict,
             calls,
@@ -242,6 +253,16 @@ impl Window {
             calls_before: calls,
             failures_before: failures,
             baseline,
+        };
+    }
+
+    /// Close the window with `verdict`, now that the store holds it: a condemning verdict
+    /// leaves the version's failures to the rollback under way, any other to supervision.
+    pub fn settle(&self, verdict: Verdict) {
+        *self.phase() = if verdict.condemns() {
+            Phase::Condemned
+        } else {
+            Phase::Supervised
         };
     }
 
@@ -289,27 +310,27 @@ mod tests {
     #[test]
     fn exactly_one_caller_sees_the_verdict() {
         let window = Window::open(100, 7, None);
-        assert_eq!(window.see(103, 10, &policy(), false), Seen::Watching);
-        let Seen::Closed(reading) = window.see(105, 12, &policy(), false) else {
+        assert_eq!(window.see(103, 10, &policy(), None), Seen::Watching);
+        let Seen::Closed(reading) = window.see(105, 12, &policy(), None) else {
             panic!("5 of 5 failed");
         };
         assert_eq!(reading.verdict, Verdict::RolledBack);
         assert_eq!((reading.calls, reading.failures), (5, 5));
-        assert_eq!(window.see(106, 13, &policy(), false), Seen::Condemned);
-        assert_eq!(window.see(106, 13, &policy(), true), Seen::Condemned);
+        assert_eq!(window.see(106, 13, &policy(), None), Seen::Condemned);
         window.supervise();
-        assert_eq!(window.see(107, 14, &policy(), false), Seen::Supervised);
+        assert_eq!(window.see(107, 14, &policy(), None), Seen::Supervised);
     }
 
     #[test]
     fn a_window_closes_by_calls_or_by_time() {
         let window = Window::open(0, 0, Some(0.0));
-        let Seen::Closed(reading) = window.see(10, 1, &policy(), false) else {
+        let Seen::Closed(reading) = window.see(10, 1, &policy(), None) else {
             panic!("10 calls close the window");
         };
         assert_eq!(reading.verdict, Verdict::Stable);
         let window = Window::open(0, 0, None);
-        let Seen::Closed(reading) = window.see(1, 0, &policy(), true) else {
+        let opened = window.opened();
+        let Seen::Closed(reading) = window.see(1, 0, &policy(), opened) else {
             panic!("the deadline closes the window");
         };
         assert_eq!(reading.verdict, Verdict::Inconclusive);
@@ -317,22 +338,39 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_closes_only_the_window_it_was_set_for() {
+        let window = Window::open(0, 0, None);
+        let first = window.opened();
+        window.reopen(0, 0, None);
+        assert_ne!(window.opened(), first);
+        assert_eq!(window.see(1, 0, &policy(), first), Seen::Watching);
+        assert!(matches!(
+            window.see(1, 0, &policy(), window.opened()),
+            Seen::Closed(_)
+        ));
+    }
+
+    #[test]
     fn a_replaced_version_is_judged_on_what_its_window_saw() {
         let failing = Window::open(0, 0, Some(0.0));
-        let reading = failing.supersede(6, 6, &policy()).unwrap();
+        let reading = failing.superseded(6, 6, &policy()).unwrap();
         assert_eq!(reading.verdict, Verdict::Failed);
-        assert_eq!(failing.see(7, 7, &policy(), false), Seen::Condemned);
+        assert!(
+            failing.watching(),
+            "nothing changes before the store says so"
+        );
+        failing.settle(reading.verdict);
+        assert_eq!(failing.see(7, 7, &policy(), None), Seen::Condemned);
         let young = Window::open(0, 0, None);
         assert_eq!(
-            young.supersede(3, 3, &policy()).unwrap().verdict,
+            young.superseded(3, 3, &policy()).unwrap().verdict,
             Verdict::Superseded
         );
         let fine = Window::open(0, 0, None);
-        assert_eq!(
-            fine.supersede(6, 0, &policy()).unwrap().verdict,
-            Verdict::Stable
-        );
-        assert!(fine.supersede(6, 0, &policy()).is_none(), "judged once");
-        assert!(Window::supervised().supersede(1, 1, &policy()).is_none());
+        let reading = fine.superseded(6, 0, &policy()).unwrap();
+        assert_eq!(reading.verdict, Verdict::Stable);
+        fine.settle(reading.verdict);
+        assert!(fine.superseded(6, 0, &policy()).is_none(), "judged once");
+        assert!(Window::supervised().superseded(1, 1, &policy()).is_none());
     }
 }

@@ -350,13 +350,19 @@ impl SelfEdit {
             source: Some(SourceBlob { digest, bytes }),
         };
         let update = match kernel.deployer.push(push).await {
-            // A new version: the store marked the edit live with its activation.
-            Ok(deployed) if deployed.created => None,
-            Ok(deployed) => Some(EditUpdate {
-                message: Some(deployed.message),
-                version: Some(deployed.version),
-                ..EditUpdate::state(EditState::Live)
-            }),
+            Ok(deployed) => {
+                // An activation marked the edit live in its transaction; a build that matched
+                // the version already serving activated nothing.
+                let marked = store
+                    .edit(agent, id)
+                    .await?
+                    .is_some_and(|e| !e.state.running());
+                (!marked).then(|| EditUpdate {
+                    message: Some(deployed.message),
+                    version: Some(deployed.version),
+                    ..EditUpdate::state(EditState::Live)
+                })
+            }
             Err(overseer_kernel::Error::Rejected {
                 version,
                 stage,
@@ -423,8 +429,9 @@ impl SelfEdit {
         }
     }
 
-    /// An edit as recorded. A finished edit is answered once its deploy is over, so that an
-    /// edit seen `live` is also serving.
+    /// An edit as recorded. An edit the store says is `live` while its version does not
+    /// serve yet (the deploy that wrote it is between its commit and its swap) is answered
+    /// once that deploy is over, so that an edit seen `live` is also serving.
     pub async fn edit(&self, agent: &str, id: i64) -> Result<EditRecord> {
         let edit = self
             .kernel()
@@ -432,7 +439,13 @@ impl SelfEdit {
             .edit(agent, id)
             .await?
             .ok_or(Error::EditNotFound(id))?;
-        if !edit.state.running() {
+        let serving = self
+            .kernel()
+            .registry
+            .get(agent)
+            .and_then(|slot| slot.active())
+            .map(|v| v.number);
+        if edit.state == EditState::Live && edit.version.is_some() && edit.version != serving {
             self.kernel().deployer.settled(agent).await;
         }
         Ok(edit)

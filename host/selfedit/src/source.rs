@@ -227,7 +227,20 @@ impl overseer_sandbox::Source for AgentSourceAccess {
     async fn outcome(&self, agent: &str, id: u64) -> Result<EditOutcome, GuestError> {
         check_name(agent).map_err(|e| to_guest(e.into()))?;
         let id = i64::try_from(id).map_err(|_| to_guest(Error::EditNotFound(-1)))?;
-        let edit = self.selfedit()?.edit(agent, id).await.map_err(to_guest)?;
+        let selfedit = self.selfedit()?;
+        // A shadow run may be part of a deploy holding the deploy lock: it reads the store
+        // as it is rather than wait for a deploy to settle.
+        let edit = if self.shadow {
+            selfedit
+                .kernel()
+                .store
+                .edit(agent, id)
+                .await
+                .map_err(|e| to_guest(e.into()))?
+                .ok_or_else(|| to_guest(Error::EditNotFound(id)))?
+        } else {
+            selfedit.edit(agent, id).await.map_err(to_guest)?
+        };
         Ok(EditOutcome {
             id: edit.id as u64,
             agent: edit.agent,

@@ -28,7 +28,7 @@ fn push() -> Activation {
         cause: ActivationCause::Push,
         watch: true,
         judged: None,
-        leaving: None,
+        edit: None,
     }
 }
 
@@ -209,7 +209,7 @@ pub async fn activation_carries_its_verdict_and_edit_marks(store: &Store) {
                 cause: ActivationCause::Remediation,
                 watch: false,
                 judged: Some(judged),
-                leaving: Some(edit),
+                edit: None,
             },
         )
         .await
@@ -237,11 +237,61 @@ pub async fn activation_carries_its_verdict_and_edit_marks(store: &Store) {
     assert_eq!(history[0].cause, ActivationCause::Remediation);
     assert_eq!(history[2].previous, None);
 
-    // A watched re-activation clears the verdict until its window closes.
-    store.activate("svc", 2, &push()).await.unwrap();
+    // A watched re-activation clears the verdict until its window closes; an edit whose build
+    // matched v2 goes live with it, and leaves with it on a rollback.
+    let rebuilt = store
+        .insert_edit(&NewEdit {
+            agent: "svc",
+            base_version: Some(1),
+            proposer: "api",
+            by_agent: false,
+            reason: "again",
+            diff: "--- a\n+++ b\n",
+            rebased_onto: None,
+        })
+        .await
+        .unwrap();
+    store
+        .activate(
+            "svc",
+            2,
+            &Activation {
+                edit: Some(rebuilt),
+                ..push()
+            },
+        )
+        .await
+        .unwrap();
     assert_eq!(
         store.version("svc", 2).await.unwrap().unwrap().verdict,
         None
+    );
+    let rebuilt_edit = store.edit("svc", rebuilt).await.unwrap().unwrap();
+    assert_eq!(
+        (rebuilt_edit.state, rebuilt_edit.version),
+        (EditState::Live, Some(2))
+    );
+    store
+        .activate(
+            "svc",
+            1,
+            &Activation {
+                cause: ActivationCause::Rollback,
+                watch: false,
+                judged: None,
+                edit: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store.edit("svc", rebuilt).await.unwrap().unwrap().state,
+        EditState::RolledBack
+    );
+    store.activate("svc", 2, &push()).await.unwrap();
+    assert!(
+        store.activate("ghost", 1, &push()).await.is_err(),
+        "no agent, no activation"
     );
 
     store.retire("svc").await.unwrap();

@@ -54,8 +54,8 @@ pub trait Registry: Send + Sync {
         activation: Option<&Activation>,
     ) -> Result<u32>;
     /// Make an existing version the active one, in one transaction: the activation record,
-    /// the verdict it carries, quarantine lifted, retirement undone, and, on a rollback or a
-    /// remediation, the edit that built the version left (`leaving`) marked `rolled-back`.
+    /// the verdict it carries, quarantine lifted, retirement undone, the edit it names `live`,
+    /// and, on a rollback or a remediation, the live edits of the version left `rolled-back`.
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()>;
     /// Record a verdict on a version.
     async fn judge(&self, agent: &str, judgement: &Judgement) -> Result<()>;

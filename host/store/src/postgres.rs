@@ -24,6 +24,9 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Log lines written by one statement: five binds each, well within PostgreSQL's 65535.
+const LOG_ROWS: usize = 1000;
+
 /// Attempts of a transaction that keeps losing races before the caller is told.
 const ATTEMPTS: u32 = 8;
 
@@ -96,14 +99,15 @@ impl Backend for Postgres {
     }
 }
 
-/// Lock the agent's row for the rest of `tx`; answers its active version.
+/// Lock the agent's row for the rest of `tx`; answers its active version. An agent that is
+/// not there is `RowNotFound`, as SQLite's activation answers.
 async fn lock_agent(tx: &mut Transaction<'_, Db>, agent: &str) -> Result<Option<i64>> {
-    let active: Option<Option<i64>> =
+    let active: Option<i64> =
         sqlx::query_scalar("SELECT active_version FROM agents WHERE name = $1 FOR UPDATE")
             .bind(agent)
-            .fetch_optional(&mut **tx)
+            .fetch_one(&mut **tx)
             .await?;
-    Ok(active.flatten())
+    Ok(active)
 }
 
 async fn apply_activation(
@@ -157,14 +161,15 @@ async fn apply_activation(
         .await?;
     }
     if activation.cause != ActivationCause::Push
-        && previous.is_some_and(|p| p != int(version))
-        && let Some(edit) = activation.leaving
+        && let Some(previous) = previous.filter(|p| *p != int(version))
     {
         sqlx::query(
-            "UPDATE edits SET state = 'rolled-back', updated_ms = $1 WHERE id = $2 AND state = 'live'",
+            "UPDATE edits SET state = 'rolled-back', updated_ms = $1 \
+             WHERE agent = $2 AND version = $3 AND state = 'live'",
         )
         .bind(now)
-        .bind(edit)
+        .bind(agent)
+        .bind(previous)
         .execute(&mut **tx)
         .await?;
     }
@@ -369,7 +374,7 @@ impl Registry for Postgres {
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
         retry(|| async move {
             let mut tx = self.pool.begin().await?;
-            apply_activation(&mut tx, agent, version, activation, None).await?;
+            apply_activation(&mut tx, agent, version, activation, activation.edit).await?;
             tx.commit().await?;
             Ok(())
         })
@@ -579,20 +584,22 @@ impl EventLog for Postgres {
 #[async_trait]
 impl LogStore for Postgres {
     async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        for line in lines {
-            sqlx::query(
-                "INSERT INTO logs (agent, version, level, message, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        // One statement per batch, rather than a round trip per line.
+        for batch in lines.chunks(LOG_ROWS) {
+            sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO logs (agent, version, level, message, at_ms) ",
             )
-            .bind(&line.agent)
-            .bind(line.version.map(int))
-            .bind(line.level)
-            .bind(text(&line.message))
-            .bind(int(line.at_ms))
-            .execute(&mut *tx)
+            .push_values(batch, |mut row, line| {
+                row.push_bind(&line.agent)
+                    .push_bind(line.version.map(int))
+                    .push_bind(line.level)
+                    .push_bind(text(&line.message).into_owned())
+                    .push_bind(int(line.at_ms));
+            })
+            .build()
+            .execute(&self.pool)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 

@@ -244,9 +244,9 @@ pub struct Activation {
     pub watch: bool,
     /// A verdict on the version being replaced (or on another), written with the activation.
     pub judged: Option<Judgement>,
-    /// The edit that built the version being replaced: on a rollback or a remediation it is
-    /// marked `rolled-back` with the activation.
-    pub leaving: Option<i64>,
+    /// The edit whose build this activation puts live (its bytes matched a version that
+    /// already existed): it goes `live` with the activation.
+    pub edit: Option<i64>,
 }
 
 /// One activation, as recorded: which version, the one it replaced, why and when.

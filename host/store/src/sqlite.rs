@@ -22,6 +22,9 @@ use crate::{
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// Log lines written by one statement: five binds each, well within SQLite's 32766.
+const LOG_ROWS: usize = 1000;
+
 /// How long a statement waits for another connection's write lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -120,14 +123,15 @@ async fn apply_activation(
         .await?;
     }
     if activation.cause != ActivationCause::Push
-        && previous.is_some_and(|p| p != int(version))
-        && let Some(edit) = activation.leaving
+        && let Some(previous) = previous.filter(|p| *p != int(version))
     {
         sqlx::query(
-            "UPDATE edits SET state = 'rolled-back', updated_ms = ? WHERE id = ? AND state = 'live'",
+            "UPDATE edits SET state = 'rolled-back', updated_ms = ? \
+             WHERE agent = ? AND version = ? AND state = 'live'",
         )
         .bind(now)
-        .bind(edit)
+        .bind(agent)
+        .bind(previous)
         .execute(&mut **tx)
         .await?;
     }
@@ -286,7 +290,7 @@ impl Registry for Sqlite {
 
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        apply_activation(&mut tx, agent, version, activation, None).await?;
+        apply_activation(&mut tx, agent, version, activation, activation.edit).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -484,20 +488,22 @@ impl EventLog for Sqlite {
 #[async_trait]
 impl LogStore for Sqlite {
     async fn insert_logs(&self, lines: &[LogLine]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        for line in lines {
-            sqlx::query(
-                "INSERT INTO logs (agent, version, level, message, at_ms) VALUES (?, ?, ?, ?, ?)",
+        // One statement per batch: the writer is free again sooner.
+        for batch in lines.chunks(LOG_ROWS) {
+            sqlx::QueryBuilder::<Db>::new(
+                "INSERT INTO logs (agent, version, level, message, at_ms) ",
             )
-            .bind(&line.agent)
-            .bind(line.version.map(int))
-            .bind(line.level)
-            .bind(&line.message)
-            .bind(int(line.at_ms))
-            .execute(&mut *tx)
+            .push_values(batch, |mut row, line| {
+                row.push_bind(&line.agent)
+                    .push_bind(line.version.map(int))
+                    .push_bind(line.level)
+                    .push_bind(&line.message)
+                    .push_bind(int(line.at_ms));
+            })
+            .build()
+            .execute(&self.writer)
             .await?;
         }
-        tx.commit().await?;
         Ok(())
     }
 
@@ -517,8 +523,9 @@ impl LogStore for Sqlite {
 #[async_trait]
 impl AlertStore for Sqlite {
     async fn open_alert(&self, alert: &NewAlert<'_>) -> Result<(AlertRecord, bool)> {
-        // One statement, so the busy timeout applies; the partial unique index keeps a second
-        // open alert of the same agent and kind out.
+        // The partial unique index keeps a second open alert of the same agent and kind out;
+        // the transaction keeps the one it collided with open until it is read.
+        let mut tx = self.writer.begin().await?;
         let inserted: Option<i64> = sqlx::query_scalar(
             "INSERT INTO alerts (agent, kind, priority, message, evidence, opened_ms) \
              VALUES (?, ?, ?, ?, ?, ?) \
@@ -530,13 +537,13 @@ impl AlertStore for Sqlite {
         .bind(alert.message)
         .bind(alert.evidence.to_string())
         .bind(ms())
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
         let row: AlertRow = match inserted {
             Some(id) => {
                 sqlx::query_as(&format!("{ALERT_COLUMNS} WHERE id = ?"))
                     .bind(id)
-                    .fetch_one(&self.writer)
+                    .fetch_one(&mut *tx)
                     .await?
             }
             None => {
@@ -545,10 +552,11 @@ impl AlertStore for Sqlite {
                 ))
                 .bind(alert.agent)
                 .bind(alert.kind)
-                .fetch_one(&self.writer)
+                .fetch_one(&mut *tx)
                 .await?
             }
         };
+        tx.commit().await?;
         Ok((row.into(), inserted.is_some()))
     }
 

@@ -171,6 +171,7 @@ impl Deployer {
         self.store
             .activate(&record.agent, record.number, &activation)
             .await?;
+        self.settle(&record.agent, activation.judged.as_ref());
         if activation.watch {
             version.reopen_window(baseline(versions, record.number));
         } else {
@@ -178,6 +179,55 @@ impl Deployer {
         }
         self.go_live(version.clone(), before, cause).await;
         Ok(version)
+    }
+
+    /// What the store now holds of the version being replaced, its window holds too.
+    pub(super) fn settle(&self, agent: &str, judged: Option<&overseer_store::Judgement>) {
+        if let Some(judged) = judged
+            && let Some(leaving) = self
+                .registry
+                .get(agent)
+                .and_then(|slot| slot.active())
+                .filter(|v| v.number == judged.version)
+        {
+            leaving.settle(judged.verdict);
+        }
+    }
+
+    /// What the window of the version serving `agent` would conclude were it replaced now
+    /// (unless it is `except`), as the store records it.
+    pub(super) fn replacing(
+        &self,
+        agent: &str,
+        except: Option<u32>,
+    ) -> Option<overseer_store::Judgement> {
+        let serving = self.registry.get(agent).and_then(|slot| slot.active())?;
+        if Some(serving.number) == except {
+            return None;
+        }
+        let reading = serving.superseded()?;
+        Some(super::pipeline::judgement(&serving, reading))
+    }
+
+    /// A person takes responsibility for `version`: supervision watches it from now on, and,
+    /// when its window was still open, the store says so, so that a restart does not open it
+    /// again.
+    pub(super) async fn take_over(&self, version: &Version) -> Result<()> {
+        if let Some(reading) = version.superseded() {
+            let judgement = overseer_store::Judgement {
+                version: version.number,
+                verdict: overseer_store::Verdict::Inconclusive,
+                detail: format!(
+                    "taken over by a person inside its watch window ({})",
+                    reading.detail(&version.resolved.policy)
+                ),
+                calls: reading.calls,
+                failures: reading.failures,
+            };
+            self.store.judge(&version.agent, &judgement).await?;
+        }
+        version.supervise();
+        Ok(())
     }
 
     /// The agent as it stands in the store, before an activation.
@@ -264,7 +314,7 @@ impl Deployer {
         if let Some(slot) = self.registry.get(agent) {
             slot.set_quarantined(false);
             if let Some(active) = slot.active() {
-                active.supervise();
+                self.take_over(&active).await?;
             }
         }
         self.hooks

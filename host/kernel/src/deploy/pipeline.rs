@@ -99,11 +99,12 @@ impl Deployer {
         }
 
         // The version it replaces is judged on what its window saw, in the same transaction.
-        let slot = self.registry.get(agent);
-        let replaced = slot.as_ref().and_then(|s| s.active());
-        let judged = replaced
-            .as_ref()
-            .and_then(|v| v.supersede().map(|r| judgement(v, r)));
+        let activation = Activation {
+            cause: ActivationCause::Push,
+            watch: true,
+            judged: self.replacing(agent, None),
+            edit: None,
+        };
         let number = self
             .store
             .insert_version(
@@ -123,14 +124,10 @@ impl Deployer {
                         .map(|s| (s.digest.as_str(), s.bytes.as_slice())),
                 },
                 Some(&push.bytes),
-                Some(&Activation {
-                    cause: ActivationCause::Push,
-                    watch: true,
-                    judged,
-                    leaving: None,
-                }),
+                Some(&activation),
             )
             .await?;
+        self.settle(agent, activation.judged.as_ref());
         let imported = imports(&prepared, &manifest);
         let window = Window::open(0, 0, baseline(&versions, number));
         let provenance = Provenance {
@@ -245,11 +242,7 @@ impl Deployer {
                 message,
             });
         }
-        let replaced = self.registry.get(agent).and_then(|s| s.active());
-        let judged = replaced
-            .as_ref()
-            .filter(|v| v.number != same.number)
-            .and_then(|v| v.supersede().map(|r| judgement(v, r)));
+        let judged = self.replacing(agent, Some(same.number));
         let imported = imports(&loaded.prepared, &loaded.manifest);
         self.activate_existing(
             same,
@@ -259,7 +252,7 @@ impl Deployer {
                 cause: ActivationCause::Push,
                 watch: true,
                 judged,
-                leaving: None,
+                edit: push.edit,
             },
             Cause::Push,
         )

@@ -11,10 +11,9 @@
 //!
 //! A person may still name any servable version (`rollback --to N`), a condemned one included.
 
-use overseer_store::{Activation, ActivationCause, Judgement, VersionRecord, now_ms};
+use overseer_store::{Activation, ActivationCause, Judgement, Verdict, VersionRecord, now_ms};
 
 use super::activation::Before;
-use super::pipeline::judgement;
 use super::{Deployed, Deployer, imports};
 use crate::error::{Error, Result};
 use crate::lifecycle::{Cause, Lifecycle};
@@ -131,13 +130,9 @@ impl Deployer {
                     })
                     .await;
             }
-            version.supervise();
+            self.take_over(&version).await?;
             version
         } else {
-            let leaving = self.registry.get(agent).and_then(|s| s.active());
-            let judged = leaving
-                .as_ref()
-                .and_then(|v| v.supersede().map(|r| judgement(v, r)));
             self.activate_existing(
                 target,
                 &versions,
@@ -145,8 +140,8 @@ impl Deployer {
                 Activation {
                     cause: ActivationCause::Rollback,
                     watch: false,
-                    judged,
-                    leaving: edit_of(&versions, record.active_version),
+                    judged: self.replacing(agent, None),
+                    edit: None,
                 },
                 Cause::Rollback,
             )
@@ -181,90 +176,92 @@ impl Deployer {
             return Ok(RollbackOutcome::NotActive);
         }
         let versions = self.store.versions(agent).await?;
-        let period = self
+        let serving = self
             .registry
             .get(agent)
             .and_then(|s| s.active())
-            .filter(|v| v.number == from)
+            .filter(|v| v.number == from);
+        let period = serving
+            .as_ref()
             .map(|v| v.resolved.policy.period)
             .unwrap_or(crate::manifest::DEFAULT_PERIOD);
-        let avoid = self.remediated_recently(agent, period).await?;
-        let target = rollback_target(&versions, from, &avoid)
-            .and_then(|n| versions.iter().find(|v| v.number == n));
-        let Some(target) = target else {
-            let judged = judged.map(not_rolled_back);
-            self.store.quarantine(agent, judged.as_ref()).await?;
-            if let Some(slot) = self.registry.get(agent) {
-                slot.set_quarantined(true);
-            }
-            self.metrics.quarantine(agent);
-            self.hooks
-                .publish(Lifecycle::Quarantined {
-                    agent: agent.to_string(),
-                    version: Some(from),
-                })
-                .await;
-            tracing::warn!(agent, from, "no version to go back to: quarantined");
-            return Ok(RollbackOutcome::NoTarget);
-        };
-        let activation = Activation {
-            cause: ActivationCause::Remediation,
-            watch: false,
-            judged,
-            leaving: edit_of(&versions, Some(from)),
-        };
-        match self
-            .activate_existing(
-                target,
-                &versions,
-                Before::of(&record),
-                activation.clone(),
-                Cause::Remediation,
-            )
-            .await
-        {
-            Ok(_) => {
-                tracing::warn!(agent, from, to = target.number, "rolled back automatically");
-                Ok(RollbackOutcome::RolledBack {
-                    from,
-                    to: target.number,
-                })
-            }
-            // The target could not load (it is now marked): quarantine rather than serve the
-            // failing version on.
-            Err(Error::VersionNotServable { .. }) => {
-                self.store
-                    .quarantine(agent, activation.judged.as_ref())
+        // A version taken off inside its watch window is judged with it: it failed.
+        let judged = judged.or_else(|| {
+            let serving = serving.as_ref()?;
+            let reading = serving.superseded()?;
+            Some(Judgement {
+                version: from,
+                verdict: Verdict::Failed,
+                detail: format!(
+                    "taken off for failing inside its watch window ({})",
+                    reading.detail(&serving.resolved.policy)
+                ),
+                calls: reading.calls,
+                failures: reading.failures,
+            })
+        });
+        let mut avoid = self.remediated_recently(agent, period).await?;
+        loop {
+            let target = rollback_target(&versions, from, &avoid)
+                .and_then(|n| versions.iter().find(|v| v.number == n));
+            let Some(target) = target else {
+                self.quarantine(agent, from, judged.map(not_rolled_back))
                     .await?;
-                if let Some(slot) = self.registry.get(agent) {
-                    slot.set_quarantined(true);
+                return Ok(RollbackOutcome::NoTarget);
+            };
+            let activation = Activation {
+                cause: ActivationCause::Remediation,
+                watch: false,
+                judged: judged.clone(),
+                edit: None,
+            };
+            match self
+                .activate_existing(
+                    target,
+                    &versions,
+                    Before::of(&record),
+                    activation,
+                    Cause::Remediation,
+                )
+                .await
+            {
+                Ok(_) => {
+                    tracing::warn!(agent, from, to = target.number, "rolled back automatically");
+                    return Ok(RollbackOutcome::RolledBack {
+                        from,
+                        to: target.number,
+                    });
                 }
-                self.metrics.quarantine(agent);
-                self.hooks
-                    .publish(Lifecycle::Quarantined {
-                        agent: agent.to_string(),
-                        version: Some(from),
-                    })
-                    .await;
-                Ok(RollbackOutcome::NoTarget)
+                // The target cannot load (it is marked so now): try the next one.
+                Err(Error::VersionNotServable { .. }) => avoid.push(target.number),
+                Err(e) => return Err(e),
             }
-            Err(e) => Err(e),
         }
     }
-}
 
-/// The edit that built `version`, when one did.
-fn edit_of(versions: &[VersionRecord], version: Option<u32>) -> Option<i64> {
-    versions
-        .iter()
-        .find(|v| Some(v.number) == version)
-        .and_then(|v| v.edit)
+    /// Take the agent out of routing on `from`, with the verdict that caused it.
+    async fn quarantine(&self, agent: &str, from: u32, judged: Option<Judgement>) -> Result<()> {
+        self.store.quarantine(agent, judged.as_ref()).await?;
+        self.settle(agent, judged.as_ref());
+        if let Some(slot) = self.registry.get(agent) {
+            slot.set_quarantined(true);
+        }
+        self.metrics.quarantine(agent);
+        self.hooks
+            .publish(Lifecycle::Quarantined {
+                agent: agent.to_string(),
+                version: Some(from),
+            })
+            .await;
+        tracing::warn!(agent, from, "no version to go back to: quarantined");
+        Ok(())
+    }
 }
 
 /// A version condemned but kept serving (out of routing) was not rolled back: it `failed`.
 fn not_rolled_back(mut judged: Judgement) -> Judgement {
-    if judged.verdict == overseer_store::Verdict::RolledBack {
-        judged.verdict = overseer_store::Verdict::Failed;
+    if judged.verdict == Verdict::RolledBack {
+        judged.verdict = Verdict::Failed;
     }
     judged
 }

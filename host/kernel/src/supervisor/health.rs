@@ -102,7 +102,7 @@ impl Supervisor {
                     .registry
                     .get(agent)
                     .is_some_and(|slot| slot.quarantined());
-                if failed == threshold && !quarantined {
+                if failed >= threshold && !quarantined {
                     let evidence = json!({
                         "version": version.number,
                         "consecutive_failures": failed,

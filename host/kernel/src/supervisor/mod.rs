@@ -204,7 +204,9 @@ impl Supervisor {
         };
         tokio::spawn(async move {
             if let Err(e) = this.act_on_verdict(&version, reading).await {
+                // Nothing was done: supervision watches the version rather than no one.
                 tracing::error!(agent = version.agent, error = %e, "acting on the watch verdict failed");
+                version.supervise();
             }
         });
     }
@@ -369,6 +371,11 @@ impl Supervisor {
 
     /// Close `version`'s window when its time is up, unless calls closed it first.
     fn close_window_later(&self, version: Arc<Version>) {
+        // The window as opened now: if it is closed and another opened meanwhile (the bytes
+        // pushed again), this timer leaves the new one to its own.
+        let Some(opened) = version.window_opened() else {
+            return;
+        };
         let weak = self.this.clone();
         let watch = version.resolved.policy.watch;
         tokio::spawn(async move {
@@ -376,7 +383,7 @@ impl Supervisor {
             let Some(this) = weak.upgrade() else {
                 return;
             };
-            if let Seen::Closed(reading) = version.close_window() {
+            if let Seen::Closed(reading) = version.close_window(opened) {
                 this.conclude(version, reading);
             }
         });
@@ -406,19 +413,16 @@ impl Listener for Supervisor {
                     self.close_window_later(active);
                 }
                 self.start_health_loop(agent, &watch);
-                match cause {
-                    Cause::Push => {
-                        self.alerts
-                            .resolve(agent, &[QUARANTINE], "a new version was pushed")
-                            .await
-                    }
-                    Cause::Rollback => {
-                        self.alerts
-                            .resolve(agent, &[QUARANTINE], "rolled back")
-                            .await
-                    }
-                    Cause::Remediation | Cause::Start => Ok(()),
+                let how = match cause {
+                    Cause::Push => "a new version was pushed",
+                    Cause::Rollback => "rolled back",
+                    Cause::Remediation | Cause::Start => return,
+                };
+                // A write spared when no `quarantine` alert of the agent can be open.
+                if watch.quarantine_alert.swap(NONE, Ordering::AcqRel) == NONE {
+                    return;
                 }
+                self.alerts.resolve(agent, &[QUARANTINE], how).await
             }
             Lifecycle::Released { agent, how } => {
                 let watch = self.watch(agent);

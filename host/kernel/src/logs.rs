@@ -8,8 +8,9 @@ use crate::metrics::Metrics;
 /// Log lines that may wait for the writer before new ones are dropped (and counted).
 const LOG_BUFFER: usize = 16_384;
 
-/// Log lines written to the store in one transaction.
-const LOG_BATCH: usize = 512;
+/// Log lines written to the store in one statement: few enough that a deploy's transaction
+/// waiting for the store's one writer waits a fraction of a millisecond behind a batch.
+const LOG_BATCH: usize = 128;
 
 /// The queue in front of the log writer. Cheap to clone.
 #[derive(Clone)]

@@ -429,9 +429,10 @@ impl SelfEdit {
         }
     }
 
-    /// An edit as recorded. An edit the store says is `live` while its version does not
-    /// serve yet (the deploy that wrote it is between its commit and its swap) is answered
-    /// once that deploy is over, so that an edit seen `live` is also serving.
+    /// An edit as recorded. A finished edit is answered once any deploy of its agent under
+    /// way is over: the store is ahead of memory by at most that deploy (it writes, then
+    /// swaps and updates the working copy), so an edit seen `live` is also serving, from its
+    /// source.
     pub async fn edit(&self, agent: &str, id: i64) -> Result<EditRecord> {
         let edit = self
             .kernel()
@@ -439,13 +440,7 @@ impl SelfEdit {
             .edit(agent, id)
             .await?
             .ok_or(Error::EditNotFound(id))?;
-        let serving = self
-            .kernel()
-            .registry
-            .get(agent)
-            .and_then(|slot| slot.active())
-            .map(|v| v.number);
-        if edit.state == EditState::Live && edit.version.is_some() && edit.version != serving {
+        if !edit.state.running() {
             self.kernel().deployer.settled(agent).await;
         }
         Ok(edit)

@@ -397,12 +397,17 @@ impl Listener for Supervisor {
             Lifecycle::Activated {
                 agent,
                 version,
+                previous,
                 cause,
                 watching,
                 ..
             } => {
                 let watch = self.watch(agent);
                 watch.reset();
+                // A new agent, or one revived after its retirement resolved its alerts.
+                if previous.is_none() && *cause == Cause::Push {
+                    watch.quarantine_alert.store(NONE, Ordering::Release);
+                }
                 if *watching
                     && let Some(active) = self
                         .registry
@@ -436,7 +441,9 @@ impl Listener for Supervisor {
                 {
                     task.abort();
                 }
-                Ok(())
+                self.alerts
+                    .resolve(agent, &[QUARANTINE, AGENT_FAILURE, ROLLBACK], "retired")
+                    .await
             }
             Lifecycle::RolledBack { .. } | Lifecycle::Quarantined { .. } => Ok(()),
         };

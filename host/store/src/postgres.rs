@@ -116,6 +116,7 @@ async fn apply_activation(
     version: u32,
     activation: &Activation,
     built_by: Option<i64>,
+    fresh: bool,
 ) -> Result<()> {
     let now = ms();
     let previous = lock_agent(tx, agent).await?;
@@ -139,7 +140,8 @@ async fn apply_activation(
     .bind(agent)
     .execute(&mut **tx)
     .await?;
-    if activation.watch {
+    // A version recorded in this transaction has no verdict to clear.
+    if activation.watch && !fresh {
         sqlx::query(
             "UPDATE versions SET verdict = NULL, verdict_detail = NULL WHERE agent = $1 AND number = $2",
         )
@@ -269,7 +271,7 @@ impl Postgres {
         .execute(&mut *tx)
         .await?;
         if let Some(activation) = activation {
-            apply_activation(&mut tx, record.agent, number, activation, record.edit).await?;
+            apply_activation(&mut tx, record.agent, number, activation, record.edit, true).await?;
         }
         tx.commit().await?;
         Ok(number)
@@ -374,7 +376,7 @@ impl Registry for Postgres {
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
         retry(|| async move {
             let mut tx = self.pool.begin().await?;
-            apply_activation(&mut tx, agent, version, activation, activation.edit).await?;
+            apply_activation(&mut tx, agent, version, activation, activation.edit, false).await?;
             tx.commit().await?;
             Ok(())
         })

@@ -25,6 +25,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 /// Log lines written by one statement: five binds each, well within SQLite's 32766.
 const LOG_ROWS: usize = 1000;
 
+/// How often the WAL is copied back into the database, beside the writer: often enough that
+/// the WAL stays small, and a passive checkpoint never waits for (or stalls) a commit.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
 /// How long a statement waits for another connection's write lock before it fails.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -35,6 +39,7 @@ pub(crate) struct Sqlite {
     /// writes here, rather than on SQLite's busy handler (which sleeps between retries),
     /// keeps a rollback from waiting milliseconds behind a batch of log lines.
     writer: SqlitePool,
+    _checkpointer: Checkpointer,
 }
 
 impl Sqlite {
@@ -47,7 +52,9 @@ impl Sqlite {
             // last commits.
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(BUSY_TIMEOUT)
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Checkpoints run beside the writer (below), so no commit pays for one.
+            .pragma("wal_autocheckpoint", "0");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -57,7 +64,33 @@ impl Sqlite {
             .max_connections(8)
             .connect_with(options)
             .await?;
-        Ok(Sqlite { pool, writer })
+        let checkpoints = pool.clone();
+        let checkpointer = tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECKPOINT_EVERY);
+            loop {
+                every.tick().await;
+                if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                    .execute(&checkpoints)
+                    .await
+                {
+                    tracing::debug!(error = %e, "WAL checkpoint");
+                }
+            }
+        });
+        Ok(Sqlite {
+            pool,
+            writer,
+            _checkpointer: Checkpointer(checkpointer),
+        })
+    }
+}
+
+/// The task that checkpoints the WAL, stopped with the store.
+struct Checkpointer(tokio::task::JoinHandle<()>);
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -78,6 +111,7 @@ async fn apply_activation(
     version: u32,
     activation: &Activation,
     built_by: Option<i64>,
+    fresh: bool,
 ) -> Result<()> {
     let now = ms();
     let previous: Option<i64> = sqlx::query_scalar(
@@ -101,7 +135,8 @@ async fn apply_activation(
     .bind(agent)
     .execute(&mut **tx)
     .await?;
-    if activation.watch {
+    // A version recorded in this transaction has no verdict to clear.
+    if activation.watch && !fresh {
         sqlx::query(
             "UPDATE versions SET verdict = NULL, verdict_detail = NULL WHERE agent = ? AND number = ?",
         )
@@ -282,7 +317,7 @@ impl Registry for Sqlite {
         .execute(&mut *tx)
         .await?;
         if let Some(activation) = activation {
-            apply_activation(&mut tx, record.agent, number, activation, record.edit).await?;
+            apply_activation(&mut tx, record.agent, number, activation, record.edit, true).await?;
         }
         tx.commit().await?;
         Ok(number)
@@ -290,7 +325,7 @@ impl Registry for Sqlite {
 
     async fn activate(&self, agent: &str, version: u32, activation: &Activation) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        apply_activation(&mut tx, agent, version, activation, activation.edit).await?;
+        apply_activation(&mut tx, agent, version, activation, activation.edit, false).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -297,6 +297,26 @@ impl Api {
         body
     }
 
+    /// Push a copy of an agent package's component made distinct by `tag` (see
+    /// [`overseer::bench::tagged`]), with `manifest`; panics unless it goes live as a new
+    /// version.
+    pub async fn push_tagged_ok(
+        &self,
+        name: &str,
+        package: &str,
+        tag: &str,
+        manifest: &str,
+    ) -> Value {
+        let bytes = overseer::bench::tagged(&component(package), tag);
+        let (status, body) = self.push(name, bytes, Some(manifest)).await;
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "push of {package} ({tag}) as {name}: {body}"
+        );
+        body
+    }
+
     /// Invoke and expect an answer; returns the version that answered.
     pub async fn call_ok(&self, name: &str, payload: Value) -> u64 {
         let (status, body) = self.invoke(name, payload).await;

@@ -2,8 +2,7 @@
 //! faults changes nothing, a scheduled call finishes on its version across a swap, and a call
 //! waiting for a slot when its schedule ends gives its place back.
 
-use overseer::bench::tagged;
-use overseer_tests::{Api, Daemon, WAIT, component, eventually};
+use overseer_tests::{Api, Daemon, WAIT, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -81,14 +80,9 @@ async fn a_swap_lets_the_scheduled_call_under_way_finish() {
             .then_some(())
     })
     .await;
-    let (status, body) = daemon
-        .push(
-            "svc",
-            tagged(&component("fixture-flaky"), "2"),
-            Some(manifest),
-        )
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "2", manifest)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     // Every call v1 began, it ended.
     eventually(WAIT, "every scheduled call of v1 to end", || async {
         let lines = log_lines(&daemon, "svc").await;
@@ -151,14 +145,9 @@ async fn a_call_waiting_when_its_schedule_ends_gives_its_place_back() {
     })
     .await;
     // The next version has no schedule: the waiting call is the schedule's last.
-    let (status, body) = daemon
-        .push(
-            "svc",
-            tagged(&component("fixture-flaky"), "2"),
-            Some(limits),
-        )
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "2", limits)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(holding.await.unwrap().0, StatusCode::OK);
     // The waiting scheduled call is admitted and runs to its end; none comes after it.
     eventually(

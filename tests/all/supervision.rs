@@ -64,10 +64,9 @@ async fn a_health_remediation_finishes_its_work_and_can_happen_again() {
     )
     .await;
     let sick = format!("[deploy]\nmin_calls = 100\nwatch_calls = 100\n{every}");
-    let (status, body) = daemon
-        .push("svc", tagged(&component("fixture-flaky"), "2"), Some(&sick))
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "2", &sick)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(daemon.call_ok("svc", json!({ "sick": true })).await, 2);
 
     // The health loop's remediation runs to its end: back to v1, and the alert says so.
@@ -90,10 +89,7 @@ async fn the_canary_replays_only_calls_the_active_version_answered() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(body["error"]["code"], "invalid_input");
     }
-    let (status, body) = daemon
-        .push("svc", tagged(&component("fixture-flaky"), "2"), Some(""))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let body = daemon.push_tagged_ok("svc", "fixture-flaky", "2", "").await;
     let canary = overseer_tests::check(&body, "canary");
     assert_eq!(canary["ok"], true, "{canary}");
     assert!(
@@ -137,10 +133,7 @@ async fn bytes_pushed_again_go_through_the_checks_and_a_new_window() {
     let daemon = Daemon::start().await;
     daemon.push_ok("svc", "fixture-flaky", "").await;
     daemon.call_ok("svc", json!("one")).await;
-    let (status, body) = daemon
-        .push("svc", tagged(&component("fixture-flaky"), "2"), Some(""))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    daemon.push_tagged_ok("svc", "fixture-flaky", "2", "").await;
     // v2 makes the agent's kv say it is sick: v1's health check, run again, fails on it.
     assert_eq!(daemon.call_ok("svc", json!({ "sick": true })).await, 2);
     let (status, body) = daemon
@@ -203,10 +196,9 @@ async fn a_verdict_on_a_version_no_longer_serving_rolls_nothing_back() {
     let slow = "[deploy]\nwatch_calls = 100\nmin_calls = 2\n[limits]\ntimeout_ms = 5000\n";
     for name in ["replaced", "gone"] {
         stable_flaky(&daemon, name, "[deploy]\nwatch_calls = 3\nmin_calls = 3\n").await;
-        let (status, body) = daemon
-            .push(name, tagged(&component("fixture-flaky"), "2"), Some(slow))
+        daemon
+            .push_tagged_ok(name, "fixture-flaky", "2", slow)
             .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
     // Two failing calls of v2 are under way when v2 stops serving: a push replaces it in
@@ -227,14 +219,9 @@ async fn a_verdict_on_a_version_no_longer_serving_rolls_nothing_back() {
         })
         .await;
     }
-    let (status, body) = daemon
-        .push(
-            "replaced",
-            tagged(&component("fixture-flaky"), "3"),
-            Some(""),
-        )
+    daemon
+        .push_tagged_ok("replaced", "fixture-flaky", "3", "")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = daemon.delete("/v1/agents/gone").await;
     assert_eq!(status, StatusCode::OK, "{body}");
     for call in calls {
@@ -277,14 +264,9 @@ async fn two_failing_versions_never_take_turns() {
     let daemon = Daemon::start().await;
     let manifest = "[deploy]\nwatch_calls = 3\nmin_calls = 3\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n";
     stable_flaky(&daemon, "svc", manifest).await;
-    let (status, body) = daemon
-        .push(
-            "svc",
-            tagged(&component("fixture-flaky"), "2"),
-            Some(manifest),
-        )
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "2", manifest)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     for n in 0..3 {
         daemon.call_ok("svc", json!({ "n": n })).await;
     }
@@ -340,27 +322,17 @@ async fn a_window_is_judged_against_the_last_stable_version() {
         daemon.call_ok("svc", json!({ "n": n })).await;
     }
     // v2 replaces v1 inside its window: v1 is judged on its six good calls.
-    let (status, body) = daemon
-        .push(
-            "svc",
-            tagged(&component("fixture-flaky"), "2"),
-            Some(manifest),
-        )
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "2", manifest)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(daemon.version("svc", 1).await["verdict"], "stable");
     for _ in 0..3 {
         daemon.invoke("svc", json!({ "fail": "error" })).await;
     }
     // v3 replaces v2 after three failures, too few to judge.
-    let (status, body) = daemon
-        .push(
-            "svc",
-            tagged(&component("fixture-flaky"), "3"),
-            Some(manifest),
-        )
+    daemon
+        .push_tagged_ok("svc", "fixture-flaky", "3", manifest)
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(daemon.version("svc", 2).await["verdict"], "superseded");
     for _ in 0..5 {
         daemon.invoke("svc", json!({ "fail": "error" })).await;

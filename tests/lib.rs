@@ -40,7 +40,7 @@ pub struct Daemon {
 pub fn test_config(data_dir: &Path) -> Config {
     Config {
         data_dir: data_dir.to_path_buf(),
-        token: Some(TOKEN.to_string()),
+        token: Some(TOKEN.to_string().into()),
         bundled: false,
         max_instances: 64,
         build_dir: Some(agents_target_dir()),
@@ -64,7 +64,7 @@ pub enum Backend {
 pub async fn config_on(data_dir: &Path, backend: Backend) -> Config {
     let mut config = test_config(data_dir);
     if backend == Backend::Postgres {
-        config.database = Some(overseer_store::testing::database().await);
+        config.database = Some(overseer_store::testing::database().await.into());
     }
     config
 }
@@ -154,10 +154,23 @@ impl std::ops::Deref for Daemon {
 
 impl Api {
     pub fn new(url: String) -> Api {
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {TOKEN}")).unwrap(),
+        );
         Api {
             url,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .default_headers(headers)
+                .build()
+                .unwrap(),
         }
+    }
+
+    /// GET `path` without the token.
+    pub async fn get_anonymous(&self, path: &str) -> (StatusCode, Value) {
+        send(reqwest::Client::new().get(self.url(path))).await
     }
 
     pub fn url(&self, path: &str) -> String {

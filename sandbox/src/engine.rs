@@ -7,14 +7,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, ComponentExportIndex, Linker};
 use wasmtime::{
     Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
     UpdateDeadline,
 };
 
-use crate::bindings::{AgentPre, Event, GuestError, Health, Info};
-use crate::cache::{Cache, CacheStats};
+use crate::bindings::{Agent, AgentPre, Event, GuestError, Health, Info};
+use crate::cache::{Cache, CacheKey, CacheStats};
 use crate::error::{Error, Fault, Rejection, Result, internal};
 use crate::limits::Limits;
 use crate::linker::{HostState, linker};
@@ -26,26 +27,65 @@ use crate::validate;
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Extra time past a deadline before the host abandons a call stuck in a host function, where
-/// epoch interruption cannot reach it.
-const HOST_CALL_GRACE: Duration = Duration::from_millis(250);
+/// epoch interruption cannot reach it: two ticks, so a call blocked on the LLM, HTTP or a slow
+/// disk ends as close to its deadline as one spinning in guest code.
+const HOST_CALL_GRACE: Duration = EPOCH_TICK.saturating_mul(2);
+
+/// Fuel burned between yields of a running guest (about 10 ms of straight-line code): with
+/// the epoch yields it keeps a busy guest from holding a thread whatever it runs.
+const FUEL_YIELD_INTERVAL: u64 = 10_000_000;
+
+/// Bytes of stdout and of stderr kept per call by default. Agents log through `runtime.log`;
+/// stdio is for panics and stray prints.
+pub const DEFAULT_STDIO_BYTES: usize = 64 << 10;
+
+/// Largest answer `handle` may return by default: what the API hands back in one JSON body.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Guest calls that run at once across all agents by default; more wait for a slot, within
+/// their deadline.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: u32 = 64;
 
 /// How the engine is set up, fixed for the life of the process.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
     /// Where compiled components are cached; `None` keeps them in memory only.
     pub cache_dir: Option<PathBuf>,
+    /// The secret that signs cache files (see the cache's module docs); nothing that runs
+    /// agent code may read it.
+    pub cache_key: CacheKey,
+    /// Largest size of the cache on disk, in bytes.
+    pub cache_max_bytes: u64,
     /// Instances that can be alive at once across all agents (the pooling allocator's size).
     pub max_instances: u32,
     /// The largest memory limit any agent may ask for.
     pub max_memory_bytes: usize,
+    /// Guest calls (invocations, checks, health, canary runs) that run at once across all
+    /// agents; more wait for a slot, and one that waits past its deadline fails `overloaded`.
+    pub max_concurrent_calls: u32,
+    /// Largest answer `handle` may return, in bytes; a larger one fails the call with
+    /// `answer_too_large` before it is copied out of the guest.
+    pub max_answer_bytes: usize,
+    /// Bytes of stdout and of stderr kept per call; past them writes still succeed and the
+    /// agent's log says how much was cut.
+    pub stdio_bytes: usize,
+    /// Threads of a runtime of their own that run guest code; 0 runs guests on the caller's
+    /// runtime, yielding at every epoch tick.
+    pub guest_threads: usize,
 }
 
 impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             cache_dir: None,
+            cache_key: CacheKey::default(),
+            cache_max_bytes: 2 << 30,
             max_instances: 256,
             max_memory_bytes: 1 << 30,
+            max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+            max_answer_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            stdio_bytes: DEFAULT_STDIO_BYTES,
+            guest_threads: 0,
         }
     }
 }
@@ -55,6 +95,8 @@ impl Default for SandboxConfig {
 pub struct Prepared {
     digest: String,
     pre: AgentPre<HostState>,
+    /// The `handle` export, looked up once.
+    handle: ComponentExportIndex,
     imports: Arc<[String]>,
 }
 
@@ -95,6 +137,22 @@ struct Inner {
     linker: Linker<HostState>,
     cache: Cache,
     max_memory_bytes: usize,
+    /// One permit per guest call that may run at once.
+    calls: Arc<Semaphore>,
+    max_concurrent_calls: u32,
+    max_answer_bytes: usize,
+    stdio_bytes: usize,
+    /// The runtime guest code runs on, when it has one of its own.
+    guests: Option<tokio::runtime::Runtime>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropped from async code at shutdown, where blocking on the runtime's workers panics.
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
+    }
 }
 
 enum Call {
@@ -107,6 +165,15 @@ enum Reply {
     Info(Info),
     Handled(std::result::Result<String, GuestError>),
     Health(Health),
+}
+
+/// Aborts a task when the caller stops waiting for it, as dropping a future would.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Sandbox {
@@ -135,14 +202,37 @@ impl Sandbox {
         wasm.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&wasm).map_err(internal)?;
         let linker = linker(&engine).map_err(internal)?;
-        let cache = Cache::new(&engine, config.cache_dir.as_deref()).map_err(internal)?;
+        let cache = Cache::new(
+            &engine,
+            config.cache_dir.as_deref(),
+            config.cache_key,
+            config.cache_max_bytes,
+        )
+        .map_err(internal)?;
         start_epoch_ticker(&engine);
+        let guests = match config.guest_threads {
+            0 => None,
+            threads => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("overseer-guest")
+                    .enable_all()
+                    .build()
+                    .map_err(internal)?,
+            ),
+        };
+        let max_concurrent_calls = config.max_concurrent_calls.max(1);
         Ok(Sandbox {
             inner: Arc::new(Inner {
                 engine,
                 linker,
                 cache,
                 max_memory_bytes: config.max_memory_bytes,
+                calls: Arc::new(Semaphore::new(max_concurrent_calls as usize)),
+                max_concurrent_calls,
+                max_answer_bytes: config.max_answer_bytes,
+                stdio_bytes: config.stdio_bytes,
+                guests,
             }),
         })
     }
@@ -181,9 +271,13 @@ impl Sandbox {
             .map_err(|e| Rejection::UnknownImport(format!("{e:#}")))?;
         let pre =
             AgentPre::new(instance_pre).map_err(|e| Rejection::WrongWorld(format!("{e:#}")))?;
+        let handle = component
+            .get_export_index(None, "handle")
+            .ok_or_else(|| Rejection::WrongWorld("no `handle` export".to_string()))?;
         Ok(Prepared {
             digest,
             pre,
+            handle,
             imports: imports.into(),
         })
     }
@@ -259,51 +353,127 @@ impl Sandbox {
         services: Services,
         call: Call,
     ) -> Result<Outcome<Reply>> {
-        let memory = limits.memory_bytes.min(self.inner.max_memory_bytes);
-        let mut store = Store::new(&self.inner.engine, HostState::new(services, memory));
-        store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).map_err(internal)?;
-        // At every epoch tick the guest gives its thread back to the runtime, so a guest that
-        // spins never holds a worker that other agents and the API need; past its deadline it
-        // is stopped (`Trap::Interrupt`, reported as `timeout`).
-        let deadline = Instant::now() + limits.timeout;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| {
-            Ok(if Instant::now() >= deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-
-        let started = Instant::now();
-        let run = async {
-            let agent = prepared.pre.instantiate_async(&mut store).await?;
-            let reply = match call {
-                Call::Describe => Reply::Info(agent.call_describe(&mut store).await?),
-                Call::Handle(event) => Reply::Handled(agent.call_handle(&mut store, &event).await?),
-                Call::Health => Reply::Health(agent.call_health(&mut store).await?),
-            };
-            wasmtime::Result::<Reply>::Ok(reply)
-        };
-        let result = tokio::time::timeout(limits.timeout + HOST_CALL_GRACE, run).await;
-        let elapsed = started.elapsed();
-        store.data().flush_stdio();
-        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
-        let peak_memory = store.data().limiter.peak_bytes;
-
-        let value = match result {
-            Err(_elapsed) => return Err(Fault::Timeout(limits.timeout.as_millis() as u64).into()),
-            Ok(Ok(reply)) => reply,
-            Ok(Err(e)) => return Err(classify(&e, &store, limits).into()),
-        };
-        Ok(Outcome {
-            value,
-            fuel_used,
-            peak_memory,
-            elapsed,
-        })
+        let run = run(
+            self.inner.clone(),
+            prepared.clone(),
+            *limits,
+            services,
+            call,
+        );
+        match &self.inner.guests {
+            None => run.await,
+            Some(guests) => {
+                let mut task = AbortOnDrop(guests.spawn(run));
+                (&mut task.0)
+                    .await
+                    .map_err(|e| internal(format!("guest task: {e}")))?
+            }
+        }
     }
+}
+
+/// Run one export of `prepared` in a fresh instance under `limits`: wait for a call slot,
+/// instantiate, call, and lift the answer, all before the deadline.
+async fn run(
+    inner: Arc<Inner>,
+    prepared: Prepared,
+    limits: Limits,
+    services: Services,
+    call: Call,
+) -> Result<Outcome<Reply>> {
+    let started = Instant::now();
+    let deadline = started + limits.timeout;
+    let waited = tokio::time::timeout_at(deadline.into(), inner.calls.clone().acquire_owned());
+    let _slot = match waited.await {
+        Ok(Ok(permit)) => permit,
+        Ok(Err(closed)) => return Err(internal(closed)),
+        Err(_) => {
+            return Err(Fault::Capacity(format!(
+                "all {} guest call slots stayed busy until the call's deadline",
+                inner.max_concurrent_calls
+            ))
+            .into());
+        }
+    };
+    let memory = limits.memory_bytes.min(inner.max_memory_bytes);
+    let state = HostState::new(services, memory, inner.stdio_bytes);
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(limits.fuel).map_err(internal)?;
+    store
+        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
+        .map_err(internal)?;
+    // At every epoch tick the guest gives its thread back to the runtime, so a guest that
+    // spins never holds a worker that other agents and the API need; past its deadline it is
+    // stopped (`Trap::Interrupt`, reported as `timeout`).
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(move |_| {
+        Ok(if Instant::now() >= deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+
+    let max_answer = inner.max_answer_bytes;
+    let exports = async {
+        let instance = prepared
+            .pre
+            .instance_pre()
+            .instantiate_async(&mut store)
+            .await?;
+        let reply = match call {
+            Call::Describe => {
+                let agent = Agent::new(&mut store, &instance)?;
+                Reply::Info(agent.call_describe(&mut store).await?)
+            }
+            Call::Health => {
+                let agent = Agent::new(&mut store, &instance)?;
+                Reply::Health(agent.call_health(&mut store).await?)
+            }
+            Call::Handle(event) => {
+                let handle = instance
+                    .get_typed_func::<(&Event,), (std::result::Result<String, GuestError>,)>(
+                        &mut store,
+                        &prepared.handle,
+                    )?;
+                let (answer,) = handle.call_async(&mut store, (&event,)).await?;
+                match answer {
+                    // Wasmtime runs the guest's post-return (which frees the string) as
+                    // part of the call, so the answer is measured on the host's copy. That
+                    // copy is never larger than the guest's memory limit and is dropped
+                    // here, before it reaches a caller, a log or the event log.
+                    Ok(text) if text.len() > max_answer => {
+                        return Ok(Err(Fault::AnswerTooLarge {
+                            bytes: text.len(),
+                            limit: max_answer,
+                        }));
+                    }
+                    Ok(text) => Reply::Handled(Ok(text)),
+                    Err(e) => Reply::Handled(Err(e)),
+                }
+            }
+        };
+        wasmtime::Result::<std::result::Result<Reply, Fault>>::Ok(Ok(reply))
+    };
+    let result = tokio::time::timeout_at((deadline + HOST_CALL_GRACE).into(), exports).await;
+    let elapsed = started.elapsed();
+    store.data().flush_stdio();
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let peak_memory = store.data().limiter.peak_bytes;
+
+    let value = match result {
+        Err(_elapsed) => return Err(Fault::Timeout(limits.timeout.as_millis() as u64).into()),
+        Ok(Ok(Ok(reply))) => reply,
+        Ok(Ok(Err(fault))) => return Err(fault.into()),
+        Ok(Err(e)) => return Err(classify(&e, &store, &limits).into()),
+    };
+    Ok(Outcome {
+        value,
+        fuel_used,
+        peak_memory,
+        elapsed,
+    })
 }
 
 fn with_value<T>(fuel_used: u64, peak_memory: usize, elapsed: Duration, value: T) -> Outcome<T> {

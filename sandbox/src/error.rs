@@ -52,7 +52,10 @@ pub enum Fault {
     /// The guest trapped: a panic, an `unreachable`, an out-of-bounds access.
     #[error("trap: {0}")]
     Trap(String),
-    /// The host's instance pool is full; the call was not started.
+    /// The answer of `handle` was larger than the host hands back.
+    #[error("answer of {bytes} bytes is over the limit of {limit}")]
+    AnswerTooLarge { bytes: usize, limit: usize },
+    /// The host's instance pool or its guest call slots are full; the call was not started.
     #[error("no instance slot free: {0}")]
     Capacity(String),
 }
@@ -65,6 +68,7 @@ impl Fault {
             Fault::FuelExhausted(_) => "fuel_exhausted",
             Fault::MemoryExceeded(_) => "memory_exceeded",
             Fault::Trap(_) => "trap",
+            Fault::AnswerTooLarge { .. } => "answer_too_large",
             Fault::Capacity(_) => "overloaded",
         }
     }

@@ -10,6 +10,7 @@ mod error;
 mod limits;
 mod linker;
 mod services;
+mod stdio;
 mod validate;
 
 pub use bindings::{
@@ -17,8 +18,11 @@ pub use bindings::{
     Level, LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, Proposal, SourceChange,
     SourceFile, SourceLogLine,
 };
-pub use cache::CacheStats;
-pub use engine::{EPOCH_TICK, Outcome, Prepared, Sandbox, SandboxConfig, digest};
+pub use cache::{CacheKey, CacheStats};
+pub use engine::{
+    DEFAULT_MAX_ANSWER_BYTES, DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_STDIO_BYTES, EPOCH_TICK,
+    Outcome, Prepared, Sandbox, SandboxConfig, digest,
+};
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};

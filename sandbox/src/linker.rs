@@ -2,7 +2,6 @@
 //! [`Services`] of the invocation, and WASI p2 locked down.
 
 use wasmtime::component::{HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
@@ -12,6 +11,7 @@ use crate::bindings::{
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
+use crate::stdio::CappedOutput;
 
 /// Longest key an agent may store. Keys are identifiers, not data.
 pub const MAX_KV_KEY_BYTES: usize = 512;
@@ -27,24 +27,22 @@ pub const MAX_PROMPT_BYTES: usize = 4 << 20;
 /// Most log lines an agent may read of another in one call.
 const MAX_LOG_LINES: u32 = 1000;
 
-/// Bytes of stdout and stderr kept per invocation; the rest is dropped. Agents log through
-/// `runtime.log`; stdio is for panics and stray prints.
-const STDIO_CAPACITY: usize = 64 << 10;
-
 /// The data of one store: one invocation of one agent.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) services: Services,
-    pub(crate) stdout: MemoryOutputPipe,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stdout: CappedOutput,
+    pub(crate) stderr: CappedOutput,
 }
 
 impl HostState {
-    pub(crate) fn new(services: Services, memory_bytes: usize) -> Self {
-        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
-        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+    /// The state of one invocation: its services, its memory limit, and `stdio_bytes` of
+    /// stdout and of stderr kept.
+    pub(crate) fn new(services: Services, memory_bytes: usize, stdio_bytes: usize) -> Self {
+        let stdout = CappedOutput::new(stdio_bytes);
+        let stderr = CappedOutput::new(stdio_bytes);
         // No preopened directories, no environment, no arguments, no sockets: a guest sees
         // clocks, random and its own stdio, nothing of the host.
         let wasi = WasiCtx::builder()
@@ -65,17 +63,27 @@ impl HostState {
         }
     }
 
-    /// Hand what the guest wrote to stdout and stderr to the agent's log, line by line.
+    /// Hand what the guest wrote to stdout and stderr to the agent's log, line by line, with
+    /// a line saying how much was cut past the cap.
     pub(crate) fn flush_stdio(&self) {
-        for (pipe, level) in [(&self.stdout, Level::Info), (&self.stderr, Level::Warn)] {
-            let bytes = pipe.contents();
-            if bytes.is_empty() {
-                continue;
-            }
+        for (pipe, name, level) in [
+            (&self.stdout, "stdout", Level::Info),
+            (&self.stderr, "stderr", Level::Warn),
+        ] {
+            let (bytes, dropped) = pipe.contents();
             for line in String::from_utf8_lossy(&bytes).lines() {
                 if !line.trim().is_empty() {
                     self.services.runtime.log(level, line);
                 }
+            }
+            if dropped > 0 {
+                self.services.runtime.log(
+                    Level::Warn,
+                    &format!(
+                        "[{name} cut: {dropped} bytes past the {} kept per call were dropped]",
+                        pipe.capacity()
+                    ),
+                );
             }
         }
     }

@@ -8,8 +8,7 @@ use serde_json::Value;
 async fn mutation_without_the_token_is_unauthorized() {
     let daemon = Daemon::start().await;
     let url = daemon.url("/v1/agents/echo/versions");
-    let response = daemon
-        .client
+    let response = reqwest::Client::new()
         .post(&url)
         .body(component("echo"))
         .send()
@@ -19,8 +18,7 @@ async fn mutation_without_the_token_is_unauthorized() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unauthorized");
 
-    let response = daemon
-        .client
+    let response = reqwest::Client::new()
         .post(&url)
         .bearer_auth("wrong-token")
         .body(component("echo"))
@@ -29,10 +27,20 @@ async fn mutation_without_the_token_is_unauthorized() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
 
-    // Reads need no token.
-    let (status, body) = daemon.get("/v1/health").await;
+    // Liveness is open; every other read needs the token.
+    let (status, body) = daemon.get_anonymous("/v1/health").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["status"], "ok");
+    for path in [
+        "/v1/agents",
+        "/v1/events",
+        "/v1/limits",
+        "/metrics",
+        "/v1/alerts",
+    ] {
+        let (status, body) = daemon.get_anonymous(path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {body}");
+    }
     let (status, _) = daemon.get("/v1/agents").await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -13,7 +13,7 @@ async fn a_call_that_faults_changes_nothing() {
         .push_ok(
             "svc",
             "fixture-flaky",
-            "[limits]\ntimeout_ms = 300\nfuel = 100_000_000_000\n",
+            "[limits]\ntimeout_ms = 300\nfuel = 50_000_000_000\n",
         )
         .await;
     let (status, body) = daemon

@@ -112,7 +112,7 @@ async fn new_to_live(language: &Language) {
         .unwrap()
         .replace(
             "timeout_ms = 2_000",
-            "timeout_ms = 500\nfuel = 100_000_000_000",
+            "timeout_ms = 500\nfuel = 50_000_000_000",
         );
     std::fs::write(source.join("agent.toml"), &manifest).unwrap();
 

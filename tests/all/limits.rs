@@ -76,7 +76,7 @@ async fn spin_loop_times_out_within_twice_its_deadline() {
     let daemon = daemon_with(
         "spin",
         "fixture-spin",
-        "[limits]\ntimeout_ms = 500\nfuel = 9000000000000000000\n",
+        "[limits]\ntimeout_ms = 500\nfuel = 50_000_000_000\n",
     )
     .await;
     for (status, body, elapsed) in contain(&daemon, "spin", "spin loop").await {
@@ -138,7 +138,7 @@ async fn overload_beyond_concurrency_and_queue_is_refused() {
     let daemon = daemon_with(
         "slow",
         "fixture-spin",
-        "[limits]\ntimeout_ms = 1000\nfuel = 9000000000000000000\nconcurrency = 1\nqueue = 1\n",
+        "[limits]\ntimeout_ms = 1000\nfuel = 50_000_000_000\nconcurrency = 1\nqueue = 1\n",
     )
     .await;
     let calls: Vec<_> = (0..4)

@@ -65,6 +65,7 @@ impl ApiError {
 fn kernel_status(error: &KernelError) -> StatusCode {
     match error {
         KernelError::InvalidName(_)
+        | KernelError::ReservedName(_)
         | KernelError::InvalidRequest(_)
         | KernelError::InvalidManifest(_) => StatusCode::BAD_REQUEST,
         KernelError::AgentNotFound(_)

@@ -1,6 +1,14 @@
-//! overseer-api: the HTTP API v1 (axum), one module per resource, bearer-token auth on
-//! mutations, the body limit, and `serve(listener, state, shutdown)` so that a test can bind
-//! `127.0.0.1:0` and drive a real server.
+//! overseer-api: the HTTP API v1 (axum), one module per resource, the guard every request
+//! passes (its `Host` and `Origin`, then the bearer token), the body limit, and
+//! `serve(listener, state, shutdown)` so that a test can bind `127.0.0.1:0` and drive a real
+//! server.
+//!
+//! Every request needs the token but `GET /v1/health`; with `public_read`, GETs of what is
+//! not an agent's source, build logs, diffs, logs or event payloads are open too. A request
+//! whose `Host` is not the listener (an IP literal, `localhost`, or a configured name) is
+//! refused with 421, and a browser's `Origin` that is not the request's own host with 403:
+//! a web page in the operator's browser cannot reach the API through DNS rebinding or a
+//! cross-site request.
 
 mod agents;
 mod alerts;
@@ -33,8 +41,12 @@ pub struct AppState {
     pub selfedit: SelfEdit,
     /// The LLM served to agents, for `/v1/llm`.
     pub llm: Arc<Llm>,
-    /// The bearer token that mutations must present.
+    /// The bearer token requests must present.
     pub token: Arc<str>,
+    /// GETs other than source, build logs, diffs, logs and events are open.
+    pub public_read: bool,
+    /// Host names requests may name besides IP literals and `localhost`.
+    pub allowed_hosts: Arc<[String]>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
     /// The data directory, whose disk `/v1/system` reports.
@@ -57,6 +69,8 @@ impl AppState {
             selfedit,
             llm,
             token: token.into(),
+            public_read: false,
+            allowed_hosts: Arc::new([]),
             body_limit,
             system: Arc::new(Mutex::new(sysinfo::System::new())),
         }
@@ -93,16 +107,98 @@ pub async fn serve(
     result
 }
 
-/// Every request that changes something must carry the bearer token.
+/// What a request needs to be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Liveness: open to all.
+    Open,
+    /// A read that `public_read` opens.
+    Read,
+    /// Agents' source, build logs, diffs, logs and event payloads: always the token.
+    Private,
+    /// A change: always the token.
+    Mutation,
+}
+
+fn access(method: &Method, path: &str) -> Access {
+    if !matches!(*method, Method::GET | Method::HEAD) {
+        return Access::Mutation;
+    }
+    if path == "/v1/health" {
+        return Access::Open;
+    }
+    if path == "/v1/events" {
+        return Access::Private;
+    }
+    // /v1/agents/{name}/{what}/…: agent names have no '/'.
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    match segments.as_slice() {
+        ["", "v1", "agents", _, what, rest @ ..] => match *what {
+            "logs" | "source" | "analysis" | "edits" => Access::Private,
+            "versions" if rest.get(1) == Some(&"diff") => Access::Private,
+            _ => Access::Read,
+        },
+        _ => Access::Read,
+    }
+}
+
+/// Every request: its `Host` must name this listener and a browser's `Origin` must be its own
+/// host; then the token, unless the request is open.
 async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mutation = !matches!(
-        *request.method(),
-        Method::GET | Method::HEAD | Method::OPTIONS
-    );
-    if mutation && !has_token(request.headers(), &state.token) {
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    if let Some(host) = host
+        && !allowed_host(host, &state.allowed_hosts)
+    {
+        return ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!(
+                "this daemon does not answer to host {host:?}: use its address, localhost, or a name in allowed_hosts"
+            ),
+        )
+        .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = |scheme: &str| host.map(|h| format!("{scheme}://{h}"));
+        let origin = origin.to_str().unwrap_or("");
+        if Some(origin.to_string()) != own("http") && Some(origin.to_string()) != own("https") {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden_origin",
+                format!("requests from origin {origin:?} are refused: the API answers its own origin only"),
+            )
+            .into_response();
+        }
+    }
+    let needs_token = match access(request.method(), request.uri().path()) {
+        Access::Open => false,
+        Access::Read => !state.public_read,
+        Access::Private | Access::Mutation => true,
+    };
+    if needs_token && !has_token(headers, &state.token) {
         return ApiError::unauthorized().into_response();
     }
     next.run(request).await
+}
+
+/// Whether a `Host` header names this listener: an IP literal (no DNS, so no rebinding),
+/// `localhost`, or a configured name; the port is not compared.
+fn allowed_host(host: &str, allowed: &[String]) -> bool {
+    let name = match host.strip_prefix('[') {
+        // [v6]:port
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
+            None => return false,
+        },
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    let name = name.trim_end_matches('.').to_ascii_lowercase();
+    name.parse::<std::net::Ipv4Addr>().is_ok()
+        || name == "localhost"
+        || allowed
+            .iter()
+            .any(|a| a.trim_end_matches('.').eq_ignore_ascii_case(&name))
 }
 
 fn has_token(headers: &HeaderMap, token: &str) -> bool {
@@ -145,4 +241,58 @@ async fn known_alert(state: &AppState, id: i64) -> ApiResult<AlertRecord> {
         .alert(id)
         .await?
         .ok_or_else(|| Error::AlertNotFound(id).into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_logs_edits_and_events_are_private() {
+        let get = Method::GET;
+        assert_eq!(access(&get, "/v1/health"), Access::Open);
+        assert_eq!(access(&get, "/v1/agents"), Access::Read);
+        assert_eq!(access(&get, "/v1/agents/echo"), Access::Read);
+        assert_eq!(access(&get, "/v1/agents/echo/versions"), Access::Read);
+        assert_eq!(access(&get, "/metrics"), Access::Read);
+        for private in [
+            "/v1/events",
+            "/v1/agents/echo/logs",
+            "/v1/agents/echo/source",
+            "/v1/agents/echo/source/",
+            "/v1/agents/echo/analysis",
+            "/v1/agents/echo/edits",
+            "/v1/agents/echo/edits/3",
+            "/v1/agents/echo/versions/1/diff/2",
+        ] {
+            assert_eq!(access(&get, private), Access::Private, "{private}");
+        }
+        assert_eq!(access(&Method::POST, "/v1/health"), Access::Mutation);
+        assert_eq!(access(&Method::OPTIONS, "/v1/agents"), Access::Mutation);
+    }
+
+    #[test]
+    fn hosts_are_ip_literals_localhost_or_configured_names() {
+        let allowed = ["overseer.internal".to_string()];
+        for ok in [
+            "127.0.0.1:7700",
+            "127.0.0.1",
+            "10.0.0.5:80",
+            "[::1]:7700",
+            "localhost:7700",
+            "LOCALHOST",
+            "overseer.internal:443",
+            "overseer.internal.",
+        ] {
+            assert!(allowed_host(ok, &allowed), "{ok}");
+        }
+        for refused in [
+            "evil.example:7700",
+            "127.0.0.1.evil.example",
+            "[::1",
+            "localhost.evil",
+        ] {
+            assert!(!allowed_host(refused, &allowed), "{refused}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/system", get(system))
+        .route("/v1/limits", get(limits))
         .route("/v1/events", get(events))
         .route("/v1/llm", get(llm))
         .route("/metrics", get(metrics))
@@ -23,6 +24,32 @@ pub(crate) fn routes() -> Router<AppState> {
 
 async fn health() -> Json<Value> {
     Json(json!({ "status": "ok", "version": env!("CARGO_PKG_VERSION") }))
+}
+
+/// The host's ceilings for manifests, the limits of a silent manifest, the write budgets and
+/// the retention policy: what a pusher may ask for and what an agent may write.
+async fn limits(State(state): State<AppState>) -> Json<Value> {
+    let config = &state.kernel.config;
+    Json(json!({
+        "maxima": {
+            "fuel": config.max_fuel,
+            "memory_mb": config.max_memory_mb,
+            "timeout_ms": config.max_timeout_ms,
+            "queue": config.max_queue,
+            "concurrent_calls": config.max_concurrent_calls,
+            "instances": config.max_instances,
+        },
+        "defaults": {
+            "fuel": config.fuel,
+            "memory_mb": config.memory_mb,
+            "timeout_ms": config.timeout_ms,
+            "concurrency": config.concurrency,
+            "queue": config.queue,
+        },
+        "budgets": config.budgets,
+        "retention": config.retention,
+        "cache_max_mb": config.cache_max_mb,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

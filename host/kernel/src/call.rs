@@ -4,8 +4,14 @@
 //! in one transaction; a call that traps, runs out of fuel or time, or is a shadow run (deploy
 //! check, canary, health) changes nothing. Log lines are written as they come, whatever the
 //! call's end: they are how a failure is understood.
+//!
+//! Every write is budgeted ([`crate::config::Budgets`]): a log line is cut past its length,
+//! and dropped past the call's bytes or the agent's bytes per minute, with one line from the
+//! host saying so; an emit past the call's count or bytes, or the agent's events per minute,
+//! and a kv write past the agent's quota answer `denied` and the call goes on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -15,45 +21,65 @@ use overseer_store::{KvWrite, LogLine, NewEvent, Store, now_ms};
 use crate::capability::{CallContext, Mode};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
+use crate::quota::{KvDelta, Quotas};
 
 /// Topic prefixes only the host publishes on: agents act on them (alerts, edits, the market,
 /// trades, risk, audit), so an agent may not forge them.
 pub const HOST_TOPICS: &[&str] = &["alert.", "edit.", "market.", "trade.", "risk.", "audit."];
 
+/// Everything a call reaches besides its context: shared by every call.
+#[derive(Clone)]
+pub(crate) struct CallHost {
+    pub store: Store,
+    pub logs: Logs,
+    pub metrics: Arc<Metrics>,
+    pub quotas: Arc<Quotas>,
+}
+
 /// The runtime and kv of one invocation.
 pub(crate) struct Call {
     context: CallContext,
     mode: Mode,
-    store: Store,
-    logs: Logs,
-    metrics: Arc<Metrics>,
+    host: CallHost,
     /// Keys written (`Some`) or removed (`None`) by this call, in key order.
     writes: Mutex<BTreeMap<String, Option<String>>>,
+    /// Sizes (key and value) of keys this call read from the store; `None`: absent.
+    stored: Mutex<HashMap<String, Option<usize>>>,
     events: Mutex<Vec<NewEvent>>,
+    spent: Mutex<Spent>,
+}
+
+/// What the call has spent of its budgets.
+#[derive(Default)]
+struct Spent {
+    log_bytes: usize,
+    /// Whether the line saying the call's log budget ran out was written.
+    call_cut: bool,
+    /// Whether the line saying the agent's per-minute log budget ran out was written.
+    rate_cut: bool,
+    events: u32,
+    event_bytes: usize,
+    kv: KvDelta,
 }
 
 /// What a finished call leaves to commit.
 pub(crate) struct Effects {
     pub writes: Vec<KvWrite>,
     pub events: Vec<NewEvent>,
+    /// What the writes change in the agent's kv usage.
+    pub kv: KvDelta,
 }
 
 impl Call {
-    pub(crate) fn new(
-        context: CallContext,
-        mode: Mode,
-        store: Store,
-        logs: Logs,
-        metrics: Arc<Metrics>,
-    ) -> Self {
+    pub(crate) fn new(context: CallContext, mode: Mode, host: CallHost) -> Self {
         Call {
             context,
             mode,
-            store,
-            logs,
-            metrics,
+            host,
             writes: Mutex::new(BTreeMap::new()),
+            stored: Mutex::new(HashMap::new()),
             events: Mutex::new(Vec::new()),
+            spent: Mutex::new(Spent::default()),
         }
     }
 
@@ -69,6 +95,10 @@ impl Call {
         self.events.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn spent(&self) -> std::sync::MutexGuard<'_, Spent> {
+        self.spent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The writes and events of the call, taken once.
     pub(crate) fn effects(&self) -> Effects {
         let writes = std::mem::take(&mut *self.writes())
@@ -78,7 +108,49 @@ impl Call {
         Effects {
             writes,
             events: std::mem::take(&mut *self.events()),
+            kv: std::mem::take(&mut self.spent().kv),
         }
+    }
+
+    fn line(&self, level: &'static str, message: String) -> LogLine {
+        LogLine {
+            agent: self.agent().to_string(),
+            version: self.context.version,
+            level,
+            message,
+            at_ms: now_ms(),
+        }
+    }
+
+    /// The size of `key` and its value as the call sees it, `None` when absent.
+    async fn size_of(&self, key: &str) -> Result<Option<usize>, GuestError> {
+        if let Some(value) = self.writes().get(key) {
+            return Ok(value.as_ref().map(|v| key.len() + v.len()));
+        }
+        if let Some(size) = self
+            .stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(*size);
+        }
+        let value = self
+            .host
+            .store
+            .kv_get(self.agent(), key)
+            .await
+            .map_err(unavailable)?;
+        let size = value.map(|v| key.len() + v.len());
+        self.remember_size(key, size);
+        Ok(size)
+    }
+
+    fn remember_size(&self, key: &str, size: Option<usize>) {
+        self.stored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), size);
     }
 }
 
@@ -101,20 +173,69 @@ fn check_topic(topic: &str) -> Result<(), GuestError> {
     Ok(())
 }
 
+/// `message` cut to at most `max` bytes (on a character boundary), with a marker saying how
+/// much was cut.
+pub(crate) fn cut_line(message: &str, max: usize) -> Cow<'_, str> {
+    if message.len() <= max {
+        return Cow::Borrowed(message);
+    }
+    let mut end = max;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!(
+        "{}… [cut: {} more bytes]",
+        &message[..end],
+        message.len() - end
+    ))
+}
+
+fn as_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 #[async_trait]
 impl overseer_sandbox::Runtime for Call {
     fn log(&self, level: Level, message: &str) {
+        let budgets = self.host.quotas.budgets();
+        let message = cut_line(message, budgets.log_line_bytes);
         let message = match self.mode {
-            Mode::Real => message.to_string(),
+            Mode::Real => message.into_owned(),
             Mode::Shadow => format!("[shadow] {message}"),
         };
-        self.logs.write(LogLine {
-            agent: self.agent().to_string(),
-            version: self.context.version,
-            level: level.as_str(),
-            message,
-            at_ms: now_ms(),
-        });
+        let agent = self.agent();
+        let mut spent = self.spent();
+        if spent.log_bytes + message.len() > budgets.log_bytes_per_call {
+            self.host.metrics.log_dropped(agent, "call");
+            if !std::mem::replace(&mut spent.call_cut, true) {
+                drop(spent);
+                self.host.logs.write_host(self.line(
+                    "warn",
+                    format!(
+                        "[log budget: a call may write {} bytes of log; this call's further lines are dropped]",
+                        budgets.log_bytes_per_call
+                    ),
+                ));
+            }
+            return;
+        }
+        if !self.host.quotas.log_line(agent, message.len()) {
+            self.host.metrics.log_dropped(agent, "rate");
+            if !std::mem::replace(&mut spent.rate_cut, true) {
+                drop(spent);
+                self.host.logs.write_host(self.line(
+                    "warn",
+                    format!(
+                        "[log budget: {agent} wrote more than {} bytes of log in a minute; its lines are dropped until it is under]",
+                        budgets.log_bytes_per_minute
+                    ),
+                ));
+            }
+            return;
+        }
+        spent.log_bytes += message.len();
+        drop(spent);
+        self.host.logs.write(self.line(level.as_str(), message));
     }
 
     async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError> {
@@ -124,6 +245,29 @@ impl overseer_sandbox::Runtime for Call {
                 "payload must be a JSON document".to_string(),
             ));
         }
+        let budgets = self.host.quotas.budgets();
+        {
+            let spent = self.spent();
+            if spent.events >= budgets.events_per_call {
+                return Err(GuestError::Denied(format!(
+                    "event budget: a call may emit {} events",
+                    budgets.events_per_call
+                )));
+            }
+            if spent.event_bytes + payload.len() > budgets.event_bytes_per_call {
+                return Err(GuestError::Denied(format!(
+                    "event budget: a call may emit {} bytes of payload",
+                    budgets.event_bytes_per_call
+                )));
+            }
+        }
+        if self.mode == Mode::Real {
+            self.host.quotas.event(self.agent())?;
+        }
+        let mut spent = self.spent();
+        spent.events += 1;
+        spent.event_bytes += payload.len();
+        drop(spent);
         if self.mode == Mode::Real {
             self.events().push(NewEvent {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -138,7 +282,10 @@ impl overseer_sandbox::Runtime for Call {
 
     fn metric(&self, name: &str, value: f64) {
         if self.mode == Mode::Real {
-            self.metrics.agent_metric(self.agent(), name, value);
+            let max = self.host.quotas.budgets().metric_names;
+            self.host
+                .metrics
+                .agent_metric(self.agent(), name, value, max);
         }
     }
 
@@ -153,25 +300,48 @@ impl overseer_sandbox::Kv for Call {
         if let Some(value) = self.writes().get(key) {
             return Ok(value.clone());
         }
-        self.store
+        let value = self
+            .host
+            .store
             .kv_get(self.agent(), key)
             .await
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        self.remember_size(key, value.as_ref().map(|v| key.len() + v.len()));
+        Ok(value)
     }
 
     async fn set(&self, key: &str, value: &str) -> Result<(), GuestError> {
+        let before = self.size_of(key).await?;
+        let delta = KvDelta {
+            keys: i64::from(before.is_none()),
+            bytes: as_i64(key.len() + value.len()) - as_i64(before.unwrap_or(0)),
+        };
+        let pending = self.spent().kv;
+        self.host
+            .quotas
+            .kv_allows(self.agent(), pending, delta)
+            .await?;
         self.writes()
             .insert(key.to_string(), Some(value.to_string()));
+        self.spent().kv.add(delta);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), GuestError> {
+        let before = self.size_of(key).await?;
         self.writes().insert(key.to_string(), None);
+        if let Some(size) = before {
+            self.spent().kv.add(KvDelta {
+                keys: -1,
+                bytes: -as_i64(size),
+            });
+        }
         Ok(())
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, GuestError> {
         let stored = self
+            .host
             .store
             .kv_keys(self.agent(), prefix)
             .await
@@ -203,5 +373,12 @@ mod tests {
             check_topic("a\0b"),
             Err(GuestError::InvalidInput(_))
         ));
+    }
+
+    #[test]
+    fn long_lines_are_cut_on_a_character_boundary_with_a_marker() {
+        assert_eq!(cut_line("short", 10), "short");
+        let cut = cut_line("ééééé", 5);
+        assert_eq!(cut, "éé… [cut: 6 more bytes]");
     }
 }

@@ -11,6 +11,9 @@ pub enum Error {
         "invalid agent name {0:?}: use 1 to 63 characters of a-z, 0-9 and '-', starting with a letter or digit"
     )]
     InvalidName(String),
+    /// A name the host keeps for itself.
+    #[error("{0:?} is reserved for the host's own events and parts: choose another name")]
+    ReservedName(String),
     /// A request whose body or parameters are malformed.
     #[error("{0}")]
     InvalidRequest(String),
@@ -76,6 +79,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::InvalidName(_) => "invalid_name",
+            Error::ReservedName(_) => "reserved_name",
             Error::InvalidRequest(_) => "invalid_request",
             Error::InvalidManifest(_) => "invalid_manifest",
             Error::AgentNotFound(_) => "agent_not_found",

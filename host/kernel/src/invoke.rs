@@ -10,11 +10,12 @@ use overseer_store::{LogLine, Store, now_ms};
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, event};
-use crate::call::Call;
+use crate::call::{Call, CallHost};
 use crate::capability::{CallContext, Capabilities, Mode};
 use crate::error::{Error, Result};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::registry::{Registry, Version};
 use crate::supervisor::Supervisor;
 
@@ -37,6 +38,7 @@ pub(crate) struct Parts {
     pub capabilities: Arc<Capabilities>,
     pub bus: Bus,
     pub supervisor: Arc<Supervisor>,
+    pub quotas: Arc<Quotas>,
 }
 
 /// Runs agents.
@@ -49,6 +51,7 @@ pub struct Invoker {
     capabilities: Arc<Capabilities>,
     bus: Bus,
     supervisor: Arc<Supervisor>,
+    quotas: Arc<Quotas>,
 }
 
 impl Invoker {
@@ -62,6 +65,7 @@ impl Invoker {
             capabilities: parts.capabilities,
             bus: parts.bus,
             supervisor: parts.supervisor,
+            quotas: parts.quotas,
         }
     }
 
@@ -95,7 +99,7 @@ impl Invoker {
         };
         // Only events answered with a value are replayed through a candidate.
         if result.is_ok() {
-            slot.remember(event);
+            slot.remember(event, self.quotas.budgets().canary_bytes);
         }
         self.supervisor.observe(&slot, &version, failed);
         result
@@ -133,9 +137,12 @@ impl Invoker {
         let call = Arc::new(Call::new(
             context.clone(),
             Mode::Real,
-            self.store.clone(),
-            self.logs.clone(),
-            self.metrics.clone(),
+            CallHost {
+                store: self.store.clone(),
+                logs: self.logs.clone(),
+                metrics: self.metrics.clone(),
+                quotas: self.quotas.clone(),
+            },
         ));
         let services = self
             .capabilities
@@ -184,7 +191,7 @@ impl Invoker {
                     other => Error::Internal(other.to_string()),
                 };
                 self.metrics.invocation(agent, error.code(), seconds, 0);
-                self.logs.write(LogLine {
+                self.logs.write_host(LogLine {
                     agent: agent.to_string(),
                     version: Some(version.number),
                     level: if matches!(error, Error::Guest { .. }) {
@@ -210,6 +217,7 @@ impl Invoker {
         self.store
             .kv_commit(agent, &effects.writes, &effects.events)
             .await?;
+        self.quotas.kv_committed(agent, effects.kv);
         self.bus.dispatch(effects.events.into_iter().map(event));
         Ok(())
     }

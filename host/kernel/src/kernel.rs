@@ -17,7 +17,9 @@ use crate::lifecycle::{Hooks, Listener};
 use crate::locks::Locks;
 use crate::logs::Logs;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::registry::Registry;
+use crate::retention::Retainer;
 use crate::schedule::Schedules;
 use crate::supervisor::{self, Supervisor};
 
@@ -40,6 +42,10 @@ pub struct Parts {
     pub supervisor: Arc<Supervisor>,
     pub invoker: Arc<Invoker>,
     pub schedules: Arc<Schedules>,
+    /// What each agent may write over time, and holds in kv.
+    pub quotas: Arc<Quotas>,
+    /// Prunes the store on a timer.
+    pub retainer: Arc<Retainer>,
 }
 
 /// The kernel of one daemon. Cheap to clone.
@@ -67,7 +73,18 @@ impl Kernel {
             Sandbox::new(&config.sandbox()).map_err(|e| Error::Internal(e.to_string()))?;
         let registry = Arc::new(Registry::default());
         let metrics = Arc::new(Metrics::default());
-        let logs = Logs::start(store.clone(), metrics.clone());
+        let logs = Logs::start(
+            store.clone(),
+            metrics.clone(),
+            config.budgets.log_bytes_queued,
+        );
+        let quotas = Arc::new(Quotas::new(config.budgets.clone(), store.clone()));
+        let retainer = Retainer::start(
+            config.retention.clone(),
+            store.clone(),
+            metrics.clone(),
+            quotas.clone(),
+        );
         let capabilities = Arc::new(Capabilities::default());
         let hooks = Arc::new(Hooks::default());
         let locks = Arc::new(Locks::default());
@@ -84,6 +101,7 @@ impl Kernel {
             hooks: hooks.clone(),
             locks: locks.clone(),
             alerts: alerts.clone(),
+            quotas: quotas.clone(),
         }));
         let supervisor = Supervisor::new(supervisor::Parts {
             registry: registry.clone(),
@@ -102,6 +120,7 @@ impl Kernel {
             capabilities: capabilities.clone(),
             bus: bus.clone(),
             supervisor: supervisor.clone(),
+            quotas: quotas.clone(),
         }));
         tokio::spawn(Invoker::deliver(Arc::downgrade(&invoker), deliveries));
         let schedules = Arc::new(Schedules::new(registry.clone(), Arc::downgrade(&invoker)));
@@ -124,6 +143,8 @@ impl Kernel {
                 supervisor,
                 invoker,
                 schedules,
+                quotas,
+                retainer,
             }),
         })
     }

@@ -9,8 +9,8 @@
 //! goes through the store's traits.
 //!
 //! Modules depend one way: `name`, `config`, `manifest`, `metrics`, `gate`, `window`, `locks`,
-//! `logs`, `lifecycle` → `registry` → `capability`, `call`, `bus` → `alerts` → `deploy` →
-//! `supervisor` → `invoke` → `schedule` → `kernel`.
+//! `logs`, `lifecycle` → `quota`, `retention`, `registry` → `capability`, `call`, `bus` →
+//! `alerts` → `deploy` → `supervisor` → `invoke` → `schedule` → `kernel`.
 
 pub mod alerts;
 pub mod bus;
@@ -28,7 +28,9 @@ pub mod logs;
 pub mod manifest;
 pub mod metrics;
 mod name;
+pub mod quota;
 pub mod registry;
+pub mod retention;
 pub mod schedule;
 pub mod supervisor;
 pub mod window;

@@ -197,8 +197,11 @@ impl Manifest {
             )));
         }
         let fuel = self.limits.fuel.unwrap_or(defaults.fuel);
-        if fuel == 0 {
-            return Err(Error::InvalidManifest("fuel must be positive".to_string()));
+        if fuel == 0 || fuel > host.max_fuel {
+            return Err(Error::InvalidManifest(format!(
+                "fuel must be between 1 and {}",
+                host.max_fuel
+            )));
         }
         let timeout = self
             .limits
@@ -219,6 +222,12 @@ impl Manifest {
             )));
         }
         let queue = self.limits.queue.unwrap_or(host.queue);
+        if queue > host.max_queue {
+            return Err(Error::InvalidManifest(format!(
+                "queue must be at most {}",
+                host.max_queue
+            )));
+        }
         let every = self
             .triggers
             .every
@@ -341,7 +350,10 @@ pub fn topic_matches(pattern: &str, topic: &str) -> bool {
     }
 }
 
-/// Parse `500ms`, `30s`, `5m` or `1h`.
+/// Longest interval a manifest may write: a year, far past any watch window or schedule.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// Parse `500ms`, `30s`, `5m`, `1h` or `1d`, up to [`MAX_INTERVAL`].
 pub fn parse_interval(text: &str) -> Result<Duration> {
     let text = text.trim();
     let split = text
@@ -353,18 +365,27 @@ pub fn parse_interval(text: &str) -> Result<Duration> {
             "interval {text:?}: expected a number and a unit like 30s"
         ))
     })?;
-    let duration = match unit.trim() {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let millis_per_unit: u64 = match unit.trim() {
+        "ms" => 1,
+        "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        "d" => 86_400_000,
         other => {
             return Err(Error::InvalidManifest(format!(
-                "interval {text:?}: unknown unit {other:?}; use ms, s, m or h"
+                "interval {text:?}: unknown unit {other:?}; use ms, s, m, h or d"
             )));
         }
     };
-    Ok(duration)
+    n.checked_mul(millis_per_unit)
+        .map(Duration::from_millis)
+        .filter(|d| *d <= MAX_INTERVAL)
+        .ok_or_else(|| {
+            Error::InvalidManifest(format!(
+                "interval {text:?} is longer than {} days",
+                MAX_INTERVAL.as_secs() / 86_400
+            ))
+        })
 }
 
 #[cfg(test)]
@@ -377,8 +398,13 @@ mod tests {
         assert_eq!(parse_interval("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_interval("5m").unwrap(), Duration::from_secs(300));
         assert_eq!(parse_interval("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_interval("2d").unwrap(), Duration::from_secs(172_800));
         assert!(parse_interval("5").is_err());
         assert!(parse_interval("fast").is_err());
+        // Overflow and absurd lengths are refused, not wrapped or panicked on.
+        assert!(parse_interval("18446744073709551615h").is_err());
+        assert!(parse_interval("99999999999999999999s").is_err());
+        assert!(parse_interval("400d").is_err());
     }
 
     #[test]

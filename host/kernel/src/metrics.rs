@@ -1,6 +1,7 @@
 //! Prometheus metrics of the host and its agents, written with `prometheus-client` and served
 //! in the text format at `/metrics`.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
@@ -31,6 +32,19 @@ struct TokenLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DropLabels {
+    agent: String,
+    /// `call` (the call's budget), `rate` (the agent's per minute) or `queue` (the writer
+    /// behind).
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TableLabel {
+    table: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentMetricLabels {
     agent: String,
     name: String,
@@ -48,9 +62,15 @@ pub struct Metrics {
     quarantines: Family<AgentLabel, Counter>,
     peak_memory: Family<AgentLabel, Gauge>,
     agent_metrics: Family<AgentMetricLabels, Gauge<f64, AtomicU64>>,
+    /// The names each agent has recorded, to hold it to its budget of series.
+    metric_names: Mutex<HashMap<String, HashSet<String>>>,
+    agent_metrics_dropped: Family<AgentLabel, Counter>,
     cache_hits: Counter,
     cache_misses: Counter,
-    logs_dropped: Counter,
+    cache_refused: Counter,
+    cache_evicted: Counter,
+    logs_dropped: Family<DropLabels, Counter>,
+    pruned: Family<TableLabel, Counter>,
     llm_requests: Family<OutcomeLabels, Counter>,
     llm_tokens: Family<TokenLabels, Counter>,
     encode: Mutex<()>,
@@ -75,9 +95,13 @@ impl Default for Metrics {
         let quarantines = Family::<AgentLabel, Counter>::default();
         let peak_memory = Family::<AgentLabel, Gauge>::default();
         let agent_metrics = Family::<AgentMetricLabels, Gauge<f64, AtomicU64>>::default();
+        let agent_metrics_dropped = Family::<AgentLabel, Counter>::default();
         let cache_hits = Counter::default();
         let cache_misses = Counter::default();
-        let logs_dropped = Counter::default();
+        let cache_refused = Counter::default();
+        let cache_evicted = Counter::default();
+        let logs_dropped = Family::<DropLabels, Counter>::default();
+        let pruned = Family::<TableLabel, Counter>::default();
         let llm_requests = Family::<OutcomeLabels, Counter>::default();
         let llm_tokens = Family::<TokenLabels, Counter>::default();
         registry.register(
@@ -128,6 +152,26 @@ impl Default for Metrics {
             agent_metrics.clone(),
         );
         registry.register(
+            "agent_metrics_dropped",
+            "runtime.metric calls dropped because the agent has recorded as many names as it may",
+            agent_metrics_dropped.clone(),
+        );
+        registry.register(
+            "compile_cache_refused",
+            "Compile-cache files that failed their tag and were recompiled instead of loaded",
+            cache_refused.clone(),
+        );
+        registry.register(
+            "compile_cache_evicted",
+            "Compile-cache files removed to keep the cache within its size",
+            cache_evicted.clone(),
+        );
+        registry.register(
+            "pruned_rows",
+            "Rows removed (or build logs cleared) by retention, by table",
+            pruned.clone(),
+        );
+        registry.register(
             "compile_cache_hits",
             "Components loaded from the compile cache instead of compiled",
             cache_hits.clone(),
@@ -139,7 +183,7 @@ impl Default for Metrics {
         );
         registry.register(
             "logs_dropped",
-            "Agent log lines dropped because the log writer fell behind",
+            "Agent log lines dropped, by agent and budget (call, rate or queue)",
             logs_dropped.clone(),
         );
         Metrics {
@@ -153,9 +197,14 @@ impl Default for Metrics {
             quarantines,
             peak_memory,
             agent_metrics,
+            metric_names: Mutex::new(HashMap::new()),
+            agent_metrics_dropped,
             cache_hits,
             cache_misses,
+            cache_refused,
+            cache_evicted,
             logs_dropped,
+            pruned,
             llm_requests,
             llm_tokens,
             encode: Mutex::new(()),
@@ -215,7 +264,22 @@ impl Metrics {
         self.rejections.get_or_create(&label(agent)).inc();
     }
 
-    pub fn agent_metric(&self, agent: &str, name: &str, value: f64) {
+    /// Record `value` under `name` for `agent`, unless it would be the agent's name number
+    /// `max_names + 1`: then the call is dropped and counted.
+    pub fn agent_metric(&self, agent: &str, name: &str, value: f64, max_names: u32) {
+        {
+            let mut names = self.metric_names.lock().unwrap_or_else(|p| p.into_inner());
+            let names = names.entry(agent.to_string()).or_default();
+            if !names.contains(name) {
+                if names.len() >= max_names as usize {
+                    self.agent_metrics_dropped
+                        .get_or_create(&label(agent))
+                        .inc();
+                    return;
+                }
+                names.insert(name.to_string());
+            }
+        }
         self.agent_metrics
             .get_or_create(&AgentMetricLabels {
                 agent: agent.to_string(),
@@ -242,8 +306,39 @@ impl Metrics {
         }
     }
 
-    pub fn log_dropped(&self) {
-        self.logs_dropped.inc();
+    /// A log line of `agent` dropped by the budget named `reason`.
+    pub fn log_dropped(&self, agent: &str, reason: &str) {
+        self.logs_dropped
+            .get_or_create(&DropLabels {
+                agent: agent.to_string(),
+                reason: reason.to_string(),
+            })
+            .inc();
+    }
+
+    /// Log lines of `agent` dropped so far, by any budget.
+    pub fn logs_dropped(&self, agent: &str) -> u64 {
+        ["call", "rate", "queue"]
+            .iter()
+            .filter_map(|reason| {
+                self.logs_dropped.get(&DropLabels {
+                    agent: agent.to_string(),
+                    reason: reason.to_string(),
+                })
+            })
+            .map(|c| c.get())
+            .sum()
+    }
+
+    /// Rows retention removed from `table`.
+    pub fn pruned(&self, table: &str, rows: u64) {
+        if rows > 0 {
+            self.pruned
+                .get_or_create(&TableLabel {
+                    table: table.to_string(),
+                })
+                .inc_by(rows);
+        }
     }
 
     /// Count of successful invocations of an agent, for the agent view.
@@ -262,6 +357,8 @@ impl Metrics {
         let _one_at_a_time = self.encode.lock().unwrap_or_else(|p| p.into_inner());
         catch_up(&self.cache_hits, cache.hits);
         catch_up(&self.cache_misses, cache.misses);
+        catch_up(&self.cache_refused, cache.refused);
+        catch_up(&self.cache_evicted, cache.evicted);
         let mut text = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
             tracing::error!(error = %e, "encoding metrics");

@@ -2,9 +2,20 @@
 
 use crate::error::{Error, Result};
 
-/// Check an agent name against `[a-z0-9][a-z0-9-]{0,62}`: safe in a URL path, a file name and
-/// a cargo package name.
+/// Names an agent may not take: the sources of the host's own events (`overseer`, `http`,
+/// `schedule`), and names the host keeps for its parts and its topics, so that no agent's
+/// events or logs can pass for the host's.
+pub const RESERVED_NAMES: &[&str] = &[
+    "overseer", "host", "system", "api", "http", "schedule", "bus", "alert", "edit", "market",
+    "trade", "risk", "audit", "broker",
+];
+
+/// Check an agent name against `[a-z0-9][a-z0-9-]{0,62}`, not one of [`RESERVED_NAMES`]:
+/// safe in a URL path, a file name and a cargo package name.
 pub fn check_name(name: &str) -> Result<()> {
+    if RESERVED_NAMES.contains(&name) {
+        return Err(Error::ReservedName(name.to_string()));
+    }
     let mut chars = name.chars();
     let first_ok = chars
         .next()
@@ -38,6 +49,10 @@ mod tests {
             "é",
         ] {
             assert!(check_name(bad).is_err(), "{bad}");
+        }
+        for reserved in ["overseer", "http", "schedule"] {
+            let err = check_name(reserved).unwrap_err();
+            assert_eq!(err.code(), "reserved_name", "{reserved}");
         }
     }
 }

@@ -147,14 +147,19 @@ impl Version {
 /// Events kept per agent for canary replays: more than any manifest may ask to replay.
 const RECENT_EVENTS: usize = 1000;
 
+/// What an event takes in memory, near enough.
+fn event_size(event: &Event) -> usize {
+    event.id.len() + event.topic.len() + event.payload.len() + event.source.len()
+}
+
 /// Everything live about one agent.
 pub struct Slot {
     pub name: String,
     active: ArcSwapOption<Version>,
     gate: ArcSwap<Gate>,
     compiled: Mutex<Vec<Arc<Version>>>,
-    /// Events the active versions answered `ok`, newest last.
-    recent: Mutex<VecDeque<Event>>,
+    /// Events the active versions answered `ok`, newest last, with their bytes in all.
+    recent: Mutex<(VecDeque<Event>, usize)>,
     /// Taken out of routing: calls are refused until a push, a rollback or a release.
     quarantined: AtomicBool,
 }
@@ -166,7 +171,7 @@ impl Slot {
             active: ArcSwapOption::empty(),
             gate: ArcSwap::from_pointee(gate),
             compiled: Mutex::new(Vec::new()),
-            recent: Mutex::new(VecDeque::new()),
+            recent: Mutex::new((VecDeque::new(), 0)),
             quarantined: AtomicBool::new(false),
         }
     }
@@ -188,21 +193,32 @@ impl Slot {
             .cloned()
     }
 
-    /// Remember an event the active version answered `ok`.
-    pub fn remember(&self, event: Event) {
-        let mut recent = lock(&self.recent);
-        if recent.len() == RECENT_EVENTS {
-            recent.pop_front();
+    /// Remember an event the active version answered `ok`, keeping at most `max_bytes` of
+    /// events (an event larger than that is not kept).
+    pub fn remember(&self, event: Event, max_bytes: usize) {
+        let size = event_size(&event);
+        if size > max_bytes {
+            return;
         }
-        recent.push_back(event);
+        let mut recent = lock(&self.recent);
+        let (events, bytes) = &mut *recent;
+        while events.len() >= RECENT_EVENTS || *bytes + size > max_bytes {
+            match events.pop_front() {
+                Some(old) => *bytes -= event_size(&old),
+                None => break,
+            }
+        }
+        *bytes += size;
+        events.push_back(event);
     }
 
     /// The last `n` events answered `ok`, oldest first.
     pub fn recent(&self, n: usize) -> Vec<Event> {
         let recent = lock(&self.recent);
-        recent
+        let events = &recent.0;
+        events
             .iter()
-            .skip(recent.len().saturating_sub(n))
+            .skip(events.len().saturating_sub(n))
             .cloned()
             .collect()
     }

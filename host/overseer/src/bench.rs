@@ -157,19 +157,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let config = Config {
         data_dir: data.path().to_path_buf(),
-        token: Some("bench".to_string()),
+        token: Some(overseer_providers::Secret::new("bench")),
         bundled: false,
         agents_dir: Some(source_dir.clone()),
         build_dir: Some(args.build_dir.clone()),
         ..Config::default()
     };
 
-    // Compile against a cold cache, then load the same component from the cache.
-    let cold = overseer_sandbox::Sandbox::new(&config.kernel().sandbox())?;
+    // Compile against a cold cache, then load the same component from the cache, signed with
+    // the key the daemon opened below will use.
+    let key = daemon::read_or_create_key(&config.cache_key_path())?;
+    let cold = overseer_sandbox::Sandbox::new(&config.kernel(key).sandbox())?;
     let started = Instant::now();
     cold.prepare(&echo)?;
     let compile = started.elapsed();
-    let warm = overseer_sandbox::Sandbox::new(&config.kernel().sandbox())?;
+    let warm = overseer_sandbox::Sandbox::new(&config.kernel(key).sandbox())?;
     let started = Instant::now();
     warm.prepare(&echo)?;
     let cached = started.elapsed();

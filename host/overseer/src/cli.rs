@@ -179,7 +179,6 @@ pub fn main() -> anyhow::Result<()> {
 
 /// Run one command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let client = reqwest::Client::new();
     match cli.command {
         Command::Serve(args) => daemon::run(Config::load(&args)?).await,
         Command::Bench(args) => bench::run(args).await,
@@ -234,10 +233,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                             reqwest::multipart::Part::bytes(bytes).file_name("component.wasm"),
                         )
                         .text("manifest", text);
-                    c.post(&client, &path).multipart(form)
+                    c.post(&c.client()?, &path).multipart(form)
                 }
                 None => c
-                    .post(&client, &path)
+                    .post(&c.client()?, &path)
                     .header("content-type", "application/wasm")
                     .body(bytes),
             };
@@ -245,7 +244,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Agents { client: c } => {
-            let value = send(client.get(c.url("/v1/agents"))).await?;
+            let value = send(c.client()?.get(c.url("/v1/agents"))).await?;
             for agent in value["agents"].as_array().into_iter().flatten() {
                 println!(
                     "{:<24} {:<10} {:<8} {}",
@@ -266,14 +265,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client: c,
         } => {
             let request = c
-                .post(&client, &format!("/v1/agents/{name}/invoke"))
+                .post(&c.client()?, &format!("/v1/agents/{name}/invoke"))
                 .header("content-type", "application/json")
                 .body(json);
             print_json(send(request).await?);
             Ok(())
         }
         Command::Alerts { state, client: c } => {
-            let value = send(client.get(c.url(&format!("/v1/alerts?state={state}")))).await?;
+            let value = send(c.client()?.get(c.url(&format!("/v1/alerts?state={state}")))).await?;
             for alert in value["alerts"].as_array().into_iter().flatten() {
                 let state = if alert["resolved_ms"].is_null() {
                     "open"
@@ -305,7 +304,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let base = match base {
                 Some(base) => base,
                 None => {
-                    send(client.get(c.url(&format!("/v1/agents/{name}")))).await?["active_version"]
+                    send(c.client()?.get(c.url(&format!("/v1/agents/{name}")))).await?["active_version"]
                         .as_u64()
                         .map(|v| v as u32)
                         .context("the agent has no active version to edit")?
@@ -318,7 +317,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "proposer": "cli",
             });
             let request = c
-                .post(&client, &format!("/v1/agents/{name}/edits"))
+                .post(&c.client()?, &format!("/v1/agents/{name}/edits"))
                 .header("content-type", "application/json")
                 .body(body.to_string());
             let mut edit = send(request).await?;
@@ -331,7 +330,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 )
             {
                 poll.tick().await;
-                edit = send(client.get(c.url(&path))).await?;
+                edit = send(c.client()?.get(c.url(&path))).await?;
             }
             print_edit(&edit);
             if edit["state"] == "rejected" {
@@ -340,7 +339,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Edits { name, client: c } => {
-            let value = send(client.get(c.url(&format!("/v1/agents/{name}/edits")))).await?;
+            let value = send(c.client()?.get(c.url(&format!("/v1/agents/{name}/edits")))).await?;
             for edit in value["edits"].as_array().into_iter().flatten() {
                 println!(
                     "#{:<5} {:<12} {:<8} base v{:<4} {:<10} {}",
@@ -363,9 +362,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             b,
             client: c,
         } => {
-            let value =
-                send(client.get(c.url(&format!("/v1/agents/{name}/versions/{a}/diff/{b}"))))
-                    .await?;
+            let value = send(
+                c.client()?
+                    .get(c.url(&format!("/v1/agents/{name}/versions/{a}/diff/{b}"))),
+            )
+            .await?;
             print!("{}", value["diff"].as_str().unwrap_or_default());
             Ok(())
         }
@@ -375,8 +376,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             client: c,
         } => {
             let query = version.map(|v| format!("?version={v}")).unwrap_or_default();
-            let value =
-                send(client.get(c.url(&format!("/v1/agents/{name}/analysis{query}")))).await?;
+            let value = send(
+                c.client()?
+                    .get(c.url(&format!("/v1/agents/{name}/analysis{query}"))),
+            )
+            .await?;
             let findings = value["findings"].as_array().cloned().unwrap_or_default();
             for f in &findings {
                 println!(
@@ -405,7 +409,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Llm { client: c } => {
-            let value = send(client.get(c.url("/v1/llm"))).await?;
+            let value = send(c.client()?.get(c.url("/v1/llm"))).await?;
             match value["model"].as_str() {
                 Some(model) => println!(
                     "LLM: {model} at {}",
@@ -426,11 +430,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Release { name, client: c } => {
-            print_json(send(c.post(&client, &format!("/v1/agents/{name}/release"))).await?);
+            print_json(send(c.post(&c.client()?, &format!("/v1/agents/{name}/release"))).await?);
             Ok(())
         }
         Command::Versions { name, client: c } => {
-            print_json(send(client.get(c.url(&format!("/v1/agents/{name}/versions")))).await?);
+            print_json(
+                send(
+                    c.client()?
+                        .get(c.url(&format!("/v1/agents/{name}/versions"))),
+                )
+                .await?,
+            );
             Ok(())
         }
         Command::Rollback {
@@ -443,7 +453,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => String::new(),
             };
             let request = c
-                .post(&client, &format!("/v1/agents/{name}/rollback"))
+                .post(&c.client()?, &format!("/v1/agents/{name}/rollback"))
                 .header("content-type", "application/json")
                 .body(body);
             print_json(send(request).await?);
@@ -454,8 +464,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
             client: c,
         } => {
-            let value =
-                send(client.get(c.url(&format!("/v1/agents/{name}/logs?limit={limit}")))).await?;
+            let value = send(
+                c.client()?
+                    .get(c.url(&format!("/v1/agents/{name}/logs?limit={limit}"))),
+            )
+            .await?;
             for line in value["logs"].as_array().into_iter().flatten() {
                 println!(
                     "{} v{} {:<5} {}",

@@ -34,12 +34,22 @@ impl ClientArgs {
         format!("{}{path}", self.url.trim_end_matches('/'))
     }
 
-    pub(crate) fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
-        let request = client.post(self.url(path));
-        match self.token() {
-            Some(token) => request.bearer_auth(token),
-            None => request,
+    /// An HTTP client that sends the token with every request.
+    pub(crate) fn client(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = self.token() {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
         }
+        Ok(reqwest::Client::builder()
+            .default_headers(headers)
+            .build()?)
+    }
+
+    pub(crate) fn post(&self, client: &reqwest::Client, path: &str) -> reqwest::RequestBuilder {
+        client.post(self.url(path))
     }
 }
 

@@ -9,11 +9,14 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use overseer_kernel::KernelConfig;
-use overseer_providers::LlmConfig;
+use overseer_kernel::config::{Budgets, Retention};
+use overseer_providers::{LlmConfig, Secret};
+use overseer_sandbox::CacheKey;
 use overseer_selfedit::BuildConfig;
 use serde::{Deserialize, Serialize};
 
-/// Flags of `overseer serve`; each is also an environment variable.
+/// Flags of `overseer serve`; each is also an environment variable. Its `Debug` hides the
+/// token, the database URL and the LLM key.
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// A TOML file with any of the settings below (flags and environment win over it).
@@ -25,9 +28,9 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "OVERSEER_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Bearer token for mutations; without it one is generated into the data directory.
+    /// Bearer token for the API; without it one is generated into the data directory.
     #[arg(long, env = "OVERSEER_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
     /// Source of the bundled agents (a cargo workspace for wasm32-wasip2).
     #[arg(long, env = "OVERSEER_AGENTS_DIR")]
     pub agents_dir: Option<PathBuf>,
@@ -37,7 +40,7 @@ pub struct ServeArgs {
     /// The database: `postgres://…`, or a path to an SQLite file (default
     /// `<data-dir>/overseer.db`).
     #[arg(long, env = "OVERSEER_DATABASE_URL", hide_env_values = true)]
-    pub database: Option<String>,
+    pub database: Option<Secret>,
     /// Largest request body, in bytes.
     #[arg(long, env = "OVERSEER_BODY_LIMIT")]
     pub body_limit: Option<usize>,
@@ -46,23 +49,32 @@ pub struct ServeArgs {
     pub llm_url: Option<String>,
     /// Key for the LLM endpoint.
     #[arg(long, env = "OVERSEER_LLM_KEY", hide_env_values = true)]
-    pub llm_key: Option<String>,
+    pub llm_key: Option<Secret>,
     /// Model to ask.
     #[arg(long, env = "OVERSEER_LLM_MODEL")]
     pub llm_model: Option<String>,
+    /// Serve GETs without the token (agents' source and logs still need it).
+    #[arg(long, env = "OVERSEER_PUBLIC_READ")]
+    pub public_read: bool,
 }
 
-/// Every setting of the daemon, with its default.
+/// Every setting of the daemon, with its default. Secrets are [`Secret`]s: never printed,
+/// never written out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub data_dir: PathBuf,
     /// The database URL (`postgres://…`) or SQLite path; `<data-dir>/overseer.db` by default.
     #[serde(skip_serializing)]
-    pub database: Option<String>,
+    pub database: Option<Secret>,
     pub listen: SocketAddr,
     #[serde(skip_serializing)]
-    pub token: Option<String>,
+    pub token: Option<Secret>,
+    /// Serve GETs without the token, except agents' source, build logs and logs.
+    pub public_read: bool,
+    /// Host names requests may name besides the listener's address, `localhost` and
+    /// loopback (e.g. the name of a proxy in front); compared without the port.
+    pub allowed_hosts: Vec<String>,
     /// Largest request body: large enough for an 18 MB Python component with room to spare.
     pub body_limit: usize,
     pub agents_dir: Option<PathBuf>,
@@ -73,10 +85,20 @@ pub struct Config {
     pub tools_dir: Option<PathBuf>,
     /// Instances alive at once across all agents (the size of the instance pool).
     pub max_instances: u32,
+    /// Guest calls running at once across all agents; more wait within their deadline.
+    pub max_concurrent_calls: u32,
     /// The largest memory limit a manifest may ask for, in MiB.
     pub max_memory_mb: u64,
     /// The longest deadline a manifest may ask for, in milliseconds.
     pub max_timeout_ms: u64,
+    /// The most fuel a manifest may ask for per call.
+    pub max_fuel: u64,
+    /// The longest queue a manifest may ask for.
+    pub max_queue: u32,
+    /// Threads of a runtime of their own for guest code; 0 shares the API's runtime.
+    pub guest_threads: usize,
+    /// Largest size of the compile cache on disk, in MiB.
+    pub cache_max_mb: u64,
     /// Defaults for agents whose manifest is silent.
     pub fuel: u64,
     pub memory_mb: u64,
@@ -91,31 +113,45 @@ pub struct Config {
     pub build_timeout_secs: u64,
     /// The LLM endpoint served to agents granted `llm` (`[llm]` in the file).
     pub llm: LlmConfig,
+    /// What one agent may write through the host (`[budgets]` in the file).
+    pub budgets: Budgets,
+    /// How long what agents wrote is kept (`[retention]` in the file).
+    pub retention: Retention,
 }
 
 impl Default for Config {
     fn default() -> Self {
+        let kernel = KernelConfig::default();
         Config {
             data_dir: PathBuf::from(".overseer"),
             database: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 7700)),
             token: None,
+            public_read: false,
+            allowed_hosts: Vec::new(),
             body_limit: 32 << 20,
             agents_dir: None,
             bundled: true,
             build_dir: None,
             tools_dir: None,
-            max_instances: 256,
-            max_memory_mb: 1024,
-            max_timeout_ms: 300_000,
-            fuel: overseer_sandbox::DEFAULT_FUEL,
-            memory_mb: (overseer_sandbox::DEFAULT_MEMORY_BYTES >> 20) as u64,
-            timeout_ms: overseer_sandbox::DEFAULT_TIMEOUT.as_millis() as u64,
-            concurrency: 16,
-            queue: 64,
-            keep_compiled: 5,
+            max_instances: kernel.max_instances,
+            max_concurrent_calls: kernel.max_concurrent_calls,
+            max_memory_mb: kernel.max_memory_mb,
+            max_timeout_ms: kernel.max_timeout_ms,
+            max_fuel: kernel.max_fuel,
+            max_queue: kernel.max_queue,
+            guest_threads: kernel.guest_threads,
+            cache_max_mb: kernel.cache_max_mb,
+            fuel: kernel.fuel,
+            memory_mb: kernel.memory_mb,
+            timeout_ms: kernel.timeout_ms,
+            concurrency: kernel.concurrency,
+            queue: kernel.queue,
+            keep_compiled: kernel.keep_compiled,
             build_timeout_secs: 600,
             llm: LlmConfig::default(),
+            budgets: kernel.budgets,
+            retention: kernel.retention,
         }
     }
 }
@@ -148,7 +184,10 @@ impl Config {
             config.bundled = false;
         }
         if let Some(database) = &args.database {
-            config.database = Some(database.clone()).filter(|d| !d.is_empty());
+            config.database = Some(database.clone()).filter(|d| !d.expose().is_empty());
+        }
+        if args.public_read {
+            config.public_read = true;
         }
         if let Some(limit) = args.body_limit {
             config.body_limit = limit;
@@ -157,7 +196,7 @@ impl Config {
             config.llm.url = Some(url.clone()).filter(|u| !u.is_empty());
         }
         if let Some(key) = &args.llm_key {
-            config.llm.key = Some(key.clone()).filter(|k| !k.is_empty());
+            config.llm.key = Some(key.clone()).filter(|k| !k.expose().is_empty());
         }
         if let Some(model) = &args.llm_model {
             config.llm.model = model.clone();
@@ -165,19 +204,27 @@ impl Config {
         Ok(config)
     }
 
-    /// The kernel's settings.
-    pub fn kernel(&self) -> KernelConfig {
+    /// The kernel's settings, its compile cache signed with `cache_key`.
+    pub fn kernel(&self, cache_key: CacheKey) -> KernelConfig {
         KernelConfig {
             data_dir: self.data_dir.clone(),
             max_instances: self.max_instances,
+            max_concurrent_calls: self.max_concurrent_calls,
             max_memory_mb: self.max_memory_mb,
             max_timeout_ms: self.max_timeout_ms,
+            max_fuel: self.max_fuel,
+            max_queue: self.max_queue,
             fuel: self.fuel,
             memory_mb: self.memory_mb,
             timeout_ms: self.timeout_ms,
             concurrency: self.concurrency,
             queue: self.queue,
             keep_compiled: self.keep_compiled,
+            guest_threads: self.guest_threads,
+            cache_key,
+            cache_max_mb: self.cache_max_mb,
+            budgets: self.budgets.clone(),
+            retention: self.retention.clone(),
         }
     }
 
@@ -215,16 +262,25 @@ impl Config {
 
     /// The database to open: the configured URL, or the SQLite file in the data directory.
     pub fn database_url(&self) -> String {
-        self.database.clone().unwrap_or_else(|| {
-            self.data_dir
-                .join("overseer.db")
-                .to_string_lossy()
-                .into_owned()
-        })
+        self.database
+            .as_ref()
+            .map(|d| d.expose().to_string())
+            .unwrap_or_else(|| {
+                self.data_dir
+                    .join("overseer.db")
+                    .to_string_lossy()
+                    .into_owned()
+            })
     }
 
     pub fn token_path(&self) -> PathBuf {
         self.data_dir.join("token")
+    }
+
+    /// Where the secret that signs the compile cache is kept (mode 0600, never in a build's
+    /// reach).
+    pub fn cache_key_path(&self) -> PathBuf {
+        self.data_dir.join("cache.key")
     }
 }
 
@@ -259,16 +315,23 @@ mod tests {
         let args = ServeArgs {
             config: Some(file),
             llm_model: Some("m2".to_string()),
-            llm_key: Some("secret".to_string()),
+            llm_key: Some(Secret::new("secret")),
+            token: Some(Secret::new("tok3n")),
+            database: Some(Secret::new("postgres://u:pw@db/o")),
             ..ServeArgs::default()
         };
         let config = Config::load(&args).unwrap();
         assert_eq!(config.llm.url.as_deref(), Some("http://127.0.0.1:1/v1"));
         assert_eq!(config.llm.model, "m2");
         assert_eq!(config.llm.retries, 1);
-        assert_eq!(config.llm.key.as_deref(), Some("secret"));
-        // The key is never written out with the configuration.
+        assert_eq!(config.llm.key.as_ref().map(Secret::expose), Some("secret"));
+        // Secrets are never written out with the configuration, nor printed.
         assert!(!toml::to_string(&config).unwrap().contains("secret"));
+        for printed in [format!("{config:?}"), format!("{args:?}")] {
+            for secret in ["secret", "tok3n", "pw@db"] {
+                assert!(!printed.contains(secret), "{secret} printed: {printed}");
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use overseer_api::AppState;
 use overseer_kernel::Kernel;
 use overseer_kernel::capability::{HttpProvider, LlmProvider};
 use overseer_providers::{Llm, Outbound};
+use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
 
@@ -31,14 +32,15 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let token = match &config.token {
-        Some(token) => token.clone(),
+        Some(token) => token.expose().to_string(),
         None => read_or_create_token(&config.token_path())?,
     };
+    let cache_key = read_or_create_key(&config.cache_key_path())?;
     let url = config.database_url();
     let store = Store::open(&url)
         .await
         .with_context(|| format!("opening the database {}", overseer_store::redact(&url)))?;
-    let kernel = Kernel::new(config.kernel(), store.clone()).await?;
+    let kernel = Kernel::new(config.kernel(cache_key), store.clone()).await?;
     let llm = Arc::new(Llm::new(&config.llm)?);
     kernel.capabilities.serve_llm(Arc::new(LlmProvider::new(
         llm.clone(),
@@ -51,13 +53,15 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     let selfedit = SelfEdit::new(kernel.clone(), config.build());
     selfedit.recover().await?;
     kernel.start().await?;
-    let state = AppState::new(
+    let mut state = AppState::new(
         kernel.clone(),
         selfedit.clone(),
         llm,
         &token,
         config.body_limit,
     );
+    state.public_read = config.public_read;
+    state.allowed_hosts = config.allowed_hosts.clone().into();
     Ok(Daemon {
         config,
         kernel,
@@ -74,11 +78,33 @@ fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
             return Ok(token);
         }
     }
-    let token = format!(
-        "{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let token = hex::encode(random_bytes()?);
+    write_secret(path, token.as_bytes())?;
+    Ok(token)
+}
+
+/// The compile cache's key in `path` (64 hex digits), or a new random one written there with
+/// mode 0600.
+pub(crate) fn read_or_create_key(path: &Path) -> anyhow::Result<CacheKey> {
+    if let Ok(text) = std::fs::read_to_string(path)
+        && let Ok(bytes) = hex::decode(text.trim())
+        && let Ok(key) = <[u8; 32]>::try_from(bytes)
+    {
+        return Ok(CacheKey(key));
+    }
+    let key = random_bytes()?;
+    write_secret(path, hex::encode(key).as_bytes())?;
+    Ok(CacheKey(key))
+}
+
+fn random_bytes() -> anyhow::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(bytes)
+}
+
+/// Write a secret to `path`, readable by this user only.
+fn write_secret(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -86,10 +112,9 @@ fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(token.as_bytes())
+    file.write_all(secret)
         .and_then(|()| file.sync_all())
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(token)
+        .with_context(|| format!("writing {}", path.display()))
 }
 
 /// Run the daemon until Ctrl-C: serve the API, and build and load the bundled agents.
@@ -102,8 +127,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     println!("overseer listening on http://{addr}");
     if generated_token {
         println!(
-            "bearer token for mutations: {}",
+            "bearer token for the API: {}",
             daemon.config.token_path().display()
+        );
+    }
+    if daemon.config.public_read {
+        println!(
+            "reads are public (--public-read): source, logs, edits and events still need the token"
         );
     }
     if daemon.config.bundled {

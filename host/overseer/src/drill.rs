@@ -112,8 +112,8 @@ pub async fn run(args: DrillArgs) -> anyhow::Result<Report> {
 }
 
 async fn drill(args: DrillArgs) -> anyhow::Result<Report> {
-    let client = reqwest::Client::new();
     let c = &args.client;
+    let client = c.client()?;
     let name = &args.name;
     let agent = send(client.get(c.url(&format!("/v1/agents/{name}")))).await?;
     let Some(before) = agent["active_version"].as_u64().map(|v| v as u32) else {
@@ -124,10 +124,12 @@ async fn drill(args: DrillArgs) -> anyhow::Result<Report> {
     let bytes = build_fixture(&args).await?;
     let path = format!("/v1/agents/{name}/versions");
     let request = match args.fault {
-        // Keep the agent's limits, but with fuel to spare, so the deadline stops the loop.
+        // Keep the agent's limits, but with the most fuel the host allows, so the deadline
+        // stops the loop.
         Fault::Timeout => {
+            let limits = send(client.get(c.url("/v1/limits"))).await?;
             let mut manifest = agent["manifest"].clone();
-            manifest["limits"]["fuel"] = json!(u64::MAX / 2);
+            manifest["limits"]["fuel"] = limits["maxima"]["fuel"].clone();
             let text = toml::to_string(&manifest).context("writing the drill's manifest")?;
             c.post(&client, &path).multipart(
                 reqwest::multipart::Form::new()

@@ -6,7 +6,9 @@
 mod error;
 pub mod http;
 pub mod llm;
+mod secret;
 
 pub use error::{Error, Result};
 pub use http::{HttpRequest, HttpResponse, Outbound};
 pub use llm::{Completion, Llm, LlmConfig, Message, Request};
+pub use secret::Secret;

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::error::Error;
+use crate::secret::Secret;
 
 /// Wall clock for one completion, retries included. Long enough for a patch of a few hundred
 /// lines from a slow model, short enough that a hung endpoint frees the calling agent well
@@ -35,7 +36,7 @@ pub struct LlmConfig {
     pub url: Option<String>,
     /// Bearer key, sent as `Authorization: Bearer <key>`.
     #[serde(skip_serializing)]
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     pub model: String,
     /// Wall clock for one completion, retries included.
     pub timeout_secs: u64,
@@ -170,7 +171,7 @@ impl Llm {
     async fn attempt(&self, url: &str, body: &Value) -> Result<Completion, Attempt> {
         let mut request = self.client.post(url).json(body);
         if let Some(key) = &self.config.key {
-            request = request.bearer_auth(key);
+            request = request.bearer_auth(key.expose());
         }
         let started = Instant::now();
         let response = request.send().await.map_err(|e| {
@@ -328,7 +329,7 @@ mod tests {
     fn client(url: Option<String>, retries: u32) -> Llm {
         Llm::new(&LlmConfig {
             url,
-            key: Some("sk-test".to_string()),
+            key: Some(Secret::new("sk-test")),
             model: "test-model".to_string(),
             timeout_secs: 5,
             retries,
@@ -376,7 +377,7 @@ mod tests {
     async fn a_refusal_is_not_retried() {
         let (url, seen) = endpoint(0, StatusCode::OK).await;
         let mut llm = client(Some(url), 3);
-        llm.config.key = Some("wrong".to_string());
+        llm.config.key = Some(Secret::new("wrong"));
         llm = Llm::new(&llm.config).unwrap();
         let error = llm.complete(&ask("x")).await.unwrap_err();
         assert!(matches!(error, Error::Failed(_)), "{error}");

@@ -119,6 +119,29 @@ pub async fn versions_are_numbered_per_agent_and_read_back(store: &Store) {
     );
     assert!(store.component("nope").await.unwrap().is_none());
     assert!(store.dangling_versions().await.unwrap().is_empty());
+
+    // What deploys choose from leaves rejected versions out; a digest finds every state.
+    let numbers =
+        |versions: Vec<VersionRecord>| versions.iter().map(|v| v.number).collect::<Vec<_>>();
+    assert_eq!(
+        numbers(store.servable_versions("alpha").await.unwrap()),
+        [1]
+    );
+    assert_eq!(
+        numbers(store.versions_by_digest("alpha", "d2").await.unwrap()),
+        [2]
+    );
+    assert_eq!(
+        numbers(store.versions_by_digest("alpha", "d1").await.unwrap()),
+        [1]
+    );
+    assert!(
+        store
+            .versions_by_digest("beta", "d2")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Concurrent pushes of one agent get distinct numbers without gaps.
@@ -426,6 +449,15 @@ pub async fn kv_commits_writes_and_events_together(store: &Store) {
     );
     assert_eq!(store.kv_keys("k", "a%").await.unwrap(), ["a%"]);
     assert_eq!(store.kv_keys("k", "a_").await.unwrap(), ["a_"]);
+    let bytes = ["a%1", "abnul\0 and ünïcode", "a_3", "B4"]
+        .iter()
+        .map(|s| s.len() as u64)
+        .sum();
+    assert_eq!(
+        store.kv_usage("k").await.unwrap(),
+        KvUsage { keys: 4, bytes }
+    );
+    assert_eq!(store.kv_usage("nobody").await.unwrap(), KvUsage::default());
 
     // The second event reuses an id: the whole commit fails, its kv write with it.
     let again = [KvWrite {
@@ -677,6 +709,232 @@ pub async fn llm_usage_adds_up_per_agent(store: &Store) {
     );
 }
 
+/// A prune removes by age and past a size or a count, oldest first, and nothing else: open
+/// alerts, unfinished edits' logs, servable versions and an agent's newest version stay.
+pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
+    let keep_all = PrunePolicy {
+        events_before_ms: 0,
+        events_bytes: u64::MAX >> 2,
+        logs_before_ms: 0,
+        logs_bytes_per_agent: u64::MAX >> 2,
+        llm_calls_before_ms: 0,
+        llm_calls: u64::MAX >> 2,
+        alerts_before_ms: 0,
+        alerts: u64::MAX >> 2,
+        build_logs_before_ms: 0,
+        build_logs: u64::MAX >> 2,
+        rejected_before_ms: 0,
+        rejected_per_agent: u64::MAX >> 2,
+    };
+    // Events: 10 of 100 bytes at times 0..10.
+    for n in 0..10u64 {
+        store
+            .insert_event(&NewEvent {
+                id: format!("e{n}"),
+                topic: "t".to_string(),
+                payload: format!("\"{}\"", "x".repeat(98)),
+                source: "s".to_string(),
+                at_ms: n,
+            })
+            .await
+            .unwrap();
+    }
+    // Logs: 10 lines of 10 bytes for each of two agents.
+    let lines: Vec<LogLine> = (0..20u64)
+        .map(|n| LogLine {
+            agent: if n % 2 == 0 { "a" } else { "b" }.to_string(),
+            version: None,
+            level: "info",
+            message: format!("line {n:>5}"),
+            at_ms: n,
+        })
+        .collect();
+    store.insert_logs(&lines).await.unwrap();
+    assert_eq!(store.prune(&keep_all).await.unwrap(), Pruned::default());
+
+    let pruned = store
+        .prune(&PrunePolicy {
+            events_before_ms: 2,
+            events_bytes: 500,
+            logs_before_ms: 4,
+            logs_bytes_per_agent: 30,
+            ..keep_all.clone()
+        })
+        .await
+        .unwrap();
+    // Events 0 and 1 by age; of the other 8 (800 bytes) the newest 5 fit in 500.
+    assert_eq!(pruned.events, 5);
+    let events = store
+        .events(&EventFilter {
+            limit: 100,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.id.as_str()).collect::<Vec<_>>(),
+        ["e5", "e6", "e7", "e8", "e9"]
+    );
+    // Logs: 4 lines by age, then each agent keeps its newest 3 lines (30 bytes).
+    assert_eq!(pruned.logs, 4 + 5 + 5);
+    let a = store.logs("a", 100).await.unwrap();
+    assert_eq!(
+        a.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
+        ["line    14", "line    16", "line    18"]
+    );
+    assert_eq!(store.logs("b", 100).await.unwrap().len(), 3);
+
+    // LLM calls and resolved alerts by count; open alerts stay.
+    for _ in 0..4 {
+        store
+            .insert_llm_call(&LlmCall {
+                agent: "a",
+                model: "m",
+                prompt_tokens: 1,
+                completion_tokens: 1,
+                outcome: "ok",
+                ms: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let evidence = json!({});
+    for kind in ["k1", "k2", "k3"] {
+        let (alert, _) = store
+            .open_alert(&NewAlert {
+                agent: "a",
+                kind,
+                priority: "low",
+                message: "m",
+                evidence: &evidence,
+            })
+            .await
+            .unwrap();
+        if kind != "k3" {
+            store.resolve_alert(alert.id, "done").await.unwrap();
+        }
+    }
+    // Edits: two finished with build logs, one still building.
+    let mut edits = Vec::new();
+    for state in [EditState::Live, EditState::Rejected, EditState::Building] {
+        let id = store
+            .insert_edit(&NewEdit {
+                agent: "a",
+                base_version: None,
+                proposer: "api",
+                by_agent: false,
+                reason: "r",
+                diff: "d",
+                rebased_onto: None,
+            })
+            .await
+            .unwrap();
+        store
+            .update_edit(
+                id,
+                &EditUpdate {
+                    build_log: Some("log"),
+                    ..EditUpdate::state(state)
+                },
+            )
+            .await
+            .unwrap();
+        edits.push(id);
+    }
+    // Versions: ready, rejected ×3 (one sharing the ready version's digest), then rejected
+    // newest.
+    let manifest = json!({});
+    let rejected = RejectedAt {
+        stage: "health",
+        code: "unhealthy",
+        reason: "sick",
+    };
+    let mut number = 0;
+    for (digest, reject) in [
+        ("r1", false),
+        ("x1", true),
+        ("r1", true),
+        ("x2", true),
+        ("x3", true),
+    ] {
+        let mut new = version("v", digest, &manifest);
+        if reject {
+            new.rejected = Some(rejected);
+        }
+        number = store
+            .insert_version(&new, Some(digest.as_bytes()), (!reject).then(push).as_ref())
+            .await
+            .unwrap();
+    }
+    assert_eq!(number, 5);
+    let pruned = store
+        .prune(&PrunePolicy {
+            llm_calls: 1,
+            alerts: 1,
+            build_logs: 0,
+            rejected_per_agent: 1,
+            ..keep_all.clone()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pruned.llm_calls, 3);
+    assert_eq!(store.llm_usage().await.unwrap()[0].calls, 1);
+    assert_eq!(pruned.alerts, 1);
+    let alerts = store
+        .alerts(&AlertFilter {
+            agent: None,
+            open: None,
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(alerts.len(), 2);
+    assert_eq!(alerts.iter().filter(|a| a.resolved_ms.is_none()).count(), 1);
+    assert_eq!(pruned.build_logs, 2);
+    assert!(
+        store
+            .edit("a", edits[0])
+            .await
+            .unwrap()
+            .unwrap()
+            .build_log
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .edit("a", edits[2])
+            .await
+            .unwrap()
+            .unwrap()
+            .build_log
+            .as_deref(),
+        Some("log"),
+        "an edit under way keeps its log"
+    );
+    // Rejected 2, 3 and 4 go past the newest one kept (5, also the agent's newest); x1's
+    // and x2's bytes go, r1's stay with version 1.
+    assert_eq!(pruned.rejected, 3);
+    let numbers: Vec<u32> = store
+        .versions("v")
+        .await
+        .unwrap()
+        .iter()
+        .map(|v| v.number)
+        .collect();
+    assert_eq!(numbers, [1, 5]);
+    assert_eq!(pruned.components, 2);
+    assert!(store.component("r1").await.unwrap().is_some());
+    assert!(store.component("x1").await.unwrap().is_none());
+    assert!(store.component("x3").await.unwrap().is_some());
+    // Numbers go on from the newest.
+    let next = store
+        .insert_version(&version("v", "x4", &manifest), None, None)
+        .await
+        .unwrap();
+    assert_eq!(next, 6);
+    assert!(store.size_on_disk().await.unwrap() > 0);
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -734,5 +992,6 @@ mod tests {
         one_open_alert_per_agent_and_kind,
         edits_move_through_their_states,
         llm_usage_adds_up_per_agent,
+        prune_keeps_what_the_policy_keeps,
     );
 }

@@ -38,6 +38,11 @@ pub trait Registry: Send + Sync {
     async fn agent(&self, name: &str) -> Result<Option<AgentRecord>>;
     /// An agent's versions, oldest first.
     async fn versions(&self, agent: &str) -> Result<Vec<VersionRecord>>;
+    /// An agent's versions that passed their checks (every state but `rejected`), oldest
+    /// first: what deploys and rollbacks choose from, however many pushes were rejected.
+    async fn servable_versions(&self, agent: &str) -> Result<Vec<VersionRecord>>;
+    /// An agent's versions of one component digest, in any state, oldest first.
+    async fn versions_by_digest(&self, agent: &str, digest: &str) -> Result<Vec<VersionRecord>>;
     async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>>;
     /// The bytes of a stored component.
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>>;
@@ -84,6 +89,8 @@ pub trait KvStore: Send + Sync {
     async fn kv_keys(&self, agent: &str, prefix: &str) -> Result<Vec<String>>;
     /// Apply a finished call's kv writes and append the events it emitted, in one transaction.
     async fn kv_commit(&self, agent: &str, writes: &[KvWrite], events: &[NewEvent]) -> Result<()>;
+    /// How many keys and bytes an agent holds.
+    async fn kv_usage(&self, agent: &str) -> Result<KvUsage>;
 }
 
 /// The event log of the bus.
@@ -143,9 +150,18 @@ pub trait UsageStore: Send + Sync {
     async fn llm_usage(&self) -> Result<Vec<LlmUsage>>;
 }
 
+/// Retention: what has been kept long enough goes.
+#[async_trait]
+pub trait Housekeeping: Send + Sync {
+    /// Remove what `policy` no longer keeps, oldest first.
+    async fn prune(&self, policy: &PrunePolicy) -> Result<Pruned>;
+    /// Bytes the database takes on disk (for SQLite, the file and its WAL).
+    async fn size_on_disk(&self) -> Result<u64>;
+}
+
 /// A database that holds every aggregate.
 pub trait Backend:
-    Registry + KvStore + EventLog + LogStore + AlertStore + EditStore + UsageStore
+    Registry + KvStore + EventLog + LogStore + AlertStore + EditStore + UsageStore + Housekeeping
 {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;

@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, KvStore, LogStore, Registry, UsageStore, now_ms,
+    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, Registry,
+    UsageStore, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -335,6 +336,27 @@ impl Registry for Postgres {
         all(rows)
     }
 
+    async fn servable_versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = $1 AND state <> 'rejected' ORDER BY number"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn versions_by_digest(&self, agent: &str, digest: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = $1 AND digest = $2 ORDER BY number"
+        ))
+        .bind(agent)
+        .bind(digest)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
     async fn version(&self, agent: &str, number: u32) -> Result<Option<VersionRecord>> {
         let row: Option<VersionRow> = sqlx::query_as(&format!(
             "{VERSION_COLUMNS} WHERE agent = $1 AND number = $2"
@@ -540,17 +562,32 @@ impl KvStore for Postgres {
         })
         .await
     }
+
+    async fn kv_usage(&self, agent: &str) -> Result<KvUsage> {
+        let (keys, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(octet_length(key) + octet_length(value)), 0)::bigint \
+             FROM kv WHERE agent = $1",
+        )
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(KvUsage {
+            keys: unsigned(keys),
+            bytes: unsigned(bytes),
+        })
+    }
 }
 
 async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (id, topic, payload, source, at_ms) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO events (id, topic, payload, source, at_ms, size) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(text(&event.id))
     .bind(text(&event.topic))
     .bind(text(&event.payload))
     .bind(text(&event.source))
     .bind(int(event.at_ms))
+    .bind(int(event.payload.len() as u64))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -589,14 +626,15 @@ impl LogStore for Postgres {
         // One statement per batch, rather than a round trip per line.
         for batch in lines.chunks(LOG_ROWS) {
             sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO logs (agent, version, level, message, at_ms) ",
+                "INSERT INTO logs (agent, version, level, message, at_ms, size) ",
             )
             .push_values(batch, |mut row, line| {
                 row.push_bind(&line.agent)
                     .push_bind(line.version.map(int))
                     .push_bind(line.level)
                     .push_bind(text(&line.message).into_owned())
-                    .push_bind(int(line.at_ms));
+                    .push_bind(int(line.at_ms))
+                    .push_bind(int(line.message.len() as u64));
             })
             .build()
             .execute(&self.pool)
@@ -786,5 +824,113 @@ impl UsageStore for Postgres {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}
+
+#[async_trait]
+impl Housekeeping for Postgres {
+    async fn prune(&self, policy: &PrunePolicy) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        let p = &self.pool;
+        pruned.events = sqlx::query("DELETE FROM events WHERE at_ms < $1")
+            .bind(int(policy.events_before_ms))
+            .execute(p)
+            .await?
+            .rows_affected();
+        pruned.events += sqlx::query(
+            "DELETE FROM events WHERE seq <= (SELECT seq FROM \
+             (SELECT seq, sum(size) OVER (ORDER BY seq DESC) AS kept FROM events) AS running \
+             WHERE kept > $1 ORDER BY seq DESC LIMIT 1)",
+        )
+        .bind(int(policy.events_bytes))
+        .execute(p)
+        .await?
+        .rows_affected();
+        pruned.logs = sqlx::query("DELETE FROM logs WHERE at_ms < $1")
+            .bind(int(policy.logs_before_ms))
+            .execute(p)
+            .await?
+            .rows_affected();
+        let agents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT agent FROM logs")
+            .fetch_all(p)
+            .await?;
+        for agent in agents {
+            pruned.logs += sqlx::query(
+                "DELETE FROM logs WHERE agent = $1 AND seq <= (SELECT seq FROM \
+                 (SELECT seq, sum(size) OVER (ORDER BY seq DESC) AS kept FROM logs WHERE agent = $1) AS running \
+                 WHERE kept > $2 ORDER BY seq DESC LIMIT 1)",
+            )
+            .bind(&agent)
+            .bind(int(policy.logs_bytes_per_agent))
+            .execute(p)
+            .await?
+            .rows_affected();
+        }
+        pruned.llm_calls = sqlx::query(
+            "DELETE FROM llm_calls WHERE at_ms < $1 OR id <= \
+             (SELECT id FROM llm_calls ORDER BY id DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(int(policy.llm_calls_before_ms))
+        .bind(int(policy.llm_calls))
+        .execute(p)
+        .await?
+        .rows_affected();
+        pruned.alerts = sqlx::query(
+            "DELETE FROM alerts WHERE resolved_ms IS NOT NULL AND (resolved_ms < $1 OR id <= \
+             (SELECT id FROM alerts WHERE resolved_ms IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET $2))",
+        )
+        .bind(int(policy.alerts_before_ms))
+        .bind(int(policy.alerts))
+        .execute(p)
+        .await?
+        .rows_affected();
+        pruned.build_logs = sqlx::query(
+            "UPDATE edits SET build_log = NULL WHERE build_log IS NOT NULL \
+             AND state IN ('live', 'rejected', 'rolled-back') AND (updated_ms < $1 OR id <= \
+             (SELECT id FROM edits WHERE build_log IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET $2))",
+        )
+        .bind(int(policy.build_logs_before_ms))
+        .bind(int(policy.build_logs))
+        .execute(p)
+        .await?
+        .rows_affected();
+        let (rejected, components) = retry(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let rejected = sqlx::query(
+                "DELETE FROM versions AS v WHERE state = 'rejected' \
+                 AND number < (SELECT max(number) FROM versions WHERE agent = v.agent) \
+                 AND (created_ms < $1 OR number <= (SELECT number FROM versions \
+                      WHERE agent = v.agent AND state = 'rejected' ORDER BY number DESC LIMIT 1 OFFSET $2))",
+            )
+            .bind(int(policy.rejected_before_ms))
+            .bind(int(policy.rejected_per_agent))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            let components = if rejected > 0 {
+                sqlx::query(
+                    "DELETE FROM components WHERE NOT EXISTS \
+                     (SELECT 1 FROM versions WHERE versions.digest = components.digest)",
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+            } else {
+                0
+            };
+            tx.commit().await?;
+            Ok((rejected, components))
+        })
+        .await?;
+        pruned.rejected = rejected;
+        pruned.components = components;
+        Ok(pruned)
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        let size: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(unsigned(size))
     }
 }

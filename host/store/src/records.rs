@@ -444,3 +444,61 @@ pub struct LlmUsage {
     pub completion_tokens: u64,
     pub last_ms: u64,
 }
+
+/// What an agent holds in kv.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KvUsage {
+    pub keys: u64,
+    /// Bytes of keys and values, UTF-8.
+    pub bytes: u64,
+}
+
+/// What a prune keeps: rows older than a cutoff go, and past a size or a count the oldest go.
+/// Times are milliseconds since the Unix epoch; a cutoff of 0 keeps everything by age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrunePolicy {
+    pub events_before_ms: u64,
+    /// Payload bytes of events kept in all.
+    pub events_bytes: u64,
+    pub logs_before_ms: u64,
+    /// Message bytes of log lines kept per agent.
+    pub logs_bytes_per_agent: u64,
+    pub llm_calls_before_ms: u64,
+    pub llm_calls: u64,
+    /// Resolved alerts only; open ones are never pruned.
+    pub alerts_before_ms: u64,
+    pub alerts: u64,
+    /// Build logs of finished edits (`live`, `rejected`, `rolled-back`) are cleared; the
+    /// edit's record stays.
+    pub build_logs_before_ms: u64,
+    pub build_logs: u64,
+    /// Rejected versions, with their component unless another version holds it. An agent's
+    /// newest version always stays, so its numbers are never reused.
+    pub rejected_before_ms: u64,
+    pub rejected_per_agent: u64,
+}
+
+/// How many rows one prune removed (build logs: cleared).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    pub events: u64,
+    pub logs: u64,
+    pub llm_calls: u64,
+    pub alerts: u64,
+    pub build_logs: u64,
+    pub rejected: u64,
+    pub components: u64,
+}
+
+impl Pruned {
+    /// Rows removed or cleared in all.
+    pub fn total(&self) -> u64 {
+        self.events
+            + self.logs
+            + self.llm_calls
+            + self.alerts
+            + self.build_logs
+            + self.rejected
+            + self.components
+    }
+}

@@ -17,7 +17,7 @@ fn opt_number(n: Option<i64>) -> Result<Option<u32>> {
 }
 
 /// A stored count or time, never negative.
-fn unsigned(n: i64) -> u64 {
+pub(crate) fn unsigned(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
 

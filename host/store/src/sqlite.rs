@@ -17,7 +17,8 @@ use crate::error::Result;
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, KvStore, LogStore, Registry, UsageStore, now_ms,
+    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, Registry,
+    UsageStore, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -39,6 +40,8 @@ pub(crate) struct Sqlite {
     /// writes here, rather than on SQLite's busy handler (which sleeps between retries),
     /// keeps a rollback from waiting milliseconds behind a batch of log lines.
     writer: SqlitePool,
+    /// The database file, whose size (with its WAL) the store reports.
+    path: std::path::PathBuf,
     _checkpointer: Checkpointer,
 }
 
@@ -80,6 +83,7 @@ impl Sqlite {
         Ok(Sqlite {
             pool,
             writer,
+            path: path.to_path_buf(),
             _checkpointer: Checkpointer(checkpointer),
         })
     }
@@ -215,6 +219,27 @@ impl Registry for Sqlite {
             "{VERSION_COLUMNS} WHERE agent = ? ORDER BY number"
         ))
         .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn servable_versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = ? AND state <> 'rejected' ORDER BY number"
+        ))
+        .bind(agent)
+        .fetch_all(&self.pool)
+        .await?;
+        all(rows)
+    }
+
+    async fn versions_by_digest(&self, agent: &str, digest: &str) -> Result<Vec<VersionRecord>> {
+        let rows: Vec<VersionRow> = sqlx::query_as(&format!(
+            "{VERSION_COLUMNS} WHERE agent = ? AND digest = ? ORDER BY number"
+        ))
+        .bind(agent)
+        .bind(digest)
         .fetch_all(&self.pool)
         .await?;
         all(rows)
@@ -476,17 +501,34 @@ impl KvStore for Sqlite {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn kv_usage(&self, agent: &str) -> Result<KvUsage> {
+        let (keys, bytes): (i64, i64) = sqlx::query_as(
+            "SELECT count(*), coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) \
+             FROM kv WHERE agent = ?",
+        )
+        .bind(agent)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(KvUsage {
+            keys: unsigned(keys),
+            bytes: unsigned(bytes),
+        })
+    }
 }
 
 async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
-    sqlx::query("INSERT INTO events (id, topic, payload, source, at_ms) VALUES (?, ?, ?, ?, ?)")
-        .bind(&event.id)
-        .bind(&event.topic)
-        .bind(&event.payload)
-        .bind(&event.source)
-        .bind(int(event.at_ms))
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "INSERT INTO events (id, topic, payload, source, at_ms, size) VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&event.id)
+    .bind(&event.topic)
+    .bind(&event.payload)
+    .bind(&event.source)
+    .bind(int(event.at_ms))
+    .bind(int(event.payload.len() as u64))
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -526,14 +568,15 @@ impl LogStore for Sqlite {
         // One statement per batch: the writer is free again sooner.
         for batch in lines.chunks(LOG_ROWS) {
             sqlx::QueryBuilder::<Db>::new(
-                "INSERT INTO logs (agent, version, level, message, at_ms) ",
+                "INSERT INTO logs (agent, version, level, message, at_ms, size) ",
             )
             .push_values(batch, |mut row, line| {
                 row.push_bind(&line.agent)
                     .push_bind(line.version.map(int))
                     .push_bind(line.level)
                     .push_bind(&line.message)
-                    .push_bind(int(line.at_ms));
+                    .push_bind(int(line.at_ms))
+                    .push_bind(int(line.message.len() as u64));
             })
             .build()
             .execute(&self.writer)
@@ -756,5 +799,109 @@ impl UsageStore for Sqlite {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}
+
+#[async_trait]
+impl Housekeeping for Sqlite {
+    async fn prune(&self, policy: &PrunePolicy) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        // Each table in a transaction of its own: the writer is free between them.
+        let w = &self.writer;
+        pruned.events = sqlx::query("DELETE FROM events WHERE at_ms < ?")
+            .bind(int(policy.events_before_ms))
+            .execute(w)
+            .await?
+            .rows_affected();
+        pruned.events += sqlx::query(
+            "DELETE FROM events WHERE seq <= (SELECT seq FROM \
+             (SELECT seq, sum(size) OVER (ORDER BY seq DESC) AS kept FROM events) \
+             WHERE kept > ? ORDER BY seq DESC LIMIT 1)",
+        )
+        .bind(int(policy.events_bytes))
+        .execute(w)
+        .await?
+        .rows_affected();
+        pruned.logs = sqlx::query("DELETE FROM logs WHERE at_ms < ?")
+            .bind(int(policy.logs_before_ms))
+            .execute(w)
+            .await?
+            .rows_affected();
+        let agents: Vec<String> = sqlx::query_scalar("SELECT DISTINCT agent FROM logs")
+            .fetch_all(&self.pool)
+            .await?;
+        for agent in agents {
+            pruned.logs += sqlx::query(
+                "DELETE FROM logs WHERE agent = ?1 AND seq <= (SELECT seq FROM \
+                 (SELECT seq, sum(size) OVER (ORDER BY seq DESC) AS kept FROM logs WHERE agent = ?1) \
+                 WHERE kept > ?2 ORDER BY seq DESC LIMIT 1)",
+            )
+            .bind(&agent)
+            .bind(int(policy.logs_bytes_per_agent))
+            .execute(w)
+            .await?
+            .rows_affected();
+        }
+        pruned.llm_calls = sqlx::query(
+            "DELETE FROM llm_calls WHERE at_ms < ? OR id <= \
+             (SELECT id FROM llm_calls ORDER BY id DESC LIMIT 1 OFFSET ?)",
+        )
+        .bind(int(policy.llm_calls_before_ms))
+        .bind(int(policy.llm_calls))
+        .execute(w)
+        .await?
+        .rows_affected();
+        pruned.alerts = sqlx::query(
+            "DELETE FROM alerts WHERE resolved_ms IS NOT NULL AND (resolved_ms < ? OR id <= \
+             (SELECT id FROM alerts WHERE resolved_ms IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET ?))",
+        )
+        .bind(int(policy.alerts_before_ms))
+        .bind(int(policy.alerts))
+        .execute(w)
+        .await?
+        .rows_affected();
+        pruned.build_logs = sqlx::query(
+            "UPDATE edits SET build_log = NULL WHERE build_log IS NOT NULL \
+             AND state IN ('live', 'rejected', 'rolled-back') AND (updated_ms < ? OR id <= \
+             (SELECT id FROM edits WHERE build_log IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET ?))",
+        )
+        .bind(int(policy.build_logs_before_ms))
+        .bind(int(policy.build_logs))
+        .execute(w)
+        .await?
+        .rows_affected();
+        let mut tx = self.writer.begin().await?;
+        pruned.rejected = sqlx::query(
+            "DELETE FROM versions AS v WHERE state = 'rejected' \
+             AND number < (SELECT max(number) FROM versions WHERE agent = v.agent) \
+             AND (created_ms < ? OR number <= (SELECT number FROM versions \
+                  WHERE agent = v.agent AND state = 'rejected' ORDER BY number DESC LIMIT 1 OFFSET ?))",
+        )
+        .bind(int(policy.rejected_before_ms))
+        .bind(int(policy.rejected_per_agent))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if pruned.rejected > 0 {
+            pruned.components = sqlx::query(
+                "DELETE FROM components WHERE NOT EXISTS \
+                 (SELECT 1 FROM versions WHERE versions.digest = components.digest)",
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(pruned)
+    }
+
+    async fn size_on_disk(&self) -> Result<u64> {
+        let mut wal = self.path.clone().into_os_string();
+        wal.push("-wal");
+        Ok([self.path.as_os_str(), wal.as_os_str()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum())
     }
 }

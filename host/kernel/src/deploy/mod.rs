@@ -19,7 +19,7 @@ use serde::Serialize;
 pub use rollback::{RollbackOutcome, rollback_target};
 
 use crate::alerts::Alerts;
-use crate::call::Call;
+use crate::call::{Call, CallHost};
 use crate::capability::{CallContext, Capabilities, Mode};
 use crate::config::KernelConfig;
 use crate::lifecycle::Hooks;
@@ -27,6 +27,7 @@ use crate::locks::Locks;
 use crate::logs::Logs;
 use crate::manifest::Manifest;
 use crate::metrics::Metrics;
+use crate::quota::Quotas;
 use crate::registry::Registry;
 
 /// What a push or a rollback did.
@@ -118,6 +119,7 @@ pub struct Deployer {
     hooks: Arc<Hooks>,
     locks: Arc<Locks>,
     alerts: Alerts,
+    quotas: Arc<Quotas>,
 }
 
 /// What a [`Deployer`] is built from.
@@ -132,6 +134,7 @@ pub(crate) struct Parts {
     pub hooks: Arc<Hooks>,
     pub locks: Arc<Locks>,
     pub alerts: Alerts,
+    pub quotas: Arc<Quotas>,
 }
 
 impl Deployer {
@@ -147,6 +150,7 @@ impl Deployer {
             hooks: parts.hooks,
             locks: parts.locks,
             alerts: parts.alerts,
+            quotas: parts.quotas,
         }
     }
 
@@ -161,9 +165,12 @@ impl Deployer {
         let call = Arc::new(Call::new(
             context.clone(),
             Mode::Shadow,
-            self.store.clone(),
-            self.logs.clone(),
-            self.metrics.clone(),
+            CallHost {
+                store: self.store.clone(),
+                logs: self.logs.clone(),
+                metrics: self.metrics.clone(),
+                quotas: self.quotas.clone(),
+            },
         ));
         self.capabilities
             .bind(&context, Mode::Shadow, call.clone(), call)

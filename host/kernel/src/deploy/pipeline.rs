@@ -38,7 +38,9 @@ impl Deployer {
         let _deploying = self.locks.deploy(agent).await;
         let before = self.before(agent).await?;
         let active = before.active;
-        let versions = self.store.versions(agent).await?;
+        // What a push reads does not grow with the pushes rejected before it: the versions
+        // that passed their checks, and those of this digest.
+        let versions = self.store.servable_versions(agent).await?;
         let manifest = match push.manifest.clone() {
             Some(m) => m,
             None => match versions.iter().find(|v| Some(v.number) == active) {
@@ -52,9 +54,9 @@ impl Deployer {
         let manifest_json =
             serde_json::to_value(&manifest).map_err(|e| internal("manifest to JSON", e))?;
         let source_digest = push.source.as_ref().map(|s| s.digest.clone());
-        let same = versions.iter().rev().find(|v| {
-            v.digest == digest
-                && v.manifest == manifest_json
+        let same_digest = self.store.versions_by_digest(agent, &digest).await?;
+        let same = same_digest.iter().rev().find(|v| {
+            v.manifest == manifest_json
                 && (source_digest.is_none() || v.source_digest == source_digest)
         });
         if let Some(same) = same {

@@ -75,15 +75,29 @@ impl Deployer {
             .agent(agent)
             .await?
             .ok_or_else(|| Error::AgentNotFound(agent.to_string()))?;
-        let versions = self.store.versions(agent).await?;
+        let versions = self.store.servable_versions(agent).await?;
         let target = match to {
             Some(n) => {
-                let v = versions.iter().find(|v| v.number == n).ok_or_else(|| {
-                    Error::VersionNotFound {
+                let Some(v) = versions.iter().find(|v| v.number == n) else {
+                    // Not among the servable ones: rejected, or no such version.
+                    let reason = match self.store.version(agent, n).await? {
+                        Some(v) => format!(
+                            "it was rejected at {}",
+                            v.stage.as_deref().unwrap_or("a check")
+                        ),
+                        None => {
+                            return Err(Error::VersionNotFound {
+                                agent: agent.to_string(),
+                                version: n,
+                            });
+                        }
+                    };
+                    return Err(Error::VersionNotServable {
                         agent: agent.to_string(),
                         version: n,
-                    }
-                })?;
+                        reason,
+                    });
+                };
                 if !v.servable() {
                     return Err(Error::VersionNotServable {
                         agent: agent.to_string(),
@@ -175,7 +189,7 @@ impl Deployer {
         if record.active_version != Some(from) {
             return Ok(RollbackOutcome::NotActive);
         }
-        let versions = self.store.versions(agent).await?;
+        let versions = self.store.servable_versions(agent).await?;
         let serving = self
             .registry
             .get(agent)

@@ -36,7 +36,7 @@ impl Deployer {
             };
             // No verdict on the active version: its window was open when the daemon stopped.
             let window = if record.verdict.is_none() {
-                let versions = self.store.versions(&agent.name).await?;
+                let versions = self.store.servable_versions(&agent.name).await?;
                 Window::open(0, 0, super::activation::baseline(&versions, number))
             } else {
                 Window::supervised()

@@ -439,6 +439,7 @@ fn built() -> &'static Built {
             &agents_target_dir(),
             &[],
             Duration::from_secs(1200),
+            overseer_selfedit::Isolation::Required,
         )
         .unwrap_or_else(|e| panic!("building the agents: {e}"));
         let mut wasm = HashMap::new();

@@ -111,6 +111,7 @@ impl From<EditError> for ApiError {
             EditError::StaleBase { .. } | EditError::NoSource(_) => StatusCode::CONFLICT,
             EditError::PatchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EditError::Denied(_) => StatusCode::FORBIDDEN,
+            EditError::Isolation(_) => StatusCode::SERVICE_UNAVAILABLE,
             EditError::Build(_) | EditError::Store(_) | EditError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }

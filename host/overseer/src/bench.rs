@@ -132,6 +132,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .context("no agents directory: pass --agents-dir")?;
     let build_dir = args.build_dir.clone();
     let source_dir = agents_dir.clone();
+    let isolation = crate::config::isolation_from_env()?;
     println!("building echo …");
     let build = tokio::task::spawn_blocking(move || {
         builder::build_rust(
@@ -139,6 +140,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &build_dir,
             &["echo", "fixture-flaky"],
             Duration::from_secs(600),
+            isolation,
         )
     })
     .await??;
@@ -388,6 +390,7 @@ async fn languages(
     cached: Duration,
     invoke: Summary,
 ) -> anyhow::Result<()> {
+    let isolation = crate::config::isolation_from_env()?;
     let mut rows = vec![(
         "Rust (echo)".to_string(),
         echo.len(),
@@ -407,7 +410,7 @@ async fn languages(
         )?;
         let tools = args.tools_dir.clone();
         let artifact = tokio::task::spawn_blocking(move || {
-            crate::scaffold::build(&dir, None, &tools, Duration::from_secs(900))
+            crate::scaffold::build(&dir, None, &tools, Duration::from_secs(900), isolation)
         })
         .await??;
         let bytes = artifact.bytes;

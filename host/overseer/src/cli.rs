@@ -158,6 +158,9 @@ pub enum Command {
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
     Bench(BenchArgs),
+    /// Check what builds need: isolation (Landlock, user and network namespaces), the
+    /// toolchain and its wasm target, Python and Node for the componentizers.
+    Doctor,
 }
 
 /// The whole program: parse the command line, set up logging to stderr and run the command on a
@@ -189,6 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("next: overseer build {}", dir.display());
             Ok(())
         }
+        Command::Doctor => doctor(),
         Command::Build {
             dir,
             target_dir,
@@ -197,12 +201,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             let tools = tools_dir.unwrap_or_else(|| data_dir.join("tools"));
+            let isolation = crate::config::isolation_from_env()?;
             let artifact = tokio::task::spawn_blocking(move || {
                 scaffold::build(
                     &dir,
                     target_dir.as_deref(),
                     &tools,
                     std::time::Duration::from_secs(Config::default().build_timeout_secs),
+                    isolation,
                 )
             })
             .await??;
@@ -509,4 +515,40 @@ fn print_json(value: Value) {
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
     );
+}
+
+/// `overseer doctor`: one line per thing builds need, and a failure when builds would be
+/// refused.
+fn doctor() -> anyhow::Result<()> {
+    use overseer_selfedit::{builder, isolation};
+
+    let support = isolation::support();
+    println!("isolation   {}", support.describe());
+    match isolation::sysroot() {
+        Some(root) => println!("toolchain   {}", root.display()),
+        None => println!("toolchain   not found: install Rust with rustup"),
+    }
+    match builder::ensure_wasm_target() {
+        Ok(()) => println!("target      {} installed", builder::WASM_TARGET),
+        Err(e) => println!("target      {e}"),
+    }
+    for (tool, what) in [("python3", "Python agents"), ("node", "JavaScript agents")] {
+        let found = std::process::Command::new(tool)
+            .arg("--version")
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+        match found {
+            Some(version) => println!("{tool:<11} {version} (for {what})"),
+            None => println!("{tool:<11} not found: {what} cannot be built"),
+        }
+    }
+    if !support.available() {
+        anyhow::bail!(
+            "builds would be refused; enable Landlock and user namespaces, or set \
+             build_isolation = \"off\" to build unisolated"
+        );
+    }
+    Ok(())
 }

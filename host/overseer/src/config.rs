@@ -12,7 +12,7 @@ use overseer_kernel::KernelConfig;
 use overseer_kernel::config::{Budgets, Retention};
 use overseer_providers::{LlmConfig, Secret};
 use overseer_sandbox::CacheKey;
-use overseer_selfedit::BuildConfig;
+use overseer_selfedit::{BuildConfig, Isolation};
 use serde::{Deserialize, Serialize};
 
 /// Flags of `overseer serve`; each is also an environment variable. Its `Debug` hides the
@@ -56,6 +56,10 @@ pub struct ServeArgs {
     /// Serve GETs without the token (agents' source and logs still need it).
     #[arg(long, env = "OVERSEER_PUBLIC_READ")]
     pub public_read: bool,
+    /// `required` (the default): builds run in the sandbox, and are refused where the kernel
+    /// cannot provide one. `off`: builds run unisolated, for trusted sources only.
+    #[arg(long, env = "OVERSEER_BUILD_ISOLATION")]
+    pub build_isolation: Option<Isolation>,
 }
 
 /// Every setting of the daemon, with its default. Secrets are [`Secret`]s: never printed,
@@ -79,7 +83,7 @@ pub struct Config {
     pub body_limit: usize,
     pub agents_dir: Option<PathBuf>,
     pub bundled: bool,
-    /// Target directory shared by every build of agent source.
+    /// Where builds of agent source put their output, one target directory per agent.
     pub build_dir: Option<PathBuf>,
     /// Where the componentizers for Python agents are installed on first use.
     pub tools_dir: Option<PathBuf>,
@@ -111,6 +115,8 @@ pub struct Config {
     pub keep_compiled: usize,
     /// How long a build of agent source may take.
     pub build_timeout_secs: u64,
+    /// Whether builds must run in the sandbox (`"required"`) or may run without (`"off"`).
+    pub build_isolation: Isolation,
     /// The LLM endpoint served to agents granted `llm` (`[llm]` in the file).
     pub llm: LlmConfig,
     /// What one agent may write through the host (`[budgets]` in the file).
@@ -149,10 +155,20 @@ impl Default for Config {
             queue: kernel.queue,
             keep_compiled: kernel.keep_compiled,
             build_timeout_secs: 600,
+            build_isolation: Isolation::Required,
             llm: LlmConfig::default(),
             budgets: kernel.budgets,
             retention: kernel.retention,
         }
+    }
+}
+
+/// The build isolation named by `OVERSEER_BUILD_ISOLATION`, for the commands that build
+/// without a daemon (`overseer build`, `drill`, `bench`); `required` when unset.
+pub fn isolation_from_env() -> anyhow::Result<Isolation> {
+    match std::env::var("OVERSEER_BUILD_ISOLATION") {
+        Ok(value) => value.parse().map_err(anyhow::Error::msg),
+        Err(_) => Ok(Isolation::Required),
     }
 }
 
@@ -188,6 +204,9 @@ impl Config {
         }
         if args.public_read {
             config.public_read = true;
+        }
+        if let Some(isolation) = args.build_isolation {
+            config.build_isolation = isolation;
         }
         if let Some(limit) = args.body_limit {
             config.body_limit = limit;
@@ -236,6 +255,7 @@ impl Config {
             build_dir: self.build_dir(),
             tools_dir: self.tools_dir(),
             build_timeout: Duration::from_secs(self.build_timeout_secs),
+            isolation: self.build_isolation,
         }
     }
 

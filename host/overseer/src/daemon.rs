@@ -136,6 +136,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             "reads are public (--public-read): source, logs, edits and events still need the token"
         );
     }
+    match daemon.config.build_isolation {
+        overseer_selfedit::Isolation::Required => {
+            println!("{}", overseer_selfedit::isolation::support().describe())
+        }
+        overseer_selfedit::Isolation::Off => {
+            println!("builds NOT isolated (build_isolation = \"off\"): trust every source")
+        }
+    }
     if daemon.config.bundled {
         let selfedit = daemon.selfedit.clone();
         tokio::spawn(async move {
@@ -147,6 +155,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
+        // Builds run on blocking threads the runtime would wait for: kill them now.
+        overseer_selfedit::isolation::stop_all();
     };
     overseer_api::serve(listener, daemon.state, shutdown).await?;
     Ok(())

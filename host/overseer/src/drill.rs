@@ -210,8 +210,9 @@ async fn build_fixture(args: &DrillArgs) -> anyhow::Result<Vec<u8>> {
     let target_dir = config.build_dir();
     let package = args.fault.package();
     let timeout = Duration::from_secs(config.build_timeout_secs);
+    let isolation = crate::config::isolation_from_env()?;
     let build = tokio::task::spawn_blocking(move || {
-        builder::build_rust(&dir, &target_dir, &[package], timeout)
+        builder::build_rust(&dir, &target_dir, &[package], timeout, isolation)
     })
     .await??;
     build

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use overseer_kernel::check_name;
 use overseer_selfedit::builder::{self, Artifact};
-use overseer_selfedit::{Error, Result};
+use overseer_selfedit::{Error, Isolation, Result};
 
 /// The languages `overseer new` scaffolds.
 pub const LANGUAGES: &[&str] = &["rust", "python", "js"];
@@ -111,6 +111,7 @@ pub fn build(
     target_dir: Option<&Path>,
     tools: &Path,
     timeout: Duration,
+    isolation: Isolation,
 ) -> Result<Artifact> {
     let dir = dir
         .canonicalize()
@@ -133,14 +134,14 @@ pub fn build(
             .or_else(|| dir.file_name().map(|n| n.to_string_lossy().to_string()))
             .unwrap_or_else(|| "agent".to_string());
         let out = target.join(format!("{name}.wasm"));
-        let build = builder::componentize(language, &dir, &out, tools, timeout)?;
+        let build = builder::componentize(language, &dir, &out, tools, timeout, isolation)?;
         return build
             .artifacts
             .into_iter()
             .next()
             .ok_or_else(|| Error::Build("the build made no component".to_string()));
     }
-    let build = builder::build_rust(&dir, &target, &[], timeout)?;
+    let build = builder::build_rust(&dir, &target, &[], timeout, isolation)?;
     build
         .artifacts
         .into_iter()

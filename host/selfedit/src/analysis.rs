@@ -153,11 +153,22 @@ fn scan(file: &str, tokens: proc_macro2::TokenStream, in_macro: bool, found: &mu
             TokenTree::Ident(ident) => {
                 let name = ident.to_string();
                 let name = name.trim_start_matches("r#");
+                let called =
+                    matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '!');
                 if ["include", "include_str", "include_bytes"].contains(&name) {
                     report(
                         found,
                         ident.span(),
                         format!("`{name}!` reads a file of the host at build time"),
+                    );
+                } else if called
+                    && ["env", "option_env"].contains(&name)
+                    && !reads_package_metadata(tokens.get(i + 2))
+                {
+                    report(
+                        found,
+                        ident.span(),
+                        format!("`{name}!` reads the build's environment"),
                     );
                 }
             }
@@ -171,9 +182,10 @@ fn scan(file: &str, tokens: proc_macro2::TokenStream, in_macro: bool, found: &mu
                     }
                     _ => None,
                 };
+                // `#[path = …]`, and the same inside `#[cfg_attr(…, path = …)]`.
                 if let Some(group) = attribute
                     && group.delimiter() == Delimiter::Bracket
-                    && matches!(group.stream().into_iter().next(), Some(TokenTree::Ident(id)) if id == "path")
+                    && names_path(group.stream())
                 {
                     report(
                         found,
@@ -203,6 +215,39 @@ fn scan(file: &str, tokens: proc_macro2::TokenStream, in_macro: bool, found: &mu
             _ => {}
         }
     }
+}
+
+/// Whether the arguments of an `env!` name one of the variables cargo sets for the crate being
+/// compiled (`CARGO_PKG_*`, `CARGO_CRATE_NAME`): the package's own metadata, nothing of the
+/// host.
+fn reads_package_metadata(arguments: Option<&proc_macro2::TokenTree>) -> bool {
+    let Some(proc_macro2::TokenTree::Group(group)) = arguments else {
+        return false;
+    };
+    let first = group.stream().into_iter().next();
+    let Some(proc_macro2::TokenTree::Literal(literal)) = first else {
+        return false;
+    };
+    let text = literal.to_string();
+    let name = text.trim_matches('"');
+    text.starts_with('"')
+        && (name.starts_with("CARGO_PKG_") || name == "CARGO_CRATE_NAME")
+        && name.chars().all(|c| c.is_ascii_uppercase() || c == '_')
+}
+
+/// Whether an attribute's tokens set `path = …` anywhere, however deeply nested.
+fn names_path(tokens: proc_macro2::TokenStream) -> bool {
+    use proc_macro2::TokenTree;
+
+    let tokens: Vec<TokenTree> = tokens.into_iter().collect();
+    tokens.iter().enumerate().any(|(i, token)| match token {
+        TokenTree::Ident(ident) if ident == "path" => {
+            matches!(tokens.get(i + 1), Some(TokenTree::Punct(p)) if p.as_char() == '=')
+                || i == 0 && tokens.len() == 1
+        }
+        TokenTree::Group(group) => names_path(group.stream()),
+        _ => false,
+    })
 }
 
 struct Visitor<'a> {
@@ -552,6 +597,10 @@ macro_rules! grab { ($m:ident) => { $m!("x") } }
 mod secret;
 fn f() -> String { format!("{}", my_macro!("../../etc/passwd")) }
 fn ok() -> String { format!("{} of {}", "a/b", 1) }
+#[cfg_attr(all(), path = "token.rs")]
+mod hidden;
+const KEY: Option<&str> = option_env!("OVERSEER_LLM_KEY");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 "#
             .to_string(),
         );
@@ -559,7 +608,7 @@ fn ok() -> String { format!("{} of {}", "a/b", 1) }
             .into_iter()
             .map(|f| (f.line, f.message))
             .collect();
-        assert_eq!(found.len(), 4, "{found:?}");
+        assert_eq!(found.len(), 6, "{found:?}");
         assert!(
             found[0].0 == 2 && found[0].1.contains("include_str"),
             "{found:?}"
@@ -574,6 +623,14 @@ fn ok() -> String { format!("{} of {}", "a/b", 1) }
         );
         assert!(
             found[3].0 == 6 && found[3].1.contains("etc/passwd"),
+            "{found:?}"
+        );
+        assert!(
+            found[4].0 == 8 && found[4].1.contains("#[path]"),
+            "{found:?}"
+        );
+        assert!(
+            found[5].0 == 10 && found[5].1.contains("environment"),
             "{found:?}"
         );
     }

@@ -2,7 +2,7 @@
 //! against one shared target directory, one build at a time, with the artifacts found from
 //! cargo's JSON messages. The same code builds the bundled agents and the test fixtures.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -11,18 +11,17 @@ use std::time::{Duration, Instant};
 use cargo_metadata::Message;
 
 use crate::error::{Error, Result};
+use crate::isolation::{self, Isolation, Jail, Tracked};
 
 /// The target every agent is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Environment variables a build keeps (with every `RUSTUP_*`): where the toolchains and the
-/// registry cache are, and how to find programs.
-const BUILD_ENV: &[&str] = &[
-    "PATH",
+/// Environment variables the dependency fetch keeps (with every `RUSTUP_*` and
+/// `CARGO_REGISTRIES_*`, `CARGO_HTTP_*`, `CARGO_NET_*`): how to reach the registry, never the
+/// daemon's token or keys. The build itself gets only what it needs ([`rust_build_env`]).
+const FETCH_ENV: &[&str] = &[
     "HOME",
     "CARGO_HOME",
-    "CARGO_NET_OFFLINE",
-    "TMPDIR",
     "LANG",
     "http_proxy",
     "https_proxy",
@@ -31,6 +30,22 @@ const BUILD_ENV: &[&str] = &[
     "no_proxy",
     "NO_PROXY",
     // Certificate bundles, for registries behind a proxy that re-signs TLS.
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+/// Environment variables a componentizer's install keeps: how to reach PyPI and npm.
+const INSTALL_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "TMPDIR",
+    "LANG",
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "no_proxy",
+    "NO_PROXY",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
@@ -63,9 +78,13 @@ pub struct Build {
     pub elapsed: Duration,
 }
 
+/// The toolchain's own `cargo` (not a rustup proxy, which would need rustup's home writable),
+/// else whatever `cargo` is on the path.
 fn cargo() -> Command {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    Command::new(cargo)
+    match isolation::sysroot().map(|root| root.join("bin").join("cargo")) {
+        Some(cargo) if cargo.exists() => Command::new(cargo),
+        _ => Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())),
+    }
 }
 
 /// Install the `wasm32-wasip2` standard library with rustup when it is missing.
@@ -101,90 +120,120 @@ fn has_std(libdir: &Path) -> bool {
 
 /// Build `packages` (all of the workspace when empty) of the cargo workspace at `dir` into
 /// `target_dir`, stopping the build after `timeout`.
+///
+/// Two steps: `cargo fetch` brings the dependencies of the lock file into cargo's cache (with
+/// the network, running no code of the source's author), then `cargo build --offline` runs in
+/// the [`Jail`]: it reads the system, the toolchain, the dependency cache and the source's path
+/// dependencies, writes only `dir` and `target_dir`, and has no network.
+///
+/// # Errors
+/// [`Error::Isolation`] when `isolation` is required and unavailable; [`Error::Build`] with
+/// cargo's output when either step fails or the build outlives `timeout`.
 pub fn build_rust(
     dir: &Path,
     target_dir: &Path,
     packages: &[&str],
     timeout: Duration,
+    isolation: Isolation,
 ) -> Result<Build> {
     let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     ensure_wasm_target()?;
     let started = Instant::now();
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|e| Error::Build(format!("{}: {e}", path.display())))
+    };
+    let (dir, target_dir) = (absolute(dir)?, absolute(target_dir)?);
+    let (dir, target_dir) = (dir.as_path(), target_dir.as_path());
+    let reads = path_dependencies(dir);
+    let cargo_home = isolation::cargo_home();
+
+    // Step 1: the dependencies, into the shared cache.
+    let mut fetch = cargo();
+    fetch
+        .current_dir(dir)
+        .args(["fetch", "--target", WASM_TARGET])
+        .args(
+            host_triple()
+                .map(|host| ["--target".to_string(), host])
+                .into_iter()
+                .flatten(),
+        )
+        .env_clear()
+        .envs(fetch_env())
+        .env("PATH", toolchain_path());
+    let mut jail = Jail::new().write(dir).with_network();
+    jail = with_toolchain(jail, &reads);
+    if let Some(home) = &cargo_home {
+        jail = jail.write(home);
+        fetch.env("CARGO_HOME", home);
+    }
+    let fetched = run(&mut fetch, &jail, isolation, started, timeout)?;
+    if !fetched.status.success() {
+        return Err(Error::Build(format!(
+            "fetching dependencies failed:\n{}{}",
+            fetched.stdout, fetched.stderr
+        )));
+    }
+
+    // Step 2: the build, offline, with a private cargo home that links to the cache read-only.
+    let private = private_cargo_home(target_dir, cargo_home.as_deref())?;
+    let tmp = target_dir.join(".tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::Build(format!("{}: {e}", tmp.display())))?;
     let mut command = cargo();
     command
         .current_dir(dir)
-        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(["build", "--release", "--offline", "--target", WASM_TARGET])
         .arg("--message-format=json-render-diagnostics")
         .arg("--target-dir")
         .arg(target_dir)
-        // The build sees only what cargo and rustup need: source that reads the environment
-        // at build time (`env!`) must not find the daemon's token or keys.
         .env_clear()
-        .envs(build_env())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .envs(rust_build_env(&private, &tmp));
     if packages.is_empty() {
         command.arg("--workspace");
     }
     for package in packages {
         command.args(["-p", package]);
     }
-    let mut child = command
-        .spawn()
-        .map_err(|e| Error::Build(format!("cannot run cargo: {e}")))?;
-    let stdout = child.stdout.take();
-    let stderr = child.stderr.take();
-    let stderr_reader = std::thread::spawn(move || {
-        let mut text = String::new();
-        if let Some(mut stderr) = stderr {
-            let _ = stderr.read_to_string(&mut text);
-        }
-        text
-    });
-    let stdout_reader = std::thread::spawn(move || {
-        let mut artifacts = Vec::new();
-        let mut diagnostics = String::new();
-        if let Some(stdout) = stdout {
-            for message in Message::parse_stream(BufReader::new(stdout)) {
-                match message {
-                    Ok(Message::CompilerArtifact(artifact)) => {
-                        for file in &artifact.filenames {
-                            if file.extension() == Some("wasm") {
-                                artifacts.push(Artifact {
-                                    package: artifact.target.name.replace('_', "-"),
-                                    wasm: file.clone().into_std_path_buf(),
-                                    dir: artifact
-                                        .manifest_path
-                                        .parent()
-                                        .map(|p| p.to_path_buf().into_std_path_buf())
-                                        .unwrap_or_default(),
-                                    bytes: Vec::new(),
-                                });
-                            }
-                        }
+    let mut jail = Jail::new().write(dir).write(target_dir);
+    jail = with_toolchain(jail, &reads);
+    if let Some(home) = &cargo_home {
+        jail = jail.read(home.join("registry")).read(home.join("git"));
+    }
+    let output = run(&mut command, &jail, isolation, started, timeout)?;
+    let mut artifacts = Vec::new();
+    let mut diagnostics = String::new();
+    for message in Message::parse_stream(output.stdout.as_bytes()) {
+        match message {
+            Ok(Message::CompilerArtifact(artifact)) => {
+                for file in &artifact.filenames {
+                    if file.extension() == Some("wasm") {
+                        artifacts.push(Artifact {
+                            package: artifact.target.name.replace('_', "-"),
+                            wasm: file.clone().into_std_path_buf(),
+                            dir: artifact
+                                .manifest_path
+                                .parent()
+                                .map(|p| p.to_path_buf().into_std_path_buf())
+                                .unwrap_or_default(),
+                            bytes: Vec::new(),
+                        });
                     }
-                    Ok(Message::CompilerMessage(message)) => {
-                        if let Some(rendered) = &message.message.rendered {
-                            diagnostics.push_str(rendered);
-                        }
-                    }
-                    Ok(Message::TextLine(line)) => {
-                        diagnostics.push_str(&line);
-                        diagnostics.push('\n');
-                    }
-                    _ => {}
                 }
             }
+            Ok(Message::CompilerMessage(message)) => {
+                if let Some(rendered) = &message.message.rendered {
+                    diagnostics.push_str(rendered);
+                }
+            }
+            Ok(Message::TextLine(line)) => {
+                diagnostics.push_str(&line);
+                diagnostics.push('\n');
+            }
+            _ => {}
         }
-        (artifacts, diagnostics)
-    });
-
-    let status = wait(&mut child, started, timeout)?;
-    let (mut artifacts, diagnostics) = stdout_reader.join().unwrap_or_default();
-    let errors = stderr_reader.join().unwrap_or_default();
-    let log = format!("{diagnostics}{errors}");
-    if !status.success() {
+    }
+    let log = format!("{diagnostics}{}", output.stderr);
+    if !output.status.success() {
         return Err(Error::Build(log));
     }
     for artifact in &mut artifacts {
@@ -198,9 +247,82 @@ pub fn build_rust(
     })
 }
 
-/// Wait for a build to finish, or stop it after `timeout` from `started`.
+/// What a finished process printed.
+struct Output {
+    status: std::process::ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+/// Run `command` confined by `jail` to its end, or kill it whole once `timeout` from `started`
+/// has passed. Whatever it left running is killed either way, and its output is read to the
+/// end.
+fn run(
+    command: &mut Command,
+    jail: &Jail,
+    isolation: Isolation,
+    started: Instant,
+    timeout: Duration,
+) -> Result<Output> {
+    if isolation::stopping() {
+        return Err(Error::Build("the daemon is stopping".to_string()));
+    }
+    jail.confine(command, isolation)?;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            Error::Build(format!(
+                "cannot start {:?}: {e}",
+                command.get_program().to_string_lossy()
+            ))
+        })?;
+    let tracked = Tracked::new(child.id());
+    let stdout = read_to_end(child.stdout.take());
+    let stderr = read_to_end(child.stderr.take());
+    let waited = wait(&mut child, &tracked, started, timeout);
+    // Whatever the build started and left behind goes with it.
+    tracked.kill();
+    drop(tracked);
+    let status = waited?;
+    Ok(Output {
+        status,
+        stdout: stdout.finish(),
+        stderr: stderr.finish(),
+    })
+}
+
+/// A pipe read to its end on a thread of its own.
+struct Reader(std::sync::mpsc::Receiver<String>);
+
+impl Reader {
+    /// What was read. The build's processes are dead by now, so the pipe has closed; a
+    /// process that escaped the kill would hold it open, and is given a few seconds.
+    fn finish(self) -> String {
+        self.0
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| "[output not closed by the build: cut]".to_string())
+    }
+}
+
+fn read_to_end(pipe: Option<impl Read + Send + 'static>) -> Reader {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        let _ = sender.send(String::from_utf8_lossy(&bytes).into_owned());
+    });
+    Reader(receiver)
+}
+
+/// Wait for a build to finish, or kill it whole after `timeout` from `started`.
 fn wait(
     child: &mut std::process::Child,
+    tracked: &Tracked,
     started: Instant,
     timeout: Duration,
 ) -> Result<std::process::ExitStatus> {
@@ -212,7 +334,7 @@ fn wait(
             return Ok(status);
         }
         if started.elapsed() > timeout {
-            let _ = child.kill();
+            tracked.kill();
             let _ = child.wait();
             return Err(Error::Build(format!(
                 "the build took longer than {} s and was stopped",
@@ -221,6 +343,139 @@ fn wait(
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The toolchain, the system and `reads` (the source's path dependencies), readable.
+fn with_toolchain(mut jail: Jail, reads: &[PathBuf]) -> Jail {
+    if let Some(root) = isolation::sysroot() {
+        jail = jail.read(root);
+    }
+    for path in reads {
+        jail = jail.read(path);
+    }
+    jail
+}
+
+/// `PATH` inside a build: the toolchain's own binaries first, then the system's.
+fn toolchain_path() -> String {
+    let mut path = String::new();
+    if let Some(root) = isolation::sysroot() {
+        path.push_str(&root.join("bin").to_string_lossy());
+        path.push(':');
+    }
+    path.push_str("/usr/local/bin:/usr/bin:/bin");
+    path
+}
+
+/// The whole environment of a Rust build: the toolchain's path, a private cargo home and a
+/// temporary directory in the target directory, offline.
+fn rust_build_env(cargo_home: &Path, tmp: &Path) -> Vec<(String, std::ffi::OsString)> {
+    vec![
+        ("PATH".to_string(), toolchain_path().into()),
+        ("HOME".to_string(), tmp.as_os_str().to_owned()),
+        ("CARGO_HOME".to_string(), cargo_home.as_os_str().to_owned()),
+        ("TMPDIR".to_string(), tmp.as_os_str().to_owned()),
+        ("CARGO_NET_OFFLINE".to_string(), "true".into()),
+        ("LANG".to_string(), "C.UTF-8".into()),
+    ]
+}
+
+/// A cargo home for builds in `target_dir`: its own (writable) lock files and use records,
+/// the registry and git checkouts of `shared` by symbolic link (read-only in the jail), and a
+/// copy of the shared `config.toml` (registry mirrors). Credentials are not copied.
+fn private_cargo_home(target_dir: &Path, shared: Option<&Path>) -> Result<PathBuf> {
+    let home = target_dir.join(".cargo-home");
+    let io = |path: &Path, e: std::io::Error| Error::Build(format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(&home).map_err(|e| io(&home, e))?;
+    let Some(shared) = shared else {
+        return Ok(home);
+    };
+    for name in ["registry", "git"] {
+        let link = home.join(name);
+        let to = shared.join(name);
+        if std::fs::read_link(&link).ok().as_deref() != Some(to.as_path()) {
+            let _ = std::fs::remove_file(&link);
+            std::os::unix::fs::symlink(&to, &link).map_err(|e| io(&link, e))?;
+        }
+    }
+    for name in ["config.toml", "config"] {
+        let from = shared.join(name);
+        let to = home.join(name);
+        match std::fs::read(&from) {
+            Ok(bytes) => std::fs::write(&to, bytes).map_err(|e| io(&to, e))?,
+            Err(_) => {
+                let _ = std::fs::remove_file(&to);
+            }
+        }
+    }
+    Ok(home)
+}
+
+/// The directories outside `dir` a build of the workspace there reads: its path dependencies
+/// (with `[workspace.dependencies]`), beside each one the `wit` directory the guest SDK
+/// generates its bindings from (`../wit`), and the `Cargo.toml` files above each one, where
+/// cargo looks for the dependency's workspace.
+fn path_dependencies(dir: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+        return Vec::new();
+    };
+    let Ok(manifest) = text.parse::<toml::Table>() else {
+        return Vec::new();
+    };
+    let tables = [
+        manifest
+            .get("workspace")
+            .and_then(|w| w.get("dependencies")),
+        manifest.get("dependencies"),
+        manifest.get("build-dependencies"),
+    ];
+    let mut paths = Vec::new();
+    for table in tables
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+    {
+        for dependency in table.values() {
+            let Some(path) = dependency.get("path").and_then(toml::Value::as_str) else {
+                continue;
+            };
+            let Ok(path) = dir.join(path).canonicalize() else {
+                continue;
+            };
+            if path.starts_with(dir) {
+                continue;
+            }
+            if let Some(wit) = path.parent().map(|p| p.join("wit"))
+                && wit.is_dir()
+            {
+                paths.push(wit);
+            }
+            // Cargo looks for the dependency's workspace root in the manifests above it.
+            for ancestor in path.ancestors().skip(1) {
+                let manifest = ancestor.join("Cargo.toml");
+                if manifest.is_file() {
+                    paths.push(manifest);
+                }
+            }
+            paths.push(path);
+        }
+    }
+    paths
+}
+
+/// The host's target triple (`rustc -vV`), for fetching build scripts' and macros'
+/// dependencies.
+fn host_triple() -> Option<String> {
+    static HOST: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        let output = Command::new("rustc").arg("-vV").output().ok()?;
+        String::from_utf8(output.stdout)
+            .ok()?
+            .lines()
+            .find_map(|line| line.strip_prefix("host: "))
+            .map(str::to_string)
+    })
+    .clone()
 }
 
 /// The componentize-py release Python agents are built with: pinned, so the same source makes
@@ -262,9 +517,27 @@ impl Language {
     }
 
     /// Install the componentizer into `tools` unless it is there; answer the command that
-    /// builds `dir/app.*` into `out` against the contract in `wit`. The caller holds the build
-    /// lock.
-    fn componentizer(self, tools: &Path, dir: &Path, wit: &Path, out: &Path) -> Result<Command> {
+    /// builds `dir/app.*` into `out` against the contract in `wit` (with `tmp` for its home and
+    /// temporary files, and nothing else of the daemon's environment), and the directories of
+    /// the interpreter it runs on. The caller holds the build lock.
+    fn componentizer(
+        self,
+        tools: &Path,
+        dir: &Path,
+        wit: &Path,
+        out: &Path,
+        tmp: &Path,
+    ) -> Result<(Command, Vec<PathBuf>)> {
+        let base = |program: &Path| {
+            let mut command = Command::new(program);
+            command
+                .env_clear()
+                .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+                .env("HOME", tmp)
+                .env("TMPDIR", tmp)
+                .env("LANG", "C.UTF-8");
+            command
+        };
         match self {
             Language::Python => {
                 let (venv, install) = install_dir(tools, "python", COMPONENTIZE_PY)?;
@@ -279,10 +552,18 @@ impl Language {
                     )?;
                     mark(&venv.join(".installed"))?;
                 }
-                let mut command = Command::new(exe);
+                // The venv runs on the Python it was made from (`home` in `pyvenv.cfg`).
+                let python = std::fs::read_to_string(venv.join("pyvenv.cfg"))
+                    .ok()
+                    .and_then(|cfg| {
+                        cfg.lines().find_map(|line| {
+                            let (key, value) = line.split_once('=')?;
+                            (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+                        })
+                    })
+                    .and_then(|home| home.parent().map(Path::to_path_buf));
+                let mut command = base(&exe);
                 command
-                    .env_clear()
-                    .envs(build_env())
                     .arg("-d")
                     .arg(wit)
                     .args(["-w", "agent", "componentize", "app", "-p"])
@@ -290,7 +571,7 @@ impl Language {
                     .arg("-o")
                     .arg(out)
                     .env("PYTHONDONTWRITEBYTECODE", "1");
-                Ok(command)
+                Ok((command, python.into_iter().collect()))
             }
             Language::JavaScript => {
                 let (prefix, install) = install_dir(tools, "js", COMPONENTIZE_JS)?;
@@ -309,15 +590,23 @@ impl Language {
                     std::fs::write(&script, COMPONENTIZE_MJS)
                         .map_err(|e| Error::Build(format!("{}: {e}", script.display())))?;
                 }
-                let mut command = Command::new("node");
+                // Node as the daemon finds it, and the installation it belongs to
+                // (`<prefix>/bin/node`).
+                let node = std::env::var_os("PATH")
+                    .iter()
+                    .flat_map(std::env::split_paths)
+                    .map(|dir| dir.join("node"))
+                    .find(|node| node.is_file())
+                    .and_then(|node| node.canonicalize().ok())
+                    .unwrap_or_else(|| PathBuf::from("/usr/bin/node"));
+                let prefix = node.parent().and_then(Path::parent).map(Path::to_path_buf);
+                let mut command = base(&node);
                 command
-                    .env_clear()
-                    .envs(build_env())
                     .arg(script)
                     .arg(dir.join(self.app()))
                     .arg(wit)
                     .arg(out);
-                Ok(command)
+                Ok((command, prefix.into_iter().collect()))
             }
         }
     }
@@ -344,13 +633,24 @@ fn mark(file: &Path) -> Result<()> {
     std::fs::write(file, b"").map_err(|e| Error::Build(format!("{}: {e}", file.display())))
 }
 
-/// The environment of a build or an install: what finding programs, toolchains and package
-/// registries needs, never the daemon's token or keys.
-fn build_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+/// The environment of an install: how to reach the package registries, never the daemon's
+/// token or keys.
+fn install_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
     std::env::vars_os().filter(|(name, _)| {
         let name = name.to_string_lossy();
-        BUILD_ENV.contains(&name.as_ref())
-            || ["RUSTUP_", "PIP_", "npm_config_", "NPM_CONFIG_"]
+        INSTALL_ENV.contains(&name.as_ref())
+            || ["PIP_", "npm_config_", "NPM_CONFIG_"]
+                .iter()
+                .any(|prefix| name.starts_with(prefix))
+    })
+}
+
+/// The environment of `cargo fetch`: how to reach the registry.
+fn fetch_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os().filter(|(name, _)| {
+        let name = name.to_string_lossy();
+        FETCH_ENV.contains(&name.as_ref())
+            || ["RUSTUP_", "CARGO_REGISTRIES_", "CARGO_HTTP_", "CARGO_NET_"]
                 .iter()
                 .any(|prefix| name.starts_with(prefix))
     })
@@ -386,7 +686,7 @@ fn install_dir(tools: &Path, tool: &str, pin: &str) -> Result<(PathBuf, bool)> {
 fn run_tool(command: &mut Command) -> Result<()> {
     let output = command
         .env_clear()
-        .envs(build_env())
+        .envs(install_env())
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Error::Build(format!("cannot run {:?}: {e}", command.get_program())))?;
@@ -410,6 +710,7 @@ pub fn componentize(
     out: &Path,
     tools: &Path,
     timeout: Duration,
+    isolation: Isolation,
 ) -> Result<Build> {
     let _one_at_a_time = BUILD_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let started = Instant::now();
@@ -437,42 +738,21 @@ pub fn componentize(
         std::fs::create_dir_all(parent)
             .map_err(|e| Error::Build(format!("{}: {e}", parent.display())))?;
     }
-    let mut command = language.componentizer(tools, dir, &wit, out)?;
-    let mut child = command
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::Build(format!("cannot run the componentizer: {e}")))?;
-    let read = |pipe: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            if let Some(mut pipe) = pipe {
-                let _ = pipe.read_to_string(&mut text);
-            }
-            text
-        })
-    };
-    let out_reader = read(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let err_reader = read(
-        child
-            .stderr
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
-    let status = wait(&mut child, started, timeout)?;
-    let log = format!(
-        "{}{}",
-        out_reader.join().unwrap_or_default(),
-        err_reader.join().unwrap_or_default()
-    );
-    if !status.success() {
+    // The componentizer runs the app's top level to snapshot it: it is confined like a Rust
+    // build, reading the system and its install, writing only the source's and the output's
+    // directories.
+    let out_dir = out.parent().unwrap_or(dir);
+    let tmp = out_dir.join("tmp");
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::Build(format!("{}: {e}", tmp.display())))?;
+    let (mut command, interpreter) = language.componentizer(tools, dir, &wit, out, &tmp)?;
+    command.current_dir(dir);
+    let mut jail = Jail::new().read(tools).write(dir).write(out_dir);
+    for root in interpreter {
+        jail = jail.read(root);
+    }
+    let output = run(&mut command, &jail, isolation, started, timeout)?;
+    let log = format!("{}{}", output.stdout, output.stderr);
+    if !output.status.success() {
         return Err(Error::Build(log));
     }
     let bytes = std::fs::read(out).map_err(|e| Error::Build(format!("{}: {e}", out.display())))?;

@@ -37,17 +37,22 @@ async fn componentize(
     snapshot: &Snapshot,
     language: builder::Language,
 ) -> Result<Built> {
-    let scratch = config.data_dir.join("scratch").join(agent);
+    // The source in `app/`, the component and the componentizer's temporary files in `out/`:
+    // the only places the build may write.
+    let scratch = config.data_dir.join("scratch").join(agent).join("app");
     let out = config
         .data_dir
         .join("scratch")
+        .join(agent)
+        .join("out")
         .join(format!("{agent}.wasm"));
     let tools = config.tools_dir.clone();
     let timeout = config.build_timeout;
+    let isolation = config.isolation;
     let tree = snapshot.clone();
     tokio::task::spawn_blocking(move || -> Result<Built> {
         tree.write_dir(&scratch)?;
-        let build = builder::componentize(language, &scratch, &out, &tools, timeout)?;
+        let build = builder::componentize(language, &scratch, &out, &tools, timeout, isolation)?;
         let artifact = build
             .artifacts
             .into_iter()
@@ -79,6 +84,7 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
     // daemons sharing a build directory — would otherwise overwrite each other's component in
     // the shared target directory, and cargo would call the loser fresh.
     let package = package_name(agent, &config.data_dir);
+    refuse_build_settings(snapshot)?;
     let mut tree = snapshot.clone();
     let manifest = snapshot
         .files
@@ -86,13 +92,15 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
         .ok_or_else(|| Error::Build("the source has no Cargo.toml".to_string()))?;
     tree.files
         .insert("Cargo.toml".to_string(), renamed(manifest, &package)?);
-    let target_dir = config.build_dir.clone();
+    let target_dir = config.build_dir.join(agent);
     let timeout = config.build_timeout;
+    let isolation = config.isolation;
     tokio::task::spawn_blocking({
         move || -> Result<Built> {
             write_workspace(&agents_dir, &scratch, &package)?;
             tree.write_dir(&scratch.join(&package))?;
-            let build = builder::build_rust(&scratch, &target_dir, &[&package], timeout)?;
+            let build =
+                builder::build_rust(&scratch, &target_dir, &[&package], timeout, isolation)?;
             let artifact = build
                 .artifacts
                 .into_iter()
@@ -108,6 +116,25 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
     })
     .await
     .map_err(|e| Error::Internal(format!("build task: {e}")))?
+}
+
+/// Refuse a source that brings its own cargo settings or toolchain: builds use the host's
+/// toolchain, profile and dependency cache, and nothing in the source may change them.
+fn refuse_build_settings(snapshot: &Snapshot) -> Result<()> {
+    let refused = snapshot.files.keys().find(|path| {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        path.starts_with(".cargo/")
+            || path.contains("/.cargo/")
+            || file == "rust-toolchain"
+            || file == "rust-toolchain.toml"
+    });
+    match refused {
+        Some(path) => Err(Error::Build(format!(
+            "{path}: an agent's source may not carry cargo configuration or a toolchain \
+             file; builds use the host's"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The cargo package an agent of the daemon on `data_dir` is built as.

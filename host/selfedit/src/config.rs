@@ -11,10 +11,13 @@ pub struct BuildConfig {
     /// The bundled agents' workspace: Rust agents are built with its package settings,
     /// dependencies, release profile and lock file. `None`: Rust agents cannot be built.
     pub agents_dir: Option<PathBuf>,
-    /// Target directory shared by every build of agent source.
+    /// Where builds of agent source put their output: one target directory per agent
+    /// (`<build_dir>/<agent>`), so that one agent's build cannot touch another's.
     pub build_dir: PathBuf,
     /// Where componentize-py and componentize-js are installed on first use.
     pub tools_dir: PathBuf,
     /// How long one build may take before it is stopped.
     pub build_timeout: Duration,
+    /// Whether builds must run in the sandbox ([`crate::isolation`]).
+    pub isolation: crate::Isolation,
 }

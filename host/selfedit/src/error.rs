@@ -34,6 +34,9 @@ pub enum Error {
     /// Building agents from source failed.
     #[error("build failed: {0}")]
     Build(String),
+    /// Builds must run isolated and the kernel offers no isolation.
+    #[error("builds are refused: {0}")]
+    Isolation(String),
     /// The kernel refused or failed.
     #[error(transparent)]
     Kernel(#[from] overseer_kernel::Error),
@@ -57,6 +60,7 @@ impl Error {
             Error::EditNotFound(_) => "edit_not_found",
             Error::Denied(_) => "denied",
             Error::Build(_) => "build_failed",
+            Error::Isolation(_) => "build_isolation_unavailable",
             Error::Kernel(e) => e.code(),
             Error::Store(_) => "store_error",
             Error::Internal(_) => "internal",

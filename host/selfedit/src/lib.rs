@@ -12,6 +12,7 @@ mod bundled;
 mod config;
 mod edit;
 mod error;
+pub mod isolation;
 pub mod patch;
 pub mod snapshot;
 mod source;
@@ -25,6 +26,7 @@ pub use builds::Built;
 pub use config::BuildConfig;
 pub use edit::{EditRequest, compiler_errors};
 pub use error::{Error, Result};
+pub use isolation::Isolation;
 pub use snapshot::Snapshot;
 
 /// Self-editing of one daemon's agents. Cheap to clone.

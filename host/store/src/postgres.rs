@@ -338,7 +338,7 @@ impl Registry for Postgres {
 
     async fn servable_versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
         let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "{VERSION_COLUMNS} WHERE agent = $1 AND state <> 'rejected' ORDER BY number"
+            "{VERSION_COLUMNS} WHERE agent = $1 AND state = 'ready' ORDER BY number"
         ))
         .bind(agent)
         .fetch_all(&self.pool)

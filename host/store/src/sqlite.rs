@@ -57,7 +57,10 @@ impl Sqlite {
             .busy_timeout(BUSY_TIMEOUT)
             .foreign_keys(true)
             // Checkpoints run beside the writer (below), so no commit pays for one.
-            .pragma("wal_autocheckpoint", "0");
+            .pragma("wal_autocheckpoint", "0")
+            // Once a checkpoint has emptied the log, its file is cut back to 4 MiB: a burst of
+            // writes leaves no lasting high-water mark on disk.
+            .pragma("journal_size_limit", "4194304");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(options.clone())
@@ -226,7 +229,7 @@ impl Registry for Sqlite {
 
     async fn servable_versions(&self, agent: &str) -> Result<Vec<VersionRecord>> {
         let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "{VERSION_COLUMNS} WHERE agent = ? AND state <> 'rejected' ORDER BY number"
+            "{VERSION_COLUMNS} INDEXED BY versions_by_state WHERE agent = ? AND state = 'ready' ORDER BY number"
         ))
         .bind(agent)
         .fetch_all(&self.pool)
@@ -236,7 +239,7 @@ impl Registry for Sqlite {
 
     async fn versions_by_digest(&self, agent: &str, digest: &str) -> Result<Vec<VersionRecord>> {
         let rows: Vec<VersionRow> = sqlx::query_as(&format!(
-            "{VERSION_COLUMNS} WHERE agent = ? AND digest = ? ORDER BY number"
+            "{VERSION_COLUMNS} INDEXED BY versions_by_digest WHERE agent = ? AND digest = ? ORDER BY number"
         ))
         .bind(agent)
         .bind(digest)

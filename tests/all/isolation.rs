@@ -1,0 +1,290 @@
+//! Builds run isolated: a person's edit whose build script and procedural macro try every
+//! escape — the token, the compile cache's key, the database, the compile cache, the daemon's
+//! port, every process's environment, a process left running in a session of its own — and
+//! whose source reads the token through `#[cfg_attr(…, path)]` and the LLM key through `env!`,
+//! against a daemon run as its own process with an LLM key in its environment. Every attempt
+//! is made (the build log says so) and fails, and neither secret appears in any answer of the
+//! API.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use overseer_tests::{agents_dir, agents_target_dir, eventually, tools_dir};
+use serde_json::{Value, json};
+
+const LLM_KEY: &str = "sk-llm-key-8c1f9e5b2a";
+
+/// What the build script and the macro both try; `DATA` and `ADDR` are filled in.
+const ATTACKS: &str = r#"
+fn attacks(who: &str) -> String {
+    let mut out = format!("[{who}]");
+    let mut note = |what: &str, result: std::io::Result<String>| match result {
+        Ok(value) => out.push_str(&format!(" {what}=OPEN:{value}")),
+        Err(e) => out.push_str(&format!(" {what}=DENIED({:?})", e.kind())),
+    };
+    note("token", std::fs::read_to_string("DATA/token"));
+    note("cache-key", std::fs::read("DATA/cache.key").map(|k| format!("{k:?}")));
+    note(
+        "database",
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("DATA/overseer.db")
+            .map(|_| "writable".to_string()),
+    );
+    note(
+        "cache",
+        std::fs::write("DATA/cache/planted.cwasm", b"native code").map(|_| "written".to_string()),
+    );
+    note(
+        "connect",
+        std::net::TcpStream::connect("ADDR").map(|_| "connected".to_string()),
+    );
+    let mut environments = String::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(text) = std::fs::read(entry.path().join("environ")) {
+            let text = String::from_utf8_lossy(&text).replace('\0', " ");
+            if text.contains("OVERSEER") {
+                environments.push_str(&text);
+            }
+        }
+    }
+    note(
+        "environ",
+        if environments.is_empty() {
+            Err(std::io::ErrorKind::PermissionDenied.into())
+        } else {
+            Ok(environments)
+        },
+    );
+    let own: Vec<String> = std::env::vars()
+        .map(|(name, value)| format!("{name}={value}"))
+        .filter(|var| var.contains("OVERSEER"))
+        .collect();
+    note("own-env", Ok(own.join(",")));
+    note(
+        "escape",
+        std::process::Command::new("setsid")
+            .args(["-f", "sleep", "313"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|status| status.to_string()),
+    );
+    out
+}
+"#;
+
+/// `overseer serve` as its own process, with a generated token and an LLM key in its
+/// environment.
+struct Process {
+    child: Child,
+    url: String,
+    token: String,
+}
+
+impl Process {
+    fn start(data_dir: &Path) -> Process {
+        let config = data_dir.join("overseer.toml");
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        std::fs::write(
+            &config,
+            format!(
+                "build_dir = {:?}\ntools_dir = {:?}\nagents_dir = {:?}\n",
+                agents_target_dir(),
+                tools_dir(),
+                agents_dir()
+            ),
+        )
+        .expect("config file");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_overseer-daemon"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--no-bundled"])
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env_remove("OVERSEER_TOKEN")
+            .env("OVERSEER_LLM_KEY", LLM_KEY)
+            .env("OVERSEER_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("the daemon starts");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("the daemon prints");
+        let url = line
+            .trim()
+            .strip_prefix("overseer listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        // Keep reading what it prints, so the pipe never fills.
+        std::thread::spawn(move || for _ in stdout.lines() {});
+        let token = std::fs::read_to_string(data_dir.join("token"))
+            .expect("a generated token")
+            .trim()
+            .to_string();
+        assert!(token.len() >= 32, "a generated token is long");
+        Process { child, url, token }
+    }
+
+    /// Propose a new agent's source as a person would, and wait for the edit to finish.
+    async fn edit(&self, name: &str, files: Value) -> Value {
+        let created = self
+            .request(
+                reqwest::Method::POST,
+                &format!("/v1/agents/{name}/edits"),
+                Some(json!({ "files": files, "reason": "an attack" })),
+            )
+            .await;
+        let created: Value = serde_json::from_str(&created).expect("an edit");
+        let id = created["id"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{created}"));
+        let path = format!("/v1/agents/{name}/edits/{id}");
+        eventually(Duration::from_secs(600), "the edit to finish", || async {
+            let text = self.request(reqwest::Method::GET, &path, None).await;
+            let edit: Value = serde_json::from_str(&text).ok()?;
+            let state = edit["state"].as_str().unwrap_or_default().to_string();
+            (!["applying", "building", "checking"].contains(&state.as_str())).then_some(edit)
+        })
+        .await
+    }
+
+    async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> String {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the daemon answers");
+        response.text().await.expect("an answer")
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Processes whose command line is `sleep 313`: what the attack tried to leave running.
+fn escapees() -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline"))
+                .is_ok_and(|line| line == b"sleep\x00313\x00")
+        })
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_build_reaches_nothing_of_the_host() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let data_dir = data.path().canonicalize().expect("canonical data dir");
+    let daemon = Process::start(&data_dir);
+    let addr = daemon.url.trim_start_matches("http://").to_string();
+    let attacks = ATTACKS
+        .replace("DATA", &data_dir.to_string_lossy())
+        .replace("ADDR", &addr);
+
+    let files = json!({
+        "Cargo.toml": "[package]\nname = \"attack\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+                       [lib]\ncrate-type = [\"cdylib\"]\n\n\
+                       [dependencies]\nevil = { path = \"evil\" }\n",
+        "agent.toml": "name = \"attack\"\n",
+        "build.rs": format!(
+            "{attacks}\nfn main() {{\n    println!(\"cargo:warning={{}}\", attacks(\"build.rs\"));\n}}\n"
+        ),
+        "src/lib.rs": "evil::probe!();\npub const KEY: &str = env!(\"OVERSEER_LLM_KEY\");\n",
+        "evil/Cargo.toml": "[package]\nname = \"evil\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+                            [lib]\nproc-macro = true\n",
+        "evil/src/lib.rs": format!(
+            "extern crate proc_macro;\n{attacks}\n\
+             #[proc_macro]\npub fn probe(_: proc_macro::TokenStream) -> proc_macro::TokenStream {{\n    \
+             format!(\"compile_error!({{:?}});\", attacks(\"proc-macro\")).parse().unwrap()\n}}\n"
+        ),
+    });
+    let edit = daemon.edit("attack", files.clone()).await;
+    let log = edit.to_string();
+    println!("{}", edit["build_log"].as_str().unwrap_or_default());
+    assert_eq!(edit["state"], "rejected", "{log}");
+
+    // Both ran every attempt, and every attempt failed.
+    for who in ["[build.rs]", "[proc-macro]"] {
+        let report = log
+            .split(who)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{who} did not run: {log}"));
+        for attempt in [
+            "token=DENIED",
+            "cache-key=DENIED",
+            "database=DENIED",
+            "cache=DENIED",
+            "connect=DENIED",
+            "environ=DENIED",
+            "own-env=OPEN:",
+        ] {
+            assert!(report.contains(attempt), "{who} {attempt}: {report}");
+        }
+    }
+    assert!(
+        log.contains("environment variable `OVERSEER_LLM_KEY` not defined"),
+        "env! was tried: {log}"
+    );
+    assert!(!data_dir.join("cache/planted.cwasm").exists());
+
+    // Whatever the build left running went with it.
+    let left = eventually(
+        Duration::from_secs(10),
+        "the build's processes gone",
+        || async {
+            let left = escapees();
+            left.is_empty().then_some(left)
+        },
+    )
+    .await;
+    assert!(left.is_empty());
+
+    // A module read from the token file through `cfg_attr`: the read is refused.
+    let mut files = files;
+    files["src/lib.rs"] = json!(format!(
+        "#[cfg_attr(all(), path = \"{}/token\")]\nmod stolen;\n",
+        data_dir.display()
+    ));
+    files["Cargo.toml"] = json!(
+        "[package]\nname = \"attack\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n"
+    );
+    let edit = daemon.edit("attack", files).await;
+    let log = edit.to_string();
+    assert_eq!(edit["state"], "rejected", "{log}");
+    assert!(
+        log.contains("couldn't read") && log.contains("Permission denied"),
+        "the #[path] read was tried and refused: {log}"
+    );
+
+    // Neither secret is anywhere the API shows.
+    for path in [
+        "/v1/agents/attack/edits".to_string(),
+        "/v1/events?limit=10000".to_string(),
+        "/v1/alerts?state=all".to_string(),
+        "/v1/agents".to_string(),
+        "/v1/system".to_string(),
+        "/v1/limits".to_string(),
+        "/metrics".to_string(),
+    ] {
+        let text = daemon.request(reqwest::Method::GET, &path, None).await;
+        assert!(!text.contains(&daemon.token), "the token in {path}");
+        assert!(!text.contains(LLM_KEY), "the LLM key in {path}");
+    }
+}

@@ -847,7 +847,7 @@ fn frame_bytes(component: &[u8]) -> Vec<usize> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_bad_pushes_change_nothing_and_do_not_slow_the_daemon() {
-    let _shared = MACHINE.read().await;
+    let _alone = MACHINE.write().await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Process::start(dir.path());
     let good = component("echo");
@@ -898,6 +898,14 @@ async fn two_thousand_bad_pushes_change_nothing_and_do_not_slow_the_daemon() {
     let rate =
         |window: &[Duration]| window.len() as f64 / window.iter().sum::<Duration>().as_secs_f64();
     let (first, last) = (rate(&times[..200]), rate(&times[1800..]));
+    // Medians of a push's time over the first and the last 500: a trend shows in them, a
+    // moment of the machine's load elsewhere does not.
+    let median = |window: &[Duration]| {
+        let mut window = window.to_vec();
+        window.sort();
+        window[window.len() / 2]
+    };
+    let (early, late) = (median(&times[..500]), median(&times[1500..]));
     let windows: Vec<String> = times
         .chunks(200)
         .map(|w| format!("{:.0}", rate(w)))
@@ -930,9 +938,14 @@ async fn two_thousand_bad_pushes_change_nothing_and_do_not_slow_the_daemon() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["version"], 1);
     assert_eq!(answer["output"], "still here");
+    println!(
+        "median push: {:.3} ms over the first 500, {:.3} ms over the last 500",
+        ms(early),
+        ms(late)
+    );
     assert!(
-        last >= first / 2.0,
-        "pushes slowed down: {first:.0}/s then {last:.0}/s"
+        late <= early * 2,
+        "pushes slowed down: a median of {early:?} then {late:?}"
     );
     if rss_before > 0 && rss_after > 0 {
         assert!(

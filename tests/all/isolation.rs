@@ -1,6 +1,6 @@
 //! Builds run isolated: a person's edit whose build script and procedural macro try every
 //! escape — the token, the compile cache's key, the database, the compile cache, the daemon's
-//! port, every process's environment, a process left running in a session of its own — and
+//! port, a Unix socket beside them, every process's environment, a process left running in a session of its own — and
 //! whose source reads the token through `#[cfg_attr(…, path)]` and the LLM key through `env!`,
 //! against a daemon run as its own process with an LLM key in its environment. Every attempt
 //! is made (the build log says so) and fails, and neither secret appears in any answer of the
@@ -42,6 +42,10 @@ fn attacks(who: &str) -> String {
         "connect",
         std::net::TcpStream::connect("ADDR").map(|_| "connected".to_string()),
     );
+    note(
+        "unix-socket",
+        std::os::unix::net::UnixStream::connect("DATA/probe.sock").map(|_| "connected".to_string()),
+    );
     let mut environments = String::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         if let Ok(text) = std::fs::read(entry.path().join("environ")) {
@@ -64,6 +68,26 @@ fn attacks(who: &str) -> String {
         .filter(|var| var.contains("OVERSEER"))
         .collect();
     note("own-env", Ok(own.join(",")));
+    note(
+        "nested-namespace",
+        std::process::Command::new("unshare")
+            .args(["-U", "true"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .and_then(|status| match status.success() {
+                true => Ok("made".to_string()),
+                false => Err(std::io::ErrorKind::PermissionDenied.into()),
+            }),
+    );
+    // A link the next build's files would be written through, if the daemon kept them.
+    note(
+        "plant",
+        std::os::unix::fs::symlink(
+            "VICTIM",
+            format!("{}/notes.txt", std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default()),
+        )
+        .map(|_| "planted".to_string()),
+    );
     note(
         "escape",
         std::process::Command::new("setsid")
@@ -192,8 +216,16 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().canonicalize().expect("canonical data dir");
     let daemon = Process::start(&data_dir);
+    // A socket file, as a local PostgreSQL would listen on.
+    let _listener =
+        std::os::unix::net::UnixListener::bind(data_dir.join("probe.sock")).expect("a socket");
     let addr = daemon.url.trim_start_matches("http://").to_string();
+    // A file of the daemon's user the attack tries to have the daemon overwrite.
+    let outside = tempfile::tempdir().expect("temp dir");
+    let victim = outside.path().join("victim.txt");
+    std::fs::write(&victim, "untouched").expect("victim");
     let attacks = ATTACKS
+        .replace("VICTIM", &victim.to_string_lossy())
         .replace("DATA", &data_dir.to_string_lossy())
         .replace("ADDR", &addr);
 
@@ -231,6 +263,8 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
             "database=DENIED",
             "cache=DENIED",
             "connect=DENIED",
+            "unix-socket=DENIED",
+            "nested-namespace=DENIED",
             "environ=DENIED",
             "own-env=OPEN:",
         ] {
@@ -242,6 +276,7 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
         "env! was tried: {log}"
     );
     assert!(!data_dir.join("cache/planted.cwasm").exists());
+    let first_planted = log.contains("plant=OPEN:planted");
 
     // Whatever the build left running went with it.
     let left = eventually(
@@ -261,6 +296,8 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
         "#[cfg_attr(all(), path = \"{}/token\")]\nmod stolen;\n",
         data_dir.display()
     ));
+    // The next build's files, written where the last build planted a link.
+    files["notes.txt"] = json!("overwritten");
     files["Cargo.toml"] = json!(
         "[package]\nname = \"attack\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n\
          [lib]\ncrate-type = [\"cdylib\"]\n"
@@ -271,6 +308,12 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
     assert!(
         log.contains("couldn't read") && log.contains("Permission denied"),
         "the #[path] read was tried and refused: {log}"
+    );
+    assert!(first_planted, "the first build planted its link");
+    assert_eq!(
+        std::fs::read_to_string(&victim).unwrap(),
+        "untouched",
+        "the daemon wrote through a link a build left"
     );
 
     // Neither secret is anywhere the API shows.

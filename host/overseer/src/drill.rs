@@ -207,6 +207,8 @@ async fn build_fixture(args: &DrillArgs) -> anyhow::Result<Vec<u8>> {
     let Some(dir) = config.agents_dir() else {
         bail!("no agents directory with the fixtures: set --agents-dir or OVERSEER_AGENTS_DIR");
     };
+    // The fixtures are the project's own code: they build in the build directory itself,
+    // beside (never inside) the agents' target directories in `<build_dir>/agents/`.
     let target_dir = config.build_dir();
     let package = args.fault.package();
     let timeout = Duration::from_secs(config.build_timeout_secs);

@@ -161,11 +161,24 @@ pub fn build_rust(
         .env_clear()
         .envs(fetch_env())
         .env("PATH", toolchain_path());
-    let mut jail = Jail::new().write(dir).with_network();
+    // A cargo home of its own, out of every build's reach, whose registry and git checkouts
+    // are the shared ones: the fetch writes the dependency cache and nothing else of cargo's
+    // home (its programs, its credentials file stay as they are).
+    let fetch_home = private_cargo_home(
+        &sibling(target_dir, "fetch-home"),
+        cargo_home.as_deref(),
+        true,
+    )?;
+    fetch.env("CARGO_HOME", &fetch_home);
+    let mut jail = Jail::new().write(dir).write(&fetch_home).with_network();
     jail = with_toolchain(jail, &reads);
     if let Some(home) = &cargo_home {
-        jail = jail.write(home);
-        fetch.env("CARGO_HOME", home);
+        for cache in ["registry", "git"] {
+            let cache = home.join(cache);
+            std::fs::create_dir_all(&cache)
+                .map_err(|e| Error::Build(format!("{}: {e}", cache.display())))?;
+            jail = jail.write(cache);
+        }
     }
     let fetched = run(&mut fetch, &jail, isolation, started, timeout)?;
     if !fetched.status.success() {
@@ -176,7 +189,11 @@ pub fn build_rust(
     }
 
     // Step 2: the build, offline, with a private cargo home that links to the cache read-only.
-    let private = private_cargo_home(target_dir, cargo_home.as_deref())?;
+    let private = private_cargo_home(
+        &target_dir.join(".cargo-home"),
+        cargo_home.as_deref(),
+        false,
+    )?;
     let tmp = target_dir.join(".tmp");
     std::fs::create_dir_all(&tmp).map_err(|e| Error::Build(format!("{}: {e}", tmp.display())))?;
     let mut command = cargo();
@@ -274,10 +291,15 @@ fn run(
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| {
-            Error::Build(format!(
-                "cannot start {:?}: {e}",
-                command.get_program().to_string_lossy()
-            ))
+            let program = command.get_program().to_string_lossy().into_owned();
+            match isolation {
+                // The sandbox is set up between fork and exec: a failure there is the
+                // sandbox's, not the program's.
+                Isolation::Required if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    Error::Isolation(format!("the sandbox could not start {program:?}: {e}"))
+                }
+                _ => Error::Build(format!("cannot start {program:?}: {e}")),
+            }
         })?;
     let tracked = Tracked::new(child.id());
     let stdout = read_to_end(child.stdout.take());
@@ -380,41 +402,56 @@ fn rust_build_env(cargo_home: &Path, tmp: &Path) -> Vec<(String, std::ffi::OsStr
     ]
 }
 
-/// A cargo home for builds in `target_dir`: its own (writable) lock files and use records,
-/// the registry and git checkouts of `shared` by symbolic link (read-only in the jail), and a
-/// copy of the shared `config.toml` (registry mirrors). Credentials are not copied.
-fn private_cargo_home(target_dir: &Path, shared: Option<&Path>) -> Result<PathBuf> {
-    let home = target_dir.join(".cargo-home");
+/// `<dir>.<suffix>` beside `dir`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(".");
+    name.push(suffix);
+    dir.with_file_name(name)
+}
+
+/// A cargo home at `home`, made anew: its own lock files and use records, the registry and git
+/// checkouts of `shared` by symbolic link, and a copy of the shared `config.toml` (registry
+/// mirrors) — with the credentials too when `credentials`, for the fetch, whose home no build
+/// can read. Made anew because a build could write the last one: nothing it left there is
+/// followed or kept.
+fn private_cargo_home(home: &Path, shared: Option<&Path>, credentials: bool) -> Result<PathBuf> {
+    let home = home.to_path_buf();
     let io = |path: &Path, e: std::io::Error| Error::Build(format!("{}: {e}", path.display()));
+    match std::fs::remove_dir_all(&home) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(&home, e)),
+    }
     std::fs::create_dir_all(&home).map_err(|e| io(&home, e))?;
     let Some(shared) = shared else {
         return Ok(home);
     };
     for name in ["registry", "git"] {
         let link = home.join(name);
-        let to = shared.join(name);
-        if std::fs::read_link(&link).ok().as_deref() != Some(to.as_path()) {
-            let _ = std::fs::remove_file(&link);
-            std::os::unix::fs::symlink(&to, &link).map_err(|e| io(&link, e))?;
-        }
+        std::os::unix::fs::symlink(shared.join(name), &link).map_err(|e| io(&link, e))?;
     }
-    for name in ["config.toml", "config"] {
-        let from = shared.join(name);
-        let to = home.join(name);
-        match std::fs::read(&from) {
-            Ok(bytes) => std::fs::write(&to, bytes).map_err(|e| io(&to, e))?,
-            Err(_) => {
-                let _ = std::fs::remove_file(&to);
-            }
+    let mut copied = vec!["config.toml", "config"];
+    if credentials {
+        copied.extend(["credentials.toml", "credentials"]);
+    }
+    for name in copied {
+        if let Ok(bytes) = std::fs::read(shared.join(name)) {
+            let to = home.join(name);
+            std::fs::write(&to, bytes).map_err(|e| io(&to, e))?;
         }
     }
     Ok(home)
 }
 
-/// The directories outside `dir` a build of the workspace there reads: its path dependencies
-/// (with `[workspace.dependencies]`), beside each one the `wit` directory the guest SDK
-/// generates its bindings from (`../wit`), and the `Cargo.toml` files above each one, where
-/// cargo looks for the dependency's workspace.
+/// The guest SDK's name: the one path dependency outside the source a build may read.
+const GUEST_SDK: &str = "overseer-guest";
+
+/// What a build of the workspace at `dir` may read outside it: the guest SDK when a path
+/// dependency names it (in `[workspace.dependencies]` or `[dependencies]`), the `wit`
+/// directory beside it that it generates its bindings from (`../wit`), and the `Cargo.toml`
+/// files above it, where cargo looks for its workspace. Any other path dependency out of the
+/// source stays unreadable, so a manifest cannot open the filesystem with `path = "/"`.
 fn path_dependencies(dir: &Path) -> Vec<PathBuf> {
     let Ok(text) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
         return Vec::new();
@@ -442,7 +479,7 @@ fn path_dependencies(dir: &Path) -> Vec<PathBuf> {
             let Ok(path) = dir.join(path).canonicalize() else {
                 continue;
             };
-            if path.starts_with(dir) {
+            if path.starts_with(dir) || !is_guest_sdk(&path) {
                 continue;
             }
             if let Some(wit) = path.parent().map(|p| p.join("wit"))
@@ -461,6 +498,21 @@ fn path_dependencies(dir: &Path) -> Vec<PathBuf> {
         }
     }
     paths
+}
+
+/// Whether `dir` holds the guest SDK's package.
+fn is_guest_sdk(dir: &Path) -> bool {
+    std::fs::read_to_string(dir.join("Cargo.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|manifest| {
+            manifest
+                .get("package")?
+                .get("name")?
+                .as_str()
+                .map(|name| name == GUEST_SDK)
+        })
+        .unwrap_or(false)
 }
 
 /// The host's target triple (`rustc -vV`), for fetching build scripts' and macros'

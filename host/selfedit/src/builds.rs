@@ -50,7 +50,9 @@ async fn componentize(
     let timeout = config.build_timeout;
     let isolation = config.isolation;
     let tree = snapshot.clone();
+    let root = config.data_dir.join("scratch").join(agent);
     tokio::task::spawn_blocking(move || -> Result<Built> {
+        empty_dir(&root)?;
         tree.write_dir(&scratch)?;
         let build = builder::componentize(language, &scratch, &out, &tools, timeout, isolation)?;
         let artifact = build
@@ -76,8 +78,11 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
             "no agents directory to take the build settings from: set --agents-dir".to_string(),
         ));
     };
-    // One scratch directory per agent, reused: files that did not change keep their times,
-    // so cargo rebuilds only what an edit touched. The agent's edit lock makes it exclusive.
+    // One scratch directory per agent, made anew for every build: the last build could write
+    // there, and what it left (a symbolic link the daemon would write through, a cargo
+    // configuration) must not reach the next one. Dependencies stay compiled in the target
+    // directory, so only the agent's own crate is compiled again. The agent's edit lock makes
+    // the directory exclusive.
     let scratch = config.data_dir.join("scratch").join(agent);
     // Built as package `agent-<name>-<hash of the data directory>`: a cdylib's file name
     // carries no hash, so two agents built from the same package — or the same agent of two
@@ -92,11 +97,12 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
         .ok_or_else(|| Error::Build("the source has no Cargo.toml".to_string()))?;
     tree.files
         .insert("Cargo.toml".to_string(), renamed(manifest, &package)?);
-    let target_dir = config.build_dir.join(agent);
+    let target_dir = config.build_dir.join("agents").join(agent);
     let timeout = config.build_timeout;
     let isolation = config.isolation;
     tokio::task::spawn_blocking({
         move || -> Result<Built> {
+            empty_dir(&scratch)?;
             write_workspace(&agents_dir, &scratch, &package)?;
             tree.write_dir(&scratch.join(&package))?;
             let build =
@@ -116,6 +122,17 @@ async fn build_rust(config: &BuildConfig, agent: &str, snapshot: &Snapshot) -> R
     })
     .await
     .map_err(|e| Error::Internal(format!("build task: {e}")))?
+}
+
+/// Remove `dir` and everything in it (symbolic links themselves, never what they point to),
+/// and make it again, empty.
+fn empty_dir(dir: &Path) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(dir, e)),
+    }
+    std::fs::create_dir_all(dir).map_err(|e| io_error(dir, e))
 }
 
 /// Refuse a source that brings its own cargo settings or toolchain: builds use the host's

@@ -12,7 +12,7 @@ pub struct BuildConfig {
     /// dependencies, release profile and lock file. `None`: Rust agents cannot be built.
     pub agents_dir: Option<PathBuf>,
     /// Where builds of agent source put their output: one target directory per agent
-    /// (`<build_dir>/<agent>`), so that one agent's build cannot touch another's.
+    /// (`<build_dir>/agents/<agent>`), so that one agent's build cannot touch another's.
     pub build_dir: PathBuf,
     /// Where componentize-py and componentize-js are installed on first use.
     pub tools_dir: PathBuf,

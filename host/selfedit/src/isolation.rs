@@ -10,8 +10,14 @@
 //!   `/proc/<daemon>/environ` and `/proc/<daemon>/mem` are closed; with Landlock ABI ≥ 6 the
 //!   build can neither signal the daemon nor reach its abstract Unix sockets.
 //! - **A user namespace and a network namespace** (`unshare(2)`): no network at all, not even
-//!   the daemon's port on loopback, and no capability of the daemon's user (a daemon running as
-//!   root builds as a root that owns nothing).
+//!   the daemon's port on loopback, and no capability of the daemon's user in the host's
+//!   namespaces (a daemon running as root builds without root's capabilities; Landlock, not
+//!   file ownership, keeps it out of the data directory).
+//! - **Seccomp filters** (`seccompiler` crate) that refuse to create Unix-domain sockets
+//!   (Landlock up to ABI 7 does not govern connecting to a socket file, and a local PostgreSQL,
+//!   or any daemon listening on a socket the build can name, would otherwise be reachable;
+//!   `socketpair` stays allowed), user namespaces (where a process would hide from the kill)
+//!   and io_uring (whose operations bypass seccomp).
 //! - **Its own process group**, with `PR_SET_PDEATHSIG`: a build that times out, or is running
 //!   when the daemon stops, is killed whole — its process group and every process left in its
 //!   user namespace.
@@ -118,6 +124,7 @@ pub fn support() -> &'static Support {
         })
         .join()
         .unwrap_or_else(|_| Err("the Landlock probe panicked".to_string()));
+        // The whole sandbox, around `true`.
         let namespaces = {
             let mut probe = Command::new("true");
             probe
@@ -126,19 +133,26 @@ pub fn support() -> &'static Support {
                 .stdin(std::process::Stdio::null())
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null());
-            enter_namespaces(&mut probe, false);
-            probe.status().map(|s| s.success())
+            match Jail::new().read("/usr").apply(&mut probe) {
+                Ok(()) => probe.status().map(|s| s.success()).map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            }
         };
         let problem = match (&landlock, &namespaces) {
             (Err(e), _) => Some(format!(
                 "{e}; Landlock needs Linux 5.13 or later with `landlock` in the kernel's `lsm=` list"
             )),
+            // ABI 3 (Linux 6.2) governs truncate(2): below it a build could empty the token,
+            // the database or the cache key.
+            (Ok(abi), _) if *abi < 3 => Some(format!(
+                "Landlock ABI {abi} cannot keep a build from truncating files; ABI 3 (Linux 6.2) or later is needed"
+            )),
             (_, Ok(true)) => None,
             (_, Ok(false)) | (_, Err(_)) => Some(format!(
-                "user namespaces are not available ({}); allow them with `sysctl kernel.unprivileged_userns_clone=1` or `user.max_user_namespaces`",
+                "user namespaces are not available ({}); allow them with `sysctl kernel.unprivileged_userns_clone=1` (Debian), `sysctl kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10 and later) or `user.max_user_namespaces`",
                 match &namespaces {
-                    Err(e) => e.to_string(),
-                    Ok(_) => "a process in new user and network namespaces failed".to_string(),
+                    Err(e) => e.clone(),
+                    Ok(_) => "a process in the sandbox failed to start".to_string(),
                 }
             )),
         };
@@ -179,9 +193,11 @@ const SYSTEM_READ: &[&str] = &[
     "/etc/nsswitch.conf",
     "/etc/hosts",
     "/etc/resolv.conf",
-    "/etc/ssl",
+    "/etc/ssl/certs",
+    "/etc/ssl/openssl.cnf",
     "/etc/ca-certificates",
-    "/etc/pki",
+    "/etc/pki/tls/certs",
+    "/etc/pki/ca-trust",
     "/proc",
     "/sys",
     "/dev/urandom",
@@ -236,6 +252,11 @@ impl Jail {
                  the configuration (or OVERSEER_BUILD_ISOLATION=off)"
             )));
         }
+        self.apply(command)
+    }
+
+    /// Landlock, the namespaces and the seccomp filters, set up for `command`'s child.
+    fn apply(&self, command: &mut Command) -> Result<()> {
         let existing = |paths: &[PathBuf]| -> Vec<PathBuf> {
             let mut paths: Vec<PathBuf> = paths.iter().filter(|p| p.exists()).cloned().collect();
             paths.sort();
@@ -263,23 +284,91 @@ impl Jail {
             ))
             .map_err(landlock)?;
         let mut ruleset = Some(ruleset);
+        let (refused, missing) = seccomp_filters()?;
         enter_namespaces(command, self.network);
         // SAFETY: runs in the child between fork and exec. It calls only `restrict_self`, which
-        // makes two system calls (`prctl`, `landlock_restrict_self`) on memory the parent
-        // prepared, and allocates nothing on its success path.
+        // makes two system calls (`prctl`, `landlock_restrict_self`), and `apply_filter`, which
+        // makes two more (`prctl`, `seccomp`), on memory the parent prepared; neither allocates
+        // on its success path.
         unsafe {
             command.pre_exec(move || {
                 let ruleset = ruleset
                     .take()
                     .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
                 match ruleset.restrict_self() {
-                    Ok(status) if status.ruleset != RulesetStatus::NotEnforced => Ok(()),
-                    _ => Err(std::io::Error::from_raw_os_error(libc::EPERM)),
+                    Ok(status) if status.ruleset != RulesetStatus::NotEnforced => {}
+                    _ => return Err(std::io::Error::from_raw_os_error(libc::EPERM)),
                 }
+                for filter in [&refused, &missing] {
+                    seccompiler::apply_filter(filter)
+                        .map_err(|_| std::io::Error::from_raw_os_error(libc::EPERM))?;
+                }
+                Ok(())
             });
         }
         Ok(())
     }
+}
+
+/// The seccomp programs of a build:
+/// - refused with `EACCES`: creating a Unix-domain socket (`socket(AF_UNIX, …)`; Landlock up to
+///   ABI 7 does not govern connecting to a socket file), creating a user namespace
+///   (`unshare` or `clone` with `CLONE_NEWUSER`: a process in a namespace of its own would
+///   escape the kill of the build), and io_uring (whose operations would open sockets past
+///   the filter);
+/// - `clone3`, answered `ENOSYS`: its flags are out of a filter's reach, and the C library
+///   falls back to `clone` on `ENOSYS`.
+///
+/// Every other system call is allowed.
+fn seccomp_filters() -> Result<(seccompiler::BpfProgram, seccompiler::BpfProgram)> {
+    use seccompiler::{
+        BackendError, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition,
+        SeccompFilter, SeccompRule, TargetArch,
+    };
+
+    let problem = |e: BackendError| Error::Isolation(format!("seccomp: {e}"));
+    let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(problem)?;
+    let first_argument = |op: SeccompCmpOp, value: u64| -> Result<Vec<SeccompRule>> {
+        let condition =
+            SeccompCondition::new(0, SeccompCmpArgLen::Dword, op, value).map_err(problem)?;
+        Ok(vec![SeccompRule::new(vec![condition]).map_err(problem)?])
+    };
+    let new_user = libc::CLONE_NEWUSER as u64;
+    let refused = SeccompFilter::new(
+        [
+            (
+                libc::SYS_socket,
+                first_argument(SeccompCmpOp::Eq, libc::AF_UNIX as u64)?,
+            ),
+            (
+                libc::SYS_unshare,
+                first_argument(SeccompCmpOp::MaskedEq(new_user), new_user)?,
+            ),
+            (
+                libc::SYS_clone,
+                first_argument(SeccompCmpOp::MaskedEq(new_user), new_user)?,
+            ),
+            (libc::SYS_io_uring_setup, Vec::new()),
+            (libc::SYS_io_uring_enter, Vec::new()),
+            (libc::SYS_io_uring_register, Vec::new()),
+        ]
+        .into(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::EACCES as u32),
+        arch,
+    )
+    .map_err(problem)?;
+    let missing = SeccompFilter::new(
+        [(libc::SYS_clone3, Vec::new())].into(),
+        SeccompAction::Allow,
+        SeccompAction::Errno(libc::ENOSYS as u32),
+        arch,
+    )
+    .map_err(problem)?;
+    Ok((
+        refused.try_into().map_err(problem)?,
+        missing.try_into().map_err(problem)?,
+    ))
 }
 
 /// Make `command` start in new user and (unless `network`) network namespaces, mapping the
@@ -395,8 +484,9 @@ fn kill(running: &Running) {
     let Some(namespace) = &running.namespace else {
         return;
     };
-    // A process may fork while the list is read; a few rounds catch its children.
-    for _ in 0..4 {
+    // A process may fork while the list is read: go round until none is left (a build cannot
+    // make namespaces of its own to hide in; the seccomp filter refuses them).
+    for _ in 0..100 {
         let mut found = false;
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry

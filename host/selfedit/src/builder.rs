@@ -144,6 +144,9 @@ pub fn build_rust(
     };
     let (dir, target_dir) = (absolute(dir)?, absolute(target_dir)?);
     let (dir, target_dir) = (dir.as_path(), target_dir.as_path());
+    // Daemons sharing a build directory (and their crash restarts) take turns on a target
+    // directory, as cargo would: its cargo homes are made anew below.
+    let _target_lock = lock_target(target_dir)?;
     let reads = path_dependencies(dir);
     let cargo_home = isolation::cargo_home();
 
@@ -400,6 +403,23 @@ fn rust_build_env(cargo_home: &Path, tmp: &Path) -> Vec<(String, std::ffi::OsStr
         ("CARGO_NET_OFFLINE".to_string(), "true".into()),
         ("LANG".to_string(), "C.UTF-8".into()),
     ]
+}
+
+/// Hold `<target_dir>.lock` exclusively (an advisory lock, released with the file).
+fn lock_target(target_dir: &Path) -> Result<std::fs::File> {
+    let path = sibling(target_dir, "lock");
+    let io = |e: std::io::Error| Error::Build(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io)?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    file.lock().map_err(io)?;
+    Ok(file)
 }
 
 /// `<dir>.<suffix>` beside `dir`.

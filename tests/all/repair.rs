@@ -306,10 +306,20 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
     let (_, edits) = daemon.get("/v1/agents/buggy/edits").await;
     let edits_before = edits["edits"].as_array().unwrap().len();
 
-    // Alerts and edit outcomes are the host's to announce.
-    for topic in ["alert.quarantine", "edit.live"] {
+    // Alerts, edit outcomes and the host's own events are the host's to announce; wildcards
+    // only subscribe.
+    for topic in [
+        "alert.quarantine",
+        "edit.live",
+        "overseer.agent.quarantined",
+        "schedule.tick",
+    ] {
         let answer = probe("prober", json!({ "call": "emit", "topic": topic })).await;
         assert_eq!(answer["error"], "denied", "{topic}: {answer}");
+    }
+    for topic in ["*", "prober.*"] {
+        let answer = probe("prober", json!({ "call": "emit", "topic": topic })).await;
+        assert_eq!(answer["error"], "invalid_input", "{topic}: {answer}");
     }
 
     // Shadow runs ask no LLM and propose no edit: a new version's canary replays the calls

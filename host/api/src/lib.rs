@@ -162,7 +162,18 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
     if let Some(origin) = headers.get(header::ORIGIN) {
         let own = |scheme: &str| host.map(|h| format!("{scheme}://{h}"));
         let origin = origin.to_str().unwrap_or("");
-        if Some(origin.to_string()) != own("http") && Some(origin.to_string()) != own("https") {
+        // The daemon speaks http; `https` is its origin only behind a proxy, under one of the
+        // configured names.
+        let proxied = host.is_some_and(|h| {
+            let name = h.rsplit_once(':').map_or(h, |(name, _)| name);
+            state.allowed_hosts.iter().any(|a| {
+                a.trim_end_matches('.')
+                    .eq_ignore_ascii_case(name.trim_end_matches('.'))
+            })
+        });
+        if Some(origin.to_string()) != own("http")
+            && !(proxied && Some(origin.to_string()) == own("https"))
+        {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "forbidden_origin",
@@ -185,14 +196,33 @@ async fn authorize(State(state): State<AppState>, request: Request, next: Next) 
 /// Whether a `Host` header names this listener: an IP literal (no DNS, so no rebinding),
 /// `localhost`, or a configured name; the port is not compared.
 fn allowed_host(host: &str, allowed: &[String]) -> bool {
+    // One authority, `name[:port]` with a numeric port: nothing a browser would not send.
+    let port_ok = |port: &str| port.parse::<u16>().is_ok();
     let name = match host.strip_prefix('[') {
         // [v6]:port
-        Some(rest) => match rest.split_once(']') {
-            Some((v6, _)) => return v6.parse::<std::net::Ipv6Addr>().is_ok(),
-            None => return false,
+        Some(rest) => {
+            return match rest.split_once(']') {
+                Some((v6, "")) => v6.parse::<std::net::Ipv6Addr>().is_ok(),
+                Some((v6, port)) => {
+                    v6.parse::<std::net::Ipv6Addr>().is_ok()
+                        && port.strip_prefix(':').is_some_and(port_ok)
+                }
+                None => false,
+            };
+        }
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port_ok(port) => name,
+            Some(_) => return false,
+            None => host,
         },
-        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     };
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+    {
+        return false;
+    }
     let name = name.trim_end_matches('.').to_ascii_lowercase();
     name.parse::<std::net::Ipv4Addr>().is_ok()
         || name == "localhost"
@@ -291,6 +321,10 @@ mod tests {
             "127.0.0.1.evil.example",
             "[::1",
             "localhost.evil",
+            "localhost:7811, evil.example",
+            "localhost:abc",
+            "[::1]x",
+            "",
         ] {
             assert!(!allowed_host(refused, &allowed), "{refused}");
         }

@@ -23,9 +23,10 @@ use crate::logs::Logs;
 use crate::metrics::Metrics;
 use crate::quota::{KvDelta, Quotas};
 
-/// Topic prefixes only the host publishes on: agents act on them (alerts, edits, the market,
-/// trades, risk, audit), so an agent may not forge them.
-pub const HOST_TOPICS: &[&str] = &["alert.", "edit.", "market.", "trade.", "risk.", "audit."];
+/// The sources only the host publishes as: its own (`overseer`, `schedule`, …) and those agents
+/// act on (alerts, edits, the market, trades, risk, audit). An agent may not publish a topic
+/// `<source>.…` of one of them: the names agents may not take ([`crate::RESERVED_NAMES`]).
+pub const HOST_TOPICS: &[&str] = crate::name::RESERVED_NAMES;
 
 /// Everything a call reaches besides its context: shared by every call.
 #[derive(Clone)]
@@ -160,9 +161,15 @@ fn unavailable(e: impl std::fmt::Display) -> GuestError {
 
 /// Check a topic an agent publishes on.
 fn check_topic(topic: &str) -> Result<(), GuestError> {
-    if let Some(prefix) = HOST_TOPICS.iter().find(|p| topic.starts_with(**p)) {
+    let source = topic.split('.').next().unwrap_or(topic);
+    if let Some(prefix) = HOST_TOPICS.iter().find(|p| **p == source) {
         return Err(GuestError::Denied(format!(
-            "topics {prefix}* are the host's: an agent cannot publish {topic}"
+            "topics {prefix}.* are the host's: an agent cannot publish {topic}"
+        )));
+    }
+    if topic.is_empty() || topic.contains('*') {
+        return Err(GuestError::InvalidInput(format!(
+            "{topic:?} is not a topic to publish on: `*` only subscribes"
         )));
     }
     if topic.chars().any(char::is_control) {

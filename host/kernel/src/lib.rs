@@ -43,4 +43,4 @@ pub use invoke::Invoked;
 pub use kernel::{Kernel, Parts};
 pub use lifecycle::{Cause, Lifecycle, Listener};
 pub use manifest::Manifest;
-pub use name::check_name;
+pub use name::{RESERVED_NAMES, check_name};

@@ -3,6 +3,7 @@
 //! `run`, which serves until Ctrl-C with the bundled agents built and loaded beside.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -29,7 +30,12 @@ pub struct Daemon {
 /// Open the daemon on `config`: the database and the token, the kernel and what it serves,
 /// and every active version loaded.
 pub async fn open(config: Config) -> anyhow::Result<Daemon> {
-    std::fs::create_dir_all(&config.data_dir)
+    // The data directory holds the database, agents' sources and the keys: the daemon's user
+    // only, whatever the umask (`DirBuilder::mode` applies to the directories it makes).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&config.data_dir)
         .with_context(|| format!("creating {}", config.data_dir.display()))?;
     let token = match &config.token {
         Some(token) => token.expose().to_string(),
@@ -40,6 +46,14 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     let store = Store::open(&url)
         .await
         .with_context(|| format!("opening the database {}", overseer_store::redact(&url)))?;
+    // SQLite makes its files by the umask; they hold agents' kv, logs and sources.
+    for file in ["overseer.db", "overseer.db-wal", "overseer.db-shm"] {
+        let path = config.data_dir.join(file);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+    }
     let kernel = Kernel::new(config.kernel(cache_key), store.clone()).await?;
     let llm = Arc::new(Llm::new(&config.llm)?);
     kernel.capabilities.serve_llm(Arc::new(LlmProvider::new(

@@ -470,6 +470,47 @@ async fn emits_past_the_event_budgets_are_denied_and_not_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_bytes_per_minute_are_budgeted_across_calls() {
+    let _shared = MACHINE.read().await;
+    let temp = tempfile::tempdir().unwrap();
+    let mut config = test_config(temp.path());
+    config.budgets = Budgets {
+        event_bytes_per_minute: 256 << 10,
+        ..Budgets::default()
+    };
+    let daemon = Daemon::start_with(config).await;
+    push_live(&daemon, "emitter", "fixture-flood-events", "").await;
+    // Four calls of 20 events of 8 KiB: each within the per-call budgets, 640 KiB in all.
+    let started = Instant::now();
+    let mut accepted = Vec::new();
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        last = output(
+            &daemon,
+            "emitter",
+            json!({ "events": 20, "bytes": 8 << 10, "topic": "flood.bytes" }),
+        )
+        .await;
+        accepted.push(last["ok"].as_u64().unwrap_or(u64::MAX));
+    }
+    let elapsed = started.elapsed();
+    let total: u64 = accepted.iter().sum();
+    println!(
+        "events of 8 KiB accepted per call {accepted:?} in {:.0} ms, against 256 KiB a minute; {}",
+        ms(elapsed),
+        last["errors"]
+    );
+    // 32 of 8 KiB fill the bucket; it refills 256 KiB a minute, about 4.4 KiB a second.
+    let refill = (elapsed.as_secs_f64() * (256.0 / 60.0) / 8.0).ceil() as u64 + 1;
+    assert!(total <= 32 + refill, "{total} events of 8 KiB accepted");
+    assert!(total >= 30, "{total} events of 8 KiB accepted");
+    assert!(
+        has_error(&last, "errors", "bytes of payload per minute"),
+        "{last}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_writes_past_the_quota_answer_kv_errors_and_are_not_stored() {
     let _shared = MACHINE.read().await;
     let (_temp, daemon) = small_budgets().await;

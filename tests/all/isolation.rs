@@ -331,3 +331,54 @@ async fn a_hostile_build_reaches_nothing_of_the_host() {
         assert!(!text.contains(LLM_KEY), "the LLM key in {path}");
     }
 }
+
+/// Processes whose command line is `sleep <seconds>`.
+fn sleeping(seconds: &str) -> usize {
+    let wanted = format!("sleep\x00{seconds}\x00");
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| {
+            std::fs::read(entry.path().join("cmdline")).is_ok_and(|line| line == wanted.as_bytes())
+        })
+        .count()
+}
+
+#[test]
+fn a_build_past_its_timeout_is_killed_whole() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path();
+    std::fs::write(
+        root.join("Cargo.toml"),
+        "[package]\nname = \"slow\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("src")).unwrap();
+    std::fs::write(root.join("src/lib.rs"), "").unwrap();
+    // A build script that starts a process of its own in a new session, then never ends.
+    std::fs::write(
+        root.join("build.rs"),
+        "fn main() {\n    let _ = std::process::Command::new(\"setsid\")\n        .args([\"-f\", \"sleep\", \"317\"])\n        .stdin(std::process::Stdio::null())\n        .stdout(std::process::Stdio::null())\n        .stderr(std::process::Stdio::null())\n        .status();\n    loop {\n        std::thread::sleep(std::time::Duration::from_secs(1));\n    }\n}\n",
+    )
+    .unwrap();
+    let timeout = Duration::from_secs(10);
+    let started = std::time::Instant::now();
+    let result = overseer_selfedit::builder::build_rust(
+        root,
+        &root.join("target"),
+        &[],
+        timeout,
+        overseer_selfedit::Isolation::Required,
+    );
+    let elapsed = started.elapsed();
+    println!(
+        "a never-ending build stopped after {:.1} s (timeout {} s)",
+        elapsed.as_secs_f64(),
+        timeout.as_secs()
+    );
+    let error = result.expect_err("the build cannot finish").to_string();
+    assert!(error.contains("longer than"), "{error}");
+    assert!(elapsed < timeout + Duration::from_secs(5), "{elapsed:?}");
+    assert_eq!(sleeping("317"), 0, "the build script's process outlived it");
+}

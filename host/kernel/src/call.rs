@@ -269,7 +269,7 @@ impl overseer_sandbox::Runtime for Call {
             }
         }
         if self.mode == Mode::Real {
-            self.host.quotas.event(self.agent())?;
+            self.host.quotas.event(self.agent(), payload.len())?;
         }
         let mut spent = self.spent();
         spent.events += 1;

@@ -100,6 +100,9 @@ pub struct Budgets {
     pub event_bytes_per_call: usize,
     /// Events one agent may emit per minute (a token bucket, like the log budget).
     pub events_per_minute: u32,
+    /// Payload bytes one agent may emit per minute (a token bucket; each event counts at
+    /// least 64 bytes).
+    pub event_bytes_per_minute: u32,
     /// Keys one agent may hold in kv.
     pub kv_keys: u64,
     /// Bytes (keys and values) one agent may hold in kv.
@@ -125,6 +128,7 @@ impl Default for Budgets {
             events_per_call: 1000,
             event_bytes_per_call: 4 << 20,
             events_per_minute: 6000,
+            event_bytes_per_minute: 16 << 20,
             kv_keys: 100_000,
             kv_bytes: 64 << 20,
             metric_names: 100,

@@ -21,6 +21,7 @@ pub struct Quotas {
     budgets: Budgets,
     log_bytes: DefaultKeyedRateLimiter<String>,
     events: DefaultKeyedRateLimiter<String>,
+    event_bytes: DefaultKeyedRateLimiter<String>,
     /// What each agent held in kv when last read from the store, plus what calls committed
     /// since; read again from the store at every retention pass.
     kv: Mutex<HashMap<String, KvUsage>>,
@@ -57,6 +58,7 @@ impl Quotas {
         Quotas {
             log_bytes: RateLimiter::keyed(per_minute(budgets.log_bytes_per_minute)),
             events: RateLimiter::keyed(per_minute(budgets.events_per_minute)),
+            event_bytes: RateLimiter::keyed(per_minute(budgets.event_bytes_per_minute)),
             budgets,
             kv: Mutex::new(HashMap::new()),
             store,
@@ -81,9 +83,19 @@ impl Quotas {
         )
     }
 
-    /// Whether `agent` may emit one more event now.
-    pub fn event(&self, agent: &str) -> Result<(), GuestError> {
-        self.events.check_key(&agent.to_string()).map_err(|_| {
+    /// Whether `agent` may emit one more event, of `bytes` of payload, now.
+    pub fn event(&self, agent: &str, bytes: usize) -> Result<(), GuestError> {
+        let key = agent.to_string();
+        let cost = u32::try_from(bytes).unwrap_or(u32::MAX).max(MIN_LINE_COST);
+        if let Some(cost) = NonZeroU32::new(cost)
+            && !matches!(self.event_bytes.check_key_n(&key, cost), Ok(Ok(())))
+        {
+            return Err(GuestError::Denied(format!(
+                "event budget: an agent may emit {} bytes of payload per minute; try again later",
+                self.budgets.event_bytes_per_minute
+            )));
+        }
+        self.events.check_key(&key).map_err(|_| {
             GuestError::Denied(format!(
                 "event budget: an agent may emit {} events per minute; try again later",
                 self.budgets.events_per_minute

@@ -2,9 +2,9 @@
 //! procedural macros, `include_str!`, a componentizer running the app's top level), so it is
 //! confined by what the kernel offers an unprivileged process:
 //!
-//! - **Landlock** (Linux ≥ 5.13, `landlock` crate): the build may read and execute only the
-//!   system's programs and libraries, the toolchain, the dependency cache and its own sources;
-//!   it may write only its scratch and target directories. The daemon's data directory (the
+//! - **Landlock** (ABI ≥ 3, Linux ≥ 6.2, `landlock` crate): the build may read and execute
+//!   only the system's programs and libraries, the toolchain, the dependency cache and its own
+//!   sources; it may write only its scratch and target directories. The daemon's data directory (the
 //!   token, the database, the compile cache and its key) is neither readable nor writable.
 //!   Landlock also forbids ptrace-class access to processes outside the sandbox, so
 //!   `/proc/<daemon>/environ` and `/proc/<daemon>/mem` are closed; with Landlock ABI ≥ 6 the

@@ -8,81 +8,19 @@
 //! kill is durable.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use overseer::bench::tagged;
 use overseer_store::{EditState, Origin, Store, VersionState};
-use overseer_tests::{Api, Backend, TOKEN, agents_dir, agents_target_dir, component, tools_dir};
+use overseer_tests::{Api, Backend, TOKEN, component};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::process::{Process, build_settings};
+
 /// Kills per backend.
 const ROUNDS: u32 = 50;
-
-/// `overseer serve` as a child process on a port of its choosing.
-struct Process {
-    api: Api,
-    child: Child,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Process {
-    fn start(data_dir: &Path, database: &str) -> Process {
-        let config = data_dir.join("overseer.toml");
-        std::fs::create_dir_all(data_dir).expect("data dir");
-        std::fs::write(
-            &config,
-            format!(
-                "build_dir = {:?}\ntools_dir = {:?}\nagents_dir = {:?}\n",
-                agents_target_dir(),
-                tools_dir(),
-                agents_dir()
-            ),
-        )
-        .expect("config file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_overseer-daemon"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--no-bundled", "--token", TOKEN])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--database", database])
-            .env("OVERSEER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the daemon starts");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the daemon prints");
-        let url = line
-            .trim()
-            .strip_prefix("overseer listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        Process {
-            api: Api::new(url),
-            child,
-            _stdout: stdout,
-        }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().expect("SIGKILL");
-        self.child.wait().expect("reaped");
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A small xorshift generator: the kill moments are random, and reproducible from the seed.
 struct Rng(u64);
@@ -364,7 +302,9 @@ async fn sigkill_at_random_never_leaves_a_broken_agent(backend: Backend) {
     };
 
     // The agents every round works on, and how long each kind of work takes here.
-    let daemon = Process::start(dir.path(), &database);
+    let daemon = Process::start(dir.path(), &build_settings(), |daemon| {
+        daemon.args(["--token", TOKEN, "--database", &database]);
+    });
     let api = Api::new(daemon.api.url.clone());
     let (status, body) = push(&api, "steady", tagged(&component("echo"), "0"), None)
         .await
@@ -391,7 +331,9 @@ async fn sigkill_at_random_never_leaves_a_broken_agent(backend: Backend) {
     // Versions whose push was answered before the kill: each must be active after the restart.
     let mut answered: Vec<(String, u64)> = Vec::new();
     for round in 1..=ROUNDS {
-        let daemon = Process::start(dir.path(), &database);
+        let daemon = Process::start(dir.path(), &build_settings(), |daemon| {
+            daemon.args(["--token", TOKEN, "--database", &database]);
+        });
         let context = format!("{backend:?} after round {}", round - 1);
         assert_consistent(&daemon.api, &store, dir.path(), &context).await;
         assert_durable(&daemon.api, answered.drain(..), &context).await;
@@ -423,7 +365,9 @@ async fn sigkill_at_random_never_leaves_a_broken_agent(backend: Backend) {
         }
     }
 
-    let daemon = Process::start(dir.path(), &database);
+    let daemon = Process::start(dir.path(), &build_settings(), |daemon| {
+        daemon.args(["--token", TOKEN, "--database", &database]);
+    });
     assert_consistent(&daemon.api, &store, dir.path(), "after the last round").await;
     assert_durable(&daemon.api, answered.drain(..), "after the last round").await;
     let (_, edits) = daemon.api.get("/v1/agents/edited/edits?limit=1000").await;

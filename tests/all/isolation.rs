@@ -6,13 +6,13 @@
 //! is made (the build log says so) and fails, and neither secret appears in any answer of the
 //! API.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use overseer_tests::{agents_dir, agents_target_dir, eventually, tools_dir};
+use overseer_tests::eventually;
 use serde_json::{Value, json};
+
+use crate::process::{Process, build_settings};
 
 const LLM_KEY: &str = "sk-llm-key-8c1f9e5b2a";
 
@@ -104,55 +104,24 @@ fn attacks(who: &str) -> String {
 
 /// `overseer serve` as its own process, with a generated token and an LLM key in its
 /// environment.
-struct Process {
-    child: Child,
-    url: String,
+struct Daemon {
+    process: Process,
     token: String,
 }
 
-impl Process {
-    fn start(data_dir: &Path) -> Process {
-        let config = data_dir.join("overseer.toml");
-        std::fs::create_dir_all(data_dir).expect("data dir");
-        std::fs::write(
-            &config,
-            format!(
-                "build_dir = {:?}\ntools_dir = {:?}\nagents_dir = {:?}\n",
-                agents_target_dir(),
-                tools_dir(),
-                agents_dir()
-            ),
-        )
-        .expect("config file");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_overseer-daemon"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--no-bundled"])
-            .arg("--config")
-            .arg(&config)
-            .arg("--data-dir")
-            .arg(data_dir)
-            .env_remove("OVERSEER_TOKEN")
-            .env("OVERSEER_LLM_KEY", LLM_KEY)
-            .env("OVERSEER_LOG", "warn")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the daemon starts");
-        let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
-        let mut line = String::new();
-        stdout.read_line(&mut line).expect("the daemon prints");
-        let url = line
-            .trim()
-            .strip_prefix("overseer listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
-        // Keep reading what it prints, so the pipe never fills.
-        std::thread::spawn(move || for _ in stdout.lines() {});
+impl Daemon {
+    fn start(data_dir: &Path) -> Daemon {
+        let process = Process::start(data_dir, &build_settings(), |daemon| {
+            daemon
+                .env_remove("OVERSEER_TOKEN")
+                .env("OVERSEER_LLM_KEY", LLM_KEY);
+        });
         let token = std::fs::read_to_string(data_dir.join("token"))
             .expect("a generated token")
             .trim()
             .to_string();
         assert!(token.len() >= 32, "a generated token is long");
-        Process { child, url, token }
+        Daemon { process, token }
     }
 
     /// Propose a new agent's source as a person would, and wait for the edit to finish.
@@ -180,20 +149,13 @@ impl Process {
 
     async fn request(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> String {
         let mut request = reqwest::Client::new()
-            .request(method, format!("{}{path}", self.url))
+            .request(method, self.process.url(path))
             .bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
         let response = request.send().await.expect("the daemon answers");
         response.text().await.expect("an answer")
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -215,11 +177,11 @@ fn escapees() -> Vec<String> {
 async fn a_hostile_build_reaches_nothing_of_the_host() {
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().canonicalize().expect("canonical data dir");
-    let daemon = Process::start(&data_dir);
+    let daemon = Daemon::start(&data_dir);
     // A socket file, as a local PostgreSQL would listen on.
     let _listener =
         std::os::unix::net::UnixListener::bind(data_dir.join("probe.sock")).expect("a socket");
-    let addr = daemon.url.trim_start_matches("http://").to_string();
+    let addr = daemon.process.url.trim_start_matches("http://").to_string();
     // A file of the daemon's user the attack tries to have the daemon overwrite.
     let outside = tempfile::tempdir().expect("temp dir");
     let victim = outside.path().join("victim.txt");

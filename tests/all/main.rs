@@ -14,6 +14,7 @@ mod http;
 mod isolation;
 mod languages;
 mod limits;
+mod process;
 mod push;
 mod repair;
 mod restart;

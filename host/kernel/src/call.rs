@@ -113,6 +113,15 @@ impl Call {
         }
     }
 
+    /// Count a log line dropped for `reason`; on the call's `first` drop for it, write the
+    /// host's `marker` line, which is never dropped.
+    fn drop_line(&self, reason: &str, first: bool, marker: impl FnOnce() -> String) {
+        self.host.metrics.log_dropped(self.agent(), reason);
+        if first {
+            self.host.logs.write_host(self.line("warn", marker()));
+        }
+    }
+
     fn line(&self, level: &'static str, message: String) -> LogLine {
         LogLine {
             agent: self.agent().to_string(),
@@ -213,31 +222,25 @@ impl overseer_sandbox::Runtime for Call {
         let agent = self.agent();
         let mut spent = self.spent();
         if spent.log_bytes + message.len() > budgets.log_bytes_per_call {
-            self.host.metrics.log_dropped(agent, "call");
-            if !std::mem::replace(&mut spent.call_cut, true) {
-                drop(spent);
-                self.host.logs.write_host(self.line(
-                    "warn",
-                    format!(
-                        "[log budget: a call may write {} bytes of log; this call's further lines are dropped]",
-                        budgets.log_bytes_per_call
-                    ),
-                ));
-            }
+            let first = !std::mem::replace(&mut spent.call_cut, true);
+            drop(spent);
+            self.drop_line("call", first, || {
+                format!(
+                    "[log budget: a call may write {} bytes of log; this call's further lines are dropped]",
+                    budgets.log_bytes_per_call
+                )
+            });
             return;
         }
         if !self.host.quotas.log_line(agent, message.len()) {
-            self.host.metrics.log_dropped(agent, "rate");
-            if !std::mem::replace(&mut spent.rate_cut, true) {
-                drop(spent);
-                self.host.logs.write_host(self.line(
-                    "warn",
-                    format!(
-                        "[log budget: {agent} wrote more than {} bytes of log in a minute; its lines are dropped until it is under]",
-                        budgets.log_bytes_per_minute
-                    ),
-                ));
-            }
+            let first = !std::mem::replace(&mut spent.rate_cut, true);
+            drop(spent);
+            self.drop_line("rate", first, || {
+                format!(
+                    "[log budget: {agent} wrote more than {} bytes of log in a minute; its lines are dropped until it is under]",
+                    budgets.log_bytes_per_minute
+                )
+            });
             return;
         }
         spent.log_bytes += message.len();

@@ -16,38 +16,32 @@ use crate::isolation::{self, Isolation, Jail, Tracked};
 /// The target every agent is built for.
 pub const WASM_TARGET: &str = "wasm32-wasip2";
 
-/// Environment variables the dependency fetch keeps (with every `RUSTUP_*` and
-/// `CARGO_REGISTRIES_*`, `CARGO_HTTP_*`, `CARGO_NET_*`): how to reach the registry, never the
-/// daemon's token or keys. The build itself gets only what it needs ([`rust_build_env`]).
-const FETCH_ENV: &[&str] = &[
-    "HOME",
-    "CARGO_HOME",
-    "LANG",
+/// How to reach a registry: proxies and the certificate bundles of a proxy that re-signs TLS.
+/// Kept by the dependency fetch and by the componentizers' installs, never anything else of
+/// the daemon's environment (its token, its keys).
+const PROXY_ENV: &[&str] = &[
     "http_proxy",
     "https_proxy",
     "HTTP_PROXY",
     "HTTPS_PROXY",
     "no_proxy",
     "NO_PROXY",
-    // Certificate bundles, for registries behind a proxy that re-signs TLS.
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
 ];
 
-/// Environment variables a componentizer's install keeps: how to reach PyPI and npm.
+/// What the dependency fetch keeps besides [`PROXY_ENV`] (and every `RUSTUP_*`,
+/// `CARGO_REGISTRIES_*`, `CARGO_HTTP_*`, `CARGO_NET_*`). The build itself gets only what it
+/// needs ([`rust_build_env`]).
+const FETCH_ENV: &[&str] = &["HOME", "CARGO_HOME", "LANG"];
+
+/// What a componentizer's install keeps besides [`PROXY_ENV`] (and every `PIP_*` and npm
+/// setting): how to find Python, Node and their registries.
 const INSTALL_ENV: &[&str] = &[
     "PATH",
     "HOME",
     "TMPDIR",
     "LANG",
-    "http_proxy",
-    "https_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "no_proxy",
-    "NO_PROXY",
-    "SSL_CERT_FILE",
-    "SSL_CERT_DIR",
     "NODE_EXTRA_CA_CERTS",
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
@@ -711,6 +705,7 @@ fn install_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString
     std::env::vars_os().filter(|(name, _)| {
         let name = name.to_string_lossy();
         INSTALL_ENV.contains(&name.as_ref())
+            || PROXY_ENV.contains(&name.as_ref())
             || ["PIP_", "npm_config_", "NPM_CONFIG_"]
                 .iter()
                 .any(|prefix| name.starts_with(prefix))
@@ -722,6 +717,7 @@ fn fetch_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
     std::env::vars_os().filter(|(name, _)| {
         let name = name.to_string_lossy();
         FETCH_ENV.contains(&name.as_ref())
+            || PROXY_ENV.contains(&name.as_ref())
             || ["RUSTUP_", "CARGO_REGISTRIES_", "CARGO_HTTP_", "CARGO_NET_"]
                 .iter()
                 .any(|prefix| name.starts_with(prefix))

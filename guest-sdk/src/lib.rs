@@ -298,6 +298,39 @@ pub mod source {
     };
 }
 
+/// Market data bounded by the call's as-of time. Needs `grant = ["market"]`.
+pub mod market {
+    pub use super::bindings::overseer::agent::market::{
+        AsOfTime, Bar, NewsItem, Timeframe, as_of, bars, latest, news, symbols,
+    };
+
+    /// The daily bars of `symbol` from `from` to the call's as-of day, oldest first.
+    pub fn daily_until_as_of(symbol: &str, from: &str) -> Result<Vec<Bar>, super::Error> {
+        bars(symbol, Timeframe::Day, from, &as_of().date)
+    }
+}
+
+/// The host's broker; every submit passes its risk gate. Privileged: needs
+/// `grant = ["broker"]`, which only a person's push can give.
+pub mod broker {
+    pub use super::bindings::overseer::agent::broker::{
+        AccountInfo, Amount, Order, OrderRequest, OrderType, Position, Side, TimeInForce, account,
+        cancel, orders, positions, submit,
+    };
+}
+
+/// Long-term memory recalled by relevance. Needs `grant = ["memory"]`.
+pub mod memory {
+    pub use super::bindings::overseer::agent::memory::{Recalled, forget, recall, remember};
+}
+
+/// The agents' LLM budgets. Privileged: needs `grant = ["budget"]`.
+pub mod budget {
+    pub use super::bindings::overseer::agent::budget::{
+        AgentBudget, BudgetCaps, budgets, caps, set,
+    };
+}
+
 /// Publish `payload` (a JSON document) on `topic`; subscribed agents receive it.
 pub fn emit(topic: &str, payload: &str) -> Result<(), Error> {
     runtime::emit(topic, payload)

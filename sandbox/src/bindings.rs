@@ -10,17 +10,25 @@ mod generated {
     });
 }
 
+pub use generated::overseer::agent::broker::{
+    AccountInfo as Account, Amount, Order, OrderRequest, OrderType, Position, Side, TimeInForce,
+};
+pub use generated::overseer::agent::budget::{AgentBudget, BudgetCaps};
 pub use generated::overseer::agent::http::{Request as HttpRequest, Response as HttpResponse};
 pub use generated::overseer::agent::llm::{
     Completion as LlmCompletion, Message as LlmMessage, Request as LlmRequest, Role as LlmRole,
     Usage as LlmUsage,
 };
+pub use generated::overseer::agent::market::{AsOfTime, Bar, NewsItem, Timeframe};
+pub use generated::overseer::agent::memory::Recalled;
 pub use generated::overseer::agent::source::{
     AgentSource, Change as SourceChange, EditOutcome, File as SourceFile, Finding,
     LogLine as SourceLogLine, Proposal,
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
-pub(crate) use generated::overseer::agent::{http, kv, llm, runtime, source, types};
+pub(crate) use generated::overseer::agent::{
+    broker, budget, http, kv, llm, market, memory, runtime, source, types,
+};
 pub(crate) use generated::{Agent, AgentPre};
 
 impl GuestError {

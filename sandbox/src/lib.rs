@@ -14,9 +14,10 @@ mod stdio;
 mod validate;
 
 pub use bindings::{
-    AgentSource, EditOutcome, Event, Finding, GuestError, Health, HttpRequest, HttpResponse, Info,
-    Level, LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, Proposal, SourceChange,
-    SourceFile, SourceLogLine,
+    Account, AgentBudget, AgentSource, Amount, AsOfTime, Bar, BudgetCaps, EditOutcome, Event,
+    Finding, GuestError, Health, HttpRequest, HttpResponse, Info, Level, LlmCompletion, LlmMessage,
+    LlmRequest, LlmRole, LlmUsage, NewsItem, Order, OrderRequest, OrderType, Position, Proposal,
+    Recalled, Side, SourceChange, SourceFile, SourceLogLine, TimeInForce, Timeframe,
 };
 pub use cache::{CacheKey, CacheStats};
 pub use engine::{
@@ -26,4 +27,7 @@ pub use engine::{
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
-pub use services::{Capability, Http, Kv, Llm, MemoryServices, Runtime, Services, Source};
+pub use services::{
+    Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime, Services,
+    Source,
+};

@@ -5,9 +5,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    Agent, AgentSource, EditOutcome, Finding, GuestError, HttpRequest, HttpResponse, Level,
-    LlmCompletion, LlmRequest, Proposal, SourceChange, SourceLogLine, http, kv, llm, runtime,
-    source, types,
+    Account, Agent, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Finding,
+    GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order,
+    OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe, broker,
+    budget, http, kv, llm, market, memory, runtime, source, types,
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
@@ -329,6 +330,209 @@ impl source::Host for HostState {
             self.services.source.get("source"),
             source => source.outcome(&agent, id)
         )
+    }
+}
+
+/// Longest symbol, collection name, order id or date an agent may pass.
+const MAX_NAME_BYTES: usize = 256;
+
+fn check_name(what: &str, value: &str) -> Result<(), GuestError> {
+    if value.len() > MAX_NAME_BYTES {
+        return Err(too_large(what, value.len(), MAX_NAME_BYTES));
+    }
+    Ok(())
+}
+
+impl market::Host for HostState {
+    async fn as_of(&mut self) -> wasmtime::Result<AsOfTime> {
+        Ok(match self.services.market.get("market") {
+            Ok(market) => market.as_of(),
+            Err(_) => AsOfTime {
+                at_ms: now_ms(),
+                date: String::new(),
+            },
+        })
+    }
+
+    async fn symbols(&mut self) -> wasmtime::Result<Vec<String>> {
+        Ok(self
+            .services
+            .market
+            .get("market")
+            .map(|m| m.symbols())
+            .unwrap_or_default())
+    }
+
+    async fn bars(
+        &mut self,
+        symbol: String,
+        timeframe: Timeframe,
+        from: String,
+        to: String,
+    ) -> wasmtime::Result<Result<Vec<Bar>, GuestError>> {
+        let check = self.services.market.get("market").and_then(|m| {
+            check_name("symbol", &symbol)?;
+            check_name("from", &from)?;
+            check_name("to", &to)?;
+            Ok(m)
+        });
+        guarded!(check, market => market.bars(&symbol, timeframe, &from, &to))
+    }
+
+    async fn latest(
+        &mut self,
+        symbol: String,
+    ) -> wasmtime::Result<Result<Option<Bar>, GuestError>> {
+        let check = self
+            .services
+            .market
+            .get("market")
+            .and_then(|m| check_name("symbol", &symbol).map(|()| m));
+        guarded!(check, market => market.latest(&symbol))
+    }
+
+    async fn news(
+        &mut self,
+        symbol: String,
+        since_ms: u64,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<NewsItem>, GuestError>> {
+        let check = self
+            .services
+            .market
+            .get("market")
+            .and_then(|m| check_name("symbol", &symbol).map(|()| m));
+        guarded!(check, market => market.news(&symbol, since_ms, limit.min(MAX_LOG_LINES)))
+    }
+}
+
+impl broker::Host for HostState {
+    async fn account(&mut self) -> wasmtime::Result<Result<Account, GuestError>> {
+        guarded!(self.services.broker.get("broker"), broker => broker.account())
+    }
+
+    async fn positions(&mut self) -> wasmtime::Result<Result<Vec<Position>, GuestError>> {
+        guarded!(self.services.broker.get("broker"), broker => broker.positions())
+    }
+
+    async fn orders(
+        &mut self,
+        open_only: bool,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<Order>, GuestError>> {
+        guarded!(
+            self.services.broker.get("broker"),
+            broker => broker.orders(open_only, limit.min(MAX_LOG_LINES))
+        )
+    }
+
+    async fn submit(
+        &mut self,
+        request: OrderRequest,
+    ) -> wasmtime::Result<Result<Order, GuestError>> {
+        let check = self.services.broker.get("broker").and_then(|b| {
+            check_name("symbol", &request.symbol)?;
+            check_name("client order id", &request.client_order_id)?;
+            Ok(b)
+        });
+        guarded!(check, broker => broker.submit(request))
+    }
+
+    async fn cancel(&mut self, order_id: String) -> wasmtime::Result<Result<Order, GuestError>> {
+        let check = self
+            .services
+            .broker
+            .get("broker")
+            .and_then(|b| check_name("order id", &order_id).map(|()| b));
+        guarded!(check, broker => broker.cancel(&order_id))
+    }
+}
+
+impl memory::Host for HostState {
+    async fn remember(
+        &mut self,
+        collection: String,
+        text: String,
+        metadata: String,
+    ) -> wasmtime::Result<Result<u64, GuestError>> {
+        let check = self.services.memory.get("memory").and_then(|m| {
+            check_name("collection", &collection)?;
+            if text.len() + metadata.len() > MAX_VALUE_BYTES {
+                return Err(too_large(
+                    "memory",
+                    text.len() + metadata.len(),
+                    MAX_VALUE_BYTES,
+                ));
+            }
+            Ok(m)
+        });
+        guarded!(check, memory => memory.remember(&collection, &text, &metadata))
+    }
+
+    async fn recall(
+        &mut self,
+        collection: String,
+        query: String,
+        k: u32,
+        filter: String,
+    ) -> wasmtime::Result<Result<Vec<Recalled>, GuestError>> {
+        let check = self.services.memory.get("memory").and_then(|m| {
+            check_name("collection", &collection)?;
+            if query.len() + filter.len() > MAX_VALUE_BYTES {
+                return Err(too_large(
+                    "query",
+                    query.len() + filter.len(),
+                    MAX_VALUE_BYTES,
+                ));
+            }
+            Ok(m)
+        });
+        guarded!(check, memory => memory.recall(&collection, &query, k.min(MAX_LOG_LINES), &filter))
+    }
+
+    async fn forget(
+        &mut self,
+        collection: String,
+        id: u64,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
+        let check = self
+            .services
+            .memory
+            .get("memory")
+            .and_then(|m| check_name("collection", &collection).map(|()| m));
+        guarded!(check, memory => memory.forget(&collection, id))
+    }
+}
+
+impl budget::Host for HostState {
+    async fn budgets(&mut self) -> wasmtime::Result<Result<Vec<AgentBudget>, GuestError>> {
+        guarded!(self.services.budget.get("budget"), budget => budget.budgets())
+    }
+
+    async fn caps(&mut self) -> wasmtime::Result<BudgetCaps> {
+        Ok(match self.services.budget.get("budget") {
+            Ok(budget) => budget.caps(),
+            Err(_) => BudgetCaps {
+                agent_tokens_per_day: 0,
+                agent_usd_per_day: 0.0,
+                total_tokens_per_day: 0,
+                total_usd_per_day: 0.0,
+            },
+        })
+    }
+
+    async fn set(
+        &mut self,
+        agent: String,
+        tokens_per_day: u64,
+        usd_per_day: f64,
+    ) -> wasmtime::Result<Result<AgentBudget, GuestError>> {
+        let check = self
+            .services
+            .budget
+            .get("budget")
+            .and_then(|b| check_name("agent", &agent).map(|()| b));
+        guarded!(check, budget => budget.set(&agent, tokens_per_day, usd_per_day))
     }
 }
 

@@ -9,8 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::bindings::{
-    AgentSource, EditOutcome, Finding, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion,
-    LlmRequest, Proposal, SourceLogLine,
+    Account, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Finding, GuestError,
+    HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order, OrderRequest,
+    Position, Proposal, Recalled, SourceLogLine, Timeframe,
 };
 
 /// `runtime`: logging, the bus, metrics and the manifest's configuration.
@@ -70,6 +71,74 @@ pub trait Source: Send + Sync {
     async fn outcome(&self, agent: &str, id: u64) -> Result<EditOutcome, GuestError>;
 }
 
+/// `market`: data bounded by the call's as-of time.
+#[async_trait]
+pub trait Market: Send + Sync {
+    /// The as-of time of the call.
+    fn as_of(&self) -> AsOfTime;
+    /// The symbols served, sorted.
+    fn symbols(&self) -> Vec<String>;
+    /// Bars from `from` to `to` (ISO dates, inclusive), refused past as-of.
+    async fn bars(
+        &self,
+        symbol: &str,
+        timeframe: Timeframe,
+        from: &str,
+        to: &str,
+    ) -> Result<Vec<Bar>, GuestError>;
+    /// The newest bar known at as-of.
+    async fn latest(&self, symbol: &str) -> Result<Option<Bar>, GuestError>;
+    /// News about `symbol` from `since_ms` to as-of, newest first.
+    async fn news(
+        &self,
+        symbol: &str,
+        since_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<NewsItem>, GuestError>;
+}
+
+/// `broker`: the account, its positions and orders; submits pass the risk gate.
+#[async_trait]
+pub trait Broker: Send + Sync {
+    async fn account(&self) -> Result<Account, GuestError>;
+    async fn positions(&self) -> Result<Vec<Position>, GuestError>;
+    async fn orders(&self, open_only: bool, limit: u32) -> Result<Vec<Order>, GuestError>;
+    async fn submit(&self, request: OrderRequest) -> Result<Order, GuestError>;
+    async fn cancel(&self, order_id: &str) -> Result<Order, GuestError>;
+}
+
+/// `memory`: texts recalled by relevance.
+#[async_trait]
+pub trait Memory: Send + Sync {
+    async fn remember(
+        &self,
+        collection: &str,
+        text: &str,
+        metadata: &str,
+    ) -> Result<u64, GuestError>;
+    async fn recall(
+        &self,
+        collection: &str,
+        query: &str,
+        k: u32,
+        filter: &str,
+    ) -> Result<Vec<Recalled>, GuestError>;
+    async fn forget(&self, collection: &str, id: u64) -> Result<(), GuestError>;
+}
+
+/// `budget`: the agents' LLM budgets within the host's caps.
+#[async_trait]
+pub trait Budget: Send + Sync {
+    async fn budgets(&self) -> Result<Vec<AgentBudget>, GuestError>;
+    fn caps(&self) -> BudgetCaps;
+    async fn set(
+        &self,
+        agent: &str,
+        tokens_per_day: u64,
+        usd_per_day: f64,
+    ) -> Result<AgentBudget, GuestError>;
+}
+
 /// How an agent reaches one granted interface.
 pub enum Capability<T: ?Sized> {
     /// The manifest does not grant it: every call answers `denied`.
@@ -107,6 +176,10 @@ pub struct Services {
     pub llm: Capability<dyn Llm>,
     pub http: Capability<dyn Http>,
     pub source: Capability<dyn Source>,
+    pub market: Capability<dyn Market>,
+    pub broker: Capability<dyn Broker>,
+    pub memory: Capability<dyn Memory>,
+    pub budget: Capability<dyn Budget>,
 }
 
 impl Services {
@@ -118,6 +191,10 @@ impl Services {
             llm: Capability::Denied,
             http: Capability::Denied,
             source: Capability::Denied,
+            market: Capability::Denied,
+            broker: Capability::Denied,
+            memory: Capability::Denied,
+            budget: Capability::Denied,
         }
     }
 

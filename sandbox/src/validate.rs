@@ -14,6 +14,10 @@ const SERVED: &[&str] = &[
     "overseer:agent/llm@0.1.0",
     "overseer:agent/http@0.1.0",
     "overseer:agent/source@0.1.0",
+    "overseer:agent/market@0.1.0",
+    "overseer:agent/broker@0.1.0",
+    "overseer:agent/memory@0.1.0",
+    "overseer:agent/budget@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

@@ -21,4 +21,5 @@ mod restart;
 mod rollback;
 mod supervision;
 mod swap;
+mod trading;
 mod unservable;

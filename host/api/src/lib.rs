@@ -15,6 +15,7 @@ mod alerts;
 mod edits;
 mod error;
 mod system;
+mod trading;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ pub struct AppState {
     pub data_dir: PathBuf,
     /// Host resources, refreshed when asked for.
     pub system: Arc<Mutex<sysinfo::System>>,
+    /// The market, the paper account and the risk gate; `None` with trading off.
+    pub trading: Option<overseer_trading::Trading>,
 }
 
 impl AppState {
@@ -73,6 +76,7 @@ impl AppState {
             allowed_hosts: Arc::new([]),
             body_limit,
             system: Arc::new(Mutex::new(sysinfo::System::new())),
+            trading: None,
         }
     }
 }
@@ -85,6 +89,7 @@ pub fn app(state: AppState) -> Router {
         .merge(alerts::routes())
         .merge(edits::routes())
         .merge(system::routes())
+        .merge(trading::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -127,7 +132,8 @@ fn access(method: &Method, path: &str) -> Access {
     if path == "/v1/health" {
         return Access::Open;
     }
-    if path == "/v1/events" {
+    // Event payloads and agents' memories say what agents saw and did.
+    if path == "/v1/events" || path == "/v1/memory" {
         return Access::Private;
     }
     // /v1/agents/{name}/{what}/…: agent names have no '/'.

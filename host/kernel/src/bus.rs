@@ -3,6 +3,7 @@
 //! topic.
 
 use overseer_sandbox::Event;
+use overseer_store::now_ms;
 use overseer_store::{NewEvent, Store};
 use tokio::sync::mpsc;
 
@@ -12,51 +13,69 @@ use crate::error::Result;
 #[derive(Clone)]
 pub struct Bus {
     store: Store,
-    sender: mpsc::UnboundedSender<Event>,
+    sender: mpsc::UnboundedSender<Delivery>,
+}
+
+/// An event on its way to subscribers, with the market time it belongs to.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub event: Event,
+    /// Milliseconds since the Unix epoch; `None` when the event is not about the market.
+    pub as_of_ms: Option<u64>,
 }
 
 impl Bus {
     /// A bus and the receiving end of its deliveries.
-    pub(crate) fn new(store: Store) -> (Bus, mpsc::UnboundedReceiver<Event>) {
+    pub(crate) fn new(store: Store) -> (Bus, mpsc::UnboundedReceiver<Delivery>) {
         let (sender, receiver) = mpsc::unbounded_channel();
         (Bus { store, sender }, receiver)
     }
 
     /// Write `event` to the event log, then deliver it.
     pub async fn publish(&self, event: Event) -> Result<()> {
-        self.store.insert_event(&record(&event)).await?;
-        self.dispatch([event]);
+        self.publish_as_of(event, None).await
+    }
+
+    /// Write `event` to the event log, then deliver it: handled, and everything emitted while
+    /// handling it, as of `as_of_ms`.
+    pub async fn publish_as_of(&self, event: Event, as_of_ms: Option<u64>) -> Result<()> {
+        self.store.insert_event(&record(&event, as_of_ms)).await?;
+        self.dispatch([Delivery { event, as_of_ms }]);
         Ok(())
     }
 
     /// Deliver events already in the event log.
-    pub(crate) fn dispatch(&self, events: impl IntoIterator<Item = Event>) {
-        for event in events {
+    pub(crate) fn dispatch(&self, deliveries: impl IntoIterator<Item = Delivery>) {
+        for delivery in deliveries {
             // The receiver lives as long as the kernel; a send after shutdown goes nowhere.
-            let _ = self.sender.send(event);
+            let _ = self.sender.send(delivery);
         }
     }
 }
 
 /// An event as the event log stores it.
-pub(crate) fn record(event: &Event) -> NewEvent {
+pub(crate) fn record(event: &Event, as_of_ms: Option<u64>) -> NewEvent {
     NewEvent {
         id: event.id.clone(),
         topic: event.topic.clone(),
         payload: event.payload.clone(),
         source: event.source.clone(),
         at_ms: event.at_ms,
+        as_of_ms,
     }
 }
 
 /// An event of the event log as agents receive it.
-pub(crate) fn event(record: NewEvent) -> Event {
-    Event {
-        id: record.id,
-        topic: record.topic,
-        payload: record.payload,
-        source: record.source,
-        at_ms: record.at_ms,
+pub(crate) fn delivery(record: NewEvent) -> Delivery {
+    Delivery {
+        as_of_ms: record.as_of_ms,
+        event: Event {
+            id: record.id,
+            topic: record.topic,
+            payload: record.payload,
+            source: record.source,
+            at_ms: record.at_ms,
+        },
     }
 }
 
@@ -67,6 +86,6 @@ pub fn host_event(topic: String, payload: String, source: &str) -> Event {
         topic,
         payload,
         source: source.to_string(),
-        at_ms: overseer_store::now_ms(),
+        at_ms: now_ms(),
     }
 }

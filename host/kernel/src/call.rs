@@ -168,10 +168,13 @@ fn unavailable(e: impl std::fmt::Display) -> GuestError {
     GuestError::Unavailable(format!("store: {e}"))
 }
 
-/// Check a topic an agent publishes on.
-fn check_topic(topic: &str) -> Result<(), GuestError> {
+/// Check a topic an agent publishes on: `publish` lists the topics under the host's sources
+/// its manifest lets it speak on (`market.snapshot`, `trade.signal`).
+fn check_topic(topic: &str, publish: &[String]) -> Result<(), GuestError> {
     let source = topic.split('.').next().unwrap_or(topic);
-    if let Some(prefix) = HOST_TOPICS.iter().find(|p| **p == source) {
+    if let Some(prefix) = HOST_TOPICS.iter().find(|p| **p == source)
+        && !publish.iter().any(|t| t == topic)
+    {
         return Err(GuestError::Denied(format!(
             "topics {prefix}.* are the host's: an agent cannot publish {topic}"
         )));
@@ -249,7 +252,7 @@ impl overseer_sandbox::Runtime for Call {
     }
 
     async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError> {
-        check_topic(topic)?;
+        check_topic(topic, &self.context.manifest.capabilities.publish)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err() {
             return Err(GuestError::InvalidInput(
                 "payload must be a JSON document".to_string(),
@@ -285,6 +288,7 @@ impl overseer_sandbox::Runtime for Call {
                 payload: payload.to_string(),
                 source: self.agent().to_string(),
                 at_ms: now_ms(),
+                as_of_ms: self.context.as_of_ms,
             });
         }
         Ok(())
@@ -375,12 +379,23 @@ mod tests {
 
     #[test]
     fn host_topics_and_control_characters_are_refused() {
-        assert!(check_topic("counter.incremented").is_ok());
-        for topic in ["alert.quarantine", "edit.live", "trade.executed"] {
-            assert!(matches!(check_topic(topic), Err(GuestError::Denied(_))));
+        assert!(check_topic("counter.incremented", &[]).is_ok());
+        for topic in [
+            "alert.quarantine",
+            "edit.live",
+            "trade.executed",
+            "trade.signal",
+        ] {
+            assert!(matches!(
+                check_topic(topic, &[]),
+                Err(GuestError::Denied(_))
+            ));
         }
+        let publish = ["trade.signal".to_string()];
+        assert!(check_topic("trade.signal", &publish).is_ok());
+        assert!(check_topic("trade.executed", &publish).is_err());
         assert!(matches!(
-            check_topic("a\0b"),
+            check_topic("a\0b", &[]),
             Err(GuestError::InvalidInput(_))
         ));
     }

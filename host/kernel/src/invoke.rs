@@ -9,7 +9,7 @@ use overseer_sandbox::{Event, Fault, GuestError, Sandbox};
 use overseer_store::{LogLine, Store, now_ms};
 use tokio::sync::mpsc;
 
-use crate::bus::{Bus, event};
+use crate::bus::{Bus, Delivery, delivery};
 use crate::call::{Call, CallHost};
 use crate::capability::{CallContext, Capabilities, Mode};
 use crate::error::{Error, Result};
@@ -69,8 +69,19 @@ impl Invoker {
         }
     }
 
-    /// Run the active version of `agent` on `event`.
+    /// Run the active version of `agent` on `event`, as of the market clock.
     pub async fn invoke(&self, agent: &str, event: Event) -> Result<Invoked> {
+        self.invoke_as_of(agent, event, None).await
+    }
+
+    /// Run the active version of `agent` on `event`, whose market time is `as_of_ms` (see
+    /// [`CallContext::as_of_ms`]).
+    pub async fn invoke_as_of(
+        &self,
+        agent: &str,
+        event: Event,
+        as_of_ms: Option<u64>,
+    ) -> Result<Invoked> {
         let Some(slot) = self.registry.get(agent) else {
             return Err(self.not_serving(agent).await);
         };
@@ -86,7 +97,7 @@ impl Invoker {
         let version = slot
             .active()
             .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
-        let result = self.run(version.clone(), event.clone()).await;
+        let result = self.run(version.clone(), event.clone(), as_of_ms).await;
         let failed = match &result {
             Ok(_) => false,
             // The caller's mistake or a missing grant says nothing about the version.
@@ -128,11 +139,17 @@ impl Invoker {
 
     /// Run one version on `event`, commit what the call wrote, record metrics and log a
     /// failure.
-    pub async fn run(&self, version: Arc<Version>, event: Event) -> Result<Invoked> {
+    pub async fn run(
+        &self,
+        version: Arc<Version>,
+        event: Event,
+        as_of_ms: Option<u64>,
+    ) -> Result<Invoked> {
         let context = CallContext {
             agent: version.agent.clone(),
             version: Some(version.number),
             manifest: version.manifest.clone(),
+            as_of_ms,
         };
         let call = Arc::new(Call::new(
             context.clone(),
@@ -218,15 +235,18 @@ impl Invoker {
             .kv_commit(agent, &effects.writes, &effects.events)
             .await?;
         self.quotas.kv_committed(agent, effects.kv);
-        self.bus.dispatch(effects.events.into_iter().map(event));
+        self.bus.dispatch(effects.events.into_iter().map(delivery));
         Ok(())
     }
 
     /// Deliver every event the bus hands over to each agent whose active manifest subscribes
     /// to its topic (not to its source), each delivery on a task of its own. Runs until the
     /// invoker is gone.
-    pub(crate) async fn deliver(this: Weak<Invoker>, mut events: mpsc::UnboundedReceiver<Event>) {
-        while let Some(event) = events.recv().await {
+    pub(crate) async fn deliver(
+        this: Weak<Invoker>,
+        mut deliveries: mpsc::UnboundedReceiver<Delivery>,
+    ) {
+        while let Some(Delivery { event, as_of_ms }) = deliveries.recv().await {
             let Some(invoker) = this.upgrade() else {
                 return;
             };
@@ -244,7 +264,7 @@ impl Invoker {
                 let event = event.clone();
                 let agent = slot.name.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = invoker.invoke(&agent, event).await {
+                    if let Err(e) = invoker.invoke_as_of(&agent, event, as_of_ms).await {
                         tracing::debug!(agent, error = %e, "delivery failed");
                     }
                 });

@@ -12,11 +12,20 @@ use crate::error::{Error, Result};
 
 /// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
 /// manifest's to give.
-pub const INTERFACES: &[&str] = &["runtime", "kv", "llm", "http", "source"];
+pub const INTERFACES: &[&str] = &[
+    "runtime", "kv", "llm", "http", "source", "market", "broker", "memory", "budget",
+];
 
-/// Interfaces that reach beyond the agent itself (other agents' source, edits): granted only
-/// by a person's push, never taken on through an edit proposed by an agent.
-pub const PRIVILEGED: &[&str] = &["source"];
+/// Interfaces that reach beyond the agent itself (other agents' source and edits, capital, the
+/// LLM budgets): granted only by a person's push, never taken on through an edit proposed by
+/// an agent.
+pub const PRIVILEGED: &[&str] = &["source", "broker", "budget"];
+
+/// Topics under the host's sources that a manifest may let its agent publish on
+/// (`capabilities.publish`): the world monitor's snapshots and the strategy's signals. Every
+/// other topic of the host's sources (`market.tick`, `trade.executed`, `risk.*`, …) is the
+/// host's alone.
+pub const PUBLISHABLE: &[&str] = &["market.snapshot", "trade.signal"];
 
 /// Shortest interval a schedule may fire at, so one agent cannot keep a core busy with ticks.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
@@ -72,6 +81,12 @@ pub struct Capabilities {
     pub grant: Vec<String>,
     #[serde(default)]
     pub http_allow: Vec<String>,
+    /// Topics under the host's sources the agent may publish on, from [`PUBLISHABLE`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub publish: Vec<String>,
+    /// Memory collections shared with every agent that shares them; others are the agent's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shared_memory: Vec<String>,
 }
 
 /// What makes the agent run besides HTTP invocations.
@@ -309,6 +324,14 @@ impl Manifest {
                 return Err(Error::InvalidManifest(format!(
                     "capabilities.grant: unknown interface {grant:?} (known: {})",
                     INTERFACES.join(", ")
+                )));
+            }
+        }
+        for topic in &self.capabilities.publish {
+            if !PUBLISHABLE.contains(&topic.as_str()) {
+                return Err(Error::InvalidManifest(format!(
+                    "capabilities.publish: {topic:?} is not a topic an agent may publish on (allowed: {})",
+                    PUBLISHABLE.join(", ")
                 )));
             }
         }

@@ -13,6 +13,7 @@ use overseer_kernel::config::{Budgets, Retention};
 use overseer_providers::{LlmConfig, Secret};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::{BuildConfig, Isolation};
+use overseer_trading::TradingConfig;
 use serde::{Deserialize, Serialize};
 
 /// Flags of `overseer serve`; each is also an environment variable. Its `Debug` hides the
@@ -60,6 +61,12 @@ pub struct ServeArgs {
     /// cannot provide one. `off`: builds run unisolated, for trusted sources only.
     #[arg(long, env = "OVERSEER_BUILD_ISOLATION")]
     pub build_isolation: Option<Isolation>,
+    /// Wall time per replayed trading day: `500ms`, `2s`, `1m`.
+    #[arg(long, env = "OVERSEER_MARKET_SPEED")]
+    pub market_speed: Option<String>,
+    /// Run without the market clock, the paper broker and the trading interfaces.
+    #[arg(long, env = "OVERSEER_NO_TRADING")]
+    pub no_trading: bool,
 }
 
 /// Every setting of the daemon, with its default. Secrets are [`Secret`]s: never printed,
@@ -123,6 +130,8 @@ pub struct Config {
     pub budgets: Budgets,
     /// How long what agents wrote is kept (`[retention]` in the file).
     pub retention: Retention,
+    /// The market, the paper broker, costs and risk limits (`[trading]` in the file).
+    pub trading: TradingConfig,
 }
 
 impl Default for Config {
@@ -159,6 +168,7 @@ impl Default for Config {
             llm: LlmConfig::default(),
             budgets: kernel.budgets,
             retention: kernel.retention,
+            trading: TradingConfig::default(),
         }
     }
 }
@@ -219,6 +229,14 @@ impl Config {
         }
         if let Some(model) = &args.llm_model {
             config.llm.model = model.clone();
+        }
+        if let Some(speed) = &args.market_speed {
+            let every = overseer_kernel::manifest::parse_interval(speed)
+                .map_err(|e| anyhow::anyhow!("--market-speed: {e}"))?;
+            config.trading.market_speed_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        }
+        if args.no_trading {
+            config.trading.enabled = false;
         }
         Ok(config)
     }

@@ -15,6 +15,7 @@ use overseer_providers::{Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
+use overseer_trading::{BrokerProvider, MarketProvider, MemoryProvider, Trading};
 
 use crate::config::Config;
 
@@ -64,6 +65,30 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     kernel
         .capabilities
         .serve_http(Arc::new(HttpProvider::new(Arc::new(Outbound::new()?))));
+    let memory = Arc::new(MemoryProvider::new(kernel.store.clone()));
+    kernel.capabilities.serve_memory(memory);
+    let trading = if config.trading.enabled {
+        let replay = overseer_market::Replay::bundled()?;
+        let days = replay.trading_days();
+        let trading = Trading::open(
+            config.trading.clone(),
+            Arc::new(replay),
+            kernel.store.clone(),
+            kernel.bus.clone(),
+            config.data_dir.clone(),
+            days,
+        )
+        .await?;
+        kernel
+            .capabilities
+            .serve_market(Arc::new(MarketProvider::new(trading.clone())));
+        kernel
+            .capabilities
+            .serve_broker(Arc::new(BrokerProvider::new(trading.clone())));
+        Some(trading)
+    } else {
+        None
+    };
     let selfedit = SelfEdit::new(kernel.clone(), config.build());
     selfedit.recover().await?;
     kernel.start().await?;
@@ -75,6 +100,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         config.body_limit,
     );
     state.public_read = config.public_read;
+    state.trading = trading;
     state.allowed_hosts = config.allowed_hosts.clone().into();
     Ok(Daemon {
         config,
@@ -158,6 +184,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             println!("builds NOT isolated (build_isolation = \"off\"): trust every source")
         }
     }
+    // The market clock starts once the bundled agents are live: no tick goes unheard.
+    let trading = daemon.state.trading.clone();
+    let start_clock = move || {
+        if let Some(trading) = trading {
+            trading.spawn_clock();
+            println!(
+                "market clock running from {}: one trading day every {} ms",
+                trading.as_of(),
+                trading.config().market_speed_ms
+            );
+        }
+    };
     if daemon.config.bundled {
         let selfedit = daemon.selfedit.clone();
         tokio::spawn(async move {
@@ -165,7 +203,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 Ok(agents) => println!("bundled agents live: {}", agents.join(", ")),
                 Err(e) => eprintln!("bundled agents not loaded: {e}"),
             }
+            start_clock();
         });
+    } else {
+        start_clock();
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -432,6 +432,7 @@ pub async fn kv_commits_writes_and_events_together(store: &Store) {
         payload: "{}".to_string(),
         source: "k".to_string(),
         at_ms: 10,
+        as_of_ms: Some(7),
     };
     store
         .kv_commit("k", &writes, std::slice::from_ref(&event))
@@ -474,6 +475,7 @@ pub async fn kv_commits_writes_and_events_together(store: &Store) {
         .await
         .unwrap();
     assert_eq!(events.len(), 1);
+    assert_eq!(events[0].as_of_ms, Some(7));
 }
 
 /// The event log reads in order, by exact topic or prefix, after a sequence number, since a
@@ -487,6 +489,7 @@ pub async fn events_filter_by_topic_sequence_and_time(store: &Store) {
                 payload: format!("{{\"n\":{n}}}"),
                 source: "test".to_string(),
                 at_ms: 100 + n as u64,
+                as_of_ms: None,
             })
             .await
             .unwrap();
@@ -735,6 +738,7 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
                 payload: format!("\"{}\"", "x".repeat(98)),
                 source: "s".to_string(),
                 at_ms: n,
+                as_of_ms: None,
             })
             .await
             .unwrap();
@@ -935,6 +939,185 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
     assert!(store.size_on_disk().await.unwrap() > 0);
 }
 
+fn order(client_order_id: &str, at_ms: u64) -> OrderRecord {
+    OrderRecord {
+        id: format!("o-{client_order_id}"),
+        client_order_id: client_order_id.to_string(),
+        agent: "trade-executor".to_string(),
+        symbol: "AAPL".to_string(),
+        side: "buy".to_string(),
+        order_type: "market".to_string(),
+        time_in_force: "day".to_string(),
+        quantity: 10.0,
+        notional: None,
+        limit_price: None,
+        status: "new".to_string(),
+        filled_quantity: 0.0,
+        fill_price: None,
+        commission: 0.0,
+        submitted: "2012-01-03".to_string(),
+        filled: None,
+        reason: None,
+        at_ms,
+    }
+}
+
+/// An order is one per client order id; it fills with its fill in one write; open orders,
+/// refusals and the trading state read back.
+pub async fn orders_are_one_per_client_id_and_fill_with_their_fills(store: &Store) {
+    let (first, new) = store.insert_order(&order("c1", 1)).await.unwrap();
+    assert!(new);
+    let mut retried = order("c1", 2);
+    retried.id = "o-other".to_string();
+    let (again, new) = store.insert_order(&retried).await.unwrap();
+    assert!(!new);
+    assert_eq!(again, first);
+    store.insert_order(&order("c2", 3)).await.unwrap();
+
+    let mut filled = first.clone();
+    filled.status = "filled".to_string();
+    filled.filled_quantity = 10.0;
+    filled.fill_price = Some(101.5);
+    filled.commission = 0.5;
+    filled.filled = Some("2012-01-04".to_string());
+    let fill = FillRecord {
+        seq: 0,
+        order_id: filled.id.clone(),
+        symbol: "AAPL".to_string(),
+        side: "buy".to_string(),
+        quantity: 10.0,
+        price: 101.5,
+        commission: 0.5,
+        slippage: 0.5,
+        date: "2012-01-04".to_string(),
+        at_ms: 4,
+    };
+    store.update_order(&filled, Some(&fill)).await.unwrap();
+    assert_eq!(store.order(&filled.id).await.unwrap(), Some(filled.clone()));
+    let fills = store.fills().await.unwrap();
+    assert_eq!(fills.len(), 1);
+    assert_eq!((fills[0].price, fills[0].quantity), (101.5, 10.0));
+
+    let all = store
+        .orders(&OrderFilter {
+            limit: 10,
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|o| o.client_order_id.as_str())
+            .collect::<Vec<_>>(),
+        ["c2", "c1"]
+    );
+    let open = store
+        .orders(&OrderFilter {
+            open_only: true,
+            limit: 10,
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].client_order_id, "c2");
+    let msft = store
+        .orders(&OrderFilter {
+            symbol: Some("MSFT"),
+            limit: 10,
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert!(msft.is_empty());
+
+    let refusal = RefusalRecord {
+        seq: 0,
+        agent: "trade-executor".to_string(),
+        client_order_id: "c3".to_string(),
+        symbol: "AAPL".to_string(),
+        side: "buy".to_string(),
+        code: "max_position".to_string(),
+        message: "too big".to_string(),
+        detail: "{\"limit\":0.2}".to_string(),
+        as_of: "2012-01-04".to_string(),
+        at_ms: 5,
+    };
+    let seq = store.insert_refusal(&refusal).await.unwrap();
+    let refusals = store.refusals(10).await.unwrap();
+    assert_eq!(refusals, [RefusalRecord { seq, ..refusal }]);
+
+    assert_eq!(store.trading_state("kill").await.unwrap(), None);
+    store.set_trading_state("kill", "on").await.unwrap();
+    store.set_trading_state("kill", "off").await.unwrap();
+    assert_eq!(
+        store.trading_state("kill").await.unwrap().as_deref(),
+        Some("off")
+    );
+}
+
+/// Memories are recalled by the words they share with the query, best first, only from their
+/// collection; no query syntax reaches the index; forgetting removes one.
+pub async fn memories_are_recalled_by_relevance_within_their_collection(store: &Store) {
+    let texts = [
+        ("trades", "bought AAPL on a strong uptrend, RSI 55"),
+        ("trades", "sold MSFT after earnings missed; downtrend"),
+        ("trades", "AAPL uptrend uptrend continued, held AAPL"),
+        ("notes", "AAPL uptrend in the notes collection"),
+    ];
+    let mut ids = Vec::new();
+    for (collection, text) in texts {
+        ids.push(
+            store
+                .remember(&NewMemory {
+                    collection,
+                    text,
+                    metadata: "{\"symbol\":\"AAPL\"}",
+                    embedding: Some(&[0, 0, 128, 63]),
+                    at_ms: 1,
+                })
+                .await
+                .unwrap(),
+        );
+    }
+    let found = store.recall("trades", "AAPL uptrend", 10).await.unwrap();
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(
+        found[0].id, ids[2],
+        "the text with more of the words ranks first"
+    );
+    assert!(found[0].rank > found[1].rank);
+    assert!(found.iter().all(|m| m.collection == "trades"));
+    assert_eq!(found[0].embedding.as_deref(), Some(&[0u8, 0, 128, 63][..]));
+
+    // Query syntax is words like any other.
+    for hostile in [
+        "\"AAPL",
+        "AAPL OR",
+        "NEAR(a b)",
+        "a:b*",
+        "'; DROP TABLE memories; --",
+        "",
+    ] {
+        store.recall("trades", hostile, 10).await.unwrap();
+    }
+    let newest = store.recall("trades", "", 2).await.unwrap();
+    assert_eq!(
+        newest.iter().map(|m| m.id).collect::<Vec<_>>(),
+        [ids[2], ids[1]]
+    );
+    assert_eq!(store.embedded("notes", 10).await.unwrap().len(), 1);
+
+    assert!(store.forget("trades", ids[2]).await.unwrap());
+    assert!(!store.forget("trades", ids[2]).await.unwrap());
+    assert!(
+        !store.forget("trades", ids[3]).await.unwrap(),
+        "another collection's id"
+    );
+    let found = store.recall("trades", "uptrend", 10).await.unwrap();
+    assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -993,5 +1176,7 @@ mod tests {
         edits_move_through_their_states,
         llm_usage_adds_up_per_agent,
         prune_keeps_what_the_policy_keeps,
+        orders_are_one_per_client_id_and_fill_with_their_fills,
+        memories_are_recalled_by_relevance_within_their_collection,
     );
 }

@@ -150,6 +150,40 @@ pub trait UsageStore: Send + Sync {
     async fn llm_usage(&self) -> Result<Vec<LlmUsage>>;
 }
 
+/// The broker's orders and fills, the risk gate's refusals and the trading side's settings.
+#[async_trait]
+pub trait TradingStore: Send + Sync {
+    /// Record a new order, unless one with its client order id exists: answers the stored
+    /// order and whether it is new.
+    async fn insert_order(&self, order: &OrderRecord) -> Result<(OrderRecord, bool)>;
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>>;
+    /// Orders, newest first.
+    async fn orders(&self, filter: &OrderFilter<'_>) -> Result<Vec<OrderRecord>>;
+    /// Write an order's new state and, when it filled, its fill, in one transaction.
+    async fn update_order(&self, order: &OrderRecord, fill: Option<&FillRecord>) -> Result<()>;
+    /// Every fill, oldest first: the ledger is computed from them.
+    async fn fills(&self) -> Result<Vec<FillRecord>>;
+    async fn insert_refusal(&self, refusal: &RefusalRecord) -> Result<i64>;
+    /// Refusals, newest first.
+    async fn refusals(&self, limit: u32) -> Result<Vec<RefusalRecord>>;
+    async fn trading_state(&self, key: &str) -> Result<Option<String>>;
+    async fn set_trading_state(&self, key: &str, value: &str) -> Result<()>;
+}
+
+/// Long-term memory: texts of collections, recalled by relevance.
+#[async_trait]
+pub trait MemoryStore: Send + Sync {
+    /// Store a text; answers its id.
+    async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64>;
+    /// Texts of `collection` matching any word of `query`, most relevant first, at most
+    /// `limit`; with no word in `query`, the newest.
+    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>>;
+    /// The newest texts of `collection` that have an embedding.
+    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>>;
+    /// Forget one text; false when it was not there.
+    async fn forget(&self, collection: &str, id: i64) -> Result<bool>;
+}
+
 /// Retention: what has been kept long enough goes.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -161,7 +195,16 @@ pub trait Housekeeping: Send + Sync {
 
 /// A database that holds every aggregate.
 pub trait Backend:
-    Registry + KvStore + EventLog + LogStore + AlertStore + EditStore + UsageStore + Housekeeping
+    Registry
+    + KvStore
+    + EventLog
+    + LogStore
+    + AlertStore
+    + EditStore
+    + UsageStore
+    + TradingStore
+    + MemoryStore
+    + Housekeeping
 {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, Registry,
-    UsageStore, now_ms,
+    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, MemoryStore,
+    Registry, TradingStore, UsageStore, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -580,7 +580,8 @@ impl KvStore for Postgres {
 
 async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (id, topic, payload, source, at_ms, size) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO events (id, topic, payload, source, at_ms, size, as_of_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(text(&event.id))
     .bind(text(&event.topic))
@@ -588,6 +589,7 @@ async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<
     .bind(text(&event.source))
     .bind(int(event.at_ms))
     .bind(int(event.payload.len() as u64))
+    .bind(event.as_of_ms.map(int))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -605,7 +607,7 @@ impl EventLog for Postgres {
     async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
         let (exact, prefix) = topic_filter(filter.topic);
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, id, topic, payload, source, at_ms FROM events \
+            "SELECT seq, id, topic, payload, source, at_ms, as_of_ms FROM events \
              WHERE seq > $1 AND at_ms >= $2 AND ($3::text IS NULL OR topic = $3) \
              AND ($4::text IS NULL OR substr(topic, 1, length($4)) = $4) ORDER BY seq LIMIT $5",
         )
@@ -824,6 +826,235 @@ impl UsageStore for Postgres {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}
+
+#[async_trait]
+impl TradingStore for Postgres {
+    async fn insert_order(&self, order: &OrderRecord) -> Result<(OrderRecord, bool)> {
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+             $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (client_order_id) DO NOTHING"
+        ))
+        .bind(text(&order.id))
+        .bind(text(&order.client_order_id))
+        .bind(text(&order.agent))
+        .bind(text(&order.symbol))
+        .bind(text(&order.side))
+        .bind(text(&order.order_type))
+        .bind(text(&order.time_in_force))
+        .bind(order.quantity)
+        .bind(order.notional)
+        .bind(order.limit_price)
+        .bind(text(&order.status))
+        .bind(order.filled_quantity)
+        .bind(order.fill_price)
+        .bind(order.commission)
+        .bind(text(&order.submitted))
+        .bind(opt_text(order.filled.as_deref()))
+        .bind(opt_text(order.reason.as_deref()))
+        .bind(int(order.at_ms))
+        .execute(&self.pool)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok((order.clone(), true));
+        }
+        let existing: OrderRow = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = $1"
+        ))
+        .bind(text(&order.client_order_id))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((existing.into(), false))
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>> {
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
+                .bind(text(id))
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(OrderRecord::from))
+    }
+
+    async fn orders(&self, filter: &OrderFilter<'_>) -> Result<Vec<OrderRecord>> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (NOT $1 OR status = 'new') \
+             AND ($2::TEXT IS NULL OR symbol = $2) ORDER BY at_ms DESC, id DESC LIMIT $3"
+        ))
+        .bind(filter.open_only)
+        .bind(opt_text(filter.symbol))
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(OrderRecord::from).collect())
+    }
+
+    async fn update_order(&self, order: &OrderRecord, fill: Option<&FillRecord>) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE orders SET quantity = $1, status = $2, filled_quantity = $3, \
+             fill_price = $4, commission = $5, filled = $6, reason = $7 WHERE id = $8",
+        )
+        .bind(order.quantity)
+        .bind(text(&order.status))
+        .bind(order.filled_quantity)
+        .bind(order.fill_price)
+        .bind(order.commission)
+        .bind(opt_text(order.filled.as_deref()))
+        .bind(opt_text(order.reason.as_deref()))
+        .bind(text(&order.id))
+        .execute(&mut *tx)
+        .await?;
+        if let Some(fill) = fill {
+            sqlx::query(
+                "INSERT INTO fills (order_id, symbol, side, quantity, price, commission, \
+                 slippage, date, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(text(&fill.order_id))
+            .bind(text(&fill.symbol))
+            .bind(text(&fill.side))
+            .bind(fill.quantity)
+            .bind(fill.price)
+            .bind(fill.commission)
+            .bind(fill.slippage)
+            .bind(text(&fill.date))
+            .bind(int(fill.at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fills(&self) -> Result<Vec<FillRecord>> {
+        let rows: Vec<FillRow> = sqlx::query_as(
+            "SELECT seq, order_id, symbol, side, quantity, price, commission, slippage, date, \
+             at_ms FROM fills ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(FillRecord::from).collect())
+    }
+
+    async fn insert_refusal(&self, refusal: &RefusalRecord) -> Result<i64> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO refusals (agent, client_order_id, symbol, side, code, message, \
+             detail, as_of, at_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
+        )
+        .bind(text(&refusal.agent))
+        .bind(text(&refusal.client_order_id))
+        .bind(text(&refusal.symbol))
+        .bind(text(&refusal.side))
+        .bind(text(&refusal.code))
+        .bind(text(&refusal.message))
+        .bind(text(&refusal.detail))
+        .bind(text(&refusal.as_of))
+        .bind(int(refusal.at_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(seq)
+    }
+
+    async fn refusals(&self, limit: u32) -> Result<Vec<RefusalRecord>> {
+        let rows: Vec<RefusalRow> = sqlx::query_as(
+            "SELECT seq, agent, client_order_id, symbol, side, code, message, detail, as_of, \
+             at_ms FROM refusals ORDER BY seq DESC LIMIT $1",
+        )
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(RefusalRecord::from).collect())
+    }
+
+    async fn trading_state(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM trading_state WHERE key = $1")
+                .bind(text(key))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_trading_state(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO trading_state (key, value) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(text(key))
+        .bind(text(value))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MemoryStore for Postgres {
+    async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO memories (collection, text, metadata, embedding, at_ms) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(text(memory.collection))
+        .bind(text(memory.text))
+        .bind(text(memory.metadata))
+        .bind(memory.embedding)
+        .bind(int(memory.at_ms))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+        let words = query_words(query);
+        let rows: Vec<MemoryRow> = if words.is_empty() {
+            sqlx::query_as(
+                "SELECT id, collection, text, metadata, embedding, at_ms, 0.0::FLOAT8 AS rank \
+                 FROM memories WHERE collection = $1 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(text(collection))
+            .bind(int(limit))
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            // Letters and digits only reach to_tsquery: its operators never do.
+            let expression = words.join(" | ");
+            sqlx::query_as(
+                "SELECT id, collection, text, metadata, embedding, at_ms, \
+                 ts_rank_cd(words, query)::FLOAT8 AS rank \
+                 FROM memories, to_tsquery('english', $1) AS query \
+                 WHERE collection = $2 AND words @@ query ORDER BY rank DESC, id DESC LIMIT $3",
+            )
+            .bind(expression)
+            .bind(text(collection))
+            .bind(int(limit))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        Ok(rows.into_iter().map(MemoryRecord::from).collect())
+    }
+
+    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+        let rows: Vec<MemoryRow> = sqlx::query_as(
+            "SELECT id, collection, text, metadata, embedding, at_ms, 0.0::FLOAT8 AS rank \
+             FROM memories WHERE collection = $1 AND embedding IS NOT NULL \
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(text(collection))
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(MemoryRecord::from).collect())
+    }
+
+    async fn forget(&self, collection: &str, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM memories WHERE collection = $1 AND id = $2")
+            .bind(text(collection))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -270,6 +270,9 @@ pub struct NewEvent {
     pub payload: String,
     pub source: String,
     pub at_ms: u64,
+    /// The market time the event belongs to, in milliseconds since the Unix epoch: a
+    /// `market.tick`'s, inherited by every event emitted while handling it.
+    pub as_of_ms: Option<u64>,
 }
 
 /// One entry of the event log.
@@ -281,6 +284,7 @@ pub struct EventRecord {
     pub payload: String,
     pub source: String,
     pub at_ms: u64,
+    pub as_of_ms: Option<u64>,
 }
 
 /// Which events to read.
@@ -501,4 +505,112 @@ impl Pruned {
             + self.rejected
             + self.components
     }
+}
+
+/// An order as the broker holds it. Prices and money in the account's currency; quantities in
+/// shares; dates are exchange-local ISO days.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct OrderRecord {
+    pub id: String,
+    /// The caller's id: unique, so a retried submit finds the first order.
+    pub client_order_id: String,
+    /// The agent (or `api`) that placed it.
+    pub agent: String,
+    pub symbol: String,
+    /// `buy` or `sell`.
+    pub side: String,
+    /// `market` or `limit`.
+    pub order_type: String,
+    /// `day` or `gtc`.
+    pub time_in_force: String,
+    /// Shares asked for; for a notional order, fixed when it fills.
+    pub quantity: f64,
+    pub notional: Option<f64>,
+    pub limit_price: Option<f64>,
+    /// `new`, `filled`, `canceled`, `expired` or `rejected`.
+    pub status: String,
+    pub filled_quantity: f64,
+    /// Average price of the fills, slippage included.
+    pub fill_price: Option<f64>,
+    pub commission: f64,
+    /// The as-of day the order was placed.
+    pub submitted: String,
+    /// The trading day it filled.
+    pub filled: Option<String>,
+    /// Why it was cancelled, expired or rejected.
+    pub reason: Option<String>,
+    pub at_ms: u64,
+}
+
+/// One execution of an order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FillRecord {
+    /// Assigned by the store; 0 for a fill not yet stored.
+    pub seq: i64,
+    pub order_id: String,
+    pub symbol: String,
+    pub side: String,
+    pub quantity: f64,
+    /// The price paid or received per share, slippage included.
+    pub price: f64,
+    pub commission: f64,
+    /// What slippage cost, in money: |price − the bar's price| × quantity.
+    pub slippage: f64,
+    /// The trading day of the bar it filled on.
+    pub date: String,
+    pub at_ms: u64,
+}
+
+/// Which orders to read.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter<'a> {
+    /// Only orders still `new`.
+    pub open_only: bool,
+    pub symbol: Option<&'a str>,
+    pub limit: u32,
+}
+
+/// An order the risk gate refused.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RefusalRecord {
+    /// Assigned by the store; 0 for one not yet stored.
+    pub seq: i64,
+    pub agent: String,
+    pub client_order_id: String,
+    pub symbol: String,
+    pub side: String,
+    /// The gate's stable reason code (`max_position`, `halted`, …).
+    pub code: String,
+    pub message: String,
+    /// The numbers that triggered it, as a JSON object.
+    pub detail: String,
+    pub as_of: String,
+    pub at_ms: u64,
+}
+
+/// A text to remember.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMemory<'a> {
+    pub collection: &'a str,
+    pub text: &'a str,
+    /// A JSON object.
+    pub metadata: &'a str,
+    /// Little-endian f32 values, when an embeddings endpoint gave a vector.
+    pub embedding: Option<&'a [u8]>,
+    pub at_ms: u64,
+}
+
+/// A remembered text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MemoryRecord {
+    pub id: i64,
+    pub collection: String,
+    pub text: String,
+    pub metadata: String,
+    #[serde(skip)]
+    pub embedding: Option<Vec<u8>>,
+    pub at_ms: u64,
+    /// Lexical relevance to the query (BM25 on SQLite, `ts_rank_cd` on PostgreSQL), higher is
+    /// better; 0 when read without a query.
+    pub rank: f64,
 }

@@ -153,6 +153,7 @@ pub(crate) struct EventRow {
     payload: String,
     source: String,
     at_ms: i64,
+    as_of_ms: Option<i64>,
 }
 
 impl From<EventRow> for EventRecord {
@@ -164,6 +165,7 @@ impl From<EventRow> for EventRecord {
             payload: row.payload,
             source: row.source,
             at_ms: unsigned(row.at_ms),
+            as_of_ms: row.as_of_ms.map(unsigned),
         }
     }
 }
@@ -308,4 +310,156 @@ impl From<UsageRow> for LlmUsage {
 /// Convert every row, stopping at the first that does not read back.
 pub(crate) fn all<R, T: TryFrom<R, Error = Error>>(rows: Vec<R>) -> Result<Vec<T>> {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OrderRow {
+    id: String,
+    client_order_id: String,
+    agent: String,
+    symbol: String,
+    side: String,
+    order_type: String,
+    time_in_force: String,
+    quantity: f64,
+    notional: Option<f64>,
+    limit_price: Option<f64>,
+    status: String,
+    filled_quantity: f64,
+    fill_price: Option<f64>,
+    commission: f64,
+    submitted: String,
+    filled: Option<String>,
+    reason: Option<String>,
+    at_ms: i64,
+}
+
+/// The columns of `orders`, in [`OrderRow`]'s order.
+pub(crate) const ORDER_COLUMNS: &str = "id, client_order_id, agent, symbol, side, order_type, \
+     time_in_force, quantity, notional, limit_price, status, filled_quantity, fill_price, \
+     commission, submitted, filled, reason, at_ms";
+
+impl From<OrderRow> for OrderRecord {
+    fn from(row: OrderRow) -> Self {
+        OrderRecord {
+            id: row.id,
+            client_order_id: row.client_order_id,
+            agent: row.agent,
+            symbol: row.symbol,
+            side: row.side,
+            order_type: row.order_type,
+            time_in_force: row.time_in_force,
+            quantity: row.quantity,
+            notional: row.notional,
+            limit_price: row.limit_price,
+            status: row.status,
+            filled_quantity: row.filled_quantity,
+            fill_price: row.fill_price,
+            commission: row.commission,
+            submitted: row.submitted,
+            filled: row.filled,
+            reason: row.reason,
+            at_ms: unsigned(row.at_ms),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct FillRow {
+    seq: i64,
+    order_id: String,
+    symbol: String,
+    side: String,
+    quantity: f64,
+    price: f64,
+    commission: f64,
+    slippage: f64,
+    date: String,
+    at_ms: i64,
+}
+
+impl From<FillRow> for FillRecord {
+    fn from(row: FillRow) -> Self {
+        FillRecord {
+            seq: row.seq,
+            order_id: row.order_id,
+            symbol: row.symbol,
+            side: row.side,
+            quantity: row.quantity,
+            price: row.price,
+            commission: row.commission,
+            slippage: row.slippage,
+            date: row.date,
+            at_ms: unsigned(row.at_ms),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RefusalRow {
+    seq: i64,
+    agent: String,
+    client_order_id: String,
+    symbol: String,
+    side: String,
+    code: String,
+    message: String,
+    detail: String,
+    as_of: String,
+    at_ms: i64,
+}
+
+impl From<RefusalRow> for RefusalRecord {
+    fn from(row: RefusalRow) -> Self {
+        RefusalRecord {
+            seq: row.seq,
+            agent: row.agent,
+            client_order_id: row.client_order_id,
+            symbol: row.symbol,
+            side: row.side,
+            code: row.code,
+            message: row.message,
+            detail: row.detail,
+            as_of: row.as_of,
+            at_ms: unsigned(row.at_ms),
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MemoryRow {
+    id: i64,
+    collection: String,
+    text: String,
+    metadata: String,
+    embedding: Option<Vec<u8>>,
+    at_ms: i64,
+    rank: f64,
+}
+
+impl From<MemoryRow> for MemoryRecord {
+    fn from(row: MemoryRow) -> Self {
+        MemoryRecord {
+            id: row.id,
+            collection: row.collection,
+            text: row.text,
+            metadata: row.metadata,
+            embedding: row.embedding,
+            at_ms: unsigned(row.at_ms),
+            rank: row.rank,
+        }
+    }
+}
+
+/// The words of a recall query a full-text index can match: runs of letters and digits,
+/// lower-cased, at most 32 of them, so no query syntax reaches the index.
+pub(crate) fn query_words(query: &str) -> Vec<String> {
+    let mut words: Vec<String> = query
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    words.dedup();
+    words.truncate(32);
+    words
 }

@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, Registry,
-    UsageStore, now_ms,
+    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, MemoryStore,
+    Registry, TradingStore, UsageStore, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -522,7 +522,8 @@ impl KvStore for Sqlite {
 
 async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<()> {
     sqlx::query(
-        "INSERT INTO events (id, topic, payload, source, at_ms, size) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO events (id, topic, payload, source, at_ms, size, as_of_ms) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(&event.id)
     .bind(&event.topic)
@@ -530,6 +531,7 @@ async fn insert_event(tx: &mut Transaction<'_, Db>, event: &NewEvent) -> Result<
     .bind(&event.source)
     .bind(int(event.at_ms))
     .bind(int(event.payload.len() as u64))
+    .bind(event.as_of_ms.map(int))
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -547,7 +549,7 @@ impl EventLog for Sqlite {
     async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
         let (exact, prefix) = topic_filter(filter.topic);
         let rows: Vec<EventRow> = sqlx::query_as(
-            "SELECT seq, id, topic, payload, source, at_ms FROM events \
+            "SELECT seq, id, topic, payload, source, at_ms, as_of_ms FROM events \
              WHERE seq > ? AND at_ms >= ? AND (? IS NULL OR topic = ?) \
              AND (? IS NULL OR substr(topic, 1, length(?)) = ?) ORDER BY seq LIMIT ?",
         )
@@ -802,6 +804,242 @@ impl UsageStore for Sqlite {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(LlmUsage::from).collect())
+    }
+}
+
+#[async_trait]
+impl TradingStore for Sqlite {
+    async fn insert_order(&self, order: &OrderRecord) -> Result<(OrderRecord, bool)> {
+        let mut tx = self.writer.begin().await?;
+        let existing: Option<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE client_order_id = ?"
+        ))
+        .bind(&order.client_order_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(existing) = existing {
+            return Ok((existing.into(), false));
+        }
+        sqlx::query(&format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&order.id)
+        .bind(&order.client_order_id)
+        .bind(&order.agent)
+        .bind(&order.symbol)
+        .bind(&order.side)
+        .bind(&order.order_type)
+        .bind(&order.time_in_force)
+        .bind(order.quantity)
+        .bind(order.notional)
+        .bind(order.limit_price)
+        .bind(&order.status)
+        .bind(order.filled_quantity)
+        .bind(order.fill_price)
+        .bind(order.commission)
+        .bind(&order.submitted)
+        .bind(&order.filled)
+        .bind(&order.reason)
+        .bind(int(order.at_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok((order.clone(), true))
+    }
+
+    async fn order(&self, id: &str) -> Result<Option<OrderRecord>> {
+        let row: Option<OrderRow> =
+            sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(OrderRecord::from))
+    }
+
+    async fn orders(&self, filter: &OrderFilter<'_>) -> Result<Vec<OrderRecord>> {
+        let rows: Vec<OrderRow> = sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE (? = 0 OR status = 'new') \
+             AND (? IS NULL OR symbol = ?) ORDER BY at_ms DESC, rowid DESC LIMIT ?"
+        ))
+        .bind(filter.open_only)
+        .bind(filter.symbol)
+        .bind(filter.symbol)
+        .bind(int(filter.limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(OrderRecord::from).collect())
+    }
+
+    async fn update_order(&self, order: &OrderRecord, fill: Option<&FillRecord>) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "UPDATE orders SET quantity = ?, status = ?, filled_quantity = ?, fill_price = ?, \
+             commission = ?, filled = ?, reason = ? WHERE id = ?",
+        )
+        .bind(order.quantity)
+        .bind(&order.status)
+        .bind(order.filled_quantity)
+        .bind(order.fill_price)
+        .bind(order.commission)
+        .bind(&order.filled)
+        .bind(&order.reason)
+        .bind(&order.id)
+        .execute(&mut *tx)
+        .await?;
+        if let Some(fill) = fill {
+            sqlx::query(
+                "INSERT INTO fills (order_id, symbol, side, quantity, price, commission, \
+                 slippage, date, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&fill.order_id)
+            .bind(&fill.symbol)
+            .bind(&fill.side)
+            .bind(fill.quantity)
+            .bind(fill.price)
+            .bind(fill.commission)
+            .bind(fill.slippage)
+            .bind(&fill.date)
+            .bind(int(fill.at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn fills(&self) -> Result<Vec<FillRecord>> {
+        let rows: Vec<FillRow> = sqlx::query_as(
+            "SELECT seq, order_id, symbol, side, quantity, price, commission, slippage, date, \
+             at_ms FROM fills ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(FillRecord::from).collect())
+    }
+
+    async fn insert_refusal(&self, refusal: &RefusalRecord) -> Result<i64> {
+        let seq: i64 = sqlx::query_scalar(
+            "INSERT INTO refusals (agent, client_order_id, symbol, side, code, message, \
+             detail, as_of, at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq",
+        )
+        .bind(&refusal.agent)
+        .bind(&refusal.client_order_id)
+        .bind(&refusal.symbol)
+        .bind(&refusal.side)
+        .bind(&refusal.code)
+        .bind(&refusal.message)
+        .bind(&refusal.detail)
+        .bind(&refusal.as_of)
+        .bind(int(refusal.at_ms))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(seq)
+    }
+
+    async fn refusals(&self, limit: u32) -> Result<Vec<RefusalRecord>> {
+        let rows: Vec<RefusalRow> = sqlx::query_as(
+            "SELECT seq, agent, client_order_id, symbol, side, code, message, detail, as_of, \
+             at_ms FROM refusals ORDER BY seq DESC LIMIT ?",
+        )
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(RefusalRecord::from).collect())
+    }
+
+    async fn trading_state(&self, key: &str) -> Result<Option<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM trading_state WHERE key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn set_trading_state(&self, key: &str, value: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO trading_state (key, value) VALUES (?, ?) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MemoryStore for Sqlite {
+    async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO memories (collection, text, metadata, embedding, at_ms) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(memory.collection)
+        .bind(memory.text)
+        .bind(memory.metadata)
+        .bind(memory.embedding)
+        .bind(int(memory.at_ms))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(id)
+    }
+
+    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+        let words = query_words(query);
+        let rows: Vec<MemoryRow> = if words.is_empty() {
+            sqlx::query_as(
+                "SELECT id, collection, text, metadata, embedding, at_ms, 0.0 AS rank \
+                 FROM memories WHERE collection = ? ORDER BY id DESC LIMIT ?",
+            )
+            .bind(collection)
+            .bind(int(limit))
+            .fetch_all(&self.pool)
+            .await?
+        } else {
+            // Each word quoted: FTS5 sees terms, never its query syntax. bm25() is lower
+            // for better matches.
+            let expression = words
+                .iter()
+                .map(|w| format!("\"{w}\""))
+                .collect::<Vec<_>>()
+                .join(" OR ");
+            sqlx::query_as(
+                "SELECT m.id, m.collection, m.text, m.metadata, m.embedding, m.at_ms, \
+                 -bm25(memories_fts) AS rank FROM memories_fts JOIN memories m \
+                 ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND m.collection = ? \
+                 ORDER BY bm25(memories_fts) LIMIT ?",
+            )
+            .bind(expression)
+            .bind(collection)
+            .bind(int(limit))
+            .fetch_all(&self.pool)
+            .await?
+        };
+        Ok(rows.into_iter().map(MemoryRecord::from).collect())
+    }
+
+    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+        let rows: Vec<MemoryRow> = sqlx::query_as(
+            "SELECT id, collection, text, metadata, embedding, at_ms, 0.0 AS rank FROM memories \
+             WHERE collection = ? AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+        )
+        .bind(collection)
+        .bind(int(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(MemoryRecord::from).collect())
+    }
+
+    async fn forget(&self, collection: &str, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM memories WHERE collection = ? AND id = ?")
+            .bind(collection)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
     }
 }
 

@@ -12,8 +12,9 @@ use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use overseer_sandbox::{
-    AgentSource, Capability, EditOutcome, Finding, GuestError, HttpRequest, HttpResponse, Kv,
-    LlmCompletion, LlmRequest, Proposal, Runtime, Services, SourceLogLine,
+    Account, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, Capability, EditOutcome, Finding,
+    GuestError, HttpRequest, HttpResponse, Kv, LlmCompletion, LlmRequest, NewsItem, Order,
+    OrderRequest, Position, Proposal, Recalled, Runtime, Services, SourceLogLine, Timeframe,
 };
 
 pub use http::HttpProvider;
@@ -28,6 +29,9 @@ pub struct CallContext {
     /// The version called; `None` for a candidate not yet recorded.
     pub version: Option<u32>,
     pub manifest: Arc<Manifest>,
+    /// The market time of the event being handled (milliseconds since the Unix epoch), when
+    /// it has one; market answers are bounded by it, or by the market clock without it.
+    pub as_of_ms: Option<u64>,
 }
 
 /// Serves one interface: a real implementation per call, and a shadow one that has no effects.
@@ -51,6 +55,10 @@ pub struct Capabilities {
     llm: Registered<dyn overseer_sandbox::Llm>,
     http: Registered<dyn overseer_sandbox::Http>,
     source: Registered<dyn overseer_sandbox::Source>,
+    market: Registered<dyn overseer_sandbox::Market>,
+    broker: Registered<dyn overseer_sandbox::Broker>,
+    memory: Registered<dyn overseer_sandbox::Memory>,
+    budget: Registered<dyn overseer_sandbox::Budget>,
 }
 
 fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
@@ -73,6 +81,26 @@ impl Capabilities {
         set(&self.source, provider);
     }
 
+    /// Serve `market` with `provider`.
+    pub fn serve_market(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Market>>) {
+        set(&self.market, provider);
+    }
+
+    /// Serve `broker` with `provider`.
+    pub fn serve_broker(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Broker>>) {
+        set(&self.broker, provider);
+    }
+
+    /// Serve `memory` with `provider`.
+    pub fn serve_memory(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Memory>>) {
+        set(&self.memory, provider);
+    }
+
+    /// Serve `budget` with `provider`.
+    pub fn serve_budget(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Budget>>) {
+        set(&self.budget, provider);
+    }
+
     /// The services of one invocation: `runtime` and `kv` as given, and every other interface
     /// as the manifest grants it.
     pub(crate) fn bind(
@@ -88,6 +116,10 @@ impl Capabilities {
             llm: grant(&self.llm, "llm", call, mode),
             http: grant(&self.http, "http", call, mode),
             source: grant(&self.source, "source", call, mode),
+            market: grant(&self.market, "market", call, mode),
+            broker: grant(&self.broker, "broker", call, mode),
+            memory: grant(&self.memory, "memory", call, mode),
+            budget: grant(&self.budget, "budget", call, mode),
         }
     }
 }
@@ -134,6 +166,30 @@ impl IntoInterface<dyn overseer_sandbox::Http> for Unserved {
 
 impl IntoInterface<dyn overseer_sandbox::Source> for Unserved {
     fn into_interface(self) -> Arc<dyn overseer_sandbox::Source> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Market> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Market> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Broker> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Broker> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Memory> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Memory> {
+        Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Budget> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Budget> {
         Arc::new(self)
     }
 }
@@ -189,6 +245,117 @@ impl overseer_sandbox::Source for Unserved {
     }
 
     async fn outcome(&self, _agent: &str, _id: u64) -> Result<EditOutcome, GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Market for Unserved {
+    fn as_of(&self) -> AsOfTime {
+        AsOfTime {
+            at_ms: overseer_store::now_ms(),
+            date: String::new(),
+        }
+    }
+
+    fn symbols(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    async fn bars(
+        &self,
+        _symbol: &str,
+        _timeframe: Timeframe,
+        _from: &str,
+        _to: &str,
+    ) -> Result<Vec<Bar>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn latest(&self, _symbol: &str) -> Result<Option<Bar>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn news(
+        &self,
+        _symbol: &str,
+        _since_ms: u64,
+        _limit: u32,
+    ) -> Result<Vec<NewsItem>, GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Broker for Unserved {
+    async fn account(&self) -> Result<Account, GuestError> {
+        Err(self.error())
+    }
+
+    async fn positions(&self) -> Result<Vec<Position>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn orders(&self, _open_only: bool, _limit: u32) -> Result<Vec<Order>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn submit(&self, _request: OrderRequest) -> Result<Order, GuestError> {
+        Err(self.error())
+    }
+
+    async fn cancel(&self, _order_id: &str) -> Result<Order, GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Memory for Unserved {
+    async fn remember(
+        &self,
+        _collection: &str,
+        _text: &str,
+        _metadata: &str,
+    ) -> Result<u64, GuestError> {
+        Err(self.error())
+    }
+
+    async fn recall(
+        &self,
+        _collection: &str,
+        _query: &str,
+        _k: u32,
+        _filter: &str,
+    ) -> Result<Vec<Recalled>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn forget(&self, _collection: &str, _id: u64) -> Result<(), GuestError> {
+        Err(self.error())
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Budget for Unserved {
+    async fn budgets(&self) -> Result<Vec<AgentBudget>, GuestError> {
+        Err(self.error())
+    }
+
+    fn caps(&self) -> BudgetCaps {
+        BudgetCaps {
+            agent_tokens_per_day: 0,
+            agent_usd_per_day: 0.0,
+            total_tokens_per_day: 0,
+            total_usd_per_day: 0.0,
+        }
+    }
+
+    async fn set(
+        &self,
+        _agent: &str,
+        _tokens_per_day: u64,
+        _usd_per_day: f64,
+    ) -> Result<AgentBudget, GuestError> {
         Err(self.error())
     }
 }

@@ -161,6 +161,7 @@ impl Deployer {
             agent: agent.to_string(),
             version,
             manifest,
+            as_of_ms: None,
         };
         let call = Arc::new(Call::new(
             context.clone(),

@@ -1,0 +1,298 @@
+//! The trading side: the market, the paper portfolio, orders and fills, the risk gate (with
+//! the kill switch), and trade memory. Every answer is as of the market clock unless asked
+//! for an earlier day; nothing after it is ever shown. 503 `trading_disabled` when the daemon
+//! runs without it.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get};
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use overseer_trading::{Amount, OrderRequest, OrderType, Side, TimeInForce, Trading};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::{ApiError, ApiResult, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/market", get(market))
+        .route("/v1/market/{symbol}/bars", get(bars))
+        .route("/v1/portfolio", get(portfolio))
+        .route("/v1/orders", get(orders).post(submit))
+        .route("/v1/orders/{id}", delete(cancel))
+        .route("/v1/trades", get(trades))
+        .route("/v1/risk", get(risk).post(set_risk))
+        .route("/v1/memory", get(memory))
+}
+
+fn trading(state: &AppState) -> ApiResult<&Trading> {
+    state.trading.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "trading_disabled",
+            "the trading side is off ([trading] enabled = false)",
+        )
+    })
+}
+
+impl From<overseer_trading::Error> for ApiError {
+    fn from(error: overseer_trading::Error) -> Self {
+        use overseer_trading::Error as E;
+        let status = match &error {
+            E::InvalidOrder(_) | E::Market(_) => StatusCode::BAD_REQUEST,
+            E::Refused(_) => StatusCode::FORBIDDEN,
+            E::OrderNotFound(_) => StatusCode::NOT_FOUND,
+            E::NotOpen { .. } | E::NoPrice(_) => StatusCode::CONFLICT,
+            E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let code = match &error {
+            E::Refused(refusal) => refusal.code,
+            other => other.code(),
+        };
+        ApiError::new(status, code, error.to_string())
+    }
+}
+
+fn day(what: &str, text: &str) -> ApiResult<NaiveDate> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_range",
+            format!("{what} {text:?} is not a date like 2012-01-03"),
+        )
+    })
+}
+
+async fn market(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    Ok(Json(json!({
+        "as_of": trading.as_of(),
+        "symbols": trading.market().symbols(),
+        "market_speed_ms": trading.config().market_speed_ms,
+        "costs": trading.config().costs,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct BarsQuery {
+    from: Option<String>,
+    to: Option<String>,
+    as_of: Option<String>,
+}
+
+async fn bars(
+    State(state): State<AppState>,
+    Path(symbol): Path<String>,
+    Query(query): Query<BarsQuery>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let clock = trading.as_of();
+    let as_of = match &query.as_of {
+        Some(text) => day("as_of", text)?.min(clock),
+        None => clock,
+    };
+    let to = match &query.to {
+        Some(text) => day("to", text)?,
+        None => as_of,
+    };
+    let from = match &query.from {
+        Some(text) => day("from", text)?,
+        None => to - chrono::Days::new(45),
+    };
+    let bars = trading.bars(&symbol, from, to, as_of)?;
+    Ok(Json(
+        json!({ "symbol": symbol, "as_of": as_of, "bars": bars }),
+    ))
+}
+
+async fn portfolio(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    Ok(Json(json!(trading.portfolio_at(trading.as_of()).await)))
+}
+
+#[derive(Debug, Deserialize)]
+struct OrdersQuery {
+    open: Option<bool>,
+    limit: Option<u32>,
+}
+
+async fn orders(
+    State(state): State<AppState>,
+    Query(query): Query<OrdersQuery>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let orders = trading
+        .orders(
+            query.open.unwrap_or(false),
+            query.limit.unwrap_or(100).min(10_000),
+        )
+        .await?;
+    Ok(Json(json!({ "orders": orders })))
+}
+
+/// An order placed through the API: shares or dollars, market or limit.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewOrder {
+    symbol: String,
+    side: Side,
+    quantity: Option<f64>,
+    notional: Option<f64>,
+    #[serde(default = "market_order", rename = "type")]
+    order_type: OrderType,
+    limit_price: Option<f64>,
+    #[serde(default = "day_order")]
+    time_in_force: TimeInForce,
+    client_order_id: Option<String>,
+}
+
+fn market_order() -> OrderType {
+    OrderType::Market
+}
+
+fn day_order() -> TimeInForce {
+    TimeInForce::Day
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let trading = trading(&state)?;
+    let Json(order) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let amount = match (order.quantity, order.notional) {
+        (Some(q), None) => Amount::Quantity(q),
+        (None, Some(n)) => Amount::Notional(n),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_order",
+                "give quantity (shares) or notional (dollars), one of them",
+            ));
+        }
+    };
+    let request = OrderRequest {
+        symbol: order.symbol,
+        side: order.side,
+        amount,
+        order_type: order.order_type,
+        limit_price: order.limit_price,
+        time_in_force: order.time_in_force,
+        client_order_id: order
+            .client_order_id
+            .unwrap_or_else(|| format!("api-{}", uuid::Uuid::new_v4())),
+    };
+    let placed = trading.submit("api", &request, trading.as_of()).await?;
+    Ok((StatusCode::CREATED, Json(json!(placed))))
+}
+
+async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    Ok(Json(json!(trading.cancel(&id).await?)))
+}
+
+#[derive(Debug, Deserialize)]
+struct LimitQuery {
+    limit: Option<u32>,
+}
+
+async fn trades(
+    State(state): State<AppState>,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let mut fills = trading
+        .store()
+        .fills()
+        .await
+        .map_err(overseer_trading::Error::from)?;
+    fills.reverse();
+    fills.truncate(query.limit.unwrap_or(100).min(10_000) as usize);
+    Ok(Json(json!({ "trades": fills })))
+}
+
+async fn risk(
+    State(state): State<AppState>,
+    Query(query): Query<LimitQuery>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let refusals = trading
+        .store()
+        .refusals(query.limit.unwrap_or(50).min(10_000))
+        .await
+        .map_err(overseer_trading::Error::from)?;
+    let refusals: Vec<Value> = refusals
+        .into_iter()
+        .map(|r| {
+            let mut value = json!(r);
+            value["detail"] = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
+            value
+        })
+        .collect();
+    Ok(Json(json!({
+        "risk": trading.risk().await,
+        "refusals": refusals,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RiskAction {
+    action: String,
+}
+
+async fn set_risk(
+    State(state): State<AppState>,
+    body: Result<Json<RiskAction>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let status = match body.action.as_str() {
+        "kill" => trading.kill().await?,
+        "resume" => trading.resume().await?,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "action {other:?}: use kill or resume"
+            )));
+        }
+    };
+    Ok(Json(json!({ "risk": status })))
+}
+
+#[derive(Debug, Deserialize)]
+struct MemoryQuery {
+    /// The stored name: `shared/<name>` or `<agent>/<name>`.
+    collection: String,
+    q: Option<String>,
+    k: Option<u32>,
+}
+
+async fn memory(
+    State(state): State<AppState>,
+    Query(query): Query<MemoryQuery>,
+) -> ApiResult<Json<Value>> {
+    let found = overseer_trading::memory::recall(
+        &state.kernel.store,
+        &query.collection,
+        query.q.as_deref().unwrap_or(""),
+        query.k.unwrap_or(20),
+        &Map::new(),
+    )
+    .await
+    .map_err(overseer_trading::Error::from)?;
+    let memories: Vec<Value> = found
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "collection": m.collection,
+                "text": m.text,
+                "metadata": serde_json::from_str::<Value>(&m.metadata).unwrap_or(Value::Null),
+                "score": m.rank,
+                "at_ms": m.at_ms,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "memories": memories })))
+}

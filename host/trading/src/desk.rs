@@ -1,0 +1,690 @@
+//! The trading side of one daemon: the market clock and the market it steps through, the
+//! paper account (its ledger rebuilt from the stored fills), and the risk gate every order
+//! passes. The clock's task advances one trading day per `market_speed`: open orders fill
+//! against the new day's bar, the gate sees the new equity, and a `market.tick` is published
+//! with the day as its as-of time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, Weak};
+
+use chrono::{NaiveDate, NaiveTime};
+use overseer_kernel::bus::{Bus, host_event};
+use overseer_market::{Bar, Market, MarketClock, Timeframe};
+use overseer_store::{FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, now_ms};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::TradingConfig;
+use crate::error::{Error, Result};
+use crate::ledger::{Ledger, Side};
+use crate::order::{Amount, OrderRequest, OrderType, commission, fill_price};
+use crate::risk::{Book, Proposed, RiskGate, RiskState, RiskStatus};
+
+/// The UTC time a US trading day's close is stamped with: 16:00 in New York is 21:00 UTC
+/// (20:00 in summer; either way the same UTC date).
+const CLOSE_UTC: NaiveTime = match NaiveTime::from_hms_opt(21, 0, 0) {
+    Some(t) => t,
+    None => NaiveTime::MIN,
+};
+
+/// The as-of time of trading day `day`: its close, in milliseconds since the Unix epoch.
+pub fn as_of_ms(day: NaiveDate) -> u64 {
+    u64::try_from(day.and_time(CLOSE_UTC).and_utc().timestamp_millis()).unwrap_or(0)
+}
+
+/// The trading day an as-of time belongs to (its UTC date).
+pub fn as_of_day(ms: u64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_millis(i64::try_from(ms).unwrap_or(i64::MAX))
+        .map(|t| t.date_naive())
+        .unwrap_or_default()
+}
+
+/// Keys of the trading side's state in the store.
+const CLOCK_KEY: &str = "clock";
+const KILL_KEY: &str = "kill";
+
+/// The account with its ledger and gate: changed under one lock, so a check and the order it
+/// passes are one step.
+struct Account {
+    ledger: Ledger,
+    gate: RiskGate,
+}
+
+/// The trading side. Cheap to clone.
+#[derive(Clone)]
+pub struct Trading {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: TradingConfig,
+    market: Arc<dyn Market>,
+    store: Store,
+    bus: Bus,
+    clock: Mutex<MarketClock>,
+    account: tokio::sync::Mutex<Account>,
+    /// A file whose presence halts trading (`<data-dir>/KILL`).
+    kill_file: PathBuf,
+}
+
+/// A position valued at as-of.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PositionView {
+    pub symbol: String,
+    pub quantity: f64,
+    pub average_price: f64,
+    pub price: f64,
+    pub market_value: f64,
+    pub unrealized_pnl: f64,
+}
+
+/// The account valued at as-of: what `/v1/portfolio` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Portfolio {
+    pub as_of: NaiveDate,
+    pub currency: &'static str,
+    pub initial_cash: f64,
+    pub cash: f64,
+    pub equity: f64,
+    pub gross_exposure: f64,
+    pub realized_pnl: f64,
+    pub unrealized_pnl: f64,
+    pub commissions: f64,
+    pub positions: Vec<PositionView>,
+    pub risk_state: RiskState,
+}
+
+impl Trading {
+    /// The trading side on `store`: the ledger rebuilt from the stored fills, the clock at
+    /// the stored day (or `config.start`), the kill switch as it was left.
+    ///
+    /// # Errors
+    /// The store's; [`Error::Market`] when the market has no trading day on or after the
+    /// start.
+    pub async fn open(
+        config: TradingConfig,
+        market: Arc<dyn Market>,
+        store: Store,
+        bus: Bus,
+        data_dir: PathBuf,
+        days: Vec<NaiveDate>,
+    ) -> Result<Trading> {
+        let start = match store.trading_state(CLOCK_KEY).await? {
+            Some(day) => day.parse().unwrap_or(config.start),
+            None => config.start,
+        };
+        let clock = MarketClock::new(days, start).ok_or_else(|| {
+            overseer_market::Error::Data(format!("no trading day on or after {start}"))
+        })?;
+        let mut ledger = Ledger::new(config.initial_cash);
+        for fill in store.fills().await? {
+            let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
+            ledger.apply(
+                &fill.symbol,
+                side,
+                fill.quantity,
+                fill.price,
+                fill.commission,
+            );
+        }
+        let mut gate = RiskGate::new(config.risk.clone(), config.initial_cash);
+        if store.trading_state(KILL_KEY).await?.as_deref() == Some("on") {
+            gate.set_kill(true);
+        }
+        let trading = Trading {
+            inner: Arc::new(Inner {
+                config,
+                market,
+                store,
+                bus,
+                clock: Mutex::new(clock),
+                account: tokio::sync::Mutex::new(Account { ledger, gate }),
+                kill_file: data_dir.join("KILL"),
+            }),
+        };
+        let as_of = trading.as_of();
+        let equity = trading.portfolio_at(as_of).await.equity;
+        {
+            let mut account = trading.inner.account.lock().await;
+            account.gate.observe(equity, &as_of.to_string());
+        }
+        Ok(trading)
+    }
+
+    pub fn config(&self) -> &TradingConfig {
+        &self.inner.config
+    }
+
+    pub fn market(&self) -> &Arc<dyn Market> {
+        &self.inner.market
+    }
+
+    /// The market clock's day.
+    pub fn as_of(&self) -> NaiveDate {
+        self.inner
+            .clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_of()
+    }
+
+    /// The latest close of every symbol at `as_of`.
+    pub fn marks(&self, as_of: NaiveDate) -> BTreeMap<String, f64> {
+        self.inner
+            .market
+            .symbols()
+            .into_iter()
+            .filter_map(|symbol| {
+                let bar = self.inner.market.latest(&symbol, as_of).ok()??;
+                Some((symbol, bar.close))
+            })
+            .collect()
+    }
+
+    /// The account valued at `as_of`.
+    pub async fn portfolio_at(&self, as_of: NaiveDate) -> Portfolio {
+        let marks = self.marks(as_of);
+        let account = self.inner.account.lock().await;
+        portfolio(&account, &marks, as_of)
+    }
+
+    /// The gate's state and limits.
+    pub async fn risk(&self) -> RiskStatus {
+        self.inner.account.lock().await.gate.status()
+    }
+
+    /// Orders, newest first.
+    pub async fn orders(&self, open_only: bool, limit: u32) -> Result<Vec<OrderRecord>> {
+        Ok(self
+            .inner
+            .store
+            .orders(&OrderFilter {
+                open_only,
+                symbol: None,
+                limit,
+            })
+            .await?)
+    }
+
+    /// Place an order for `agent` at `as_of`: checked, passed through the risk gate, stored
+    /// as `new` to fill at the next bar. A second submit with the same client order id
+    /// answers the first order and places nothing.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOrder`] or `unknown_symbol` for a bad order; [`Error::Refused`] when
+    /// the gate refuses it (recorded, and published as `trade.refused`); [`Error::NoPrice`]
+    /// before the symbol's data begins.
+    pub async fn submit(
+        &self,
+        agent: &str,
+        request: &OrderRequest,
+        as_of: NaiveDate,
+    ) -> Result<OrderRecord> {
+        request.validate(&self.inner.market.symbols())?;
+        let id = format!("paper-{}", request.client_order_id);
+        if let Some(existing) = self.inner.store.order(&id).await? {
+            return Ok(existing);
+        }
+        let price = self
+            .inner
+            .market
+            .latest(&request.symbol, as_of)?
+            .map(|bar| bar.close)
+            .ok_or_else(|| Error::NoPrice(request.symbol.clone()))?;
+        let quantity = match request.amount {
+            Amount::Quantity(q) => q,
+            Amount::Notional(n) => n / request.limit_price.unwrap_or(price),
+        };
+        let marks = self.marks(as_of);
+        let mut account = self.inner.account.lock().await;
+        self.check_kill_file(&mut account).await;
+        let book = self.book(&account, &marks).await?;
+        account.gate.observe(book.equity, &as_of.to_string());
+        let proposed = Proposed {
+            symbol: &request.symbol,
+            side: request.side,
+            quantity,
+            price,
+        };
+        if let Err(refusal) = account.gate.check(&proposed, &book, Some(now_ms())) {
+            drop(account);
+            self.refused(agent, request, &refusal, as_of).await;
+            return Err(Error::Refused(refusal));
+        }
+        let order = OrderRecord {
+            id,
+            client_order_id: request.client_order_id.clone(),
+            agent: agent.to_string(),
+            symbol: request.symbol.clone(),
+            side: request.side.as_str().to_string(),
+            order_type: request.order_type.as_str().to_string(),
+            time_in_force: request.time_in_force.as_str().to_string(),
+            quantity,
+            notional: match request.amount {
+                Amount::Notional(n) => Some(n),
+                Amount::Quantity(_) => None,
+            },
+            limit_price: request.limit_price,
+            status: "new".to_string(),
+            filled_quantity: 0.0,
+            fill_price: None,
+            commission: 0.0,
+            submitted: as_of.to_string(),
+            filled: None,
+            reason: None,
+            at_ms: now_ms(),
+        };
+        let (order, _) = self.inner.store.insert_order(&order).await?;
+        Ok(order)
+    }
+
+    /// Cancel an open order.
+    ///
+    /// # Errors
+    /// [`Error::OrderNotFound`]; [`Error::NotOpen`] for an order already done.
+    pub async fn cancel(&self, id: &str) -> Result<OrderRecord> {
+        let _account = self.inner.account.lock().await;
+        let mut order = self
+            .inner
+            .store
+            .order(id)
+            .await?
+            .ok_or_else(|| Error::OrderNotFound(id.to_string()))?;
+        if order.status != "new" {
+            return Err(Error::NotOpen {
+                id: order.id,
+                status: order.status,
+            });
+        }
+        order.status = "canceled".to_string();
+        order.reason = Some("cancelled by its owner".to_string());
+        self.inner.store.update_order(&order, None).await?;
+        Ok(order)
+    }
+
+    /// Turn the kill switch on: trading halts at once and open orders are cancelled.
+    pub async fn kill(&self) -> Result<RiskStatus> {
+        self.inner.store.set_trading_state(KILL_KEY, "on").await?;
+        let mut account = self.inner.account.lock().await;
+        account.gate.set_kill(true);
+        let status = account.gate.status();
+        drop(account);
+        self.cancel_open("trading halted").await?;
+        self.publish("risk.halted", json!({ "reason": "kill switch" }), "risk")
+            .await;
+        Ok(status)
+    }
+
+    /// Resume trading after a halt: the kill switch off (the kill file must be gone too),
+    /// the drawdown measured from the equity now.
+    pub async fn resume(&self) -> Result<RiskStatus> {
+        self.inner.store.set_trading_state(KILL_KEY, "off").await?;
+        let as_of = self.as_of();
+        let marks = self.marks(as_of);
+        let mut account = self.inner.account.lock().await;
+        let equity = account.ledger.value(&marks).equity;
+        account.gate.resume(equity, &as_of.to_string());
+        self.check_kill_file(&mut account).await;
+        let status = account.gate.status();
+        drop(account);
+        self.publish("risk.resumed", json!({ "state": status.state }), "risk")
+            .await;
+        Ok(status)
+    }
+
+    /// Advance the clock one trading day: fill what the new day's bars fill, let the gate
+    /// see the new equity, publish `market.tick`. Answers the new day, or `None` at the end
+    /// of the market's data.
+    pub async fn step(&self) -> Result<Option<NaiveDate>> {
+        let day = {
+            let mut clock = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+            clock.advance()
+        };
+        let Some(day) = day else {
+            return Ok(None);
+        };
+        self.inner
+            .store
+            .set_trading_state(CLOCK_KEY, &day.to_string())
+            .await?;
+        // A kill switch thrown since the last tick stops this one's fills.
+        let before = {
+            let mut account = self.inner.account.lock().await;
+            let before = account.gate.state();
+            self.check_kill_file(&mut account).await;
+            before
+        };
+        if self.inner.account.lock().await.gate.state() == RiskState::Halted {
+            self.cancel_open("trading halted").await?;
+        }
+        self.fill_open(day).await?;
+        let marks = self.marks(day);
+        let (after, equity) = {
+            let mut account = self.inner.account.lock().await;
+            let equity = account.ledger.value(&marks).equity;
+            let after = account.gate.observe(equity, &day.to_string());
+            (after, equity)
+        };
+        if after != before {
+            if after == RiskState::Halted {
+                self.cancel_open("trading halted").await?;
+            }
+            let status = self.risk().await;
+            self.publish_at(
+                &format!("risk.{}", after.as_str()),
+                json!({ "state": after, "reason": status.reason, "equity": equity }),
+                "risk",
+                day,
+            )
+            .await;
+        }
+        let bars: BTreeMap<String, Bar> = self
+            .inner
+            .market
+            .symbols()
+            .into_iter()
+            .filter_map(|symbol| {
+                let bar = self.inner.market.latest(&symbol, day).ok()??;
+                (bar.date == day).then_some((symbol, bar))
+            })
+            .collect();
+        self.publish_at(
+            "market.tick",
+            json!({ "as_of": day, "as_of_ms": as_of_ms(day), "bars": bars }),
+            "market",
+            day,
+        )
+        .await;
+        Ok(Some(day))
+    }
+
+    /// Run the clock until the market's data ends or the trading side is dropped.
+    pub fn spawn_clock(&self) -> tokio::task::JoinHandle<()> {
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let every = self.inner.config.market_speed();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval.tick().await;
+            loop {
+                interval.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                let trading = Trading { inner };
+                match trading.step().await {
+                    Ok(Some(_)) => {}
+                    Ok(None) => {
+                        tracing::info!(as_of = %trading.as_of(), "the market replay reached the end of its data");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "market clock step failed"),
+                }
+            }
+        })
+    }
+
+    /// Fill the open orders placed before `day` that its bars fill; expire day orders that
+    /// had their day.
+    async fn fill_open(&self, day: NaiveDate) -> Result<()> {
+        let open = self.orders(true, u32::MAX).await?;
+        // Oldest first: orders fill in the order they were placed.
+        for mut order in open.into_iter().rev() {
+            if order.submitted.as_str() >= day.to_string().as_str() {
+                continue;
+            }
+            let side = Side::parse(&order.side).unwrap_or(Side::Buy);
+            let order_type = if order.order_type == "limit" {
+                OrderType::Limit
+            } else {
+                OrderType::Market
+            };
+            let bar = self
+                .inner
+                .market
+                .latest(&order.symbol, day)?
+                .filter(|bar| bar.date == day);
+            let fill = bar.and_then(|bar| {
+                fill_price(
+                    order_type,
+                    side,
+                    order.limit_price,
+                    &bar,
+                    &self.inner.config.costs,
+                )
+            });
+            let Some((base, price)) = fill else {
+                if order.time_in_force == "day" {
+                    order.status = "expired".to_string();
+                    order.reason = Some(format!("not filled on {day}"));
+                    self.inner.store.update_order(&order, None).await?;
+                }
+                continue;
+            };
+            let quantity = order.notional.map_or(order.quantity, |n| n / price);
+            let marks = self.marks(day);
+            let mut account = self.inner.account.lock().await;
+            let mut book = self.book(&account, &marks).await?;
+            // This order is in the book as open: take it out before checking it again.
+            if let Some(held) = book.positions.get_mut(&order.symbol) {
+                *held -= side.sign() * order.quantity;
+            }
+            let proposed = Proposed {
+                symbol: &order.symbol,
+                side,
+                quantity,
+                price,
+            };
+            if let Err(refusal) = account.gate.check(&proposed, &book, None) {
+                drop(account);
+                order.status = "rejected".to_string();
+                order.reason = Some(format!("risk:{}: {}", refusal.code, refusal.message));
+                self.inner.store.update_order(&order, None).await?;
+                let request = OrderRequest {
+                    symbol: order.symbol.clone(),
+                    side,
+                    amount: Amount::Quantity(quantity),
+                    order_type,
+                    limit_price: order.limit_price,
+                    time_in_force: crate::order::TimeInForce::Day,
+                    client_order_id: order.client_order_id.clone(),
+                };
+                self.refused(&order.agent, &request, &refusal, day).await;
+                continue;
+            }
+            let commission = commission(quantity, price, &self.inner.config.costs);
+            let closed = account
+                .ledger
+                .apply(&order.symbol, side, quantity, price, commission);
+            order.quantity = quantity;
+            order.status = "filled".to_string();
+            order.filled_quantity = quantity;
+            order.fill_price = Some(price);
+            order.commission = commission;
+            order.filled = Some(day.to_string());
+            let fill = FillRecord {
+                seq: 0,
+                order_id: order.id.clone(),
+                symbol: order.symbol.clone(),
+                side: order.side.clone(),
+                quantity,
+                price,
+                commission,
+                slippage: (price - base).abs() * quantity,
+                date: day.to_string(),
+                at_ms: now_ms(),
+            };
+            self.inner.store.update_order(&order, Some(&fill)).await?;
+            drop(account);
+            self.publish_at(
+                "trade.executed",
+                json!({ "order": order, "fill": fill, "as_of": day }),
+                "trade",
+                day,
+            )
+            .await;
+            if let Some(closed) = closed {
+                self.publish_at(
+                    "trade.closed",
+                    json!({ "closed": closed, "order_id": order.id, "client_order_id": order.client_order_id, "as_of": day }),
+                    "trade",
+                    day,
+                )
+                .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The gate's view of the account: positions with open orders counted as filled.
+    async fn book(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<Book> {
+        let mut positions: BTreeMap<String, f64> = account
+            .ledger
+            .positions
+            .iter()
+            .map(|(symbol, holding)| (symbol.clone(), holding.quantity))
+            .collect();
+        for order in self.orders(true, u32::MAX).await? {
+            let sign = Side::parse(&order.side).map_or(0.0, Side::sign);
+            *positions.entry(order.symbol).or_default() += sign * order.quantity;
+        }
+        Ok(Book {
+            equity: account.ledger.value(marks).equity,
+            positions,
+            marks: marks.clone(),
+        })
+    }
+
+    async fn check_kill_file(&self, account: &mut Account) {
+        if self.inner.kill_file.exists() && account.gate.state() != RiskState::Halted {
+            tracing::warn!(file = %self.inner.kill_file.display(), "kill file present: trading halted");
+            account.gate.set_kill(true);
+        }
+    }
+
+    async fn cancel_open(&self, reason: &str) -> Result<()> {
+        for mut order in self.orders(true, u32::MAX).await? {
+            order.status = "canceled".to_string();
+            order.reason = Some(reason.to_string());
+            self.inner.store.update_order(&order, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Record a refusal and publish it as `trade.refused`.
+    async fn refused(
+        &self,
+        agent: &str,
+        request: &OrderRequest,
+        refusal: &crate::risk::Refusal,
+        as_of: NaiveDate,
+    ) {
+        let record = RefusalRecord {
+            seq: 0,
+            agent: agent.to_string(),
+            client_order_id: request.client_order_id.clone(),
+            symbol: request.symbol.clone(),
+            side: request.side.as_str().to_string(),
+            code: refusal.code.to_string(),
+            message: refusal.message.clone(),
+            detail: refusal.detail.to_string(),
+            as_of: as_of.to_string(),
+            at_ms: now_ms(),
+        };
+        if let Err(e) = self.inner.store.insert_refusal(&record).await {
+            tracing::warn!(error = %e, "a refusal could not be recorded");
+        }
+        self.publish_at(
+            "trade.refused",
+            json!({
+                "agent": agent,
+                "client_order_id": request.client_order_id,
+                "symbol": request.symbol,
+                "side": request.side,
+                "code": refusal.code,
+                "message": refusal.message,
+                "detail": refusal.detail,
+                "as_of": as_of,
+            }),
+            "risk",
+            as_of,
+        )
+        .await;
+    }
+
+    async fn publish(&self, topic: &str, payload: serde_json::Value, source: &str) {
+        self.publish_at(topic, payload, source, self.as_of()).await;
+    }
+
+    async fn publish_at(
+        &self,
+        topic: &str,
+        payload: serde_json::Value,
+        source: &str,
+        as_of: NaiveDate,
+    ) {
+        let event = host_event(topic.to_string(), payload.to_string(), source);
+        if let Err(e) = self
+            .inner
+            .bus
+            .publish_as_of(event, Some(as_of_ms(as_of)))
+            .await
+        {
+            tracing::warn!(topic, error = %e, "trading event not published");
+        }
+    }
+
+    /// Bars of `symbol` from `from` to `to`, bounded by `as_of`.
+    ///
+    /// # Errors
+    /// [`Error::Market`]: look-ahead, an unknown symbol, a range backwards.
+    pub fn bars(
+        &self,
+        symbol: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+        as_of: NaiveDate,
+    ) -> Result<Vec<Bar>> {
+        Ok(self
+            .inner
+            .market
+            .bars(symbol, Timeframe::Day, from, to, as_of)?)
+    }
+
+    /// The store the trading side keeps its records in.
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+}
+
+fn portfolio(account: &Account, marks: &BTreeMap<String, f64>, as_of: NaiveDate) -> Portfolio {
+    let value = account.ledger.value(marks);
+    let positions: Vec<PositionView> = account
+        .ledger
+        .positions
+        .iter()
+        .map(|(symbol, holding)| {
+            let price = marks.get(symbol).copied().unwrap_or(holding.average_price);
+            PositionView {
+                symbol: symbol.clone(),
+                quantity: holding.quantity,
+                average_price: holding.average_price,
+                price,
+                market_value: holding.quantity * price,
+                unrealized_pnl: (price - holding.average_price) * holding.quantity,
+            }
+        })
+        .collect();
+    Portfolio {
+        as_of,
+        currency: "USD",
+        initial_cash: account.ledger.initial_cash,
+        cash: value.cash,
+        equity: value.equity,
+        gross_exposure: value.gross_exposure,
+        realized_pnl: account.ledger.realized_pnl,
+        unrealized_pnl: positions.iter().map(|p| p.unrealized_pnl).sum(),
+        commissions: account.ledger.commissions,
+        positions,
+        risk_state: account.gate.state(),
+    }
+}

@@ -295,6 +295,11 @@ impl Api {
         send(self.client.get(self.url(path))).await
     }
 
+    /// PUT `body` as JSON to `path`.
+    pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        send(self.client.put(self.url(path)).json(&body)).await
+    }
+
     pub async fn delete(&self, path: &str) -> (StatusCode, Value) {
         send(self.client.delete(self.url(path)).bearer_auth(TOKEN)).await
     }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod budgets;
 mod bus;
 mod calls;
 mod cli;

@@ -12,6 +12,7 @@
 
 mod agents;
 mod alerts;
+mod budgets;
 mod edits;
 mod error;
 mod system;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub system: Arc<Mutex<sysinfo::System>>,
     /// The market, the paper account and the risk gate; `None` with trading off.
     pub trading: Option<overseer_trading::Trading>,
+    /// The agents' LLM budgets, for `/v1/budgets`.
+    pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
 }
 
 impl AppState {
@@ -77,6 +80,7 @@ impl AppState {
             body_limit,
             system: Arc::new(Mutex::new(sysinfo::System::new())),
             trading: None,
+            budgets: None,
         }
     }
 }
@@ -90,6 +94,7 @@ pub fn app(state: AppState) -> Router {
         .merge(edits::routes())
         .merge(system::routes())
         .merge(trading::routes())
+        .merge(budgets::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

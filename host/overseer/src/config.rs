@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use overseer_kernel::KernelConfig;
+use overseer_kernel::capability::LlmBudgetConfig;
 use overseer_kernel::config::{Budgets, Retention};
 use overseer_providers::{LlmConfig, Secret};
 use overseer_sandbox::CacheKey;
@@ -132,6 +133,8 @@ pub struct Config {
     pub retention: Retention,
     /// The market, the paper broker, costs and risk limits (`[trading]` in the file).
     pub trading: TradingConfig,
+    /// LLM budgets per agent and in all, prices per model (`[llm_budget]` in the file).
+    pub llm_budget: LlmBudgetConfig,
 }
 
 impl Default for Config {
@@ -169,6 +172,7 @@ impl Default for Config {
             budgets: kernel.budgets,
             retention: kernel.retention,
             trading: TradingConfig::default(),
+            llm_budget: LlmBudgetConfig::default(),
         }
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use overseer_api::AppState;
 use overseer_kernel::Kernel;
-use overseer_kernel::capability::{HttpProvider, LlmProvider};
+use overseer_kernel::capability::{BudgetProvider, HttpProvider, LlmBudgets, LlmProvider};
 use overseer_providers::{Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
@@ -57,11 +57,16 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     }
     let kernel = Kernel::new(config.kernel(cache_key), store.clone()).await?;
     let llm = Arc::new(Llm::new(&config.llm)?);
+    let budgets = Arc::new(LlmBudgets::load(config.llm_budget.clone(), store.clone()).await?);
     kernel.capabilities.serve_llm(Arc::new(LlmProvider::new(
         llm.clone(),
         store,
         kernel.metrics.clone(),
+        budgets.clone(),
     )));
+    kernel
+        .capabilities
+        .serve_budget(Arc::new(BudgetProvider::new(budgets.clone())));
     kernel
         .capabilities
         .serve_http(Arc::new(HttpProvider::new(Arc::new(Outbound::new()?))));
@@ -101,6 +106,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     );
     state.public_read = config.public_read;
     state.trading = trading;
+    state.budgets = Some(budgets);
     state.allowed_hosts = config.allowed_hosts.clone().into();
     Ok(Daemon {
         config,

@@ -710,6 +710,49 @@ pub async fn llm_usage_adds_up_per_agent(store: &Store) {
         (a.calls, a.failed, a.prompt_tokens, a.completion_tokens),
         (2, 1, 10, 2)
     );
+    let spend = store.llm_spend_since(0).await.unwrap();
+    assert_eq!(
+        spend,
+        [
+            LlmSpend {
+                agent: "a".to_string(),
+                model: "m".to_string(),
+                prompt_tokens: 10,
+                completion_tokens: 2
+            },
+            LlmSpend {
+                agent: "b".to_string(),
+                model: "m".to_string(),
+                prompt_tokens: 100,
+                completion_tokens: 1
+            }
+        ]
+    );
+    assert!(
+        store
+            .llm_spend_since(u64::MAX >> 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    assert!(store.llm_budgets().await.unwrap().is_empty());
+    for usd in [1.5, 2.5] {
+        store
+            .set_llm_budget(&BudgetRecord {
+                agent: "a".to_string(),
+                tokens_per_day: 1000,
+                usd_per_day: usd,
+            })
+            .await
+            .unwrap();
+    }
+    let budgets = store.llm_budgets().await.unwrap();
+    assert_eq!(budgets.len(), 1);
+    assert_eq!(
+        (budgets[0].tokens_per_day, budgets[0].usd_per_day),
+        (1000, 2.5)
+    );
 }
 
 /// A prune removes by age and past a size or a count, oldest first, and nothing else: open

@@ -148,6 +148,12 @@ pub trait UsageStore: Send + Sync {
     async fn insert_llm_call(&self, call: &LlmCall<'_>) -> Result<()>;
     /// Token counts per agent, most tokens first.
     async fn llm_usage(&self) -> Result<Vec<LlmUsage>>;
+    /// Tokens spent per agent and model since `since_ms`.
+    async fn llm_spend_since(&self, since_ms: u64) -> Result<Vec<LlmSpend>>;
+    /// The budgets set, by agent.
+    async fn llm_budgets(&self) -> Result<Vec<BudgetRecord>>;
+    /// Set one agent's budget.
+    async fn set_llm_budget(&self, budget: &BudgetRecord) -> Result<()>;
 }
 
 /// The broker's orders and fills, the risk gate's refusals and the trading side's settings.

@@ -438,6 +438,24 @@ pub struct LlmCall<'a> {
     pub ms: u64,
 }
 
+/// Tokens one agent spent on one model since some time.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmSpend {
+    pub agent: String,
+    pub model: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+/// An agent's LLM budget per day (UTC).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BudgetRecord {
+    pub agent: String,
+    pub tokens_per_day: u64,
+    /// US dollars.
+    pub usd_per_day: f64,
+}
+
 /// What one agent has asked of the LLM so far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LlmUsage {

@@ -795,6 +795,55 @@ impl UsageStore for Sqlite {
         Ok(())
     }
 
+    async fn llm_spend_since(&self, since_ms: u64) -> Result<Vec<LlmSpend>> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT agent, model, coalesce(SUM(prompt_tokens), 0), coalesce(SUM(completion_tokens), 0) \
+             FROM llm_calls WHERE at_ms >= ? GROUP BY agent, model ORDER BY agent, model",
+        )
+        .bind(int(since_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, model, prompt, completion)| LlmSpend {
+                agent,
+                model,
+                prompt_tokens: unsigned(prompt),
+                completion_tokens: unsigned(completion),
+            })
+            .collect())
+    }
+
+    async fn llm_budgets(&self) -> Result<Vec<BudgetRecord>> {
+        let rows: Vec<(String, i64, f64)> = sqlx::query_as(
+            "SELECT agent, tokens_per_day, usd_per_day FROM llm_budgets ORDER BY agent",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, tokens, usd)| BudgetRecord {
+                agent,
+                tokens_per_day: unsigned(tokens),
+                usd_per_day: usd,
+            })
+            .collect())
+    }
+
+    async fn set_llm_budget(&self, budget: &BudgetRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO llm_budgets (agent, tokens_per_day, usd_per_day) VALUES (?, ?, ?) \
+             ON CONFLICT (agent) DO UPDATE SET tokens_per_day = excluded.tokens_per_day, \
+             usd_per_day = excluded.usd_per_day",
+        )
+        .bind(&budget.agent)
+        .bind(int(budget.tokens_per_day))
+        .bind(budget.usd_per_day)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
     async fn llm_usage(&self) -> Result<Vec<LlmUsage>> {
         let rows: Vec<UsageRow> = sqlx::query_as(
             "SELECT agent, COUNT(*) AS calls, SUM(CASE WHEN outcome <> 'ok' THEN 1 ELSE 0 END) AS failed, \

@@ -1,5 +1,6 @@
-//! `llm` for agents: the host's LLM client, with every call's tokens recorded per agent in the
-//! store and the metrics. Shadow runs see the model but never ask it.
+//! `llm` for agents: the host's LLM client, with every call's worst case reserved against the
+//! agent's and the host's budgets first ([`LlmBudgets`]), and its tokens recorded per agent in
+//! the store and the metrics. Shadow runs see the model but never ask it.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use overseer_providers::{Llm, llm};
 use overseer_sandbox::{GuestError, LlmCompletion, LlmRequest, LlmUsage};
 use overseer_store::{LlmCall, Store};
 
+use super::budget::{LlmBudgets, Reservation};
 use super::{CallContext, Provider, guest_error};
 use crate::metrics::Metrics;
 
@@ -17,14 +19,21 @@ pub struct LlmProvider {
     llm: Arc<Llm>,
     store: Store,
     metrics: Arc<Metrics>,
+    budgets: Arc<LlmBudgets>,
 }
 
 impl LlmProvider {
-    pub fn new(llm: Arc<Llm>, store: Store, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        llm: Arc<Llm>,
+        store: Store,
+        metrics: Arc<Metrics>,
+        budgets: Arc<LlmBudgets>,
+    ) -> Self {
         LlmProvider {
             llm,
             store,
             metrics,
+            budgets,
         }
     }
 }
@@ -36,6 +45,7 @@ impl Provider<dyn overseer_sandbox::Llm> for LlmProvider {
             llm: self.llm.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
+            budgets: self.budgets.clone(),
         })
     }
 
@@ -49,6 +59,7 @@ struct AgentLlm {
     llm: Arc<Llm>,
     store: Store,
     metrics: Arc<Metrics>,
+    budgets: Arc<LlmBudgets>,
 }
 
 #[async_trait]
@@ -58,6 +69,22 @@ impl overseer_sandbox::Llm for AgentLlm {
     }
 
     async fn complete(&self, request: LlmRequest) -> Result<LlmCompletion, GuestError> {
+        // The completion's ceiling is always sent: it is what bounds the worst case.
+        let max_tokens = request
+            .max_tokens
+            .unwrap_or(self.budgets.config().default_max_tokens);
+        let reservation = match self.llm.model() {
+            Some(model) => {
+                let bytes: Vec<usize> = request.messages.iter().map(|m| m.content.len()).collect();
+                let worst = self.budgets.worst_case(model, &bytes, max_tokens);
+                Some(
+                    self.budgets
+                        .reserve(&self.agent, worst)
+                        .map_err(GuestError::Unavailable)?,
+                )
+            }
+            None => None,
+        };
         let request = llm::Request {
             messages: request
                 .messages
@@ -67,7 +94,7 @@ impl overseer_sandbox::Llm for AgentLlm {
                     content: m.content,
                 })
                 .collect(),
-            max_tokens: request.max_tokens,
+            max_tokens: Some(max_tokens),
             temperature: request.temperature,
         };
         // The request runs on its own task, which records it: an invocation that hits its
@@ -77,8 +104,9 @@ impl overseer_sandbox::Llm for AgentLlm {
             llm: self.llm.clone(),
             store: self.store.clone(),
             metrics: self.metrics.clone(),
+            budgets: self.budgets.clone(),
         };
-        let completion = tokio::spawn(async move { recorder.complete(request).await })
+        let completion = tokio::spawn(async move { recorder.complete(request, reservation).await })
             .await
             .map_err(|e| GuestError::Unavailable(format!("LLM task: {e}")))?
             .map_err(guest_error)?;
@@ -98,13 +126,16 @@ struct Recorder {
     llm: Arc<Llm>,
     store: Store,
     metrics: Arc<Metrics>,
+    budgets: Arc<LlmBudgets>,
 }
 
 impl Recorder {
-    /// Ask the LLM and record the call with its tokens, in the store and the metrics.
+    /// Ask the LLM, settle the call's reservation and record the call with its tokens, in
+    /// the store and the metrics.
     async fn complete(
         &self,
         request: llm::Request,
+        reservation: Option<Reservation>,
     ) -> Result<llm::Completion, overseer_providers::Error> {
         let started = Instant::now();
         let result = self.llm.complete(&request).await;
@@ -114,6 +145,16 @@ impl Recorder {
             Err(overseer_providers::Error::Unavailable(_)) => ("unavailable", 0, 0),
             Err(_) => ("failed", 0, 0),
         };
+        if let Some(reservation) = reservation {
+            // Priced as reserved: by the configured model, whatever name the endpoint answers
+            // with.
+            self.budgets.settle(
+                reservation,
+                &model,
+                u64::from(prompt),
+                u64::from(completion),
+            );
+        }
         self.metrics
             .llm_call(&self.agent, outcome, prompt, completion);
         if self.llm.model().is_some() {

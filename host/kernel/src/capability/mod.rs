@@ -5,6 +5,7 @@
 //! the manifest does not grant answers `denied`; one granted but served by nobody here answers
 //! `unavailable`.
 
+pub mod budget;
 mod http;
 mod llm;
 
@@ -17,6 +18,7 @@ use overseer_sandbox::{
     OrderRequest, Position, Proposal, Recalled, Runtime, Services, SourceLogLine, Timeframe,
 };
 
+pub use budget::{BudgetProvider, LlmBudgetConfig, LlmBudgets};
 pub use http::HttpProvider;
 pub use llm::LlmProvider;
 

@@ -1,0 +1,128 @@
+//! LLM budgets: many calls at once never spend past an agent's budget, the calls that do not
+//! fit answer `unavailable` naming it, and budgets are set only within the caps.
+
+use overseer_tests::{Api, Daemon, FakeLlm, test_config};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_concurrent_llm_calls_never_overshoot_the_budget() {
+    let llm = FakeLlm::start(vec!["pong".to_string()]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.llm.url = Some(llm.url.clone());
+    config.llm.model = "fake-model".to_string();
+    config.llm_budget.default_max_tokens = 200;
+    config.llm_budget.default_price.prompt_per_million = 1_000.0;
+    config.llm_budget.default_price.completion_per_million = 1_000.0;
+    let daemon = Daemon::start_with(config).await;
+    daemon.push_agent("prober", "fixture-prober").await;
+    // 3000 tokens: twenty calls of 150 (the fake's usage), fewer with the worst cases held.
+    let (status, body) = daemon
+        .put_json(
+            "/v1/budgets/prober",
+            json!({ "tokens_per_day": 3000, "usd_per_day": 5.0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let api = Api::new(daemon.api.url.clone());
+        calls.spawn(async move { api.invoke("prober", json!({ "call": "complete" })).await });
+    }
+    let answers = calls.join_all().await;
+    let mut answered = 0u64;
+    let mut refused = 0u64;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        let output = &body["output"];
+        if output.get("ok").is_some() {
+            answered += 1;
+        } else {
+            assert_eq!(output["error"], "unavailable", "{output}");
+            assert!(
+                output["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("llm budget: prober's"),
+                "{output}"
+            );
+            refused += 1;
+        }
+    }
+    let (_, budgets) = daemon.get("/v1/budgets").await;
+    let prober = budgets["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["agent"] == "prober")
+        .cloned()
+        .unwrap();
+    let used = prober["used"]["tokens"].as_u64().unwrap();
+    let usd = prober["used"]["usd"].as_f64().unwrap();
+    println!(
+        "budget: {answered} calls answered, {refused} refused, {used} of 3000 tokens, ${usd:.3} of $5"
+    );
+    assert_eq!(used, answered * 150, "every answered call is booked");
+    assert!(used <= 3000, "{prober}");
+    assert!(usd <= 5.0 + 1e-9, "{prober}");
+    assert!(refused > 0 && answered > 0);
+    assert_eq!(prober["reserved"]["tokens"], 0, "every reservation settled");
+    assert_eq!(
+        llm.requests().len() as u64,
+        answered,
+        "a refused call never reaches the endpoint"
+    );
+    // Every request carries the ceiling its worst case was reserved with.
+    assert!(llm.requests().iter().all(|r| r["max_tokens"] == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_are_set_only_within_the_caps() {
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_with(test_config(dir.path())).await;
+    for (body, code) in [
+        (
+            json!({ "tokens_per_day": 10_000_000u64, "usd_per_day": 1.0 }),
+            "over_budget_cap",
+        ),
+        (
+            json!({ "tokens_per_day": 1000, "usd_per_day": 1000.0 }),
+            "over_budget_cap",
+        ),
+        (
+            json!({ "tokens_per_day": 1000, "usd_per_day": -1.0 }),
+            "over_budget_cap",
+        ),
+        (
+            json!({ "tokens_per_day": -5, "usd_per_day": 1.0 }),
+            "invalid_request",
+        ),
+    ] {
+        let (status, answer) = daemon.put_json("/v1/budgets/someone", body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+    }
+    // Three agents at the per-agent cap of $10 would pass the total of $25.
+    for agent in ["a", "b"] {
+        let (status, _) = daemon
+            .put_json(
+                &format!("/v1/budgets/{agent}"),
+                json!({ "tokens_per_day": 1000, "usd_per_day": 10.0 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, answer) = daemon
+        .put_json(
+            "/v1/budgets/c",
+            json!({ "tokens_per_day": 1000, "usd_per_day": 10.0 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let (_, listed) = daemon.get("/v1/budgets").await;
+    let set: Vec<&Value> = listed["budgets"].as_array().unwrap().iter().collect();
+    assert_eq!(set.len(), 2, "{listed}");
+    assert_eq!(listed["caps"]["total_usd_per_day"], 25.0);
+}

@@ -399,3 +399,283 @@ async fn the_broker_and_memory_answer_only_what_the_manifest_grants() {
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
+
+/// A fake of Alpaca's data and trading APIs: documented shapes, one account, orders kept and
+/// filled when the test says so.
+mod fake_alpaca {
+    use std::sync::{Arc, Mutex};
+
+    use axum::Json;
+    use axum::extract::{Path, Query, State};
+    use axum::http::{HeaderMap, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::{delete, get};
+    use serde_json::{Value, json};
+
+    #[derive(Clone, Default)]
+    pub struct Alpaca {
+        pub url: String,
+        pub orders: Arc<Mutex<Vec<Value>>>,
+    }
+
+    impl Alpaca {
+        /// Fill every open order at `price`.
+        pub fn fill_all(&self, price: f64) {
+            for order in self.orders.lock().unwrap().iter_mut() {
+                if order["status"] == "accepted" {
+                    order["status"] = json!("filled");
+                    order["filled_qty"] = order["qty"].clone();
+                    order["filled_avg_price"] = json!(price.to_string());
+                    order["filled_at"] = json!("2024-01-03T15:00:00Z");
+                }
+            }
+        }
+    }
+
+    /// The 401 Alpaca answers without the test's key; `None` with it.
+    fn unauthorized(headers: &HeaderMap) -> Option<Response> {
+        let key = headers.get("apca-api-key-id").and_then(|v| v.to_str().ok());
+        if key == Some("kid") {
+            None
+        } else {
+            Some((
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "code": 40110000, "message": "request is not authorized" })),
+            )
+                .into_response())
+        }
+    }
+
+    async fn bars(headers: HeaderMap, Path(symbol): Path<String>) -> Response {
+        if let Some(denied) = unauthorized(&headers) {
+            return denied;
+        }
+        // Every weekday of the last 400 days, a gentle rise from 100.
+        let today = chrono::Utc::now().date_naive();
+        let bars: Vec<Value> = (0..400u64)
+            .rev()
+            .filter_map(|back| today.checked_sub_days(chrono::Days::new(back)))
+            .filter(|d| overseer_market::calendar::is_trading_day(*d))
+            .enumerate()
+            .map(|(n, d)| {
+                let close = 100.0 + n as f64 * 0.1;
+                json!({ "t": format!("{d}T05:00:00Z"), "o": close - 0.05, "h": close + 0.5, "l": close - 0.5, "c": close, "v": 1_000_000, "n": 1000, "vw": close })
+            })
+            .collect();
+        Json(json!({ "bars": bars, "symbol": symbol, "next_page_token": null })).into_response()
+    }
+
+    async fn account(headers: HeaderMap) -> Response {
+        if let Some(denied) = unauthorized(&headers) {
+            return denied;
+        }
+        Json(json!({ "id": "acct", "status": "ACTIVE", "currency": "USD", "cash": "100000", "equity": "100000", "buying_power": "200000" })).into_response()
+    }
+
+    async fn positions(headers: HeaderMap) -> Response {
+        if let Some(denied) = unauthorized(&headers) {
+            return denied;
+        }
+        Json(json!([])).into_response()
+    }
+
+    async fn submit(
+        State(fake): State<Alpaca>,
+        headers: HeaderMap,
+        Json(body): Json<Value>,
+    ) -> Response {
+        if let Some(denied) = unauthorized(&headers) {
+            return denied;
+        }
+        let mut orders = fake.orders.lock().unwrap();
+        if orders
+            .iter()
+            .any(|o| o["client_order_id"] == body["client_order_id"])
+        {
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Json(json!({ "code": 40010001, "message": "client_order_id must be unique" })),
+            )
+                .into_response();
+        }
+        let order = json!({
+            "id": format!("904837e3-0000-0000-0000-00000000000{}", orders.len()),
+            "client_order_id": body["client_order_id"],
+            "created_at": "2024-01-03T14:30:00Z",
+            "submitted_at": "2024-01-03T14:30:00Z",
+            "filled_at": null,
+            "symbol": body["symbol"],
+            "qty": body.get("qty").cloned().unwrap_or(Value::Null),
+            "notional": body.get("notional").cloned().unwrap_or(Value::Null),
+            "filled_qty": "0",
+            "filled_avg_price": null,
+            "type": body["type"],
+            "order_type": body["type"],
+            "side": body["side"],
+            "time_in_force": body["time_in_force"],
+            "limit_price": null,
+            "status": "accepted",
+        });
+        orders.push(order.clone());
+        Json(order).into_response()
+    }
+
+    async fn by_client_id(
+        State(fake): State<Alpaca>,
+        headers: HeaderMap,
+        Query(query): Query<Vec<(String, String)>>,
+    ) -> Response {
+        if let Some(denied) = unauthorized(&headers) {
+            return denied;
+        }
+        let id = query
+            .iter()
+            .find(|(k, _)| k == "client_order_id")
+            .map(|(_, v)| v.clone());
+        match fake
+            .orders
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|o| o["client_order_id"].as_str() == id.as_deref())
+        {
+            Some(order) => Json(order.clone()).into_response(),
+            None => (
+                StatusCode::NOT_FOUND,
+                Json(json!({ "code": 40410000, "message": "order not found" })),
+            )
+                .into_response(),
+        }
+    }
+
+    async fn cancel(State(fake): State<Alpaca>, Path(id): Path<String>) -> Response {
+        for order in fake.orders.lock().unwrap().iter_mut() {
+            if order["id"] == id.as_str() {
+                order["status"] = json!("canceled");
+            }
+        }
+        StatusCode::NO_CONTENT.into_response()
+    }
+
+    pub async fn start() -> Alpaca {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let fake = Alpaca {
+            url: format!("http://{}", listener.local_addr().unwrap()),
+            ..Alpaca::default()
+        };
+        let app = axum::Router::new()
+            .route("/v2/stocks/{symbol}/bars", get(bars))
+            .route(
+                "/v1beta1/news",
+                get(|| async { Json(json!({ "news": [], "next_page_token": null })) }),
+            )
+            .route("/v2/account", get(account))
+            .route("/v2/positions", get(positions))
+            .route("/v2/orders", get(|| async { Json(json!([])) }).post(submit))
+            .route("/v2/orders:by_client_order_id", get(by_client_id))
+            .route("/v2/orders/{id}", delete(cancel))
+            .with_state(fake.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        fake
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alpaca_orders_pass_the_gate_and_their_fills_come_back() {
+    let alpaca = fake_alpaca::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market = overseer_trading::MarketKind::Alpaca;
+    config.trading.broker = overseer_trading::BrokerKind::Alpaca;
+    config.trading.alpaca.data_url = alpaca.url.clone();
+    config.trading.alpaca.paper_url = alpaca.url.clone();
+    config.trading.alpaca.live_url = "http://127.0.0.1:9".to_string();
+    config.trading.alpaca.key_id = Some("kid".parse().unwrap());
+    config.trading.alpaca.secret = Some("sec".parse().unwrap());
+    let daemon = Daemon::start_with(config).await;
+
+    // The live market serves the fetched bars up to the last close, no later.
+    let (status, market) = daemon.get("/v1/market").await;
+    assert_eq!(status, StatusCode::OK, "{market}");
+    let (_, bars) = daemon.get("/v1/market/AAPL/bars").await;
+    let last = bars["bars"].as_array().unwrap().last().cloned().unwrap();
+    assert!(last["date"].as_str().unwrap() <= market["as_of"].as_str().unwrap());
+
+    // Through the gate to Alpaca's paper endpoint; a refused order never reaches it.
+    let order =
+        json!({ "symbol": "MSFT", "side": "buy", "quantity": 10, "client_order_id": "live-1" });
+    let (status, placed) = daemon.post("/v1/orders", order.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{placed}");
+    assert_eq!(placed["id"], "alpaca-live-1");
+    let big =
+        json!({ "symbol": "MSFT", "side": "buy", "notional": 90_000, "client_order_id": "live-2" });
+    let (status, refused) = daemon.post("/v1/orders", big.to_string()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(alpaca.orders.lock().unwrap().len(), 1);
+    assert_eq!(alpaca.orders.lock().unwrap()[0]["qty"], "10");
+
+    // Alpaca fills it; the next read-back books the fill and publishes it.
+    alpaca.fill_all(101.25);
+    trading(&daemon).sync().await.unwrap();
+    let (_, orders) = daemon.get("/v1/orders").await;
+    assert_eq!(orders["orders"][0]["status"], "filled", "{orders}");
+    assert_eq!(orders["orders"][0]["fill_price"], 101.25);
+    assert_eq!(events(&daemon, "trade.executed").await.len(), 1);
+
+    let (_, portfolio) = daemon.get("/v1/portfolio").await;
+    assert_eq!(
+        portfolio["equity"], 100_000.0,
+        "the account as Alpaca reports it: {portfolio}"
+    );
+
+    // Cancelling goes to Alpaca too; the kill switch cancels what is open there.
+    let another =
+        json!({ "symbol": "AAPL", "side": "buy", "quantity": 1, "client_order_id": "live-3" });
+    assert_eq!(
+        daemon.post("/v1/orders", another.to_string()).await.0,
+        StatusCode::CREATED
+    );
+    let (status, _) = daemon
+        .post("/v1/risk", json!({ "action": "kill" }).to_string())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(alpaca.orders.lock().unwrap()[1]["status"], "canceled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_trading_needs_the_alpaca_broker_and_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    for (market, broker, live, says) in [
+        (
+            overseer_trading::MarketKind::Replay,
+            overseer_trading::BrokerKind::Paper,
+            true,
+            "needs broker",
+        ),
+        (
+            overseer_trading::MarketKind::Replay,
+            overseer_trading::BrokerKind::Alpaca,
+            false,
+            "live market",
+        ),
+        (
+            overseer_trading::MarketKind::Polygon,
+            overseer_trading::BrokerKind::Paper,
+            false,
+            "OVERSEER_POLYGON_KEY",
+        ),
+        (
+            overseer_trading::MarketKind::Alpaca,
+            overseer_trading::BrokerKind::Paper,
+            false,
+            "OVERSEER_ALPACA_KEY_ID",
+        ),
+    ] {
+        let mut config = test_config(dir.path());
+        config.trading.market = market;
+        config.trading.broker = broker;
+        config.trading.live_trading = live;
+        let error = overseer::daemon::open(config).await.err().expect("refused");
+        assert!(error.to_string().contains(says), "{error}");
+    }
+}

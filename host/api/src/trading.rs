@@ -44,6 +44,11 @@ impl From<overseer_trading::Error> for ApiError {
             E::Refused(_) => StatusCode::FORBIDDEN,
             E::OrderNotFound(_) => StatusCode::NOT_FOUND,
             E::NotOpen { .. } | E::NoPrice(_) => StatusCode::CONFLICT,
+            E::Broker(e) => match e.code() {
+                "provider_invalid" => StatusCode::UNPROCESSABLE_ENTITY,
+                "provider_forbidden" => StatusCode::FORBIDDEN,
+                _ => StatusCode::BAD_GATEWAY,
+            },
             E::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let code = match &error {

@@ -36,6 +36,14 @@ impl MarketClock {
         }
     }
 
+    /// Add trading day `day` to the calendar when it is later than every day in it (a live
+    /// market's newest close); the clock stays where it is.
+    pub fn push(&mut self, day: NaiveDate) {
+        if self.days.last().is_none_or(|last| *last < day) {
+            self.days.push(day);
+        }
+    }
+
     /// Trading days left after the current one.
     pub fn remaining(&self) -> usize {
         self.days.len() - self.at - 1

@@ -8,6 +8,7 @@
 //! [`Replay`] serves the bundled daily bars of AAPL, MSFT and IBM (2000-03-01 to 2013-03-01),
 //! adjusted for splits and dividends; [`MarketClock`] walks its trading days.
 
+pub mod calendar;
 mod clock;
 mod error;
 mod replay;

@@ -77,6 +77,14 @@ impl Replay {
                 volume: row.volume / factor,
             });
         }
+        self.set_series(symbol, bars)
+    }
+
+    /// Replace `symbol`'s bars with `bars` (in any order; kept sorted by date).
+    ///
+    /// # Errors
+    /// [`Error::Data`] when a date repeats.
+    pub fn set_series(&mut self, symbol: &str, mut bars: Vec<Bar>) -> Result<()> {
         bars.sort_by_key(|bar| bar.date);
         if let Some(pair) = bars.windows(2).find(|pair| pair[0].date == pair[1].date) {
             return Err(Error::Data(format!(
@@ -215,6 +223,37 @@ mod tests {
         assert!(bars.iter().all(|bar| bar.date <= as_of));
         // Labor Day, 2008-09-01, has no bar.
         assert_eq!(bars.first().unwrap().date, date("2008-09-02"));
+    }
+
+    proptest::proptest! {
+        /// Whatever the as-of day and the range, no answer holds a bar after as-of: a range
+        /// that reaches past it is refused, and the latest bar is never later.
+        #[test]
+        fn no_answer_holds_a_bar_after_as_of(
+            as_of in 0i64..5000, from in -30i64..5000, length in 0i64..400, symbol in 0usize..3
+        ) {
+            let replay = bundled();
+            let start = date("1999-12-01");
+            let day = |n: i64| start + chrono::Duration::days(n);
+            let (as_of, from) = (day(as_of), day(from));
+            let to = from + chrono::Duration::days(length);
+            let symbol = ["AAPL", "IBM", "MSFT"][symbol];
+            match replay.bars(symbol, Timeframe::Day, from, to, as_of) {
+                Ok(bars) => {
+                    proptest::prop_assert!(to <= as_of);
+                    proptest::prop_assert!(bars.iter().all(|b| b.date <= as_of && b.date >= from));
+                }
+                Err(error) => proptest::prop_assert_eq!(error.code(), "look_ahead"),
+            }
+            if let Some(bar) = replay.latest(symbol, as_of).unwrap() {
+                proptest::prop_assert!(bar.date <= as_of);
+            }
+        }
+    }
+
+    fn bundled() -> &'static Replay {
+        static BUNDLED: std::sync::OnceLock<Replay> = std::sync::OnceLock::new();
+        BUNDLED.get_or_init(|| Replay::bundled().unwrap())
     }
 
     #[test]

@@ -68,6 +68,25 @@ pub struct ServeArgs {
     /// Run without the market clock, the paper broker and the trading interfaces.
     #[arg(long, env = "OVERSEER_NO_TRADING")]
     pub no_trading: bool,
+    /// Where prices come from: `replay` (default), `polygon` or `alpaca`.
+    #[arg(long, env = "OVERSEER_MARKET")]
+    pub market: Option<overseer_trading::MarketKind>,
+    /// Where orders go: `paper` (default) or `alpaca`.
+    #[arg(long, env = "OVERSEER_BROKER")]
+    pub broker: Option<overseer_trading::BrokerKind>,
+    /// Polygon.io API key.
+    #[arg(long, env = "OVERSEER_POLYGON_KEY", hide_env_values = true)]
+    pub polygon_key: Option<Secret>,
+    /// Alpaca key id (`APCA-API-KEY-ID`).
+    #[arg(long, env = "OVERSEER_ALPACA_KEY_ID", hide_env_values = true)]
+    pub alpaca_key_id: Option<Secret>,
+    /// Alpaca secret key (`APCA-API-SECRET-KEY`).
+    #[arg(long, env = "OVERSEER_ALPACA_SECRET", hide_env_values = true)]
+    pub alpaca_secret: Option<Secret>,
+    /// Send orders to Alpaca's LIVE endpoint: real money. Without it Alpaca orders go to the
+    /// paper endpoint.
+    #[arg(long)]
+    pub live_trading: bool,
 }
 
 /// Every setting of the daemon, with its default. Secrets are [`Secret`]s: never printed,
@@ -242,6 +261,22 @@ impl Config {
         if args.no_trading {
             config.trading.enabled = false;
         }
+        if let Some(market) = args.market {
+            config.trading.market = market;
+        }
+        if let Some(broker) = args.broker {
+            config.trading.broker = broker;
+        }
+        if let Some(key) = &args.polygon_key {
+            config.trading.polygon.key = Some(key.clone()).filter(|k| !k.expose().is_empty());
+        }
+        if let Some(key) = &args.alpaca_key_id {
+            config.trading.alpaca.key_id = Some(key.clone()).filter(|k| !k.expose().is_empty());
+        }
+        if let Some(secret) = &args.alpaca_secret {
+            config.trading.alpaca.secret = Some(secret.clone()).filter(|k| !k.expose().is_empty());
+        }
+        config.trading.live_trading = args.live_trading;
         Ok(config)
     }
 

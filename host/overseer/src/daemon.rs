@@ -15,7 +15,11 @@ use overseer_providers::{Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
+use overseer_trading::live::LiveMarket;
 use overseer_trading::{BrokerProvider, MarketProvider, MemoryProvider, Trading};
+
+/// How often a live market's clock looks for a session that closed.
+const LIVE_POLL: std::time::Duration = std::time::Duration::from_secs(60);
 
 use crate::config::Config;
 
@@ -26,6 +30,8 @@ pub struct Daemon {
     pub kernel: Kernel,
     pub selfedit: SelfEdit,
     pub state: AppState,
+    /// The live market, ticked in wall time, when one is configured.
+    pub live: Option<Arc<LiveMarket>>,
 }
 
 /// Open the daemon on `config`: the database and the token, the kernel and what it serves,
@@ -72,16 +78,16 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         .serve_http(Arc::new(HttpProvider::new(Arc::new(Outbound::new()?))));
     let memory = Arc::new(MemoryProvider::new(kernel.store.clone()));
     kernel.capabilities.serve_memory(memory);
-    let trading = if config.trading.enabled {
-        let replay = overseer_market::Replay::bundled()?;
-        let days = replay.trading_days();
+    let (trading, live) = if config.trading.enabled {
+        let connected = overseer_trading::live::connect(&config.trading)
+            .await
+            .map_err(|e| anyhow::anyhow!("trading: {e}"))?;
         let trading = Trading::open(
             config.trading.clone(),
-            Arc::new(replay),
+            connected.sources,
             kernel.store.clone(),
             kernel.bus.clone(),
             config.data_dir.clone(),
-            days,
         )
         .await?;
         kernel
@@ -90,9 +96,9 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         kernel
             .capabilities
             .serve_broker(Arc::new(BrokerProvider::new(trading.clone())));
-        Some(trading)
+        (Some(trading), connected.live)
     } else {
-        None
+        (None, None)
     };
     let selfedit = SelfEdit::new(kernel.clone(), config.build());
     selfedit.recover().await?;
@@ -113,6 +119,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         kernel,
         selfedit,
         state,
+        live,
     })
 }
 
@@ -192,8 +199,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     // The market clock starts once the bundled agents are live: no tick goes unheard.
     let trading = daemon.state.trading.clone();
-    let start_clock = move || {
-        if let Some(trading) = trading {
+    let live = daemon.live.clone();
+    let start_clock = move || match (trading, live) {
+        (Some(trading), Some(live)) => {
+            overseer_trading::live::spawn_live_clock(&trading, live, LIVE_POLL);
+            println!(
+                "live market clock running from {}: a tick after each session's close",
+                trading.as_of()
+            );
+        }
+        (Some(trading), None) => {
             trading.spawn_clock();
             println!(
                 "market clock running from {}: one trading day every {} ms",
@@ -201,6 +216,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 trading.config().market_speed_ms
             );
         }
+        _ => {}
     };
     if daemon.config.bundled {
         let selfedit = daemon.selfedit.clone();

@@ -38,7 +38,10 @@ fn guest_error(error: Error) -> GuestError {
         Error::Refused(refusal) => {
             GuestError::Denied(format!("risk:{}: {}", refusal.code, refusal.message))
         }
-        Error::Store(_) => GuestError::Unavailable(error.to_string()),
+        Error::Broker(e) if e.code() == "provider_invalid" || e.code() == "provider_forbidden" => {
+            GuestError::Denied(error.to_string())
+        }
+        Error::Broker(_) | Error::Store(_) => GuestError::Unavailable(error.to_string()),
     }
 }
 
@@ -131,8 +134,8 @@ impl overseer_sandbox::Market for CallMarket {
     async fn news(
         &self,
         symbol: &str,
-        _since_ms: u64,
-        _limit: u32,
+        since_ms: u64,
+        limit: u32,
     ) -> Result<Vec<NewsItem>, GuestError> {
         if !self.trading.market().symbols().iter().any(|s| s == symbol) {
             return Err(GuestError::InvalidInput(format!(
@@ -140,7 +143,32 @@ impl overseer_sandbox::Market for CallMarket {
             )));
         }
         // The replayed market carries prices only: no articles.
-        Ok(Vec::new())
+        let Some(news) = self.trading.news() else {
+            return Ok(Vec::new());
+        };
+        let until = as_of_ms(self.as_of);
+        if since_ms > until {
+            return Err(GuestError::InvalidInput(format!(
+                "look-ahead: news since {since_ms} ms is after the as-of time {until} ms"
+            )));
+        }
+        let articles = news
+            .news(symbol, since_ms, until, limit)
+            .await
+            .map_err(|e| GuestError::Unavailable(e.to_string()))?;
+        Ok(articles
+            .into_iter()
+            .map(|a| NewsItem {
+                id: a.id,
+                headline: a.headline,
+                summary: a.summary,
+                publisher: a.publisher,
+                url: a.url,
+                published_ms: a.published_ms,
+                symbols: a.symbols,
+                sentiment: a.sentiment,
+            })
+            .collect())
     }
 }
 

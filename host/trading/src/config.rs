@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use chrono::NaiveDate;
+use overseer_providers::Secret;
 use serde::{Deserialize, Serialize};
 
 /// Where prices come from, how fast the replayed market runs, what trading costs, and the risk
@@ -21,6 +22,84 @@ pub struct TradingConfig {
     pub initial_cash: f64,
     pub costs: Costs,
     pub risk: RiskLimits,
+    /// Where prices come from: `replay` (the bundled daily bars, the default), `polygon` or
+    /// `alpaca` (live, in wall time on the exchange's calendar).
+    pub market: MarketKind,
+    /// Where orders go: `paper` (the default) or `alpaca`.
+    pub broker: BrokerKind,
+    /// The symbols a live market serves (the replay serves its bundled ones).
+    pub symbols: Vec<String>,
+    pub polygon: PolygonConfig,
+    pub alpaca: AlpacaConfig,
+    /// Orders go to Alpaca's live endpoint, with real money. Set only by `--live-trading`,
+    /// never by the file.
+    #[serde(skip)]
+    pub live_trading: bool,
+}
+
+/// Where prices come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MarketKind {
+    #[default]
+    Replay,
+    Polygon,
+    Alpaca,
+}
+
+/// Where orders go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrokerKind {
+    #[default]
+    Paper,
+    Alpaca,
+}
+
+/// Polygon.io (`[trading.polygon]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolygonConfig {
+    pub url: String,
+    /// The API key (`OVERSEER_POLYGON_KEY`).
+    #[serde(skip_serializing)]
+    pub key: Option<Secret>,
+}
+
+impl Default for PolygonConfig {
+    fn default() -> Self {
+        PolygonConfig {
+            url: overseer_providers::polygon::DEFAULT_URL.to_string(),
+            key: None,
+        }
+    }
+}
+
+/// Alpaca (`[trading.alpaca]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlpacaConfig {
+    pub data_url: String,
+    pub paper_url: String,
+    pub live_url: String,
+    /// `APCA-API-KEY-ID` (`OVERSEER_ALPACA_KEY_ID`).
+    #[serde(skip_serializing)]
+    pub key_id: Option<Secret>,
+    /// `APCA-API-SECRET-KEY` (`OVERSEER_ALPACA_SECRET`).
+    #[serde(skip_serializing)]
+    pub secret: Option<Secret>,
+}
+
+impl Default for AlpacaConfig {
+    fn default() -> Self {
+        AlpacaConfig {
+            data_url: overseer_providers::alpaca::DATA_URL.to_string(),
+            paper_url: overseer_providers::alpaca::PAPER_URL.to_string(),
+            live_url: overseer_providers::alpaca::LIVE_URL.to_string(),
+            key_id: None,
+            secret: None,
+        }
+    }
 }
 
 impl Default for TradingConfig {
@@ -34,6 +113,12 @@ impl Default for TradingConfig {
             initial_cash: 100_000.0,
             costs: Costs::default(),
             risk: RiskLimits::default(),
+            market: MarketKind::Replay,
+            broker: BrokerKind::Paper,
+            symbols: vec!["AAPL".to_string(), "MSFT".to_string(), "IBM".to_string()],
+            polygon: PolygonConfig::default(),
+            alpaca: AlpacaConfig::default(),
+            live_trading: false,
         }
     }
 }
@@ -100,6 +185,31 @@ impl Default for RiskLimits {
             orders_per_minute: 60,
             allowlist: Vec::new(),
             allow_short: false,
+        }
+    }
+}
+
+impl std::str::FromStr for MarketKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "replay" => Ok(MarketKind::Replay),
+            "polygon" => Ok(MarketKind::Polygon),
+            "alpaca" => Ok(MarketKind::Alpaca),
+            other => Err(format!("market {other:?}: replay, polygon or alpaca")),
+        }
+    }
+}
+
+impl std::str::FromStr for BrokerKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "paper" => Ok(BrokerKind::Paper),
+            "alpaca" => Ok(BrokerKind::Alpaca),
+            other => Err(format!("broker {other:?}: paper or alpaca")),
         }
     }
 }

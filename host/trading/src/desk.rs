@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 use chrono::{NaiveDate, NaiveTime};
 use overseer_kernel::bus::{Bus, host_event};
 use overseer_market::{Bar, Market, MarketClock, Timeframe};
+use overseer_providers::alpaca::{Alpaca, NewOrder};
 use overseer_store::{FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, now_ms};
 use serde::Serialize;
 use serde_json::json;
@@ -18,6 +19,7 @@ use serde_json::json;
 use crate::config::TradingConfig;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Side};
+use crate::live::NewsSource;
 use crate::order::{Amount, OrderRequest, OrderType, commission, fill_price};
 use crate::risk::{Book, Proposed, RiskGate, RiskState, RiskStatus};
 
@@ -51,6 +53,27 @@ struct Account {
     gate: RiskGate,
 }
 
+/// Where the trading side's prices, news and fills come from.
+pub struct Sources {
+    pub market: Arc<dyn Market>,
+    pub news: Option<Arc<dyn NewsSource>>,
+    pub venue: Venue,
+    /// The trading days of the market clock.
+    pub days: Vec<NaiveDate>,
+    /// The clock's first day, unless the store holds where it stopped.
+    pub start: NaiveDate,
+}
+
+/// One execution, as a broker reports it.
+struct Filled {
+    quantity: f64,
+    price: f64,
+    commission: f64,
+    /// In money: |price − the bar's price| × quantity.
+    slippage: f64,
+    day: NaiveDate,
+}
+
 /// The trading side. Cheap to clone.
 #[derive(Clone)]
 pub struct Trading {
@@ -60,12 +83,24 @@ pub struct Trading {
 struct Inner {
     config: TradingConfig,
     market: Arc<dyn Market>,
+    /// Articles, when the market has them (the replay does not).
+    news: Option<Arc<dyn NewsSource>>,
     store: Store,
     bus: Bus,
     clock: Mutex<MarketClock>,
     account: tokio::sync::Mutex<Account>,
     /// A file whose presence halts trading (`<data-dir>/KILL`).
     kill_file: PathBuf,
+    venue: Venue,
+}
+
+/// Where orders go once the gate passes them.
+#[derive(Clone)]
+pub enum Venue {
+    /// The paper account in the store: fills at the next bar's open, with costs.
+    Paper,
+    /// An Alpaca account: orders placed there, fills read back at every tick.
+    Alpaca(Alpaca),
 }
 
 /// A position valued at as-of.
@@ -104,15 +139,21 @@ impl Trading {
     /// start.
     pub async fn open(
         config: TradingConfig,
-        market: Arc<dyn Market>,
+        sources: Sources,
         store: Store,
         bus: Bus,
         data_dir: PathBuf,
-        days: Vec<NaiveDate>,
     ) -> Result<Trading> {
+        let Sources {
+            market,
+            news,
+            venue,
+            days,
+            start,
+        } = sources;
         let start = match store.trading_state(CLOCK_KEY).await? {
-            Some(day) => day.parse().unwrap_or(config.start),
-            None => config.start,
+            Some(day) => day.parse().unwrap_or(start),
+            None => start,
         };
         let clock = MarketClock::new(days, start).ok_or_else(|| {
             overseer_market::Error::Data(format!("no trading day on or after {start}"))
@@ -136,11 +177,13 @@ impl Trading {
             inner: Arc::new(Inner {
                 config,
                 market,
+                news,
                 store,
                 bus,
                 clock: Mutex::new(clock),
                 account: tokio::sync::Mutex::new(Account { ledger, gate }),
                 kill_file: data_dir.join("KILL"),
+                venue,
             }),
         };
         let as_of = trading.as_of();
@@ -158,6 +201,21 @@ impl Trading {
 
     pub fn market(&self) -> &Arc<dyn Market> {
         &self.inner.market
+    }
+
+    /// The market's news, when it has any.
+    pub fn news(&self) -> Option<&Arc<dyn NewsSource>> {
+        self.inner.news.as_ref()
+    }
+
+    /// Add the exchange's trading days after the clock's calendar up to `through` (a live
+    /// market's newest close).
+    pub fn extend_calendar(&self, through: NaiveDate) {
+        let mut clock = self.inner.clock.lock().unwrap_or_else(|p| p.into_inner());
+        let after = clock.as_of().succ_opt().unwrap_or(through);
+        for day in overseer_market::calendar::trading_days(after, through) {
+            clock.push(day);
+        }
     }
 
     /// The market clock's day.
@@ -183,10 +241,37 @@ impl Trading {
     }
 
     /// The account valued at `as_of`.
+    ///
+    /// With Alpaca as the broker, cash, equity and positions are the account's as Alpaca
+    /// reports them now (the realised P&L and commissions are those of the fills read back);
+    /// when Alpaca cannot be reached, the ledger of those fills.
     pub async fn portfolio_at(&self, as_of: NaiveDate) -> Portfolio {
         let marks = self.marks(as_of);
         let account = self.inner.account.lock().await;
-        portfolio(&account, &marks, as_of)
+        let mut view = portfolio(&account, &marks, as_of);
+        if let Venue::Alpaca(alpaca) = &self.inner.venue {
+            match tokio::try_join!(alpaca.account(), alpaca.positions()) {
+                Ok((remote, positions)) => {
+                    view.cash = remote.cash;
+                    view.equity = remote.equity;
+                    view.positions = positions
+                        .into_iter()
+                        .map(|p| PositionView {
+                            symbol: p.symbol,
+                            quantity: p.qty,
+                            average_price: p.avg_entry_price,
+                            price: p.current_price,
+                            market_value: p.market_value,
+                            unrealized_pnl: p.unrealized_pl,
+                        })
+                        .collect();
+                    view.gross_exposure = view.positions.iter().map(|p| p.market_value.abs()).sum();
+                    view.unrealized_pnl = view.positions.iter().map(|p| p.unrealized_pnl).sum();
+                }
+                Err(e) => tracing::warn!(error = %e, "Alpaca account not read; showing the ledger"),
+            }
+        }
+        view
     }
 
     /// The gate's state and limits.
@@ -222,7 +307,10 @@ impl Trading {
         as_of: NaiveDate,
     ) -> Result<OrderRecord> {
         request.validate(&self.inner.market.symbols())?;
-        let id = format!("paper-{}", request.client_order_id);
+        let id = match self.inner.venue {
+            Venue::Paper => format!("paper-{}", request.client_order_id),
+            Venue::Alpaca(_) => format!("alpaca-{}", request.client_order_id),
+        };
         if let Some(existing) = self.inner.store.order(&id).await? {
             return Ok(existing);
         }
@@ -251,6 +339,24 @@ impl Trading {
             drop(account);
             self.refused(agent, request, &refusal, as_of).await;
             return Err(Error::Refused(refusal));
+        }
+        if let Venue::Alpaca(alpaca) = &self.inner.venue {
+            let (amount, notional) = match request.amount {
+                Amount::Quantity(q) => (q, false),
+                Amount::Notional(n) => (n, true),
+            };
+            alpaca
+                .submit(&NewOrder {
+                    symbol: &request.symbol,
+                    side: request.side.as_str(),
+                    amount,
+                    notional,
+                    order_type: request.order_type.as_str(),
+                    limit_price: request.limit_price,
+                    time_in_force: request.time_in_force.as_str(),
+                    client_order_id: &request.client_order_id,
+                })
+                .await?;
         }
         let order = OrderRecord {
             id,
@@ -296,6 +402,10 @@ impl Trading {
                 id: order.id,
                 status: order.status,
             });
+        }
+        if let Venue::Alpaca(alpaca) = &self.inner.venue {
+            let remote = alpaca.order_by_client_id(&order.client_order_id).await?;
+            alpaca.cancel(&remote.id).await?;
         }
         order.status = "canceled".to_string();
         order.reason = Some("cancelled by its owner".to_string());
@@ -399,6 +509,15 @@ impl Trading {
         Ok(Some(day))
     }
 
+    /// Read back from the broker what became of the open orders (Alpaca fills arrive
+    /// between ticks); the paper broker fills only at ticks.
+    pub async fn sync(&self) -> Result<()> {
+        match &self.inner.venue {
+            Venue::Alpaca(alpaca) => self.sync_alpaca(alpaca, self.as_of()).await,
+            Venue::Paper => Ok(()),
+        }
+    }
+
     /// Run the clock until the market's data ends or the trading side is dropped.
     pub fn spawn_clock(&self) -> tokio::task::JoinHandle<()> {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
@@ -426,6 +545,9 @@ impl Trading {
     /// Fill the open orders placed before `day` that its bars fill; expire day orders that
     /// had their day.
     async fn fill_open(&self, day: NaiveDate) -> Result<()> {
+        if let Venue::Alpaca(alpaca) = &self.inner.venue {
+            return self.sync_alpaca(alpaca, day).await;
+        }
         let open = self.orders(true, u32::MAX).await?;
         // Oldest first: orders fill in the order they were placed.
         for mut order in open.into_iter().rev() {
@@ -492,44 +614,118 @@ impl Trading {
                 continue;
             }
             let commission = commission(quantity, price, &self.inner.config.costs);
-            let closed = account
-                .ledger
-                .apply(&order.symbol, side, quantity, price, commission);
-            order.quantity = quantity;
-            order.status = "filled".to_string();
-            order.filled_quantity = quantity;
-            order.fill_price = Some(price);
-            order.commission = commission;
-            order.filled = Some(day.to_string());
-            let fill = FillRecord {
-                seq: 0,
-                order_id: order.id.clone(),
-                symbol: order.symbol.clone(),
-                side: order.side.clone(),
+            let filled = Filled {
                 quantity,
                 price,
                 commission,
                 slippage: (price - base).abs() * quantity,
-                date: day.to_string(),
-                at_ms: now_ms(),
+                day,
             };
-            self.inner.store.update_order(&order, Some(&fill)).await?;
-            drop(account);
+            self.book_fill(&mut account, order, side, filled).await?;
+        }
+        Ok(())
+    }
+
+    /// Book a fill: the ledger, the order filled with its fill in the store, then
+    /// `trade.executed` and, when it closed a position, `trade.closed`.
+    async fn book_fill(
+        &self,
+        account: &mut Account,
+        mut order: OrderRecord,
+        side: Side,
+        filled: Filled,
+    ) -> Result<()> {
+        let Filled {
+            quantity,
+            price,
+            commission,
+            slippage,
+            day,
+        } = filled;
+        let closed = account
+            .ledger
+            .apply(&order.symbol, side, quantity, price, commission);
+        order.quantity = quantity;
+        order.status = "filled".to_string();
+        order.filled_quantity = quantity;
+        order.fill_price = Some(price);
+        order.commission = commission;
+        order.filled = Some(day.to_string());
+        let fill = FillRecord {
+            seq: 0,
+            order_id: order.id.clone(),
+            symbol: order.symbol.clone(),
+            side: order.side.clone(),
+            quantity,
+            price,
+            commission,
+            slippage,
+            date: day.to_string(),
+            at_ms: now_ms(),
+        };
+        self.inner.store.update_order(&order, Some(&fill)).await?;
+        self.publish_at(
+            "trade.executed",
+            json!({ "order": order, "fill": fill, "as_of": day }),
+            "trade",
+            day,
+        )
+        .await;
+        if let Some(closed) = closed {
             self.publish_at(
-                "trade.executed",
-                json!({ "order": order, "fill": fill, "as_of": day }),
+                "trade.closed",
+                json!({ "closed": closed, "order_id": order.id, "client_order_id": order.client_order_id, "as_of": day }),
                 "trade",
                 day,
             )
             .await;
-            if let Some(closed) = closed {
-                self.publish_at(
-                    "trade.closed",
-                    json!({ "closed": closed, "order_id": order.id, "client_order_id": order.client_order_id, "as_of": day }),
-                    "trade",
-                    day,
-                )
-                .await;
+        }
+        Ok(())
+    }
+
+    /// Read back from Alpaca what became of the open orders: fills booked as the paper
+    /// broker books them (Alpaca charges no commission; slippage is measured from the day's
+    /// open), and cancelled, expired and rejected orders closed.
+    async fn sync_alpaca(&self, alpaca: &Alpaca, day: NaiveDate) -> Result<()> {
+        for mut order in self.orders(true, u32::MAX).await?.into_iter().rev() {
+            let remote = match alpaca.order_by_client_id(&order.client_order_id).await {
+                Ok(remote) => remote,
+                Err(e) => {
+                    tracing::warn!(order = order.id, error = %e, "order not read back from Alpaca");
+                    continue;
+                }
+            };
+            match remote.status.as_str() {
+                "filled" => {
+                    let price = remote.filled_avg_price.unwrap_or_default();
+                    let date = remote.filled_at.map_or(day, |t| t.date_naive());
+                    let open = self
+                        .inner
+                        .market
+                        .latest(&order.symbol, day)?
+                        .filter(|bar| bar.date == date)
+                        .map_or(price, |bar| bar.open);
+                    let side = Side::parse(&order.side).unwrap_or(Side::Buy);
+                    let filled = Filled {
+                        quantity: remote.filled_qty,
+                        price,
+                        commission: 0.0,
+                        slippage: (price - open).abs() * remote.filled_qty,
+                        day: date.min(day),
+                    };
+                    let mut account = self.inner.account.lock().await;
+                    self.book_fill(&mut account, order, side, filled).await?;
+                }
+                "canceled" | "expired" | "rejected" => {
+                    order.status = if remote.status == "canceled" {
+                        "canceled".to_string()
+                    } else {
+                        remote.status.clone()
+                    };
+                    order.reason = Some(format!("alpaca: {}", remote.status));
+                    self.inner.store.update_order(&order, None).await?;
+                }
+                _ => {}
             }
         }
         Ok(())
@@ -537,18 +733,33 @@ impl Trading {
 
     /// The gate's view of the account: positions with open orders counted as filled.
     async fn book(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<Book> {
-        let mut positions: BTreeMap<String, f64> = account
-            .ledger
-            .positions
-            .iter()
-            .map(|(symbol, holding)| (symbol.clone(), holding.quantity))
-            .collect();
+        let (mut positions, equity): (BTreeMap<String, f64>, f64) = match &self.inner.venue {
+            Venue::Paper => (
+                account
+                    .ledger
+                    .positions
+                    .iter()
+                    .map(|(symbol, holding)| (symbol.clone(), holding.quantity))
+                    .collect(),
+                account.ledger.value(marks).equity,
+            ),
+            // The broker's account is the truth: what it holds and what it is worth.
+            Venue::Alpaca(alpaca) => (
+                alpaca
+                    .positions()
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.symbol, p.qty))
+                    .collect(),
+                alpaca.account().await?.equity,
+            ),
+        };
         for order in self.orders(true, u32::MAX).await? {
             let sign = Side::parse(&order.side).map_or(0.0, Side::sign);
             *positions.entry(order.symbol).or_default() += sign * order.quantity;
         }
         Ok(Book {
-            equity: account.ledger.value(marks).equity,
+            equity,
             positions,
             marks: marks.clone(),
         })
@@ -563,6 +774,16 @@ impl Trading {
 
     async fn cancel_open(&self, reason: &str) -> Result<()> {
         for mut order in self.orders(true, u32::MAX).await? {
+            if let Venue::Alpaca(alpaca) = &self.inner.venue {
+                let cancelled = match alpaca.order_by_client_id(&order.client_order_id).await {
+                    Ok(remote) => alpaca.cancel(&remote.id).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = cancelled {
+                    tracing::warn!(order = order.id, error = %e, "the broker did not cancel an open order");
+                    continue;
+                }
+            }
             order.status = "canceled".to_string();
             order.reason = Some(reason.to_string());
             self.inner.store.update_order(&order, None).await?;

@@ -25,6 +25,9 @@ pub enum Error {
     /// No price is known for the symbol at as-of.
     #[error("no price for {0} at as-of")]
     NoPrice(String),
+    /// The broker's service refused or failed.
+    #[error(transparent)]
+    Broker(#[from] overseer_providers::rest::RestError),
     #[error(transparent)]
     Store(#[from] overseer_store::Error),
 }
@@ -39,6 +42,7 @@ impl Error {
             Error::OrderNotFound(_) => "order_not_found",
             Error::NotOpen { .. } => "order_not_open",
             Error::NoPrice(_) => "no_price",
+            Error::Broker(e) => e.code(),
             Error::Store(_) => "store",
         }
     }

@@ -10,13 +10,16 @@ mod config;
 mod desk;
 mod error;
 mod ledger;
+pub mod live;
 pub mod memory;
 mod order;
 pub mod risk;
 
 pub use capability::{BrokerProvider, MarketProvider};
-pub use config::{Costs, RiskLimits, TradingConfig};
-pub use desk::{Portfolio, PositionView, Trading, as_of_day, as_of_ms};
+pub use config::{
+    AlpacaConfig, BrokerKind, Costs, MarketKind, PolygonConfig, RiskLimits, TradingConfig,
+};
+pub use desk::{Portfolio, PositionView, Sources, Trading, Venue, as_of_day, as_of_ms};
 pub use error::{Error, Result};
 pub use ledger::{Closed, Holding, Ledger, Side, Valuation};
 pub use memory::MemoryProvider;

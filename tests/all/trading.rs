@@ -438,11 +438,13 @@ mod fake_alpaca {
         if key == Some("kid") {
             None
         } else {
-            Some((
-                StatusCode::UNAUTHORIZED,
-                Json(json!({ "code": 40110000, "message": "request is not authorized" })),
+            Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    Json(json!({ "code": 40110000, "message": "request is not authorized" })),
+                )
+                    .into_response(),
             )
-                .into_response())
         }
     }
 
@@ -678,4 +680,75 @@ async fn live_trading_needs_the_alpaca_broker_and_keys() {
         let error = overseer::daemon::open(config).await.err().expect("refused");
         assert!(error.to_string().contains(says), "{error}");
     }
+}
+
+/// A fake OpenAI-compatible embeddings endpoint: a word's meaning is one of three axes.
+async fn fake_embeddings() -> String {
+    async fn embed(axum::Json(body): axum::Json<Value>) -> axum::Json<Value> {
+        let text = body["input"][0].as_str().unwrap_or_default().to_lowercase();
+        let axis = |words: &[&str]| words.iter().filter(|w| text.contains(*w)).count() as f64;
+        let vector = [
+            axis(&["rally", "surge", "soar"]),
+            axis(&["crash", "plunge", "slump"]),
+            0.1,
+        ];
+        axum::Json(json!({
+            "object": "list",
+            "data": [{ "object": "embedding", "index": 0, "embedding": vector }],
+            "model": body["model"],
+            "usage": { "prompt_tokens": 5, "total_tokens": 5 }
+        }))
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let app = axum::Router::new().route("/v1/embeddings", axum::routing::post(embed));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_embeddings_endpoint_recall_finds_meaning_without_shared_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.embeddings.url = Some(fake_embeddings().await);
+    let daemon = Daemon::start_with(config).await;
+    let manifest = "name = \"trader\"\n[capabilities]\ngrant = [\"memory\"]\n";
+    daemon.push_ok("trader", "fixture-trader", manifest).await;
+    for text in [
+        "AAPL shares surge after earnings",
+        "MSFT slumps on guidance",
+        "IBM unchanged",
+    ] {
+        let body = call(
+            &daemon,
+            json!({ "call": "remember", "collection": "notes", "text": text }),
+        )
+        .await;
+        assert!(body["ok"].as_u64().is_some(), "{body}");
+    }
+    // No stored text has the word "rally": only the vectors can find it.
+    let body = call(
+        &daemon,
+        json!({ "call": "recall", "collection": "notes", "query": "rally", "k": 2 }),
+    )
+    .await;
+    let found = body["ok"].as_array().unwrap();
+    assert_eq!(
+        found[0]["text"], "AAPL shares surge after earnings",
+        "{body}"
+    );
+    // A word in common and the meaning agree: the lexical match ranks first.
+    let body = call(
+        &daemon,
+        json!({ "call": "recall", "collection": "notes", "query": "MSFT plunge", "k": 3 }),
+    )
+    .await;
+    assert_eq!(body["ok"][0]["text"], "MSFT slumps on guidance", "{body}");
+    let (_, listed) = daemon
+        .get("/v1/memory?collection=trader/notes&q=soar")
+        .await;
+    assert_eq!(
+        listed["memories"][0]["text"], "AAPL shares surge after earnings",
+        "{listed}"
+    );
 }

@@ -57,6 +57,8 @@ pub struct AppState {
     pub system: Arc<Mutex<sysinfo::System>>,
     /// The market, the paper account and the risk gate; `None` with trading off.
     pub trading: Option<overseer_trading::Trading>,
+    /// The embeddings endpoint memory recall ranks with, when one is configured.
+    pub embeddings: Option<overseer_providers::Embeddings>,
     /// The agents' LLM budgets, for `/v1/budgets`.
     pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
 }
@@ -81,6 +83,7 @@ impl AppState {
             system: Arc::new(Mutex::new(sysinfo::System::new())),
             trading: None,
             budgets: None,
+            embeddings: None,
         }
     }
 }

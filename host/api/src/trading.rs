@@ -279,6 +279,7 @@ async fn memory(
 ) -> ApiResult<Json<Value>> {
     let found = overseer_trading::memory::recall(
         &state.kernel.store,
+        state.embeddings.as_ref(),
         &query.collection,
         query.q.as_deref().unwrap_or(""),
         query.k.unwrap_or(20),

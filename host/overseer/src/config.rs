@@ -11,7 +11,7 @@ use clap::Args;
 use overseer_kernel::KernelConfig;
 use overseer_kernel::capability::LlmBudgetConfig;
 use overseer_kernel::config::{Budgets, Retention};
-use overseer_providers::{LlmConfig, Secret};
+use overseer_providers::{EmbeddingsConfig, LlmConfig, Secret};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::{BuildConfig, Isolation};
 use overseer_trading::TradingConfig;
@@ -154,6 +154,9 @@ pub struct Config {
     pub trading: TradingConfig,
     /// LLM budgets per agent and in all, prices per model (`[llm_budget]` in the file).
     pub llm_budget: LlmBudgetConfig,
+    /// An OpenAI-compatible embeddings endpoint for memory's cosine ranking
+    /// (`[embeddings]` in the file); none by default.
+    pub embeddings: EmbeddingsConfig,
 }
 
 impl Default for Config {
@@ -192,6 +195,7 @@ impl Default for Config {
             retention: kernel.retention,
             trading: TradingConfig::default(),
             llm_budget: LlmBudgetConfig::default(),
+            embeddings: EmbeddingsConfig::default(),
         }
     }
 }

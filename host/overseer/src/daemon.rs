@@ -11,7 +11,7 @@ use anyhow::Context;
 use overseer_api::AppState;
 use overseer_kernel::Kernel;
 use overseer_kernel::capability::{BudgetProvider, HttpProvider, LlmBudgets, LlmProvider};
-use overseer_providers::{Llm, Outbound};
+use overseer_providers::{Embeddings, Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
@@ -76,7 +76,12 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     kernel
         .capabilities
         .serve_http(Arc::new(HttpProvider::new(Arc::new(Outbound::new()?))));
-    let memory = Arc::new(MemoryProvider::new(kernel.store.clone()));
+    let embeddings =
+        Embeddings::new(&config.embeddings).map_err(|e| anyhow::anyhow!("embeddings: {e}"))?;
+    let memory = Arc::new(MemoryProvider::new(
+        kernel.store.clone(),
+        embeddings.clone(),
+    ));
     kernel.capabilities.serve_memory(memory);
     let (trading, live) = if config.trading.enabled {
         let connected = overseer_trading::live::connect(&config.trading)
@@ -113,6 +118,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     state.public_read = config.public_read;
     state.trading = trading;
     state.budgets = Some(budgets);
+    state.embeddings = embeddings;
     state.allowed_hosts = config.allowed_hosts.clone().into();
     Ok(Daemon {
         config,

@@ -5,6 +5,7 @@
 //! database: the kernel adapts these clients to the interfaces agents import.
 
 pub mod alpaca;
+pub mod embeddings;
 mod error;
 pub mod http;
 pub mod llm;
@@ -12,6 +13,7 @@ pub mod polygon;
 pub mod rest;
 mod secret;
 
+pub use embeddings::{Embeddings, EmbeddingsConfig};
 pub use error::{Error, Result};
 pub use http::{HttpRequest, HttpResponse, Outbound};
 pub use llm::{Completion, Llm, LlmConfig, Message, Request};

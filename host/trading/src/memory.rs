@@ -1,5 +1,8 @@
 //! The `memory` interface: texts with JSON metadata in the host's database, recalled by BM25
-//! relevance (SQLite FTS5; `ts_rank_cd` on PostgreSQL) and filtered by metadata. A collection
+//! relevance (SQLite FTS5; `ts_rank_cd` on PostgreSQL) and filtered by metadata. With an
+//! embeddings endpoint configured, each text is stored with its vector and recall is hybrid:
+//! half the lexical score (scaled to the best of the answer) and half the cosine similarity
+//! to the query's vector, over the lexical matches and the newest texts with vectors. A collection
 //! is stored as `<agent>/<name>`, or as `shared/<name>` when the manifest lists the name in
 //! `capabilities.shared_memory`: every agent that shares it reads and writes the same texts.
 
@@ -7,6 +10,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use overseer_kernel::capability::{CallContext, Provider};
+use overseer_providers::Embeddings;
+use overseer_providers::embeddings::{cosine, from_bytes, to_bytes};
 use overseer_sandbox::{GuestError, Recalled};
 use overseer_store::{MemoryRecord, NewMemory, Store, now_ms};
 use serde_json::{Map, Value};
@@ -17,14 +22,18 @@ pub const MAX_RECALL: u32 = 100;
 /// Candidates read from the index per text asked for, before the metadata filter.
 const CANDIDATES_PER_RESULT: u32 = 10;
 
+/// Texts with vectors compared with the query's, newest first, per recall.
+const EMBEDDED_CANDIDATES: u32 = 500;
+
 /// Serves `memory` from the store.
 pub struct MemoryProvider {
     store: Store,
+    embeddings: Option<Embeddings>,
 }
 
 impl MemoryProvider {
-    pub fn new(store: Store) -> Self {
-        MemoryProvider { store }
+    pub fn new(store: Store, embeddings: Option<Embeddings>) -> Self {
+        MemoryProvider { store, embeddings }
     }
 }
 
@@ -32,6 +41,7 @@ impl Provider<dyn overseer_sandbox::Memory> for MemoryProvider {
     fn real(&self, call: &CallContext) -> Arc<dyn overseer_sandbox::Memory> {
         Arc::new(CallMemory {
             store: self.store.clone(),
+            embeddings: self.embeddings.clone(),
             agent: call.agent.clone(),
             shared: call.manifest.capabilities.shared_memory.clone(),
             shadow: false,
@@ -41,6 +51,7 @@ impl Provider<dyn overseer_sandbox::Memory> for MemoryProvider {
     fn shadow(&self, call: &CallContext) -> Arc<dyn overseer_sandbox::Memory> {
         Arc::new(CallMemory {
             store: self.store.clone(),
+            embeddings: self.embeddings.clone(),
             agent: call.agent.clone(),
             shared: call.manifest.capabilities.shared_memory.clone(),
             shadow: true,
@@ -50,6 +61,7 @@ impl Provider<dyn overseer_sandbox::Memory> for MemoryProvider {
 
 struct CallMemory {
     store: Store,
+    embeddings: Option<Embeddings>,
     agent: String,
     shared: Vec<String>,
     shadow: bool,
@@ -107,18 +119,54 @@ fn unavailable(e: overseer_store::Error) -> GuestError {
 /// The store's.
 pub async fn recall(
     store: &Store,
+    embeddings: Option<&Embeddings>,
     collection: &str,
     query: &str,
     k: u32,
     filter: &Map<String, Value>,
 ) -> overseer_store::Result<Vec<MemoryRecord>> {
     let k = k.min(MAX_RECALL);
-    let candidates = if filter.is_empty() {
+    let candidates = if filter.is_empty() && embeddings.is_none() {
         k
     } else {
         k.saturating_mul(CANDIDATES_PER_RESULT).max(100)
     };
-    let found = store.recall(collection, query, candidates).await?;
+    let mut found = store.recall(collection, query, candidates).await?;
+    let query_vector = match embeddings {
+        Some(e) if !query.trim().is_empty() => match e.embed(query).await {
+            Ok(v) => Some(v),
+            Err(error) => {
+                tracing::warn!(%error, "query not embedded; recall is lexical");
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(query_vector) = query_vector {
+        let best = found.iter().map(|m| m.rank).fold(0.0f64, f64::max);
+        let mut by_id: std::collections::BTreeMap<i64, MemoryRecord> =
+            found.into_iter().map(|m| (m.id, m)).collect();
+        for memory in store.embedded(collection, EMBEDDED_CANDIDATES).await? {
+            by_id.entry(memory.id).or_insert(MemoryRecord {
+                rank: 0.0,
+                ..memory
+            });
+        }
+        found = by_id
+            .into_values()
+            .map(|mut m| {
+                let lexical = if best > 0.0 { m.rank / best } else { 0.0 };
+                let semantic = m
+                    .embedding
+                    .as_deref()
+                    .map_or(0.0, |v| cosine(&query_vector, &from_bytes(v)).max(0.0));
+                m.rank = 0.5 * lexical + 0.5 * semantic;
+                m
+            })
+            .filter(|m| m.rank > 0.0)
+            .collect();
+        found.sort_by(|a, b| b.rank.total_cmp(&a.rank).then(b.id.cmp(&a.id)));
+    }
     Ok(found
         .into_iter()
         .filter(|memory| matches(&memory.metadata, filter))
@@ -156,13 +204,23 @@ impl overseer_sandbox::Memory for CallMemory {
         if self.shadow {
             return Ok(0);
         }
+        let vector = match &self.embeddings {
+            Some(e) => match e.embed(text).await {
+                Ok(v) => Some(to_bytes(&v)),
+                Err(error) => {
+                    tracing::warn!(%error, "text remembered without a vector");
+                    None
+                }
+            },
+            None => None,
+        };
         let id = self
             .store
             .remember(&NewMemory {
                 collection: &collection,
                 text,
                 metadata: &metadata,
-                embedding: None,
+                embedding: vector.as_deref(),
                 at_ms: now_ms(),
             })
             .await
@@ -179,9 +237,16 @@ impl overseer_sandbox::Memory for CallMemory {
     ) -> Result<Vec<Recalled>, GuestError> {
         let collection = self.collection(collection)?;
         let filter = object("filter", filter)?;
-        let found = recall(&self.store, &collection, query, k, &filter)
-            .await
-            .map_err(unavailable)?;
+        let found = recall(
+            &self.store,
+            self.embeddings.as_ref(),
+            &collection,
+            query,
+            k,
+            &filter,
+        )
+        .await
+        .map_err(unavailable)?;
         Ok(found
             .into_iter()
             .map(|m| Recalled {

@@ -85,3 +85,33 @@ async fn new_refuses_a_directory_that_exists_and_an_unknown_language() {
         .unwrap_err();
     assert!(error.to_string().contains("invalid agent name"), "{error}");
 }
+
+#[tokio::test]
+async fn cli_shows_the_portfolio_and_throws_the_kill_switch() {
+    let daemon = Daemon::start().await;
+    let client = ["--url", &daemon.url, "--token", TOKEN];
+    let cli = |args: &[&str]| {
+        Cli::try_parse_from(["overseer"].iter().chain(args).chain(client.iter())).unwrap()
+    };
+    let order =
+        json!({ "symbol": "IBM", "side": "buy", "quantity": 3, "client_order_id": "cli-1" });
+    let (status, _) = daemon.post("/v1/orders", order.to_string()).await;
+    assert_eq!(status, reqwest::StatusCode::CREATED);
+    for args in [
+        &["portfolio"][..],
+        &["orders", "--open"],
+        &["trades"],
+        &["risk"],
+        &["memory", "IBM", "--collection", "shared/trades"],
+    ] {
+        run(cli(args)).await.unwrap();
+    }
+    run(cli(&["kill"])).await.unwrap();
+    let (_, risk) = daemon.get("/v1/risk").await;
+    assert_eq!(risk["risk"]["state"], "halted");
+    let (_, orders) = daemon.get("/v1/orders").await;
+    assert_eq!(orders["orders"][0]["status"], "canceled");
+    run(cli(&["resume"])).await.unwrap();
+    let (_, risk) = daemon.get("/v1/risk").await;
+    assert_eq!(risk["risk"]["state"], "active");
+}

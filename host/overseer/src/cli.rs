@@ -13,6 +13,7 @@ use crate::config::{Config, ServeArgs};
 use crate::daemon;
 use crate::drill::{self, DrillArgs};
 use crate::scaffold;
+use crate::trading_cli::{self, TradingCommand};
 
 /// overseer: a self-healing host for WebAssembly agents.
 #[derive(Debug, Parser)]
@@ -26,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon.
     Serve(ServeArgs),
+    #[command(flatten)]
+    Trading(TradingCommand),
     /// Push a component as a new version of an agent.
     Push {
         name: String,
@@ -184,6 +187,7 @@ pub fn main() -> anyhow::Result<()> {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::run(Config::load(&args)?).await,
+        Command::Trading(command) => trading_cli::run(command).await,
         Command::Bench(args) => bench::run(args).await,
         Command::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

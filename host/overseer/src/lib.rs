@@ -9,6 +9,7 @@ pub mod config;
 pub mod daemon;
 pub mod drill;
 pub mod scaffold;
+pub mod trading_cli;
 
 pub use config::Config;
 pub use daemon::Daemon;

@@ -36,6 +36,12 @@ pub struct BenchArgs {
     /// Where the componentizers are installed.
     #[arg(long, default_value = ".overseer/tools")]
     pub tools_dir: PathBuf,
+    /// Trading days stepped through the trading pipeline (0: skip it).
+    #[arg(long, default_value_t = 250)]
+    pub trading_days: usize,
+    /// Measure only the trading pipeline.
+    #[arg(long)]
+    pub trading_only: bool,
 }
 
 /// A copy of a component with a custom section appended: different bytes (and digest), the
@@ -130,6 +136,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         .clone()
         .or_else(|| config.agents_dir())
         .context("no agents directory: pass --agents-dir")?;
+    if args.trading_only {
+        return crate::bench_trading::pipeline(&agents_dir, &args.build_dir, args.trading_days)
+            .await;
+    }
     let build_dir = args.build_dir.clone();
     let source_dir = agents_dir.clone();
     let isolation = crate::config::isolation_from_env()?;
@@ -377,6 +387,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.languages {
         languages(&args, &echo, compile, cached, in_process).await?;
+    }
+    if args.trading_days > 0 {
+        crate::bench_trading::pipeline(&source_dir, &args.build_dir, args.trading_days).await?;
     }
     Ok(())
 }

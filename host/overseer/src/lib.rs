@@ -3,6 +3,7 @@
 //! HTTP, or builds, scaffolds, drills and measures on this machine.
 
 pub mod bench;
+pub mod bench_trading;
 pub mod cli;
 pub mod client;
 pub mod config;

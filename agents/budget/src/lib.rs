@@ -33,12 +33,22 @@ fn trading_agents() -> Vec<String> {
 
 /// Set `agent`'s dollar budget to `usd` (tokens in proportion), logging what the host refuses.
 fn set(agent: &AgentBudget, usd: f64) -> Option<Value> {
-    let ratio = if agent.usd_per_day > 0.0 { usd / agent.usd_per_day } else { 1.0 };
+    let ratio = if agent.usd_per_day > 0.0 {
+        usd / agent.usd_per_day
+    } else {
+        1.0
+    };
     let tokens = (agent.tokens_per_day as f64 * ratio).round() as u64;
     match budget::set(&agent.agent, tokens, usd) {
-        Ok(b) => Some(json!({ "agent": b.agent, "usd_per_day": b.usd_per_day, "tokens_per_day": b.tokens_per_day })),
+        Ok(b) => Some(
+            json!({ "agent": b.agent, "usd_per_day": b.usd_per_day, "tokens_per_day": b.tokens_per_day }),
+        ),
         Err(e) => {
-            log::warn(&format!("{}: budget not moved: {}", agent.agent, e.message()));
+            log::warn(&format!(
+                "{}: budget not moved: {}",
+                agent.agent,
+                e.message()
+            ));
             None
         }
     }
@@ -54,7 +64,11 @@ fn review() -> Result<Value, Error> {
         .map(|b| b.usd_used)
         .sum();
     let spent_before = stored("spent_at_review")?;
-    let spent = if spent_now >= spent_before { spent_now - spent_before } else { spent_now };
+    let spent = if spent_now >= spent_before {
+        spent_now - spent_before
+    } else {
+        spent_now
+    };
     let pnl = stored("pnl_since_review")?;
     kv::set("spent_at_review", &spent_now.to_string())?;
     kv::set("pnl_since_review", "0")?;
@@ -63,8 +77,9 @@ fn review() -> Result<Value, Error> {
     }
     let per_dollar = pnl / spent;
     let step = config("step", 0.2).clamp(0.0, 1.0);
-    let (gainers, givers): (Vec<&AgentBudget>, Vec<&AgentBudget>) =
-        budgets.iter().partition(|b| (per_dollar > 0.0) == trading.contains(&b.agent));
+    let (gainers, givers): (Vec<&AgentBudget>, Vec<&AgentBudget>) = budgets
+        .iter()
+        .partition(|b| (per_dollar > 0.0) == trading.contains(&b.agent));
     let freed: f64 = givers.iter().map(|b| b.usd_per_day * step).sum();
     let mut moved = Vec::new();
     for giver in &givers {

@@ -68,7 +68,11 @@ impl Agent for RagPlaybook {
                 });
                 let id = memory::remember("trades", &line, &metadata.to_string())?;
                 if side == "buy" {
-                    kv::set(&format!("entry/{symbol}"), &json!({ "situation": situation, "reasoning": reasoning, "as_of": as_of }).to_string())?;
+                    kv::set(
+                        &format!("entry/{symbol}"),
+                        &json!({ "situation": situation, "reasoning": reasoning, "as_of": as_of })
+                            .to_string(),
+                    )?;
                 }
                 Ok(json!({ "remembered": id, "kind": kind }).to_string())
             }

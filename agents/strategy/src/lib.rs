@@ -109,7 +109,11 @@ fn ask_llm(symbol: &str, s: &Value, memories: &[String]) -> Option<Decision> {
     llm::model()?;
     let prompt = format!(
         "Symbol {symbol}. Indicators: {s}. Outcomes of similar past trades:\n{}\nAnswer with JSON only: {{\"action\": \"BUY\"|\"SELL\"|\"HOLD\", \"confidence\": number from 0 to 1, \"reasoning\": string}}.",
-        if memories.is_empty() { "none".to_string() } else { memories.join("\n") }
+        if memories.is_empty() {
+            "none".to_string()
+        } else {
+            memories.join("\n")
+        }
     );
     let answer = llm::complete(&llm::Request {
         messages: vec![

@@ -69,7 +69,11 @@ impl Agent for TradeExecutor {
                 if held <= 0.0 {
                     return Ok(json!({ "skipped": "nothing held to sell" }).to_string());
                 }
-                let quantity = if confidence >= 0.6 { held } else { held * confidence };
+                let quantity = if confidence >= 0.6 {
+                    held
+                } else {
+                    held * confidence
+                };
                 (Side::Sell, Amount::Quantity(quantity))
             }
             _ => return Ok(json!({ "skipped": "not a BUY or SELL" }).to_string()),

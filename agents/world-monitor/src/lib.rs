@@ -98,7 +98,10 @@ fn year_before(date: &str) -> String {
 }
 
 /// The sentiment of one article, from −1 to 1.
-fn article_sentiment(analyzer: &vader_sentiment::SentimentIntensityAnalyzer, item: &NewsItem) -> f64 {
+fn article_sentiment(
+    analyzer: &vader_sentiment::SentimentIntensityAnalyzer,
+    item: &NewsItem,
+) -> f64 {
     item.sentiment.unwrap_or_else(|| {
         let text = format!("{}. {}", item.headline, item.summary);
         analyzer
@@ -170,7 +173,10 @@ impl Agent for WorldMonitor {
                 &as_of.date,
             )?;
             let Some(i) = indicators(&bars) else {
-                log::info(&format!("{symbol}: {} bars, too few for indicators", bars.len()));
+                log::info(&format!(
+                    "{symbol}: {} bars, too few for indicators",
+                    bars.len()
+                ));
                 continue;
             };
             let since = as_of.at_ms.saturating_sub(3 * 24 * 3_600_000);
@@ -179,7 +185,9 @@ impl Agent for WorldMonitor {
                 0.0
             } else {
                 llm_sentiment(&symbol, &news).unwrap_or_else(|| {
-                    news.iter().map(|n| article_sentiment(&analyzer, n)).sum::<f64>()
+                    news.iter()
+                        .map(|n| article_sentiment(&analyzer, n))
+                        .sum::<f64>()
                         / news.len() as f64
                 })
             };
@@ -208,7 +216,10 @@ impl Agent for WorldMonitor {
         }
         let payload = json!({ "as_of": as_of.date, "symbols": Value::Object(snapshot) });
         overseer_guest::emit("market.snapshot", &payload.to_string())?;
-        overseer_guest::metric("symbols_watched", payload["symbols"].as_object().map_or(0, |m| m.len()) as f64);
+        overseer_guest::metric(
+            "symbols_watched",
+            payload["symbols"].as_object().map_or(0, |m| m.len()) as f64,
+        );
         Ok(payload.to_string())
     }
 }

@@ -165,6 +165,12 @@ pub struct Retention {
     /// The newest version of an agent is always kept, so numbers are never reused.
     pub rejected_days: u32,
     pub rejected_per_agent: u64,
+    /// The risk gate's refusals: days kept, and how many. (Orders and fills are the
+    /// account's books and are kept.)
+    pub refusals_days: u32,
+    pub refusals: u64,
+    /// Memory texts kept per collection, the newest.
+    pub memories_per_collection: u64,
 }
 
 impl Default for Retention {
@@ -183,6 +189,9 @@ impl Default for Retention {
             build_logs: 1000,
             rejected_days: 7,
             rejected_per_agent: 100,
+            refusals_days: 90,
+            refusals: 100_000,
+            memories_per_collection: 100_000,
         }
     }
 }

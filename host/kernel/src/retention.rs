@@ -61,6 +61,9 @@ impl Retainer {
             build_logs: c.build_logs,
             rejected_before_ms: before(c.rejected_days),
             rejected_per_agent: c.rejected_per_agent,
+            refusals_before_ms: before(c.refusals_days),
+            refusals: c.refusals,
+            memories_per_collection: c.memories_per_collection,
         }
     }
 
@@ -73,6 +76,8 @@ impl Retainer {
             ("logs", pruned.logs),
             ("llm_calls", pruned.llm_calls),
             ("alerts", pruned.alerts),
+            ("refusals", pruned.refusals),
+            ("memories", pruned.memories),
             ("build_logs", pruned.build_logs),
             ("versions", pruned.rejected),
             ("components", pruned.components),

@@ -396,20 +396,31 @@ mod tests {
         let args = ServeArgs {
             config: Some(file),
             llm_model: Some("m2".to_string()),
-            llm_key: Some(Secret::new("secret")),
+            llm_key: Some(Secret::new("llm-k3y")),
             token: Some(Secret::new("tok3n")),
             database: Some(Secret::new("postgres://u:pw@db/o")),
+            polygon_key: Some(Secret::new("p0ly")),
+            alpaca_key_id: Some(Secret::new("alp-1d")),
+            alpaca_secret: Some(Secret::new("alp-s3c")),
             ..ServeArgs::default()
         };
         let config = Config::load(&args).unwrap();
         assert_eq!(config.llm.url.as_deref(), Some("http://127.0.0.1:1/v1"));
         assert_eq!(config.llm.model, "m2");
         assert_eq!(config.llm.retries, 1);
-        assert_eq!(config.llm.key.as_ref().map(Secret::expose), Some("secret"));
+        assert_eq!(config.llm.key.as_ref().map(Secret::expose), Some("llm-k3y"));
         // Secrets are never written out with the configuration, nor printed.
-        assert!(!toml::to_string(&config).unwrap().contains("secret"));
+        let written = toml::to_string(&config).unwrap();
+        assert!(
+            !written.contains("llm-k3y") && !written.contains("alp-s3c"),
+            "{written}"
+        );
+        assert_eq!(
+            config.trading.alpaca.secret.as_ref().map(Secret::expose),
+            Some("alp-s3c")
+        );
         for printed in [format!("{config:?}"), format!("{args:?}")] {
-            for secret in ["secret", "tok3n", "pw@db"] {
+            for secret in ["llm-k3y", "tok3n", "pw@db", "p0ly", "alp-1d", "alp-s3c"] {
                 assert!(!printed.contains(secret), "{secret} printed: {printed}");
             }
         }

@@ -771,6 +771,9 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
         build_logs: u64::MAX >> 2,
         rejected_before_ms: 0,
         rejected_per_agent: u64::MAX >> 2,
+        refusals_before_ms: 0,
+        refusals: u64::MAX >> 2,
+        memories_per_collection: u64::MAX >> 2,
     };
     // Events: 10 of 100 bytes at times 0..10.
     for n in 0..10u64 {
@@ -1161,6 +1164,91 @@ pub async fn memories_are_recalled_by_relevance_within_their_collection(store: &
     assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
 }
 
+/// Refusals go by age and past a count, memory texts past a count per collection, oldest
+/// first; orders and fills are never pruned.
+pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
+    for n in 0..5u64 {
+        store
+            .insert_refusal(&RefusalRecord {
+                seq: 0,
+                agent: "trade-executor".to_string(),
+                client_order_id: format!("c{n}"),
+                symbol: "AAPL".to_string(),
+                side: "buy".to_string(),
+                code: "throttled".to_string(),
+                message: "m".to_string(),
+                detail: "{}".to_string(),
+                as_of: "2012-01-03".to_string(),
+                at_ms: 10 + n,
+            })
+            .await
+            .unwrap();
+    }
+    for (collection, n) in [("a/x", 4), ("b/y", 2)] {
+        for i in 0..n {
+            store
+                .remember(&NewMemory {
+                    collection,
+                    text: &format!("text number {i}"),
+                    metadata: "{}",
+                    embedding: None,
+                    at_ms: 1,
+                })
+                .await
+                .unwrap();
+        }
+    }
+    store.insert_order(&order("kept", 1)).await.unwrap();
+    let policy = PrunePolicy {
+        events_before_ms: 0,
+        events_bytes: u64::MAX >> 2,
+        logs_before_ms: 0,
+        logs_bytes_per_agent: u64::MAX >> 2,
+        llm_calls_before_ms: 0,
+        llm_calls: u64::MAX >> 2,
+        alerts_before_ms: 0,
+        alerts: u64::MAX >> 2,
+        build_logs_before_ms: 0,
+        build_logs: u64::MAX >> 2,
+        rejected_before_ms: 0,
+        rejected_per_agent: u64::MAX >> 2,
+        refusals_before_ms: 11,
+        refusals: 3,
+        memories_per_collection: 2,
+    };
+    let pruned = store.prune(&policy).await.unwrap();
+    // Refusal c0 by age; of the other four the newest three stay.
+    assert_eq!(pruned.refusals, 2);
+    let kept: Vec<String> = store
+        .refusals(10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.client_order_id)
+        .collect();
+    assert_eq!(kept, ["c4", "c3", "c2"]);
+    assert_eq!(pruned.memories, 2);
+    let texts: Vec<String> = store
+        .recall("a/x", "", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(texts, ["text number 3", "text number 2"]);
+    // The index forgets the pruned texts too.
+    assert_eq!(store.recall("a/x", "number", 10).await.unwrap().len(), 2);
+    assert_eq!(store.recall("b/y", "", 10).await.unwrap().len(), 2);
+    let orders = store
+        .orders(&OrderFilter {
+            limit: 10,
+            ..OrderFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(orders.len(), 1);
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -1221,5 +1309,6 @@ mod tests {
         prune_keeps_what_the_policy_keeps,
         orders_are_one_per_client_id_and_fill_with_their_fills,
         memories_are_recalled_by_relevance_within_their_collection,
+        refusals_and_memories_are_pruned_oldest_first,
     );
 }

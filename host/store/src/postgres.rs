@@ -1156,6 +1156,30 @@ impl Housekeeping for Postgres {
         .execute(p)
         .await?
         .rows_affected();
+        pruned.refusals = sqlx::query(
+            "DELETE FROM refusals WHERE at_ms < $1 OR seq <= \
+             (SELECT seq FROM refusals ORDER BY seq DESC LIMIT 1 OFFSET $2)",
+        )
+        .bind(int(policy.refusals_before_ms))
+        .bind(int(policy.refusals))
+        .execute(p)
+        .await?
+        .rows_affected();
+        let collections: Vec<String> =
+            sqlx::query_scalar("SELECT DISTINCT collection FROM memories")
+                .fetch_all(p)
+                .await?;
+        for collection in collections {
+            pruned.memories += sqlx::query(
+                "DELETE FROM memories WHERE collection = $1 AND id <= (SELECT id FROM memories \
+                 WHERE collection = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)",
+            )
+            .bind(&collection)
+            .bind(int(policy.memories_per_collection))
+            .execute(p)
+            .await?
+            .rows_affected();
+        }
         pruned.alerts = sqlx::query(
             "DELETE FROM alerts WHERE resolved_ms IS NOT NULL AND (resolved_ms < $1 OR id <= \
              (SELECT id FROM alerts WHERE resolved_ms IS NOT NULL ORDER BY id DESC LIMIT 1 OFFSET $2))",

@@ -498,6 +498,11 @@ pub struct PrunePolicy {
     /// newest version always stays, so its numbers are never reused.
     pub rejected_before_ms: u64,
     pub rejected_per_agent: u64,
+    /// The risk gate's refusals.
+    pub refusals_before_ms: u64,
+    pub refusals: u64,
+    /// Memory texts kept per collection, the newest.
+    pub memories_per_collection: u64,
 }
 
 /// How many rows one prune removed (build logs: cleared).
@@ -510,6 +515,8 @@ pub struct Pruned {
     pub build_logs: u64,
     pub rejected: u64,
     pub components: u64,
+    pub refusals: u64,
+    pub memories: u64,
 }
 
 impl Pruned {
@@ -522,6 +529,8 @@ impl Pruned {
             + self.build_logs
             + self.rejected
             + self.components
+            + self.refusals
+            + self.memories
     }
 }
 

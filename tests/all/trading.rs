@@ -262,6 +262,24 @@ async fn bad_orders_and_market_ranges_get_clear_errors_and_change_nothing() {
 
     assert_eq!(count(&daemon, "/v1/orders", "orders").await, 0);
     assert_eq!(count(&daemon, "/v1/risk", "refusals").await, 0);
+
+    // A client order id is its owner's: another caller reusing it gets no order back.
+    let mine = json!({ "symbol": "AAPL", "side": "buy", "quantity": 1, "client_order_id": "mine" });
+    assert_eq!(
+        daemon.post("/v1/orders", mine.to_string()).await.0,
+        StatusCode::CREATED
+    );
+    let body = call(
+        &daemon,
+        json!({ "call": "submit", "symbol": "AAPL", "quantity": 1, "client_order_id": "mine" }),
+    )
+    .await;
+    assert_eq!(body["error"], "invalid_input", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("another's"),
+        "{body}"
+    );
+    assert_eq!(count(&daemon, "/v1/orders", "orders").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -302,10 +302,29 @@ impl overseer_sandbox::Broker for CallBroker {
     async fn orders(&self, open_only: bool, limit: u32) -> Result<Vec<Order>, GuestError> {
         let orders = self
             .trading
-            .orders(open_only, limit)
+            .orders(false, u32::MAX)
             .await
             .map_err(guest_error)?;
-        Ok(orders.iter().map(wit_order).collect())
+        // As the orders stood at the call's as-of day: none placed later, none filled or
+        // closed later.
+        let day = self.as_of.to_string();
+        Ok(orders
+            .into_iter()
+            .filter(|o| o.submitted.as_str() <= day.as_str())
+            .map(|mut o| {
+                if o.filled.as_deref().is_some_and(|f| f > day.as_str()) {
+                    o.status = "new".to_string();
+                    o.filled = None;
+                    o.fill_price = None;
+                    o.filled_quantity = 0.0;
+                    o.commission = 0.0;
+                }
+                o
+            })
+            .filter(|o| !open_only || o.status == "new")
+            .take(limit as usize)
+            .map(|o| wit_order(&o))
+            .collect())
     }
 
     async fn submit(&self, request: WitOrder) -> Result<Order, GuestError> {

@@ -45,6 +45,15 @@ pub fn as_of_day(ms: u64) -> NaiveDate {
 /// Keys of the trading side's state in the store.
 const CLOCK_KEY: &str = "clock";
 const KILL_KEY: &str = "kill";
+const RISK_KEY: &str = "risk";
+
+/// What the gate keeps across a restart.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct KeptRisk {
+    peak_equity: f64,
+    /// Why trading is halted, when it is (not by the kill switch, which is kept apart).
+    halted: Option<String>,
+}
 
 /// The account with its ledger and gate: changed under one lock, so a check and the order it
 /// passes are one step.
@@ -173,6 +182,12 @@ impl Trading {
         if store.trading_state(KILL_KEY).await?.as_deref() == Some("on") {
             gate.set_kill(true);
         }
+        // The highest equity and a halt nobody has ended outlive a restart.
+        if let Some(kept) = store.trading_state(RISK_KEY).await?
+            && let Ok(kept) = serde_json::from_str::<KeptRisk>(&kept)
+        {
+            gate.restore(kept.peak_equity, kept.halted);
+        }
         let trading = Trading {
             inner: Arc::new(Inner {
                 config,
@@ -245,10 +260,39 @@ impl Trading {
     /// With Alpaca as the broker, cash, equity and positions are the account's as Alpaca
     /// reports them now (the realised P&L and commissions are those of the fills read back);
     /// when Alpaca cannot be reached, the ledger of those fills.
+    ///
+    /// A day before the clock's (a call that lags it) sees the paper account as it stood
+    /// then: only the fills of that day and before.
     pub async fn portfolio_at(&self, as_of: NaiveDate) -> Portfolio {
         let marks = self.marks(as_of);
         let account = self.inner.account.lock().await;
         let mut view = portfolio(&account, &marks, as_of);
+        if matches!(self.inner.venue, Venue::Paper) && as_of < self.as_of() {
+            match self.inner.store.fills().await {
+                Ok(fills) => {
+                    let mut ledger = Ledger::new(self.inner.config.initial_cash);
+                    for fill in fills
+                        .iter()
+                        .filter(|f| f.date.as_str() <= as_of.to_string().as_str())
+                    {
+                        let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
+                        ledger.apply(
+                            &fill.symbol,
+                            side,
+                            fill.quantity,
+                            fill.price,
+                            fill.commission,
+                        );
+                    }
+                    let then = Account {
+                        ledger,
+                        gate: account.gate.clone(),
+                    };
+                    view = portfolio(&then, &marks, as_of);
+                }
+                Err(e) => tracing::warn!(error = %e, "fills not read: the account as it is now"),
+            }
+        }
         if let Venue::Alpaca(alpaca) = &self.inner.venue {
             match tokio::try_join!(alpaca.account(), alpaca.positions()) {
                 Ok((remote, positions)) => {
@@ -311,9 +355,6 @@ impl Trading {
             Venue::Paper => format!("paper-{}", request.client_order_id),
             Venue::Alpaca(_) => format!("alpaca-{}", request.client_order_id),
         };
-        if let Some(existing) = self.inner.store.order(&id).await? {
-            return Ok(existing);
-        }
         let price = self
             .inner
             .market
@@ -326,6 +367,16 @@ impl Trading {
         };
         let marks = self.marks(as_of);
         let mut account = self.inner.account.lock().await;
+        // Under the lock: a retry racing the first submit finds its order.
+        if let Some(existing) = self.inner.store.order(&id).await? {
+            if existing.agent != agent {
+                return Err(Error::InvalidOrder(format!(
+                    "client order id {:?} is another's order",
+                    request.client_order_id
+                )));
+            }
+            return Ok(existing);
+        }
         self.check_kill_file(&mut account).await;
         let book = self.book(&account, &marks).await?;
         account.gate.observe(book.equity, &as_of.to_string());
@@ -420,6 +471,7 @@ impl Trading {
         account.gate.set_kill(true);
         let status = account.gate.status();
         drop(account);
+        self.keep_risk(&status).await;
         self.cancel_open("trading halted").await?;
         self.publish("risk.halted", json!({ "reason": "kill switch" }), "risk")
             .await;
@@ -433,11 +485,12 @@ impl Trading {
         let as_of = self.as_of();
         let marks = self.marks(as_of);
         let mut account = self.inner.account.lock().await;
-        let equity = account.ledger.value(&marks).equity;
+        let equity = self.equity(&account, &marks).await?;
         account.gate.resume(equity, &as_of.to_string());
         self.check_kill_file(&mut account).await;
         let status = account.gate.status();
         drop(account);
+        self.keep_risk(&status).await;
         self.publish("risk.resumed", json!({ "state": status.state }), "risk")
             .await;
         Ok(status)
@@ -470,12 +523,13 @@ impl Trading {
         }
         self.fill_open(day).await?;
         let marks = self.marks(day);
-        let (after, equity) = {
+        let (after, equity, status) = {
             let mut account = self.inner.account.lock().await;
-            let equity = account.ledger.value(&marks).equity;
+            let equity = self.equity(&account, &marks).await?;
             let after = account.gate.observe(equity, &day.to_string());
-            (after, equity)
+            (after, equity, account.gate.status())
         };
+        self.keep_risk(&status).await;
         if after != before {
             if after == RiskState::Halted {
                 self.cancel_open("trading halted").await?;
@@ -585,10 +639,24 @@ impl Trading {
             let quantity = order.notional.map_or(order.quantity, |n| n / price);
             let marks = self.marks(day);
             let mut account = self.inner.account.lock().await;
+            // Cancelled (by its owner or a halt) since the list was read: it does not fill.
+            if self
+                .inner
+                .store
+                .order(&order.id)
+                .await?
+                .is_none_or(|current| current.status != "new")
+            {
+                continue;
+            }
             let mut book = self.book(&account, &marks).await?;
             // This order is in the book as open: take it out before checking it again.
-            if let Some(held) = book.positions.get_mut(&order.symbol) {
-                *held -= side.sign() * order.quantity;
+            let pending = match side {
+                Side::Buy => &mut book.pending_buys,
+                Side::Sell => &mut book.pending_sells,
+            };
+            if let Some(open) = pending.get_mut(&order.symbol) {
+                *open -= order.quantity;
             }
             let proposed = Proposed {
                 symbol: &order.symbol,
@@ -695,37 +763,53 @@ impl Trading {
                     continue;
                 }
             };
-            match remote.status.as_str() {
-                "filled" => {
-                    let price = remote.filled_avg_price.unwrap_or_default();
-                    let date = remote.filled_at.map_or(day, |t| t.date_naive());
-                    let open = self
-                        .inner
-                        .market
-                        .latest(&order.symbol, day)?
-                        .filter(|bar| bar.date == date)
-                        .map_or(price, |bar| bar.open);
-                    let side = Side::parse(&order.side).unwrap_or(Side::Buy);
-                    let filled = Filled {
-                        quantity: remote.filled_qty,
-                        price,
-                        commission: 0.0,
-                        slippage: (price - open).abs() * remote.filled_qty,
-                        day: date.min(day),
-                    };
-                    let mut account = self.inner.account.lock().await;
-                    self.book_fill(&mut account, order, side, filled).await?;
+            let done = matches!(
+                remote.status.as_str(),
+                "filled" | "canceled" | "expired" | "rejected" | "done_for_day"
+            );
+            if !done {
+                continue;
+            }
+            // What filled is booked, a partial fill of a cancelled order included; a fill
+            // reported without its price waits for the next read-back.
+            if remote.filled_qty > 0.0 {
+                let Some(price) = remote.filled_avg_price.filter(|p| *p > 0.0) else {
+                    tracing::warn!(order = order.id, "Alpaca reports a fill without its price");
+                    continue;
+                };
+                let date = remote.filled_at.map_or(day, |t| t.date_naive());
+                let open = self
+                    .inner
+                    .market
+                    .latest(&order.symbol, day)?
+                    .filter(|bar| bar.date == date)
+                    .map_or(price, |bar| bar.open);
+                let side = Side::parse(&order.side).unwrap_or(Side::Buy);
+                let filled = Filled {
+                    quantity: remote.filled_qty,
+                    price,
+                    commission: 0.0,
+                    slippage: (price - open).abs() * remote.filled_qty,
+                    day: date.min(day),
+                };
+                if remote.status != "filled" {
+                    order.reason = Some(format!(
+                        "alpaca: {} after {} of {} shares filled",
+                        remote.status,
+                        remote.filled_qty,
+                        remote.qty.unwrap_or(remote.filled_qty)
+                    ));
                 }
-                "canceled" | "expired" | "rejected" => {
-                    order.status = if remote.status == "canceled" {
-                        "canceled".to_string()
-                    } else {
-                        remote.status.clone()
-                    };
-                    order.reason = Some(format!("alpaca: {}", remote.status));
-                    self.inner.store.update_order(&order, None).await?;
-                }
-                _ => {}
+                let mut account = self.inner.account.lock().await;
+                self.book_fill(&mut account, order, side, filled).await?;
+            } else {
+                order.status = if remote.status == "done_for_day" {
+                    "expired".to_string()
+                } else {
+                    remote.status.clone()
+                };
+                order.reason = Some(format!("alpaca: {}", remote.status));
+                self.inner.store.update_order(&order, None).await?;
             }
         }
         Ok(())
@@ -733,7 +817,7 @@ impl Trading {
 
     /// The gate's view of the account: positions with open orders counted as filled.
     async fn book(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<Book> {
-        let (mut positions, equity): (BTreeMap<String, f64>, f64) = match &self.inner.venue {
+        let (positions, equity): (BTreeMap<String, f64>, f64) = match &self.inner.venue {
             Venue::Paper => (
                 account
                     .ledger
@@ -754,15 +838,44 @@ impl Trading {
                 alpaca.account().await?.equity,
             ),
         };
+        let mut pending_buys = BTreeMap::new();
+        let mut pending_sells = BTreeMap::new();
         for order in self.orders(true, u32::MAX).await? {
-            let sign = Side::parse(&order.side).map_or(0.0, Side::sign);
-            *positions.entry(order.symbol).or_default() += sign * order.quantity;
+            let pending = match Side::parse(&order.side) {
+                Some(Side::Sell) => &mut pending_sells,
+                _ => &mut pending_buys,
+            };
+            *pending.entry(order.symbol).or_default() += order.quantity;
         }
         Ok(Book {
             equity,
             positions,
+            pending_buys,
+            pending_sells,
             marks: marks.clone(),
         })
+    }
+
+    /// The account's equity as the gate measures it: the paper ledger's at `marks`, or the
+    /// broker's own.
+    async fn equity(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<f64> {
+        match &self.inner.venue {
+            Venue::Paper => Ok(account.ledger.value(marks).equity),
+            Venue::Alpaca(alpaca) => Ok(alpaca.account().await?.equity),
+        }
+    }
+
+    /// Keep what the gate must remember across a restart.
+    async fn keep_risk(&self, status: &RiskStatus) {
+        let kept = KeptRisk {
+            peak_equity: status.peak_equity,
+            halted: (status.state == RiskState::Halted && !status.kill_switch)
+                .then(|| status.reason.clone().unwrap_or_default()),
+        };
+        let text = serde_json::to_string(&kept).unwrap_or_default();
+        if let Err(e) = self.inner.store.set_trading_state(RISK_KEY, &text).await {
+            tracing::warn!(error = %e, "the risk gate's state was not kept");
+        }
     }
 
     async fn check_kill_file(&self, account: &mut Account) {

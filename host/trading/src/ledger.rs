@@ -107,8 +107,9 @@ impl Ledger {
         let mut closed = None;
         if before == 0.0 || before.signum() == signed.signum() {
             // Opening or adding: the commission is part of the cost.
-            let cost =
-                before * holding.average_price + signed * price + commission * signed.signum();
+            // Long: the commission raises the average cost; short: it lowers the average
+            // price received. Either way it is paid, so it adds to the signed cost.
+            let cost = before * holding.average_price + signed * price + commission;
             holding.quantity = before + signed;
             holding.average_price = cost / holding.quantity;
         } else {
@@ -131,9 +132,11 @@ impl Ledger {
             } else if after.signum() == before.signum() {
                 holding.quantity = after;
             } else {
-                // Across zero: the rest opens a position the other way at this price.
+                // Across zero: the rest opens a position the other way at this price, with
+                // its share of the commission in its cost.
+                let opening_commission = commission - share_of_commission;
                 holding.quantity = after;
-                holding.average_price = price;
+                holding.average_price = (after * price + opening_commission) / after;
             }
         }
         if holding.quantity == 0.0 {
@@ -192,6 +195,35 @@ mod tests {
         let value = ledger.value(&BTreeMap::new());
         assert!((value.equity - (10_000.0 + ledger.realized_pnl)).abs() < 1e-9);
         assert_eq!(value.gross_exposure, 0.0);
+    }
+
+    #[test]
+    fn a_short_round_trip_pays_both_commissions() {
+        let mut ledger = Ledger::new(10_000.0);
+        ledger.apply("X", Side::Sell, 10.0, 100.0, 1.0);
+        // Proceeds 1000 less 1 of commission: 99.9 a share received.
+        assert!((ledger.positions["X"].average_price - 99.9).abs() < 1e-12);
+        let closed = ledger.apply("X", Side::Buy, 10.0, 100.0, 1.0).unwrap();
+        assert!((closed.pnl - -2.0).abs() < 1e-9, "{closed:?}");
+        assert!((ledger.cash - 9_998.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_sell_across_zero_books_each_part_of_the_commission() {
+        let mut ledger = Ledger::new(10_000.0);
+        ledger.apply("X", Side::Buy, 10.0, 100.0, 0.0);
+        // Sell 15 at 110 with 1.5 of commission: 1.0 closes the 10, 0.5 opens the short 5.
+        let closed = ledger.apply("X", Side::Sell, 15.0, 110.0, 1.5).unwrap();
+        assert!((closed.pnl - 99.0).abs() < 1e-9, "{closed:?}");
+        let short = ledger.positions["X"];
+        assert_eq!(short.quantity, -5.0);
+        assert!((short.average_price - 109.9).abs() < 1e-9, "{short:?}");
+        // Covered at 109.9: the short's 0.50 of price gain pays its 0.50 of commission.
+        let covered = ledger.apply("X", Side::Buy, 5.0, 109.9, 0.0).unwrap();
+        assert!(covered.pnl.abs() < 1e-9, "{covered:?}");
+        assert!((ledger.realized_pnl - 99.0).abs() < 1e-9);
+        // Flat again: cash moved by exactly the realised P&L.
+        assert!((ledger.cash - 10_099.0).abs() < 1e-9, "{}", ledger.cash);
     }
 
     #[test]

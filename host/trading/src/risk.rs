@@ -60,24 +60,56 @@ pub struct Proposed<'a> {
     pub price: f64,
 }
 
-/// The account as the gate sees it.
-#[derive(Debug, Clone, PartialEq)]
+/// The account as the gate sees it. Open orders are counted on their worst side: a buy is
+/// checked as if every open buy of the symbol had filled, a sell as if every open sell had,
+/// so an open order on one side never makes room on the other.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Book {
     pub equity: f64,
-    /// Shares per symbol, open orders included as if filled.
+    /// Shares held per symbol.
     pub positions: BTreeMap<String, f64>,
+    /// Shares of open buy orders per symbol.
+    pub pending_buys: BTreeMap<String, f64>,
+    /// Shares of open sell orders per symbol.
+    pub pending_sells: BTreeMap<String, f64>,
     /// The latest price per symbol.
     pub marks: BTreeMap<String, f64>,
 }
 
 impl Book {
-    fn gross(&self) -> f64 {
-        self.positions
-            .iter()
-            .map(|(symbol, quantity)| {
-                (quantity * self.marks.get(symbol).copied().unwrap_or(0.0)).abs()
+    fn get(map: &BTreeMap<String, f64>, symbol: &str) -> f64 {
+        map.get(symbol).copied().unwrap_or(0.0)
+    }
+
+    /// A symbol's position with its open buys filled, and with its open sells filled.
+    fn sides(&self, symbol: &str) -> (f64, f64) {
+        let held = Book::get(&self.positions, symbol);
+        (
+            held + Book::get(&self.pending_buys, symbol),
+            held - Book::get(&self.pending_sells, symbol),
+        )
+    }
+
+    /// The gross exposure with every symbol at its worst side, and `symbol` at `quantity`
+    /// on one side and `other` on the other, valued at `price`.
+    fn gross_with(&self, symbol: &str, quantity: f64, other: f64, price: f64) -> f64 {
+        let mut symbols: Vec<&String> = self
+            .positions
+            .keys()
+            .chain(self.pending_buys.keys())
+            .chain(self.pending_sells.keys())
+            .collect();
+        symbols.sort();
+        symbols.dedup();
+        let others: f64 = symbols
+            .into_iter()
+            .filter(|s| s.as_str() != symbol)
+            .map(|s| {
+                let (long, short) = self.sides(s);
+                long.abs().max(short.abs()) * Book::get(&self.marks, s)
             })
-            .sum()
+            .sum();
+        others + quantity.abs().max(other.abs()) * price
     }
 }
 
@@ -94,6 +126,8 @@ pub struct RiskGate {
     day: Option<(String, f64)>,
     /// Wall times (ms) of the orders that passed in the last minute.
     passed: VecDeque<u64>,
+    /// The equity last seen: the next trading day's loss is measured from it.
+    last_equity: Option<f64>,
 }
 
 /// What the gate says about itself.
@@ -117,6 +151,16 @@ impl RiskGate {
             peak_equity: equity,
             day: None,
             passed: VecDeque::new(),
+            last_equity: None,
+        }
+    }
+
+    /// Take back a state kept across a restart: the highest equity, and a halt that a person
+    /// has not yet ended.
+    pub fn restore(&mut self, peak_equity: f64, halted: Option<String>) {
+        self.peak_equity = self.peak_equity.max(peak_equity);
+        if let Some(reason) = halted {
+            self.halt(&reason);
         }
     }
 
@@ -155,6 +199,7 @@ impl RiskGate {
         self.reason = None;
         self.peak_equity = equity;
         self.day = Some((day.to_string(), equity));
+        self.last_equity = Some(equity);
     }
 
     fn halt(&mut self, reason: &str) {
@@ -164,17 +209,23 @@ impl RiskGate {
 
     /// Update the state for the account's `equity` on trading day `day`: a new day ends
     /// `reducing`; the day's loss and the drawdown are checked against their limits.
+    ///
+    /// A day's loss is measured from the equity last seen before it (the previous close).
+    /// An earlier day than the one under way (a call that lags the clock) changes nothing.
     pub fn observe(&mut self, equity: f64, day: &str) -> RiskState {
         match &self.day {
-            Some((current, _)) if current == day => {}
+            Some((current, _)) if current.as_str() == day => {}
+            Some((current, _)) if day < current.as_str() => return self.state,
             _ => {
-                self.day = Some((day.to_string(), equity));
+                let start = self.last_equity.unwrap_or(equity);
+                self.day = Some((day.to_string(), start));
                 if self.state == RiskState::Reducing {
                     self.state = RiskState::Active;
                     self.reason = None;
                 }
             }
         }
+        self.last_equity = Some(equity);
         if self.kill {
             self.halt("kill switch");
         }
@@ -222,7 +273,13 @@ impl RiskGate {
         now_ms: Option<u64>,
     ) -> Result<(), Refusal> {
         let symbol = order.symbol;
-        let held = book.positions.get(symbol).copied().unwrap_or(0.0);
+        let (long, short) = book.sides(symbol);
+        // The position this order moves, with the open orders of its side filled, and the
+        // other side's.
+        let (held, other) = match order.side {
+            Side::Buy => (long, short),
+            Side::Sell => (short, long),
+        };
         let after = held + order.side.sign() * order.quantity;
         let notional = order.quantity * order.price;
         let reduces = after.abs() < held.abs() && (after == 0.0 || after.signum() == held.signum());
@@ -306,16 +363,7 @@ impl RiskGate {
                     json!({ "value_after": value_after, "limit": position_limit }),
                 );
             }
-            let mut marks = book.marks.clone();
-            marks.insert(symbol.to_string(), order.price);
-            let mut positions = book.positions.clone();
-            positions.insert(symbol.to_string(), after);
-            let gross_after = Book {
-                equity: book.equity,
-                positions,
-                marks,
-            }
-            .gross();
+            let gross_after = book.gross_with(symbol, after, other, order.price);
             let gross_limit = self.limits.max_gross_exposure * book.equity.max(0.0);
             if gross_after > gross_limit {
                 return refuse(
@@ -462,6 +510,7 @@ mod tests {
                                 .map(|(s, h)| (s.clone(), h.quantity))
                                 .collect(),
                             marks: prices.clone(),
+                            ..Book::default()
                         };
                         let before = ledger.quantity(symbol);
                         let order = Proposed { symbol, side, quantity, price };
@@ -495,6 +544,57 @@ mod tests {
     }
 
     #[test]
+    fn an_open_sell_makes_no_room_for_a_buy() {
+        let mut gate = RiskGate::new(
+            RiskLimits {
+                max_position: 0.1,
+                ..RiskLimits::default()
+            },
+            100_000.0,
+        );
+        // 100 shares at $100 held: the $10,000 limit is reached. A sell far from the market
+        // waits; counted as filled it would make room for another 100.
+        let book = Book {
+            equity: 100_000.0,
+            positions: BTreeMap::from([("AAPL".to_string(), 100.0)]),
+            pending_sells: BTreeMap::from([("AAPL".to_string(), 100.0)]),
+            marks: BTreeMap::from([("AAPL".to_string(), 100.0)]),
+            ..Book::default()
+        };
+        let buy = Proposed {
+            symbol: "AAPL",
+            side: Side::Buy,
+            quantity: 100.0,
+            price: 100.0,
+        };
+        assert_eq!(
+            gate.check(&buy, &book, None).unwrap_err().code,
+            "max_position"
+        );
+        // And the sells open already take the position to zero: another would be short.
+        let sell = Proposed {
+            side: Side::Sell,
+            quantity: 1.0,
+            ..buy
+        };
+        assert_eq!(
+            gate.check(&sell, &book, None).unwrap_err().code,
+            "short_not_allowed"
+        );
+    }
+
+    #[test]
+    fn a_days_loss_is_measured_from_the_previous_close_and_a_late_day_changes_nothing() {
+        let mut gate = RiskGate::new(RiskLimits::default(), 100_000.0);
+        assert_eq!(gate.observe(100_000.0, "2012-01-03"), RiskState::Active);
+        // The next close is 4 % lower: the day's loss, over the 3 % limit.
+        assert_eq!(gate.observe(96_000.0, "2012-01-04"), RiskState::Reducing);
+        // A call as of the day before does not start a new day.
+        assert_eq!(gate.observe(100_000.0, "2012-01-03"), RiskState::Reducing);
+        assert_eq!(gate.observe(96_500.0, "2012-01-05"), RiskState::Active);
+    }
+
+    #[test]
     fn the_throttle_counts_a_minute_of_wall_time() {
         let mut gate = RiskGate::new(
             RiskLimits {
@@ -505,8 +605,7 @@ mod tests {
         );
         let book = Book {
             equity: 100_000.0,
-            positions: BTreeMap::new(),
-            marks: BTreeMap::new(),
+            ..Book::default()
         };
         let order = Proposed {
             symbol: "AAPL",
@@ -526,8 +625,7 @@ mod tests {
         let mut gate = RiskGate::new(RiskLimits::default(), 100_000.0);
         let book = Book {
             equity: 100_000.0,
-            positions: BTreeMap::new(),
-            marks: BTreeMap::new(),
+            ..Book::default()
         };
         let order = Proposed {
             symbol: "AAPL",

@@ -319,6 +319,21 @@ impl LlmBudgets {
         }
     }
 
+    /// Book `reservation`'s whole worst case as spent: a call whose real usage is unknown.
+    pub fn spend_reserved(&self, reservation: Reservation) {
+        let mut books = self.books();
+        if let Some(held) = books.reserved.get_mut(&reservation.agent) {
+            held.sub(reservation.held);
+        }
+        if reservation.day == books.day {
+            books
+                .used
+                .entry(reservation.agent)
+                .or_default()
+                .add(reservation.held);
+        }
+    }
+
     /// Every agent's budget that is set or spent today, with `agents` named besides.
     pub fn view(&self, agents: &[String]) -> Vec<BudgetView> {
         let books = self.books();

@@ -146,21 +146,31 @@ impl Recorder {
             Err(_) => ("failed", 0, 0),
         };
         if let Some(reservation) = reservation {
-            // Priced as reserved: by the configured model, whatever name the endpoint answers
-            // with.
-            self.budgets.settle(
-                reservation,
-                &model,
-                u64::from(prompt),
-                u64::from(completion),
-            );
+            match &result {
+                // Priced as reserved: by the configured model, whatever name the endpoint
+                // answers with.
+                Ok(_) => self.budgets.settle(
+                    reservation,
+                    &model,
+                    u64::from(prompt),
+                    u64::from(completion),
+                ),
+                // Refused before any work: nothing was spent.
+                Err(
+                    overseer_providers::Error::InvalidInput(_)
+                    | overseer_providers::Error::Denied(_),
+                ) => self.budgets.settle(reservation, &model, 0, 0),
+                // A timeout or a broken answer may still be billed: the worst case is spent.
+                Err(_) => self.budgets.spend_reserved(reservation),
+            }
         }
         self.metrics
             .llm_call(&self.agent, outcome, prompt, completion);
         if self.llm.model().is_some() {
             let call = LlmCall {
                 agent: &self.agent,
-                model: result.as_ref().map(|c| c.model.as_str()).unwrap_or(&model),
+                // The configured model: the name budgets are priced by, after a restart too.
+                model: &model,
                 prompt_tokens: prompt,
                 completion_tokens: completion,
                 outcome,

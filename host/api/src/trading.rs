@@ -284,6 +284,7 @@ async fn memory(
         query.q.as_deref().unwrap_or(""),
         query.k.unwrap_or(20),
         &Map::new(),
+        None,
     )
     .await
     .map_err(overseer_trading::Error::from)?;

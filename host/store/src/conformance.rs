@@ -1121,12 +1121,16 @@ pub async fn memories_are_recalled_by_relevance_within_their_collection(store: &
                     metadata: "{\"symbol\":\"AAPL\"}",
                     embedding: Some(&[0, 0, 128, 63]),
                     at_ms: 1,
+                    as_of_ms: None,
                 })
                 .await
                 .unwrap(),
         );
     }
-    let found = store.recall("trades", "AAPL uptrend", 10).await.unwrap();
+    let found = store
+        .recall("trades", "AAPL uptrend", 10, None)
+        .await
+        .unwrap();
     assert_eq!(found.len(), 2, "{found:?}");
     assert_eq!(
         found[0].id, ids[2],
@@ -1145,14 +1149,45 @@ pub async fn memories_are_recalled_by_relevance_within_their_collection(store: &
         "'; DROP TABLE memories; --",
         "",
     ] {
-        store.recall("trades", hostile, 10).await.unwrap();
+        store.recall("trades", hostile, 10, None).await.unwrap();
     }
-    let newest = store.recall("trades", "", 2).await.unwrap();
+    let newest = store.recall("trades", "", 2, None).await.unwrap();
     assert_eq!(
         newest.iter().map(|m| m.id).collect::<Vec<_>>(),
         [ids[2], ids[1]]
     );
-    assert_eq!(store.embedded("notes", 10).await.unwrap().len(), 1);
+    assert_eq!(store.embedded("notes", 10, None).await.unwrap().len(), 1);
+
+    // A text written as of a later market time is not recalled as of an earlier one.
+    store
+        .remember(&NewMemory {
+            collection: "notes",
+            text: "AAPL uptrend seen later",
+            metadata: "{}",
+            embedding: Some(&[0, 0, 128, 63]),
+            at_ms: 2,
+            as_of_ms: Some(2_000),
+        })
+        .await
+        .unwrap();
+    for as_of in [Some(1_000), None] {
+        let early = store.recall("notes", "later", 10, as_of).await.unwrap();
+        assert_eq!(early.len(), usize::from(as_of.is_none()), "{as_of:?}");
+        let embedded = store.embedded("notes", 10, as_of).await.unwrap();
+        assert_eq!(
+            embedded.len(),
+            1 + usize::from(as_of.is_none()),
+            "{as_of:?}"
+        );
+    }
+    assert_eq!(
+        store
+            .recall("notes", "", 10, Some(3_000))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
 
     assert!(store.forget("trades", ids[2]).await.unwrap());
     assert!(!store.forget("trades", ids[2]).await.unwrap());
@@ -1160,7 +1195,7 @@ pub async fn memories_are_recalled_by_relevance_within_their_collection(store: &
         !store.forget("trades", ids[3]).await.unwrap(),
         "another collection's id"
     );
-    let found = store.recall("trades", "uptrend", 10).await.unwrap();
+    let found = store.recall("trades", "uptrend", 10, None).await.unwrap();
     assert_eq!(found.iter().map(|m| m.id).collect::<Vec<_>>(), [ids[0]]);
 }
 
@@ -1193,6 +1228,7 @@ pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
                     metadata: "{}",
                     embedding: None,
                     at_ms: 1,
+                    as_of_ms: None,
                 })
                 .await
                 .unwrap();
@@ -1229,7 +1265,7 @@ pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
     assert_eq!(kept, ["c4", "c3", "c2"]);
     assert_eq!(pruned.memories, 2);
     let texts: Vec<String> = store
-        .recall("a/x", "", 10)
+        .recall("a/x", "", 10, None)
         .await
         .unwrap()
         .into_iter()
@@ -1237,8 +1273,11 @@ pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
         .collect();
     assert_eq!(texts, ["text number 3", "text number 2"]);
     // The index forgets the pruned texts too.
-    assert_eq!(store.recall("a/x", "number", 10).await.unwrap().len(), 2);
-    assert_eq!(store.recall("b/y", "", 10).await.unwrap().len(), 2);
+    assert_eq!(
+        store.recall("a/x", "number", 10, None).await.unwrap().len(),
+        2
+    );
+    assert_eq!(store.recall("b/y", "", 10, None).await.unwrap().len(), 2);
     let orders = store
         .orders(&OrderFilter {
             limit: 10,

@@ -182,10 +182,23 @@ pub trait MemoryStore: Send + Sync {
     /// Store a text; answers its id.
     async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64>;
     /// Texts of `collection` matching any word of `query`, most relevant first, at most
-    /// `limit`; with no word in `query`, the newest.
-    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>>;
-    /// The newest texts of `collection` that have an embedding.
-    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>>;
+    /// `limit`; with no word in `query`, the newest. With `as_of_ms`, none written as of a
+    /// later market time.
+    async fn recall(
+        &self,
+        collection: &str,
+        query: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>>;
+    /// The newest texts of `collection` that have an embedding (bounded by `as_of_ms` like
+    /// `recall`).
+    async fn embedded(
+        &self,
+        collection: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>>;
     /// Forget one text; false when it was not there.
     async fn forget(&self, collection: &str, id: i64) -> Result<bool>;
 }

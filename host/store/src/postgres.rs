@@ -1043,28 +1043,39 @@ impl TradingStore for Postgres {
 impl MemoryStore for Postgres {
     async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO memories (collection, text, metadata, embedding, at_ms) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+            "INSERT INTO memories (collection, text, metadata, embedding, at_ms, as_of_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         )
         .bind(text(memory.collection))
         .bind(text(memory.text))
         .bind(text(memory.metadata))
         .bind(memory.embedding)
         .bind(int(memory.at_ms))
+        .bind(memory.as_of_ms.map(int))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
     }
 
-    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+    async fn recall(
+        &self,
+        collection: &str,
+        query: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>> {
         let words = query_words(query);
+        let as_of = as_of_ms.map(int);
         let rows: Vec<MemoryRow> = if words.is_empty() {
             sqlx::query_as(
                 "SELECT id, collection, text, metadata, embedding, at_ms, 0.0::FLOAT8 AS rank \
-                 FROM memories WHERE collection = $1 ORDER BY id DESC LIMIT $2",
+                 FROM memories WHERE collection = $1 \
+                 AND ($3::BIGINT IS NULL OR as_of_ms IS NULL OR as_of_ms <= $3) \
+                 ORDER BY id DESC LIMIT $2",
             )
             .bind(text(collection))
             .bind(int(limit))
+            .bind(as_of)
             .fetch_all(&self.pool)
             .await?
         } else {
@@ -1074,25 +1085,35 @@ impl MemoryStore for Postgres {
                 "SELECT id, collection, text, metadata, embedding, at_ms, \
                  ts_rank_cd(words, query)::FLOAT8 AS rank \
                  FROM memories, to_tsquery('english', $1) AS query \
-                 WHERE collection = $2 AND words @@ query ORDER BY rank DESC, id DESC LIMIT $3",
+                 WHERE collection = $2 AND words @@ query \
+                 AND ($4::BIGINT IS NULL OR as_of_ms IS NULL OR as_of_ms <= $4) \
+                 ORDER BY rank DESC, id DESC LIMIT $3",
             )
             .bind(expression)
             .bind(text(collection))
             .bind(int(limit))
+            .bind(as_of)
             .fetch_all(&self.pool)
             .await?
         };
         Ok(rows.into_iter().map(MemoryRecord::from).collect())
     }
 
-    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+    async fn embedded(
+        &self,
+        collection: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>> {
         let rows: Vec<MemoryRow> = sqlx::query_as(
             "SELECT id, collection, text, metadata, embedding, at_ms, 0.0::FLOAT8 AS rank \
              FROM memories WHERE collection = $1 AND embedding IS NOT NULL \
+             AND ($3::BIGINT IS NULL OR as_of_ms IS NULL OR as_of_ms <= $3) \
              ORDER BY id DESC LIMIT $2",
         )
         .bind(text(collection))
         .bind(int(limit))
+        .bind(as_of_ms.map(int))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(MemoryRecord::from).collect())

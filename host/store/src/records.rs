@@ -625,6 +625,8 @@ pub struct NewMemory<'a> {
     /// Little-endian f32 values, when an embeddings endpoint gave a vector.
     pub embedding: Option<&'a [u8]>,
     pub at_ms: u64,
+    /// The market time of the call that wrote it, when it had one.
+    pub as_of_ms: Option<u64>,
 }
 
 /// A remembered text.

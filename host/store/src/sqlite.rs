@@ -1023,27 +1023,37 @@ impl TradingStore for Sqlite {
 impl MemoryStore for Sqlite {
     async fn remember(&self, memory: &NewMemory<'_>) -> Result<i64> {
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO memories (collection, text, metadata, embedding, at_ms) \
-             VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO memories (collection, text, metadata, embedding, at_ms, as_of_ms) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(memory.collection)
         .bind(memory.text)
         .bind(memory.metadata)
         .bind(memory.embedding)
         .bind(int(memory.at_ms))
+        .bind(memory.as_of_ms.map(int))
         .fetch_one(&self.writer)
         .await?;
         Ok(id)
     }
 
-    async fn recall(&self, collection: &str, query: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+    async fn recall(
+        &self,
+        collection: &str,
+        query: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>> {
         let words = query_words(query);
+        let as_of = as_of_ms.map(int);
         let rows: Vec<MemoryRow> = if words.is_empty() {
             sqlx::query_as(
                 "SELECT id, collection, text, metadata, embedding, at_ms, 0.0 AS rank \
-                 FROM memories WHERE collection = ? ORDER BY id DESC LIMIT ?",
+                 FROM memories WHERE collection = ?1 \
+                 AND (?2 IS NULL OR as_of_ms IS NULL OR as_of_ms <= ?2) ORDER BY id DESC LIMIT ?3",
             )
             .bind(collection)
+            .bind(as_of)
             .bind(int(limit))
             .fetch_all(&self.pool)
             .await?
@@ -1058,11 +1068,13 @@ impl MemoryStore for Sqlite {
             sqlx::query_as(
                 "SELECT m.id, m.collection, m.text, m.metadata, m.embedding, m.at_ms, \
                  -bm25(memories_fts) AS rank FROM memories_fts JOIN memories m \
-                 ON m.id = memories_fts.rowid WHERE memories_fts MATCH ? AND m.collection = ? \
-                 ORDER BY bm25(memories_fts) LIMIT ?",
+                 ON m.id = memories_fts.rowid WHERE memories_fts MATCH ?1 AND m.collection = ?2 \
+                 AND (?3 IS NULL OR m.as_of_ms IS NULL OR m.as_of_ms <= ?3) \
+                 ORDER BY bm25(memories_fts) LIMIT ?4",
             )
             .bind(expression)
             .bind(collection)
+            .bind(as_of)
             .bind(int(limit))
             .fetch_all(&self.pool)
             .await?
@@ -1070,12 +1082,19 @@ impl MemoryStore for Sqlite {
         Ok(rows.into_iter().map(MemoryRecord::from).collect())
     }
 
-    async fn embedded(&self, collection: &str, limit: u32) -> Result<Vec<MemoryRecord>> {
+    async fn embedded(
+        &self,
+        collection: &str,
+        limit: u32,
+        as_of_ms: Option<u64>,
+    ) -> Result<Vec<MemoryRecord>> {
         let rows: Vec<MemoryRow> = sqlx::query_as(
             "SELECT id, collection, text, metadata, embedding, at_ms, 0.0 AS rank FROM memories \
-             WHERE collection = ? AND embedding IS NOT NULL ORDER BY id DESC LIMIT ?",
+             WHERE collection = ?1 AND embedding IS NOT NULL \
+             AND (?2 IS NULL OR as_of_ms IS NULL OR as_of_ms <= ?2) ORDER BY id DESC LIMIT ?3",
         )
         .bind(collection)
+        .bind(as_of_ms.map(int))
         .bind(int(limit))
         .fetch_all(&self.pool)
         .await?;

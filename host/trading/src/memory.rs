@@ -44,6 +44,7 @@ impl Provider<dyn overseer_sandbox::Memory> for MemoryProvider {
             embeddings: self.embeddings.clone(),
             agent: call.agent.clone(),
             shared: call.manifest.capabilities.shared_memory.clone(),
+            as_of_ms: call.as_of_ms,
             shadow: false,
         })
     }
@@ -54,6 +55,7 @@ impl Provider<dyn overseer_sandbox::Memory> for MemoryProvider {
             embeddings: self.embeddings.clone(),
             agent: call.agent.clone(),
             shared: call.manifest.capabilities.shared_memory.clone(),
+            as_of_ms: call.as_of_ms,
             shadow: true,
         })
     }
@@ -64,6 +66,9 @@ struct CallMemory {
     embeddings: Option<Embeddings>,
     agent: String,
     shared: Vec<String>,
+    /// The call's market time: what it writes is stamped with it, and it recalls nothing
+    /// written as of a later one.
+    as_of_ms: Option<u64>,
     shadow: bool,
 }
 
@@ -113,7 +118,8 @@ fn unavailable(e: overseer_store::Error) -> GuestError {
 }
 
 /// The texts of `collection` (its stored name) most relevant to `query`, best first, among
-/// those whose metadata holds every key and value of `filter`.
+/// those whose metadata holds every key and value of `filter`, and, with `as_of_ms`, none
+/// written as of a later market time.
 ///
 /// # Errors
 /// The store's.
@@ -124,6 +130,7 @@ pub async fn recall(
     query: &str,
     k: u32,
     filter: &Map<String, Value>,
+    as_of_ms: Option<u64>,
 ) -> overseer_store::Result<Vec<MemoryRecord>> {
     let k = k.min(MAX_RECALL);
     let candidates = if filter.is_empty() && embeddings.is_none() {
@@ -131,7 +138,9 @@ pub async fn recall(
     } else {
         k.saturating_mul(CANDIDATES_PER_RESULT).max(100)
     };
-    let mut found = store.recall(collection, query, candidates).await?;
+    let mut found = store
+        .recall(collection, query, candidates, as_of_ms)
+        .await?;
     let query_vector = match embeddings {
         Some(e) if !query.trim().is_empty() => match e.embed(query).await {
             Ok(v) => Some(v),
@@ -146,7 +155,10 @@ pub async fn recall(
         let best = found.iter().map(|m| m.rank).fold(0.0f64, f64::max);
         let mut by_id: std::collections::BTreeMap<i64, MemoryRecord> =
             found.into_iter().map(|m| (m.id, m)).collect();
-        for memory in store.embedded(collection, EMBEDDED_CANDIDATES).await? {
+        for memory in store
+            .embedded(collection, EMBEDDED_CANDIDATES, as_of_ms)
+            .await?
+        {
             by_id.entry(memory.id).or_insert(MemoryRecord {
                 rank: 0.0,
                 ..memory
@@ -222,6 +234,7 @@ impl overseer_sandbox::Memory for CallMemory {
                 metadata: &metadata,
                 embedding: vector.as_deref(),
                 at_ms: now_ms(),
+                as_of_ms: self.as_of_ms,
             })
             .await
             .map_err(unavailable)?;
@@ -244,6 +257,7 @@ impl overseer_sandbox::Memory for CallMemory {
             query,
             k,
             &filter,
+            self.as_of_ms,
         )
         .await
         .map_err(unavailable)?;

@@ -13,6 +13,7 @@ mod ledger;
 pub mod live;
 pub mod memory;
 mod order;
+pub mod performance;
 pub mod risk;
 
 pub use capability::{BrokerProvider, MarketProvider};

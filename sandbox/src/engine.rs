@@ -34,7 +34,7 @@ const HOST_CALL_GRACE: Duration = EPOCH_TICK.saturating_mul(2);
 /// Fuel burned between yields of a running guest: about 10 ms of a tight loop (measured at
 /// about 25 × 10⁹ units a second on one core). With the epoch yields it keeps a busy guest from
 /// holding a thread whatever it runs.
-const FUEL_YIELD_INTERVAL: u64 = 25_000_000;
+pub(crate) const FUEL_YIELD_INTERVAL: u64 = 25_000_000;
 
 /// The nice value of the guest threads: below the API's threads, so that when both want a
 /// core the kernel runs the API first (CFS weighs nice 0 against nice 10 about 10 to 1), and a
@@ -109,9 +109,9 @@ impl Default for SandboxConfig {
 #[derive(Clone)]
 pub struct Prepared {
     digest: String,
-    pre: AgentPre<HostState>,
+    pub(crate) pre: AgentPre<HostState>,
     /// The `handle` export, looked up once.
-    handle: ComponentExportIndex,
+    pub(crate) handle: ComponentExportIndex,
     imports: Arc<[String]>,
 }
 
@@ -147,16 +147,16 @@ pub struct Sandbox {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    engine: Engine,
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
     linker: Linker<HostState>,
     cache: Cache,
-    max_memory_bytes: usize,
+    pub(crate) max_memory_bytes: usize,
     /// One permit per guest call that may run at once.
-    calls: Arc<Semaphore>,
+    pub(crate) calls: Arc<Semaphore>,
     max_concurrent_calls: u32,
-    max_answer_bytes: usize,
-    stdio_bytes: usize,
+    pub(crate) max_answer_bytes: usize,
+    pub(crate) stdio_bytes: usize,
     /// The runtime guest code runs on, when it has one of its own.
     guests: Option<tokio::runtime::Runtime>,
 }
@@ -188,6 +188,12 @@ struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl Sandbox {
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
     }
 }
 
@@ -502,7 +508,11 @@ fn with_value<T>(fuel_used: u64, peak_memory: usize, elapsed: Duration, value: T
 }
 
 /// Name the fault behind a failed call: a limit, or a trap with its message.
-fn classify(error: &wasmtime::Error, store: &Store<HostState>, limits: &Limits) -> Fault {
+pub(crate) fn classify(
+    error: &wasmtime::Error,
+    store: &Store<HostState>,
+    limits: &Limits,
+) -> Fault {
     if store.data().limiter.exceeded {
         return Fault::MemoryExceeded(limits.memory_bytes);
     }

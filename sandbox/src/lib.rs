@@ -10,6 +10,7 @@ mod error;
 mod limits;
 mod linker;
 mod services;
+mod session;
 mod stdio;
 mod validate;
 
@@ -31,3 +32,4 @@ pub use services::{
     Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime, Services,
     Source,
 };
+pub use session::Session;

@@ -36,6 +36,8 @@ pub struct HostState {
     pub(crate) services: Services,
     pub(crate) stdout: CappedOutput,
     pub(crate) stderr: CappedOutput,
+    /// When the call under way must end (a session's calls each set it).
+    pub(crate) deadline: std::time::Instant,
 }
 
 impl HostState {
@@ -61,6 +63,7 @@ impl HostState {
             services,
             stdout,
             stderr,
+            deadline: std::time::Instant::now(),
         }
     }
 

@@ -20,6 +20,7 @@ mod push;
 mod repair;
 mod restart;
 mod rollback;
+mod session;
 mod supervision;
 mod swap;
 mod trading;

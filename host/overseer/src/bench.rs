@@ -215,6 +215,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         samples.push(started.elapsed());
     }
     let in_process = summarize(&mut samples);
+    let (reused, fresh) = sessions(&kernel.sandbox, &echo, args.calls * 10).await?;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}", listener.local_addr()?);
@@ -359,6 +360,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("| invoke over HTTP, 4 clients | {throughput:.0} calls/s |");
     println!(
+        "| echo's handle in the sandbox alone, one task: one instance reused (a session) / a fresh instance per call | {reused:.0} calls/s / {fresh:.0} calls/s |"
+    );
+    println!(
         "| push of a new version to live: p50 / p99 | {:.1} ms / {:.1} ms |",
         swap.p50 / 1000.0,
         swap.p99 / 1000.0
@@ -392,6 +396,47 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         crate::bench_trading::pipeline(&source_dir, &args.build_dir, args.trading_days).await?;
     }
     Ok(())
+}
+
+/// Calls per second of `component`'s `handle` in the sandbox alone, on one task: in one
+/// instance kept for all `calls`, and in a fresh instance each.
+async fn sessions(
+    sandbox: &overseer_sandbox::Sandbox,
+    component: &[u8],
+    calls: usize,
+) -> anyhow::Result<(f64, f64)> {
+    let prepared = sandbox.prepare(component)?;
+    let limits = overseer_sandbox::Limits {
+        fuel: 1 << 40,
+        memory_bytes: 64 << 20,
+        timeout: Duration::from_secs(5),
+    };
+    let services = || {
+        overseer_sandbox::Services::memory(Arc::new(overseer_sandbox::MemoryServices::default()))
+    };
+    let event = |n: usize| overseer_sandbox::Event {
+        id: n.to_string(),
+        topic: "market.tick".to_string(),
+        payload: format!("{{\"n\":{n}}}"),
+        source: "bench".to_string(),
+        at_ms: 0,
+    };
+    let mut session = sandbox.session(&prepared, &limits, services()).await?;
+    let started = Instant::now();
+    for n in 0..calls {
+        session.handle(event(n)).await?;
+    }
+    let reused = calls as f64 / started.elapsed().as_secs_f64();
+    drop(session);
+    let fresh_calls = calls / 10;
+    let started = Instant::now();
+    for n in 0..fresh_calls {
+        sandbox
+            .handle(&prepared, &limits, services(), event(n))
+            .await?;
+    }
+    let fresh = fresh_calls as f64 / started.elapsed().as_secs_f64();
+    Ok((reused, fresh))
 }
 
 /// Compile against a cold cache, load from the warm cache, and invoke in process (a fresh

@@ -251,7 +251,10 @@ mod tests {
     fn a_flat_curve_has_no_ratios_to_divide_by_zero() {
         let m = metrics(&curve(&[100.0, 100.0, 100.0]), &Costs::default(), 0.02);
         assert_eq!((m.total_return, m.max_drawdown), (0.0, 0.0));
-        assert_eq!((m.sharpe, m.calmar, m.profit_factor, m.win_rate), (0.0, 0.0, 0.0, 0.0));
+        assert_eq!(
+            (m.sharpe, m.calmar, m.profit_factor, m.win_rate),
+            (0.0, 0.0, 0.0, 0.0)
+        );
         // Below the risk-free rate: a negative Sortino, not a division by zero.
         assert!(m.sortino < 0.0);
     }
@@ -259,7 +262,10 @@ mod tests {
     #[test]
     fn buy_and_hold_follows_the_closes() {
         let held = buy_and_hold(&[50.0, 55.0, 45.0], 1000.0);
-        assert_eq!(held.iter().map(|p| p.equity).collect::<Vec<_>>(), [1000.0, 1100.0, 900.0]);
+        assert_eq!(
+            held.iter().map(|p| p.equity).collect::<Vec<_>>(),
+            [1000.0, 1100.0, 900.0]
+        );
         assert!(buy_and_hold(&[], 1000.0).is_empty());
     }
 }

@@ -1,0 +1,148 @@
+//! A session: one instance of a component kept for many calls of `handle`, for runs that
+//! drive one component over thousands of events (a backtest). Each call still gets its own
+//! fuel and its own deadline; memory carries over, as it does in the guest. A session holds
+//! one guest call slot for its whole life. After a fault (a trap, fuel, memory, deadline) the
+//! instance may be in any state: the session is closed and every later call fails with
+//! that fault.
+
+use std::time::Instant;
+
+use wasmtime::component::TypedFunc;
+use wasmtime::{Store, UpdateDeadline};
+
+use crate::Prepared;
+use crate::bindings::{Event, GuestError};
+use crate::engine::{Outcome, Sandbox, classify};
+use crate::error::{Error, Fault, Result, internal};
+use crate::limits::Limits;
+use crate::linker::HostState;
+use crate::services::Services;
+
+type Handle = TypedFunc<(&'static Event,), (std::result::Result<String, GuestError>,)>;
+
+/// One instance of a component, called again and again.
+pub struct Session {
+    store: Store<HostState>,
+    handle: Handle,
+    limits: Limits,
+    max_answer: usize,
+    /// The fault that closed the session.
+    closed: Option<Fault>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Sandbox {
+    /// Instantiate `prepared` once for a session of calls under `limits`, with `services`.
+    ///
+    /// # Errors
+    /// `Fault::Capacity` when no guest call slot frees up within the deadline; a fault of the
+    /// instantiation.
+    pub async fn session(
+        &self,
+        prepared: &Prepared,
+        limits: &Limits,
+        services: Services,
+    ) -> Result<Session> {
+        let inner = self.inner();
+        let deadline = Instant::now() + limits.timeout;
+        let slot =
+            match tokio::time::timeout_at(deadline.into(), inner.calls.clone().acquire_owned())
+                .await
+            {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(closed)) => return Err(internal(closed)),
+                Err(_) => {
+                    return Err(
+                        Fault::Capacity("no guest call slot for a session".to_string()).into(),
+                    );
+                }
+            };
+        let memory = limits.memory_bytes.min(inner.max_memory_bytes);
+        let mut state = HostState::new(services, memory, inner.stdio_bytes);
+        state.deadline = deadline;
+        let mut store = Store::new(&inner.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_fuel(limits.fuel).map_err(internal)?;
+        store
+            .fuel_async_yield_interval(Some(crate::engine::FUEL_YIELD_INTERVAL))
+            .map_err(internal)?;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|context| {
+            Ok(if Instant::now() >= context.data().deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        let instantiated = async {
+            let instance = prepared
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .await?;
+            let handle: Handle = instance.get_typed_func(&mut store, prepared.handle)?;
+            wasmtime::Result::<Handle>::Ok(handle)
+        };
+        let handle = match instantiated.await {
+            Ok(handle) => handle,
+            Err(e) => return Err(classify(&e, &store, limits).into()),
+        };
+        Ok(Session {
+            store,
+            handle,
+            limits: *limits,
+            max_answer: inner.max_answer_bytes,
+            closed: None,
+            _slot: slot,
+        })
+    }
+}
+
+impl Session {
+    /// Call `handle` with `event` in the session's instance, with fresh fuel and deadline.
+    ///
+    /// # Errors
+    /// `Error::Guest` for an error the agent returns; `Error::Fault` for a limit or a trap,
+    /// which closes the session.
+    pub async fn handle(&mut self, event: Event) -> Result<Outcome<String>> {
+        if let Some(fault) = &self.closed {
+            return Err(fault.clone().into());
+        }
+        let started = Instant::now();
+        self.store.data_mut().deadline = started + self.limits.timeout;
+        self.store.set_fuel(self.limits.fuel).map_err(internal)?;
+        let result = self.handle.call_async(&mut self.store, (&event,)).await;
+        let fuel_used = self
+            .limits
+            .fuel
+            .saturating_sub(self.store.get_fuel().unwrap_or(0));
+        let outcome = |value| Outcome {
+            value,
+            fuel_used,
+            peak_memory: self.store.data().limiter.peak_bytes,
+            elapsed: started.elapsed(),
+        };
+        match result {
+            Ok((Ok(text),)) if text.len() > self.max_answer => {
+                let fault = Fault::AnswerTooLarge {
+                    bytes: text.len(),
+                    limit: self.max_answer,
+                };
+                self.closed = Some(fault.clone());
+                Err(fault.into())
+            }
+            Ok((Ok(text),)) => Ok(outcome(text)),
+            Ok((Err(e),)) => Err(Error::Guest(e)),
+            Err(e) => {
+                let fault = classify(&e, &self.store, &self.limits);
+                self.closed = Some(fault.clone());
+                Err(fault.into())
+            }
+        }
+    }
+
+    /// The services the session's calls reach.
+    pub fn services(&self) -> &Services {
+        &self.store.data().services
+    }
+}

@@ -141,6 +141,14 @@ impl Market for LiveMarket {
 }
 
 impl LiveMarket {
+    /// Whether some symbol has a bar of `day`.
+    pub fn has_bars_of(&self, day: NaiveDate) -> bool {
+        let held = self.bars.read().unwrap_or_else(|p| p.into_inner());
+        self.symbols
+            .iter()
+            .any(|s| matches!(held.latest(s, day), Ok(Some(bar)) if bar.date == day))
+    }
+
     fn known(&self, symbol: &str) -> overseer_market::Result<()> {
         if self.symbols.iter().any(|s| s == symbol) {
             Ok(())
@@ -174,6 +182,11 @@ pub fn spawn_live_clock(
             let closed = calendar::last_close(settled);
             if closed > trading.as_of() {
                 match live.refresh(closed).await {
+                    // The provider may publish a session's bars a while after its close: the
+                    // clock waits for them, so no order expires on a bar it never saw.
+                    Ok(()) if !live.has_bars_of(closed) => {
+                        tracing::info!(day = %closed, "no bars of the last session yet; the clock waits");
+                    }
                     Ok(()) => {
                         trading.extend_calendar(closed);
                         while trading.as_of() < closed {

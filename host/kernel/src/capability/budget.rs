@@ -163,6 +163,8 @@ pub struct LlmBudgets {
     config: LlmBudgetConfig,
     store: Store,
     books: Mutex<Books>,
+    /// One setting at a time: the check of the sum and the write are one step.
+    setting: tokio::sync::Mutex<()>,
 }
 
 fn today() -> u64 {
@@ -203,6 +205,7 @@ impl LlmBudgets {
             config,
             store,
             books: Mutex::new(books),
+            setting: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -363,6 +366,7 @@ impl LlmBudgets {
     /// # Errors
     /// `invalid` (a sentence) over a cap, or when the budgets set would sum past the total.
     pub async fn set(&self, agent: &str, tokens: u64, usd: f64) -> Result<BudgetView, SetError> {
+        let _one_at_a_time = self.setting.lock().await;
         let c = &self.config;
         if !usd.is_finite() || usd < 0.0 {
             return Err(SetError::Invalid(format!(

@@ -1,17 +1,13 @@
 //! `world-monitor`: on each `market.tick`, reads a year of daily bars and the latest news of
-//! every watched symbol as of the tick, computes indicators (ta-rs: SMA 20/50, EMA 12/26,
-//! RSI 14, MACD 12/26/9, ATR 14) and a sentiment score (the provider's when it gives one,
+//! every watched symbol as of the tick, computes indicators with the SDK's calculator (ta-rs:
+//! SMA 20/50, EMA 12/26, RSI 14, MACD 12/26/9, ATR 14) and a sentiment score (the provider's when it gives one,
 //! else VADER's compound score of the headline and summary; the LLM's when one is
 //! configured), and publishes them as one `market.snapshot`.
 
+use overseer_guest::calculator::{self, Candle};
 use overseer_guest::market::{self, Bar, NewsItem};
 use overseer_guest::{Agent, Error, Event, Info, llm, log};
 use serde_json::{Value, json};
-use ta::indicators::{
-    AverageTrueRange, ExponentialMovingAverage, MovingAverageConvergenceDivergence,
-    RelativeStrengthIndex, SimpleMovingAverage,
-};
-use ta::{DataItem, Next};
 
 struct WorldMonitor;
 
@@ -34,47 +30,39 @@ pub struct Indicators {
 /// Fewest bars the indicators need to have warmed up (the 50-day average).
 pub const MIN_BARS: usize = 50;
 
-/// The indicators over `bars` (oldest first), or `None` with fewer than [`MIN_BARS`].
+/// The indicators over `bars` (oldest first), or `None` with fewer than [`MIN_BARS`]: the
+/// SDK's calculator, which every agent shares.
 pub fn indicators(bars: &[Bar]) -> Option<Indicators> {
     if bars.len() < MIN_BARS {
         return None;
     }
-    let mut sma_20 = SimpleMovingAverage::new(20).ok()?;
-    let mut sma_50 = SimpleMovingAverage::new(50).ok()?;
-    let mut ema_12 = ExponentialMovingAverage::new(12).ok()?;
-    let mut ema_26 = ExponentialMovingAverage::new(26).ok()?;
-    let mut rsi = RelativeStrengthIndex::new(14).ok()?;
-    let mut macd = MovingAverageConvergenceDivergence::new(12, 26, 9).ok()?;
-    let mut atr = AverageTrueRange::new(14).ok()?;
-    let mut out = None;
-    for bar in bars {
-        let item = DataItem::builder()
-            .open(bar.open)
-            .high(bar.high)
-            .low(bar.low)
-            .close(bar.close)
-            .volume(bar.volume)
-            .build()
-            .ok()?;
-        let m = macd.next(bar.close);
-        out = Some(Indicators {
-            close: bar.close,
-            change_1d: 0.0,
-            sma_20: sma_20.next(bar.close),
-            sma_50: sma_50.next(bar.close),
-            ema_12: ema_12.next(bar.close),
-            ema_26: ema_26.next(bar.close),
-            rsi_14: rsi.next(bar.close),
-            macd: m.macd,
-            macd_signal: m.signal,
-            macd_histogram: m.histogram,
-            atr_14: atr.next(&item),
-        });
-    }
-    let mut out = out?;
-    let previous = bars[bars.len() - 2].close;
-    out.change_1d = out.close / previous - 1.0;
-    Some(out)
+    let closes: Vec<f64> = bars.iter().map(|b| b.close).collect();
+    let candles: Vec<Candle> = bars
+        .iter()
+        .map(|b| Candle {
+            open: b.open,
+            high: b.high,
+            low: b.low,
+            close: b.close,
+            volume: b.volume,
+        })
+        .collect();
+    let close = *closes.last()?;
+    let previous = closes[closes.len() - 2];
+    let macd = calculator::macd(&closes, 12, 26, 9)?;
+    Some(Indicators {
+        close,
+        change_1d: close / previous - 1.0,
+        sma_20: calculator::sma(&closes, 20)?,
+        sma_50: calculator::sma(&closes, 50)?,
+        ema_12: calculator::ema(&closes, 12)?,
+        ema_26: calculator::ema(&closes, 26)?,
+        rsi_14: calculator::rsi(&closes, 14)?,
+        macd: macd.macd,
+        macd_signal: macd.signal,
+        macd_histogram: macd.histogram,
+        atr_14: calculator::atr(&candles, 14)?,
+    })
 }
 
 /// `up` when the close and the 20-day average are above the 50-day one, `down` when both

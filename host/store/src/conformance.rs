@@ -755,10 +755,9 @@ pub async fn llm_usage_adds_up_per_agent(store: &Store) {
     );
 }
 
-/// A prune removes by age and past a size or a count, oldest first, and nothing else: open
-/// alerts, unfinished edits' logs, servable versions and an agent's newest version stay.
-pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
-    let keep_all = PrunePolicy {
+/// A policy that keeps everything.
+fn keep_all() -> PrunePolicy {
+    PrunePolicy {
         events_before_ms: 0,
         events_bytes: u64::MAX >> 2,
         logs_before_ms: 0,
@@ -774,7 +773,13 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
         refusals_before_ms: 0,
         refusals: u64::MAX >> 2,
         memories_per_collection: u64::MAX >> 2,
-    };
+    }
+}
+
+/// A prune removes by age and past a size or a count, oldest first, and nothing else: open
+/// alerts, unfinished edits' logs, servable versions and an agent's newest version stay.
+pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
+    let keep_all = keep_all();
     // Events: 10 of 100 bytes at times 0..10.
     for n in 0..10u64 {
         store
@@ -1236,21 +1241,10 @@ pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
     }
     store.insert_order(&order("kept", 1)).await.unwrap();
     let policy = PrunePolicy {
-        events_before_ms: 0,
-        events_bytes: u64::MAX >> 2,
-        logs_before_ms: 0,
-        logs_bytes_per_agent: u64::MAX >> 2,
-        llm_calls_before_ms: 0,
-        llm_calls: u64::MAX >> 2,
-        alerts_before_ms: 0,
-        alerts: u64::MAX >> 2,
-        build_logs_before_ms: 0,
-        build_logs: u64::MAX >> 2,
-        rejected_before_ms: 0,
-        rejected_per_agent: u64::MAX >> 2,
         refusals_before_ms: 11,
         refusals: 3,
         memories_per_collection: 2,
+        ..keep_all()
     };
     let pruned = store.prune(&policy).await.unwrap();
     // Refusal c0 by age; of the other four the newest three stay.

@@ -167,17 +167,7 @@ impl Trading {
         let clock = MarketClock::new(days, start).ok_or_else(|| {
             overseer_market::Error::Data(format!("no trading day on or after {start}"))
         })?;
-        let mut ledger = Ledger::new(config.initial_cash);
-        for fill in store.fills().await? {
-            let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
-            ledger.apply(
-                &fill.symbol,
-                side,
-                fill.quantity,
-                fill.price,
-                fill.commission,
-            );
-        }
+        let ledger = ledger_of(config.initial_cash, &store.fills().await?);
         let mut gate = RiskGate::new(config.risk.clone(), config.initial_cash);
         if store.trading_state(KILL_KEY).await?.as_deref() == Some("on") {
             gate.set_kill(true);
@@ -269,21 +259,10 @@ impl Trading {
         let mut view = portfolio(&account, &marks, as_of);
         if matches!(self.inner.venue, Venue::Paper) && as_of < self.as_of() {
             match self.inner.store.fills().await {
-                Ok(fills) => {
-                    let mut ledger = Ledger::new(self.inner.config.initial_cash);
-                    for fill in fills
-                        .iter()
-                        .filter(|f| f.date.as_str() <= as_of.to_string().as_str())
-                    {
-                        let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
-                        ledger.apply(
-                            &fill.symbol,
-                            side,
-                            fill.quantity,
-                            fill.price,
-                            fill.commission,
-                        );
-                    }
+                Ok(mut fills) => {
+                    let day = as_of.to_string();
+                    fills.retain(|f| f.date.as_str() <= day.as_str());
+                    let ledger = ledger_of(self.inner.config.initial_cash, &fills);
                     let then = Account {
                         ledger,
                         gate: account.gate.clone(),
@@ -988,6 +967,22 @@ impl Trading {
     pub fn store(&self) -> &Store {
         &self.inner.store
     }
+}
+
+/// The ledger of an account that started with `initial_cash` and made `fills`, in order.
+fn ledger_of(initial_cash: f64, fills: &[FillRecord]) -> Ledger {
+    let mut ledger = Ledger::new(initial_cash);
+    for fill in fills {
+        let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
+        ledger.apply(
+            &fill.symbol,
+            side,
+            fill.quantity,
+            fill.price,
+            fill.commission,
+        );
+    }
+    ledger
 }
 
 fn portfolio(account: &Account, marks: &BTreeMap<String, f64>, as_of: NaiveDate) -> Portfolio {

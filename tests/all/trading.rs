@@ -770,3 +770,63 @@ async fn with_an_embeddings_endpoint_recall_finds_meaning_without_shared_words()
         "{listed}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn performance_follows_every_close_and_attributes_each_trade() {
+    let (daemon, _dir) = trading_daemon(60_000).await;
+    let order = |side: &str, id: &str| {
+        json!({ "symbol": "MSFT", "side": side, "quantity": 50, "client_order_id": id }).to_string()
+    };
+    assert_eq!(
+        daemon
+            .post("/v1/orders", order("buy", "2012-01-03-MSFT-buy"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    trading(&daemon).step().await.unwrap();
+    assert_eq!(
+        daemon
+            .post("/v1/orders", order("sell", "2012-01-04-MSFT-sell"))
+            .await
+            .0,
+        StatusCode::CREATED
+    );
+    trading(&daemon).step().await.unwrap();
+    trading(&daemon).step().await.unwrap();
+
+    let (status, performance) = daemon.get("/v1/performance").await;
+    assert_eq!(status, StatusCode::OK, "{performance}");
+    let curve = performance["curve"].as_array().unwrap();
+    assert_eq!(curve.len(), 3, "one point per close: {performance}");
+    let closed = &events(&daemon, "trade.closed").await[0];
+    let closed: Value = serde_json::from_str(closed["payload"].as_str().unwrap()).unwrap();
+    let pnl = closed["closed"]["pnl"].as_f64().unwrap();
+    let trade = &performance["trades"][0];
+    assert_eq!(trade["agent"], "api");
+    assert_eq!(
+        trade["opened_by"], "2012-01-03-MSFT-buy",
+        "the order that opened it"
+    );
+    assert!((trade["pnl"].as_f64().unwrap() - pnl).abs() < 1e-9);
+    assert!((performance["realized_by_agent"]["api"].as_f64().unwrap() - pnl).abs() < 1e-9);
+    // Flat after the round trip: the last close's equity is the start plus the P&L.
+    let last = curve[2]["equity"].as_f64().unwrap();
+    assert!((last - (100_000.0 + pnl)).abs() < 1e-6, "{last} vs {pnl}");
+    let (_, trades) = daemon.get("/v1/trades").await;
+    let fees: f64 = trades["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["commission"].as_f64().unwrap())
+        .sum();
+    let metrics = &performance["metrics"];
+    assert!(
+        (metrics["fees"].as_f64().unwrap() - fees).abs() < 1e-9,
+        "{metrics}"
+    );
+    assert_eq!(metrics["trades"], 1);
+    assert_eq!(metrics["periods"], 2);
+    let (status, _) = daemon.get("/v1/performance?risk_free=7").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

@@ -24,6 +24,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/trades", get(trades))
         .route("/v1/risk", get(risk).post(set_risk))
         .route("/v1/memory", get(memory))
+        .route("/v1/performance", get(performance))
 }
 
 fn trading(state: &AppState) -> ApiResult<&Trading> {
@@ -109,6 +110,24 @@ async fn bars(
     Ok(Json(
         json!({ "symbol": symbol, "as_of": as_of, "bars": bars }),
     ))
+}
+
+#[derive(Debug, Deserialize)]
+struct PerformanceQuery {
+    /// The annual risk-free rate, as a fraction.
+    risk_free: Option<f64>,
+}
+
+async fn performance(
+    State(state): State<AppState>,
+    Query(query): Query<PerformanceQuery>,
+) -> ApiResult<Json<Value>> {
+    let trading = trading(&state)?;
+    let risk_free = query.risk_free.unwrap_or(0.0);
+    if !risk_free.is_finite() || !(-1.0..=1.0).contains(&risk_free) {
+        return Err(ApiError::invalid("risk_free: an annual rate from -1 to 1"));
+    }
+    Ok(Json(json!(trading.performance(risk_free).await?)))
 }
 
 async fn portfolio(State(state): State<AppState>) -> ApiResult<Json<Value>> {

@@ -1098,6 +1098,31 @@ pub async fn orders_are_one_per_client_id_and_fill_with_their_fills(store: &Stor
     let refusals = store.refusals(10).await.unwrap();
     assert_eq!(refusals, [RefusalRecord { seq, ..refusal }]);
 
+    for (day, equity) in [
+        ("2012-01-04", 100.0),
+        ("2012-01-03", 99.0),
+        ("2012-01-04", 101.0),
+    ] {
+        store
+            .record_equity(&EquityPoint {
+                day: day.to_string(),
+                equity,
+                cash: 50.0,
+                gross_exposure: 51.0,
+                realized_pnl: 1.0,
+                at_ms: 7,
+            })
+            .await
+            .unwrap();
+    }
+    let curve = store.equity_curve().await.unwrap();
+    assert_eq!(
+        curve
+            .iter()
+            .map(|p| (p.day.as_str(), p.equity))
+            .collect::<Vec<_>>(),
+        [("2012-01-03", 99.0), ("2012-01-04", 101.0)]
+    );
     assert_eq!(store.trading_state("kill").await.unwrap(), None);
     store.set_trading_state("kill", "on").await.unwrap();
     store.set_trading_state("kill", "off").await.unwrap();

@@ -174,6 +174,10 @@ pub trait TradingStore: Send + Sync {
     async fn refusals(&self, limit: u32) -> Result<Vec<RefusalRecord>>;
     async fn trading_state(&self, key: &str) -> Result<Option<String>>;
     async fn set_trading_state(&self, key: &str, value: &str) -> Result<()>;
+    /// Record the account at a day's close, replacing what that day had.
+    async fn record_equity(&self, point: &EquityPoint) -> Result<()>;
+    /// The equity curve, oldest day first.
+    async fn equity_curve(&self) -> Result<Vec<EquityPoint>>;
 }
 
 /// Long-term memory: texts of collections, recalled by relevance.

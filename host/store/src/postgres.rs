@@ -1026,6 +1026,34 @@ impl TradingStore for Postgres {
         )
     }
 
+    async fn record_equity(&self, point: &EquityPoint) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO equity_curve (day, equity, cash, gross_exposure, realized_pnl, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (day) DO UPDATE SET \
+             equity = excluded.equity, cash = excluded.cash, \
+             gross_exposure = excluded.gross_exposure, realized_pnl = excluded.realized_pnl, \
+             at_ms = excluded.at_ms",
+        )
+        .bind(text(&point.day))
+        .bind(point.equity)
+        .bind(point.cash)
+        .bind(point.gross_exposure)
+        .bind(point.realized_pnl)
+        .bind(point.at_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn equity_curve(&self) -> Result<Vec<EquityPoint>> {
+        Ok(sqlx::query_as(
+            "SELECT day, equity, cash, gross_exposure, realized_pnl, at_ms FROM equity_curve \
+             ORDER BY day",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn set_trading_state(&self, key: &str, value: &str) -> Result<()> {
         sqlx::query(
             "INSERT INTO trading_state (key, value) VALUES ($1, $2) \

@@ -615,6 +615,18 @@ pub struct RefusalRecord {
     pub at_ms: u64,
 }
 
+/// The account at one trading day's close.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct EquityPoint {
+    /// The trading day (ISO date).
+    pub day: String,
+    pub equity: f64,
+    pub cash: f64,
+    pub gross_exposure: f64,
+    pub realized_pnl: f64,
+    pub at_ms: i64,
+}
+
 /// A text to remember.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMemory<'a> {

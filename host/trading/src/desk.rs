@@ -12,7 +12,9 @@ use chrono::{NaiveDate, NaiveTime};
 use overseer_kernel::bus::{Bus, host_event};
 use overseer_market::{Bar, Market, MarketClock, Timeframe};
 use overseer_providers::alpaca::{Alpaca, NewOrder};
-use overseer_store::{FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, now_ms};
+use overseer_store::{
+    EquityPoint, FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, now_ms,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -121,6 +123,32 @@ pub struct PositionView {
     pub price: f64,
     pub market_value: f64,
     pub unrealized_pnl: f64,
+}
+
+/// A position's round trip, and who opened it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClosedTrade {
+    pub symbol: String,
+    /// The agent that placed the order that opened the position.
+    pub agent: String,
+    /// That order's client id (the trade executor's names the signal: `<as-of>-<symbol>-<action>`).
+    pub opened_by: Option<String>,
+    pub closed_on: String,
+    pub pnl: f64,
+    pub pnl_pct: f64,
+}
+
+/// What `/v1/performance` shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Performance {
+    /// The figures of the equity curve (see [`crate::performance`]); none before two closes.
+    pub metrics: Option<crate::performance::Metrics>,
+    pub curve: Vec<EquityPoint>,
+    /// The drawdown at each close, as a fraction.
+    pub drawdown: Vec<f64>,
+    pub trades: Vec<ClosedTrade>,
+    pub realized_by_agent: BTreeMap<String, f64>,
+    pub realized_by_symbol: BTreeMap<String, f64>,
 }
 
 /// The account valued at as-of: what `/v1/portfolio` shows.
@@ -295,6 +323,91 @@ impl Trading {
             }
         }
         view
+    }
+
+    /// Live performance: the equity curve of the closes, its figures, the costs paid, and
+    /// every closed trade with the agent and the order (its client id names the signal) that
+    /// opened it, with realised P&L per agent and per symbol.
+    ///
+    /// # Errors
+    /// The store's.
+    pub async fn performance(&self, risk_free: f64) -> Result<Performance> {
+        let store = &self.inner.store;
+        let curve = store.equity_curve().await?;
+        let fills = store.fills().await?;
+        let orders: BTreeMap<String, OrderRecord> = store
+            .orders(&OrderFilter {
+                limit: u32::MAX,
+                ..OrderFilter::default()
+            })
+            .await?
+            .into_iter()
+            .map(|o| (o.id.clone(), o))
+            .collect();
+        let mut ledger = Ledger::new(self.inner.config.initial_cash);
+        let mut costs = crate::performance::Costs::default();
+        // The order that opened each symbol's position: what a close is attributed to.
+        let mut opened_by: BTreeMap<String, String> = BTreeMap::new();
+        let mut trades = Vec::new();
+        let mut by_agent: BTreeMap<String, f64> = BTreeMap::new();
+        let mut by_symbol: BTreeMap<String, f64> = BTreeMap::new();
+        for fill in &fills {
+            let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
+            costs.fees += fill.commission;
+            costs.slippage += fill.slippage;
+            costs.traded += fill.quantity * fill.price;
+            let held = ledger.quantity(&fill.symbol);
+            let closed = ledger.apply(
+                &fill.symbol,
+                side,
+                fill.quantity,
+                fill.price,
+                fill.commission,
+            );
+            if held == 0.0 {
+                opened_by.insert(fill.symbol.clone(), fill.order_id.clone());
+            }
+            if let Some(closed) = closed {
+                let opener = opened_by.get(&fill.symbol).and_then(|id| orders.get(id));
+                let agent = opener.map_or("unknown".to_string(), |o| o.agent.clone());
+                costs.closed.push(closed.pnl);
+                *by_agent.entry(agent.clone()).or_default() += closed.pnl;
+                *by_symbol.entry(fill.symbol.clone()).or_default() += closed.pnl;
+                trades.push(ClosedTrade {
+                    symbol: fill.symbol.clone(),
+                    opened_by: opener.map(|o| o.client_order_id.clone()),
+                    agent,
+                    closed_on: fill.date.clone(),
+                    pnl: closed.pnl,
+                    pnl_pct: closed.pnl_pct,
+                });
+            }
+        }
+        let points: Vec<crate::performance::Point> = curve
+            .iter()
+            .map(|p| crate::performance::Point {
+                equity: p.equity,
+                gross_exposure: p.gross_exposure,
+            })
+            .collect();
+        let metrics =
+            (points.len() >= 2).then(|| crate::performance::metrics(&points, &costs, risk_free));
+        let mut peak = f64::MIN;
+        let drawdown = curve
+            .iter()
+            .map(|p| {
+                peak = peak.max(p.equity);
+                1.0 - p.equity / peak
+            })
+            .collect();
+        Ok(Performance {
+            metrics,
+            curve,
+            drawdown,
+            trades,
+            realized_by_agent: by_agent,
+            realized_by_symbol: by_symbol,
+        })
     }
 
     /// The gate's state and limits.
@@ -509,6 +622,18 @@ impl Trading {
             (after, equity, account.gate.status())
         };
         self.keep_risk(&status).await;
+        let close = self.portfolio_at(day).await;
+        let point = EquityPoint {
+            day: day.to_string(),
+            equity: close.equity,
+            cash: close.cash,
+            gross_exposure: close.gross_exposure,
+            realized_pnl: close.realized_pnl,
+            at_ms: i64::try_from(now_ms()).unwrap_or(i64::MAX),
+        };
+        if let Err(e) = self.inner.store.record_equity(&point).await {
+            tracing::warn!(error = %e, "the day's equity was not recorded");
+        }
         if after != before {
             if after == RiskState::Halted {
                 self.cancel_open("trading halted").await?;

@@ -20,7 +20,9 @@ pub use capability::{BrokerProvider, MarketProvider};
 pub use config::{
     AlpacaConfig, BrokerKind, Costs, MarketKind, PolygonConfig, RiskLimits, TradingConfig,
 };
-pub use desk::{Portfolio, PositionView, Sources, Trading, Venue, as_of_day, as_of_ms};
+pub use desk::{
+    ClosedTrade, Performance, Portfolio, PositionView, Sources, Trading, Venue, as_of_day, as_of_ms,
+};
 pub use error::{Error, Result};
 pub use ledger::{Closed, Holding, Ledger, Side, Valuation};
 pub use memory::MemoryProvider;

@@ -207,7 +207,8 @@ impl RiskGate {
         self.reason = Some(reason.to_string());
     }
 
-    /// Update the state for the account's `equity` on trading day `day`: a new day ends
+    /// Update the state for the account's `equity` on trading day `day` (an ISO date: days
+    /// compare as text): a new day ends
     /// `reducing`; the day's loss and the drawdown are checked against their limits.
     ///
     /// A day's loss is measured from the equity last seen before it (the previous close).
@@ -433,6 +434,11 @@ mod tests {
         ]
     }
 
+    /// A trading day's name: days compare as text, like ISO dates.
+    fn day_name(day: u32) -> String {
+        format!("day-{day:06}")
+    }
+
     fn limits() -> RiskLimits {
         RiskLimits {
             max_position: 0.2,
@@ -473,24 +479,24 @@ mod tests {
                         if let Some(p) = prices.get_mut(SYMBOLS[s]) {
                             *p *= factor;
                         }
-                        gate.observe(ledger.value(&prices).equity, &day.to_string());
+                        gate.observe(ledger.value(&prices).equity, &day_name(day));
                     }
                     Step::NextDay => {
                         day += 1;
                         day_start = ledger.value(&prices).equity;
-                        gate.observe(day_start, &day.to_string());
+                        gate.observe(day_start, &day_name(day));
                     }
                     Step::Kill => gate.set_kill(true),
                     Step::Resume => {
                         let equity = ledger.value(&prices).equity;
-                        gate.resume(equity, &day.to_string());
+                        gate.resume(equity, &day_name(day));
                         day_start = equity;
                         peak = equity;
                     }
                     Step::Order(s, buy, quantity) => {
                         let symbol = SYMBOLS[s];
                         let equity = ledger.value(&prices).equity;
-                        let state = gate.observe(equity, &day.to_string());
+                        let state = gate.observe(equity, &day_name(day));
                         if !matches!(state, RiskState::Halted) {
                             peak = peak.max(equity);
                         }

@@ -54,31 +54,41 @@ pub async fn pipeline(agents_dir: &Path, build_dir: &Path, days: usize) -> anyho
     }
     let trading = daemon.state.trading.clone().context("trading is off")?;
     let store = kernel.store.clone();
-    let count = |topic: &'static str| {
+    // The newest event of `topic` after sequence number `after`, if one has come.
+    let next = |topic: &'static str, after: i64| {
         let store = store.clone();
         async move {
             store
                 .events(&EventFilter {
                     topic: Some(topic),
-                    limit: u32::MAX,
+                    after,
+                    limit: 1,
                     ..EventFilter::default()
                 })
                 .await
-                .map(|e| e.len())
-                .unwrap_or(0)
+                .ok()
+                .and_then(|events| events.first().map(|e| e.seq))
         }
     };
 
     // Each tick as soon as the last one's snapshot is out: the clock as fast as it goes.
     let started_ms = overseer_store::now_ms();
     let mut stepped = 0;
+    let mut seen = 0;
     for _ in 0..days {
         if trading.step().await?.is_none() {
             break;
         }
         stepped += 1;
         let deadline = Instant::now() + Duration::from_secs(30);
-        while count("market.snapshot").await < stepped && Instant::now() < deadline {
+        loop {
+            if let Some(seq) = next("market.snapshot", seen).await {
+                seen = seq;
+                break;
+            }
+            if Instant::now() > deadline {
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -87,7 +97,14 @@ pub async fn pipeline(agents_dir: &Path, build_dir: &Path, days: usize) -> anyho
     let mut last = (0, 0);
     loop {
         let now = (
-            count("trade.signal").await,
+            store
+                .events(&EventFilter {
+                    topic: Some("trade.signal"),
+                    limit: u32::MAX,
+                    ..EventFilter::default()
+                })
+                .await?
+                .len(),
             store
                 .orders(&OrderFilter {
                     limit: u32::MAX,

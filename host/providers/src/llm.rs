@@ -181,12 +181,7 @@ impl Llm {
             )
         })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = crate::rest::retry_after(response.headers());
         let text = response.text().await.map_err(|e| {
             Attempt::Retry(
                 Error::Unavailable(format!("the LLM endpoint's answer broke off: {e}")),

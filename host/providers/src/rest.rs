@@ -222,12 +222,7 @@ impl Rest {
             message: e.to_string(),
         })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let bytes = response.bytes().await.map_err(|e| RestError::Unavailable {
             service,
             message: e.to_string(),
@@ -262,6 +257,16 @@ impl Rest {
             },
         })
     }
+}
+
+/// The pause a `Retry-After` header asks for, in seconds (the HTTP-date form is not used by
+/// the services overseer talks to).
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 /// The message of an error answer: its JSON `message` or `error`, else its text, cut short.

@@ -14,7 +14,7 @@ use overseer_sandbox::{
 };
 use overseer_store::OrderRecord;
 
-use crate::desk::{Trading, as_of_day, as_of_ms};
+use crate::desk::{Trading, as_of_day, as_of_ms, new_order};
 use crate::error::Error;
 use crate::order::{Amount, OrderRequest, OrderType, TimeInForce};
 
@@ -333,41 +333,19 @@ impl overseer_sandbox::Broker for CallBroker {
             request
                 .validate(&self.trading.market().symbols())
                 .map_err(guest_error)?;
-            return Ok(Order {
-                id: format!("shadow-{}", request.client_order_id),
-                client_order_id: request.client_order_id.clone(),
-                symbol: request.symbol.clone(),
-                side: if request.side == crate::ledger::Side::Sell {
-                    overseer_sandbox::Side::Sell
-                } else {
-                    overseer_sandbox::Side::Buy
-                },
-                order_type: if request.order_type == OrderType::Limit {
-                    overseer_sandbox::OrderType::Limit
-                } else {
-                    overseer_sandbox::OrderType::Market
-                },
-                time_in_force: if request.time_in_force == TimeInForce::Gtc {
-                    overseer_sandbox::TimeInForce::Gtc
-                } else {
-                    overseer_sandbox::TimeInForce::Day
-                },
-                quantity: match request.amount {
-                    Amount::Quantity(q) => q,
-                    Amount::Notional(_) => 0.0,
-                },
-                notional: match request.amount {
-                    Amount::Notional(n) => Some(n),
-                    Amount::Quantity(_) => None,
-                },
-                limit_price: request.limit_price,
-                status: "new".to_string(),
-                filled_quantity: 0.0,
-                fill_price: None,
-                commission: 0.0,
-                submitted: self.as_of.to_string(),
-                filled: None,
-            });
+            // Checked and answered, never placed: its shares are fixed only at a fill.
+            let quantity = match request.amount {
+                Amount::Quantity(q) => q,
+                Amount::Notional(_) => 0.0,
+            };
+            let id = format!("shadow-{}", request.client_order_id);
+            return Ok(wit_order(&new_order(
+                id,
+                &self.agent,
+                &request,
+                quantity,
+                self.as_of,
+            )));
         }
         let order = self
             .trading

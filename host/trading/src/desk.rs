@@ -501,29 +501,7 @@ impl Trading {
                 })
                 .await?;
         }
-        let order = OrderRecord {
-            id,
-            client_order_id: request.client_order_id.clone(),
-            agent: agent.to_string(),
-            symbol: request.symbol.clone(),
-            side: request.side.as_str().to_string(),
-            order_type: request.order_type.as_str().to_string(),
-            time_in_force: request.time_in_force.as_str().to_string(),
-            quantity,
-            notional: match request.amount {
-                Amount::Notional(n) => Some(n),
-                Amount::Quantity(_) => None,
-            },
-            limit_price: request.limit_price,
-            status: "new".to_string(),
-            filled_quantity: 0.0,
-            fill_price: None,
-            commission: 0.0,
-            submitted: as_of.to_string(),
-            filled: None,
-            reason: None,
-            at_ms: now_ms(),
-        };
+        let order = new_order(id, agent, request, quantity, as_of);
         let (order, _) = self.inner.store.insert_order(&order).await?;
         Ok(order)
     }
@@ -575,9 +553,8 @@ impl Trading {
     pub async fn resume(&self) -> Result<RiskStatus> {
         self.inner.store.set_trading_state(KILL_KEY, "off").await?;
         let as_of = self.as_of();
-        let marks = self.marks(as_of);
+        let equity = self.portfolio_at(as_of).await.equity;
         let mut account = self.inner.account.lock().await;
-        let equity = self.equity(&account, &marks).await?;
         account.gate.resume(equity, &as_of.to_string());
         self.check_kill_file(&mut account).await;
         let status = account.gate.status();
@@ -604,25 +581,25 @@ impl Trading {
             .set_trading_state(CLOCK_KEY, &day.to_string())
             .await?;
         // A kill switch thrown since the last tick stops this one's fills.
-        let before = {
+        let (before, halted) = {
             let mut account = self.inner.account.lock().await;
             let before = account.gate.state();
             self.check_kill_file(&mut account).await;
-            before
+            (before, account.gate.state() == RiskState::Halted)
         };
-        if self.inner.account.lock().await.gate.state() == RiskState::Halted {
+        if halted {
             self.cancel_open("trading halted").await?;
         }
         self.fill_open(day).await?;
-        let marks = self.marks(day);
-        let (after, equity, status) = {
+        // The day's close, as the broker values it: what the gate sees and the curve keeps.
+        let close = self.portfolio_at(day).await;
+        let equity = close.equity;
+        let (after, status) = {
             let mut account = self.inner.account.lock().await;
-            let equity = self.equity(&account, &marks).await?;
             let after = account.gate.observe(equity, &day.to_string());
-            (after, equity, account.gate.status())
+            (after, account.gate.status())
         };
         self.keep_risk(&status).await;
-        let close = self.portfolio_at(day).await;
         let point = EquityPoint {
             day: day.to_string(),
             equity: close.equity,
@@ -960,15 +937,6 @@ impl Trading {
         })
     }
 
-    /// The account's equity as the gate measures it: the paper ledger's at `marks`, or the
-    /// broker's own.
-    async fn equity(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<f64> {
-        match &self.inner.venue {
-            Venue::Paper => Ok(account.ledger.value(marks).equity),
-            Venue::Alpaca(alpaca) => Ok(alpaca.account().await?.equity),
-        }
-    }
-
     /// Keep what the gate must remember across a restart.
     async fn keep_risk(&self, status: &RiskStatus) {
         let kept = KeptRisk {
@@ -1091,6 +1059,39 @@ impl Trading {
     /// The store the trading side keeps its records in.
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+}
+
+/// `request` as a `new` order of `agent` with `id`, for `quantity` shares, placed at `as_of`.
+pub(crate) fn new_order(
+    id: String,
+    agent: &str,
+    request: &OrderRequest,
+    quantity: f64,
+    as_of: NaiveDate,
+) -> OrderRecord {
+    OrderRecord {
+        id,
+        client_order_id: request.client_order_id.clone(),
+        agent: agent.to_string(),
+        symbol: request.symbol.clone(),
+        side: request.side.as_str().to_string(),
+        order_type: request.order_type.as_str().to_string(),
+        time_in_force: request.time_in_force.as_str().to_string(),
+        quantity,
+        notional: match request.amount {
+            Amount::Notional(n) => Some(n),
+            Amount::Quantity(_) => None,
+        },
+        limit_price: request.limit_price,
+        status: "new".to_string(),
+        filled_quantity: 0.0,
+        fill_price: None,
+        commission: 0.0,
+        submitted: as_of.to_string(),
+        filled: None,
+        reason: None,
+        at_ms: now_ms(),
     }
 }
 

@@ -32,4 +32,4 @@ pub use services::{
     Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime, Services,
     Source,
 };
-pub use session::Session;
+pub use session::{Replay, Session};

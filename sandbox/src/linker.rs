@@ -44,18 +44,33 @@ impl HostState {
     /// The state of one invocation: its services, its memory limit, and `stdio_bytes` of
     /// stdout and of stderr kept.
     pub(crate) fn new(services: Services, memory_bytes: usize, stdio_bytes: usize) -> Self {
+        Self::build(services, memory_bytes, stdio_bytes, None)
+    }
+
+    /// [`HostState::new`], with the guest's clocks and randomness replaced by `replay`'s
+    /// when given.
+    pub(crate) fn build(
+        services: Services,
+        memory_bytes: usize,
+        stdio_bytes: usize,
+        replay: Option<&crate::session::Replay>,
+    ) -> Self {
         let stdout = CappedOutput::new(stdio_bytes);
         let stderr = CappedOutput::new(stdio_bytes);
         // No preopened directories, no environment, no arguments, no sockets: a guest sees
         // clocks, random and its own stdio, nothing of the host.
-        let wasi = WasiCtx::builder()
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .socket_addr_check(|_, _| Box::pin(async { false }))
-            .build();
+            .socket_addr_check(|_, _| Box::pin(async { false }));
+        if let Some(replay) = replay {
+            replay.install(&mut builder);
+        }
+        let wasi = builder.build();
         HostState {
             wasi,
             table: ResourceTable::new(),

@@ -5,7 +5,9 @@
 //! instance may be in any state: the session is closed and every later call fails with
 //! that fault.
 
-use std::time::Instant;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use wasmtime::component::TypedFunc;
 use wasmtime::{Store, UpdateDeadline};
@@ -19,6 +21,66 @@ use crate::linker::HostState;
 use crate::services::Services;
 
 type Handle = TypedFunc<(&'static Event,), (std::result::Result<String, GuestError>,)>;
+
+/// What makes a session reproducible: the guest's clocks read a virtual time the host sets
+/// (milliseconds since the Unix epoch, shared through [`Replay::clock`]), and its random
+/// numbers come from a generator seeded with `seed` (`StdRng`, ChaCha12). Two sessions
+/// with the same seed, fed the same calls at the same virtual times, see the same values.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub seed: u64,
+    pub clock: Arc<AtomicU64>,
+}
+
+impl Replay {
+    /// A replay seeded with `seed`, its clock at `now_ms`.
+    pub fn new(seed: u64, now_ms: u64) -> Self {
+        Replay {
+            seed,
+            clock: Arc::new(AtomicU64::new(now_ms)),
+        }
+    }
+
+    /// Move the virtual clock to `now_ms`.
+    pub fn set_now(&self, now_ms: u64) {
+        self.clock.store(now_ms, Ordering::Relaxed);
+    }
+
+    pub(crate) fn install(&self, builder: &mut wasmtime_wasi::WasiCtxBuilder) {
+        use rand::SeedableRng;
+        let rng = rand::rngs::StdRng::seed_from_u64(self.seed);
+        let insecure = rand::rngs::StdRng::seed_from_u64(self.seed.wrapping_add(1));
+        builder
+            .secure_random(rng)
+            .insecure_random(insecure)
+            .insecure_random_seed(u128::from(self.seed))
+            .wall_clock(VirtualClock(self.clock.clone()))
+            .monotonic_clock(VirtualClock(self.clock.clone()));
+    }
+}
+
+/// The virtual time of a [`Replay`], as both WASI clocks.
+struct VirtualClock(Arc<AtomicU64>);
+
+impl wasmtime_wasi::HostWallClock for VirtualClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_millis(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for VirtualClock {
+    fn resolution(&self) -> u64 {
+        1_000_000
+    }
+
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).saturating_mul(1_000_000)
+    }
+}
 
 /// One instance of a component, called again and again.
 pub struct Session {
@@ -43,6 +105,31 @@ impl Sandbox {
         limits: &Limits,
         services: Services,
     ) -> Result<Session> {
+        self.open_session(prepared, limits, services, None).await
+    }
+
+    /// [`Sandbox::session`] whose guest sees `replay`'s clocks and seeded randomness.
+    ///
+    /// # Errors
+    /// As [`Sandbox::session`].
+    pub async fn replay_session(
+        &self,
+        prepared: &Prepared,
+        limits: &Limits,
+        services: Services,
+        replay: &Replay,
+    ) -> Result<Session> {
+        self.open_session(prepared, limits, services, Some(replay))
+            .await
+    }
+
+    async fn open_session(
+        &self,
+        prepared: &Prepared,
+        limits: &Limits,
+        services: Services,
+        replay: Option<&Replay>,
+    ) -> Result<Session> {
         let inner = self.inner();
         let deadline = Instant::now() + limits.timeout;
         let slot =
@@ -58,7 +145,7 @@ impl Sandbox {
                 }
             };
         let memory = limits.memory_bytes.min(inner.max_memory_bytes);
-        let mut state = HostState::new(services, memory, inner.stdio_bytes);
+        let mut state = HostState::build(services, memory, inner.stdio_bytes, replay);
         state.deadline = deadline;
         let mut store = Store::new(&inner.engine, state);
         store.limiter(|state| &mut state.limiter);

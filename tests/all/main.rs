@@ -2,6 +2,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod backtest;
+mod backtest_reference;
 mod budgets;
 mod bus;
 mod calls;

@@ -12,6 +12,7 @@
 
 mod agents;
 mod alerts;
+mod backtests;
 mod budgets;
 mod edits;
 mod error;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub system: Arc<Mutex<sysinfo::System>>,
     /// The market, the paper account and the risk gate; `None` with trading off.
     pub trading: Option<overseer_trading::Trading>,
+    /// Backtests of the agents, for `/v1/backtests`.
+    pub backtests: Option<Arc<overseer_trading::backtest::Backtester>>,
     /// The embeddings endpoint memory recall ranks with, when one is configured.
     pub embeddings: Option<overseer_providers::Embeddings>,
     /// The agents' LLM budgets, for `/v1/budgets`.
@@ -82,6 +85,7 @@ impl AppState {
             body_limit,
             system: Arc::new(Mutex::new(sysinfo::System::new())),
             trading: None,
+            backtests: None,
             budgets: None,
             embeddings: None,
         }
@@ -97,6 +101,7 @@ pub fn app(state: AppState) -> Router {
         .merge(edits::routes())
         .merge(system::routes())
         .merge(trading::routes())
+        .merge(backtests::routes())
         .merge(budgets::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

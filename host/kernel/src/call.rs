@@ -169,8 +169,12 @@ fn unavailable(e: impl std::fmt::Display) -> GuestError {
 }
 
 /// Check a topic an agent publishes on: `publish` lists the topics under the host's sources
-/// its manifest lets it speak on (`market.snapshot`, `trade.signal`).
-fn check_topic(topic: &str, publish: &[String]) -> Result<(), GuestError> {
+/// its manifest lets it speak on (`market.snapshot`, `trade.signal`); never a pattern or a
+/// name with control characters.
+///
+/// # Errors
+/// `denied` for a host topic not listed; `invalid-input` for a malformed topic.
+pub fn check_topic(topic: &str, publish: &[String]) -> Result<(), GuestError> {
     let source = topic.split('.').next().unwrap_or(topic);
     if let Some(prefix) = HOST_TOPICS.iter().find(|p| **p == source)
         && !publish.iter().any(|t| t == topic)

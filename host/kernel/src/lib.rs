@@ -35,7 +35,7 @@ pub mod schedule;
 pub mod supervisor;
 pub mod window;
 
-pub use call::HOST_TOPICS;
+pub use call::{HOST_TOPICS, check_topic};
 pub use config::KernelConfig;
 pub use deploy::{Deployed, Import, Push, RollbackOutcome, SourceBlob};
 pub use error::{Error, Result};

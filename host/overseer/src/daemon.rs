@@ -15,6 +15,7 @@ use overseer_providers::{Embeddings, Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
+use overseer_trading::backtest::Backtester;
 use overseer_trading::live::LiveMarket;
 use overseer_trading::{BrokerProvider, MarketProvider, MemoryProvider, Trading};
 
@@ -116,6 +117,17 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         config.body_limit,
     );
     state.public_read = config.public_read;
+    let market: Arc<dyn overseer_market::Market> = match &trading {
+        Some(trading) => trading.market().clone(),
+        None => Arc::new(overseer_market::Replay::bundled()?),
+    };
+    state.backtests = Some(Arc::new(Backtester::new(
+        kernel.clone(),
+        market,
+        config.trading.clone(),
+        config.data_dir.clone(),
+        config.llm_budget.clone(),
+    )));
     state.trading = trading;
     state.budgets = Some(budgets);
     state.embeddings = embeddings;

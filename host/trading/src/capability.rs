@@ -28,7 +28,7 @@ fn call_as_of(trading: &Trading, call: &CallContext) -> NaiveDate {
 }
 
 /// An error of the trading side as the agent sees it.
-fn guest_error(error: Error) -> GuestError {
+pub(crate) fn guest_error(error: Error) -> GuestError {
     match &error {
         Error::InvalidOrder(_)
         | Error::Market(_)
@@ -45,13 +45,13 @@ fn guest_error(error: Error) -> GuestError {
     }
 }
 
-fn parse_day(what: &str, text: &str) -> Result<NaiveDate, GuestError> {
+pub(crate) fn parse_day(what: &str, text: &str) -> Result<NaiveDate, GuestError> {
     text.parse().map_err(|_| {
         GuestError::InvalidInput(format!("{what} {text:?} is not a date like 2012-01-03"))
     })
 }
 
-fn wit_bar(bar: &overseer_market::Bar) -> Bar {
+pub(crate) fn wit_bar(bar: &overseer_market::Bar) -> Bar {
     Bar {
         date: bar.date.to_string(),
         open: bar.open,
@@ -211,7 +211,7 @@ struct CallBroker {
 }
 
 /// An order of the contract as the trading side takes it.
-fn order_request(order: &WitOrder) -> OrderRequest {
+pub(crate) fn order_request(order: &WitOrder) -> OrderRequest {
     use overseer_sandbox::{Amount as A, OrderType as T, Side as S, TimeInForce as F};
     OrderRequest {
         symbol: order.symbol.clone(),

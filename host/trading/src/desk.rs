@@ -22,7 +22,7 @@ use crate::config::TradingConfig;
 use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Side};
 use crate::live::NewsSource;
-use crate::order::{Amount, OrderRequest, OrderType, commission, fill_price};
+use crate::order::{Amount, Fill, OrderRequest, OrderType, fill_on};
 use crate::risk::{Book, Proposed, RiskGate, RiskState, RiskStatus};
 
 /// The UTC time a US trading day's close is stamped with: 16:00 in New York is 21:00 UTC
@@ -73,16 +73,6 @@ pub struct Sources {
     pub days: Vec<NaiveDate>,
     /// The clock's first day, unless the store holds where it stopped.
     pub start: NaiveDate,
-}
-
-/// One execution, as a broker reports it.
-struct Filled {
-    quantity: f64,
-    price: f64,
-    commission: f64,
-    /// In money: |price − the bar's price| × quantity.
-    slippage: f64,
-    day: NaiveDate,
 }
 
 /// The trading side. Cheap to clone.
@@ -690,26 +680,24 @@ impl Trading {
                 continue;
             }
             let side = Side::parse(&order.side).unwrap_or(Side::Buy);
-            let order_type = if order.order_type == "limit" {
-                OrderType::Limit
-            } else {
-                OrderType::Market
-            };
+            let order_type = OrderType::parse(&order.order_type);
             let bar = self
                 .inner
                 .market
                 .latest(&order.symbol, day)?
                 .filter(|bar| bar.date == day);
             let fill = bar.and_then(|bar| {
-                fill_price(
+                fill_on(
                     order_type,
                     side,
                     order.limit_price,
+                    order.quantity,
+                    order.notional,
                     &bar,
                     &self.inner.config.costs,
                 )
             });
-            let Some((base, price)) = fill else {
+            let Some(fill) = fill else {
                 if order.time_in_force == "day" {
                     order.status = "expired".to_string();
                     order.reason = Some(format!("not filled on {day}"));
@@ -717,7 +705,9 @@ impl Trading {
                 }
                 continue;
             };
-            let quantity = order.notional.map_or(order.quantity, |n| n / price);
+            let Fill {
+                quantity, price, ..
+            } = fill;
             let marks = self.marks(day);
             let mut account = self.inner.account.lock().await;
             // Cancelled (by its owner or a halt) since the list was read: it does not fill.
@@ -762,15 +752,7 @@ impl Trading {
                 self.refused(&order.agent, &request, &refusal, day).await;
                 continue;
             }
-            let commission = commission(quantity, price, &self.inner.config.costs);
-            let filled = Filled {
-                quantity,
-                price,
-                commission,
-                slippage: (price - base).abs() * quantity,
-                day,
-            };
-            self.book_fill(&mut account, order, side, filled).await?;
+            self.book_fill(&mut account, order, side, fill, day).await?;
         }
         Ok(())
     }
@@ -782,15 +764,16 @@ impl Trading {
         account: &mut Account,
         mut order: OrderRecord,
         side: Side,
-        filled: Filled,
+        fill: Fill,
+        day: NaiveDate,
     ) -> Result<()> {
-        let Filled {
+        let Fill {
             quantity,
             price,
             commission,
             slippage,
-            day,
-        } = filled;
+            ..
+        } = fill;
         let closed = account
             .ledger
             .apply(&order.symbol, side, quantity, price, commission);
@@ -866,12 +849,12 @@ impl Trading {
                     .filter(|bar| bar.date == date)
                     .map_or(price, |bar| bar.open);
                 let side = Side::parse(&order.side).unwrap_or(Side::Buy);
-                let filled = Filled {
+                let fill = Fill {
                     quantity: remote.filled_qty,
                     price,
+                    base: open,
                     commission: 0.0,
                     slippage: (price - open).abs() * remote.filled_qty,
-                    day: date.min(day),
                 };
                 if remote.status != "filled" {
                     order.reason = Some(format!(
@@ -882,7 +865,8 @@ impl Trading {
                     ));
                 }
                 let mut account = self.inner.account.lock().await;
-                self.book_fill(&mut account, order, side, filled).await?;
+                self.book_fill(&mut account, order, side, fill, date.min(day))
+                    .await?;
             } else {
                 order.status = if remote.status == "done_for_day" {
                     "expired".to_string()

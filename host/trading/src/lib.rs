@@ -5,6 +5,7 @@
 //! learn in `memory`. The kernel knows none of it: this crate registers the interfaces it
 //! serves.
 
+pub mod backtest;
 mod capability;
 mod config;
 mod desk;

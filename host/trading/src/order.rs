@@ -32,6 +32,15 @@ pub enum OrderType {
 }
 
 impl OrderType {
+    /// `limit` for a stored `"limit"`, else market.
+    pub fn parse(text: &str) -> OrderType {
+        if text == "limit" {
+            OrderType::Limit
+        } else {
+            OrderType::Market
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderType::Market => "market",
@@ -159,6 +168,45 @@ pub fn fill_price(
         (_, None) => slipped,
     };
     Some((base, price))
+}
+
+/// One execution of an open order.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Fill {
+    /// Shares: the order's, or for a notional order its notional over the fill price.
+    pub quantity: f64,
+    /// The price paid or received, slippage included.
+    pub price: f64,
+    /// The bar's price before slippage.
+    pub base: f64,
+    /// In dollars, on `quantity × price`.
+    pub commission: f64,
+    /// In dollars: `|price − base| × quantity`.
+    pub slippage: f64,
+}
+
+/// The fill of an open order (`side`, `order_type`, `limit`, its `quantity` or
+/// `notional`) on `bar`, the first bar after the day it was placed; `None` when the bar does
+/// not fill it (a day order then expires). The paper broker's one rule, live and in
+/// backtests.
+pub fn fill_on(
+    order_type: OrderType,
+    side: Side,
+    limit: Option<f64>,
+    quantity: f64,
+    notional: Option<f64>,
+    bar: &Bar,
+    costs: &Costs,
+) -> Option<Fill> {
+    let (base, price) = fill_price(order_type, side, limit, bar, costs)?;
+    let quantity = notional.map_or(quantity, |n| n / price);
+    Some(Fill {
+        quantity,
+        price,
+        base,
+        commission: commission(quantity, price, costs),
+        slippage: (price - base).abs() * quantity,
+    })
 }
 
 /// Commission on `quantity` shares at `price`.

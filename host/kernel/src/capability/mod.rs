@@ -103,6 +103,13 @@ impl Capabilities {
         set(&self.budget, provider);
     }
 
+    /// The real `llm` service for `call`, when a provider serves it: for runs outside the
+    /// bus (backtests) that wrap it, still under the provider's budgets.
+    pub fn llm(&self, call: &CallContext) -> Option<Arc<dyn overseer_sandbox::Llm>> {
+        let provider = self.llm.read().unwrap_or_else(|p| p.into_inner()).clone();
+        provider.map(|p| p.real(call))
+    }
+
     /// The services of one invocation: `runtime` and `kv` as given, and every other interface
     /// as the manifest grants it.
     pub(crate) fn bind(

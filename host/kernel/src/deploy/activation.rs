@@ -137,6 +137,42 @@ impl Deployer {
         Ok(())
     }
 
+    /// Version `number` of `agent` (the active one without a number), compiled: the active
+    /// or a recently active version from memory, any other servable version loaded from the
+    /// store and the compile cache. For runs outside routing, such as backtests.
+    ///
+    /// # Errors
+    /// `agent_not_found`, `version_not_found`; `version_not_servable` for a version that
+    /// cannot load.
+    pub async fn version(&self, agent: &str, number: Option<u32>) -> Result<Arc<Version>> {
+        check_name(agent)?;
+        let record = self
+            .store
+            .agent(agent)
+            .await?
+            .ok_or_else(|| Error::AgentNotFound(agent.to_string()))?;
+        let number = number
+            .or(record.active_version)
+            .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
+        if let Some(active) = self
+            .registry
+            .get(agent)
+            .and_then(|slot| slot.active())
+            .filter(|active| active.number == number)
+        {
+            return Ok(active);
+        }
+        let record =
+            self.store
+                .version(agent, number)
+                .await?
+                .ok_or_else(|| Error::VersionNotFound {
+                    agent: agent.to_string(),
+                    version: number,
+                })?;
+        self.compiled(&record).await
+    }
+
     /// A version object for `record`: the one still compiled in memory, or loaded.
     pub(super) async fn compiled(&self, record: &VersionRecord) -> Result<Arc<Version>> {
         if let Some(version) = self

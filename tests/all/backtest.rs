@@ -447,3 +447,139 @@ async fn bad_input_gets_a_clear_error_and_the_daemon_keeps_serving() {
     assert_eq!(status, StatusCode::OK);
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn the_cli_backtests_a_csv_of_ones_own_and_names_what_is_wrong() {
+    use clap::Parser;
+    use overseer::cli::{Cli, run};
+
+    let daemon = Daemon::start().await;
+    let api = &daemon.api;
+    api.push_ok("sma", SMA, &unnamed(SMA)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("syn.csv");
+    std::fs::write(&csv, regime_change_csv()).unwrap();
+    let client = ["--url", &api.url, "--token", overseer_tests::TOKEN];
+    let cli = |args: &[&str]| {
+        Cli::try_parse_from(
+            ["overseer", "backtest"]
+                .iter()
+                .chain(args)
+                .chain(client.iter()),
+        )
+        .unwrap()
+    };
+    let data = csv.to_str().unwrap();
+    run(cli(&[
+        "sma",
+        "--symbols",
+        "SYN",
+        "--from",
+        "2001-01-01",
+        "--to",
+        "2002-12-31",
+        "--data",
+        data,
+        "--config",
+        "symbol=SYN",
+        "--walk-forward",
+        "anchored:200:100",
+        "--param",
+        "slow=10..40:10",
+    ]))
+    .await
+    .unwrap();
+    let (_, list) = api.get("/v1/backtests").await;
+    let id = list["backtests"][0].as_str().unwrap();
+    let (_, done) = api.get(&format!("/v1/backtests/{id}")).await;
+    assert_eq!(done["state"], "done", "{done}");
+    assert_eq!(done["spec"]["symbols"][0], "SYN");
+    assert_eq!(
+        done["report"]["walk_forward"]["windows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert_eq!(done["report"]["bars"], 520 - 200);
+
+    let error = run(cli(&[
+        "sma",
+        "--symbols",
+        "AAPL",
+        "--from",
+        "2007-01-01",
+        "--to",
+        "2006-01-01",
+    ]))
+    .await
+    .unwrap_err();
+    assert!(error.to_string().contains("invalid_range"), "{error}");
+    let error = run(cli(&[
+        "sma",
+        "--symbols",
+        "AAPL",
+        "--from",
+        "2006-01-01",
+        "--to",
+        "2006-06-30",
+        "--config",
+        "peek_from=2006-02-01",
+        "--json",
+    ]))
+    .await
+    .unwrap_err();
+    assert!(
+        error.to_string().contains("look_ahead") && error.to_string().contains("2006-02-01"),
+        "{error}"
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_strategy_is_backtested_behind_the_world_monitor_and_ahead_of_the_executor() {
+    let daemon = Daemon::start().await;
+    let api = &daemon.api;
+    for agent in ["world-monitor", "strategy", "trade-executor"] {
+        api.push_ok(agent, agent, &manifest(agent)).await;
+    }
+    let run = report(
+        api,
+        json!({
+            "agent": "strategy",
+            "symbols": ["AAPL", "MSFT", "IBM"],
+            "from": "2010-01-01",
+            "to": "2010-12-31",
+        }),
+    )
+    .await;
+    let stages: Vec<&str> = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["agent"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["strategy", "world-monitor", "trade-executor"]);
+    assert_eq!(run["bars"], 252);
+    let fills: Vec<&Value> = run["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "fill")
+        .collect();
+    assert!(!fills.is_empty(), "{}", run["trades"]);
+    // The executor placed the orders; the strategy decided once per snapshot.
+    assert!(fills.iter().all(|f| f["agent"] == "trade-executor"));
+    assert_eq!(run["metrics"]["periods"], 251);
+    // Trade memory is outside a run: the strategy's recalls are refused, and it goes on.
+    assert!(
+        run["logs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l.as_str().unwrap().contains("not served in a backtest")),
+        "{}",
+        run["logs"]
+    );
+    daemon.stop().await;
+}

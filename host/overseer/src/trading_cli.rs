@@ -47,6 +47,9 @@ pub enum TradingCommand {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Backtest an agent (any version) over past bars, with costs, the risk gate and
+    /// optionally walk-forward; a progress bar, then its figures next to buy and hold.
+    Backtest(Box<crate::backtest_cli::BacktestArgs>),
     /// Recall from trade memory, most relevant first (the newest without a query).
     Memory {
         query: Option<String>,
@@ -172,6 +175,7 @@ pub async fn run(command: TradingCommand) -> anyhow::Result<()> {
                 );
             }
         }
+        TradingCommand::Backtest(args) => crate::backtest_cli::run(*args).await?,
         TradingCommand::Kill { client: c } => set_risk(&c, "kill").await?,
         TradingCommand::Resume { client: c } => set_risk(&c, "resume").await?,
         TradingCommand::Memory {

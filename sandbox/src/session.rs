@@ -191,14 +191,14 @@ impl Session {
     /// # Errors
     /// `Error::Guest` for an error the agent returns; `Error::Fault` for a limit or a trap,
     /// which closes the session.
-    pub async fn handle(&mut self, event: Event) -> Result<Outcome<String>> {
+    pub async fn handle(&mut self, event: &Event) -> Result<Outcome<String>> {
         if let Some(fault) = &self.closed {
             return Err(fault.clone().into());
         }
         let started = Instant::now();
         self.store.data_mut().deadline = started + self.limits.timeout;
         self.store.set_fuel(self.limits.fuel).map_err(internal)?;
-        let result = self.handle.call_async(&mut self.store, (&event,)).await;
+        let result = self.handle.call_async(&mut self.store, (event,)).await;
         let fuel_used = self
             .limits
             .fuel

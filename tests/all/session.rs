@@ -38,7 +38,7 @@ async fn one_instance_answers_many_calls_each_with_its_own_fuel() {
         .unwrap();
     let mut fuel = Vec::new();
     for n in 0..2_000 {
-        let answer = session.handle(event(n)).await.unwrap();
+        let answer = session.handle(&event(n)).await.unwrap();
         assert!(
             answer.value.contains(&format!("\"n\":{n}")),
             "{}",
@@ -64,7 +64,7 @@ async fn a_fault_ends_the_session_with_its_cause() {
             .await
             .unwrap();
         for _ in 0..2 {
-            match session.handle(event(0)).await {
+            match session.handle(&event(0)).await {
                 Err(Error::Fault(fault)) => {
                     assert_eq!(fault.code(), expected, "{package}: {fault:?}")
                 }
@@ -87,7 +87,7 @@ async fn a_fault_ends_the_session_with_its_cause() {
         .await
         .unwrap();
     assert!(matches!(
-        session.handle(event(0)).await,
+        session.handle(&event(0)).await,
         Err(Error::Fault(Fault::FuelExhausted(_)))
     ));
 }

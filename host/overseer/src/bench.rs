@@ -42,6 +42,12 @@ pub struct BenchArgs {
     /// Measure only the trading pipeline.
     #[arg(long)]
     pub trading_only: bool,
+    /// Runs of the whole bundled range in the backtest measurement (0: skip it).
+    #[arg(long, default_value_t = 5)]
+    pub backtest_runs: usize,
+    /// Measure only backtest speed.
+    #[arg(long)]
+    pub backtest_only: bool,
 }
 
 /// A copy of a component with a custom section appended: different bytes (and digest), the
@@ -139,6 +145,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.trading_only {
         return crate::bench_trading::pipeline(&agents_dir, &args.build_dir, args.trading_days)
             .await;
+    }
+    if args.backtest_only {
+        return crate::bench_backtest::speed(
+            &agents_dir,
+            &args.build_dir,
+            args.backtest_runs.max(1),
+        )
+        .await;
     }
     let build_dir = args.build_dir.clone();
     let source_dir = agents_dir.clone();
@@ -395,6 +409,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.trading_days > 0 {
         crate::bench_trading::pipeline(&source_dir, &args.build_dir, args.trading_days).await?;
     }
+    if args.backtest_runs > 0 {
+        crate::bench_backtest::speed(&source_dir, &args.build_dir, args.backtest_runs).await?;
+    }
     Ok(())
 }
 
@@ -424,7 +441,7 @@ async fn sessions(
     let mut session = sandbox.session(&prepared, &limits, services()).await?;
     let started = Instant::now();
     for n in 0..calls {
-        session.handle(event(n)).await?;
+        session.handle(&event(n)).await?;
     }
     let reused = calls as f64 / started.elapsed().as_secs_f64();
     drop(session);

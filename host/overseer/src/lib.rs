@@ -4,6 +4,7 @@
 
 pub mod backtest_cli;
 pub mod bench;
+pub mod bench_backtest;
 pub mod bench_trading;
 pub mod cli;
 pub mod client;

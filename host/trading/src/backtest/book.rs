@@ -127,16 +127,21 @@ impl Account {
     /// day), fill the open orders placed before it on its `bars` (oldest first; day orders
     /// its bar does not fill expire), and let the gate see the close's equity. A halt
     /// cancels the open orders.
-    pub fn open_day(&mut self, day: NaiveDate, bars: &BTreeMap<String, Bar>) {
+    pub fn open_day(&mut self, day: NaiveDate, label: &str, bars: &BTreeMap<String, Bar>) {
         self.day = day;
         for (symbol, bar) in bars {
-            self.marks.insert(symbol.clone(), bar.close);
+            match self.marks.get_mut(symbol) {
+                Some(mark) => *mark = bar.close,
+                None => {
+                    self.marks.insert(symbol.clone(), bar.close);
+                }
+            }
         }
         let open = std::mem::take(&mut self.open);
         let mut still = Vec::new();
         for index in open {
             let order = &self.orders[index];
-            if order.submitted.as_str() >= day.to_string().as_str() {
+            if order.submitted.as_str() >= label {
                 still.push(index);
                 continue;
             }
@@ -163,7 +168,7 @@ impl Account {
         self.open = still;
         let before = self.gate.state();
         let (equity, _, _) = self.value();
-        let after = self.gate.observe(equity, &day.to_string());
+        let after = self.gate.observe(equity, label);
         if after != before {
             if after == RiskState::Halted {
                 self.cancel_open("trading halted");

@@ -275,6 +275,8 @@ pub struct Plan {
     days: Vec<Day>,
     /// Bars the run will go through (progress' total).
     pub total: u64,
+    /// SHA-256 of the days' bars.
+    data_hash: String,
 }
 
 impl Backtester {
@@ -383,12 +385,16 @@ impl Backtester {
             Some(walk) => walk.total(&stages[0], days.len(), spec.seed)?,
             None => days.len() as u64,
         };
+        let bars: Vec<(&NaiveDate, &BTreeMap<String, overseer_market::Bar>)> =
+            days.iter().map(|d| (&d.date, &d.bars)).collect();
+        let data_hash = hash_json(&bars);
         Ok(Plan {
             spec,
             setup,
             stages,
             days,
             total,
+            data_hash,
         })
     }
 
@@ -655,7 +661,7 @@ fn days(data: &dyn Market, spec: &Spec) -> Result<Vec<Day>, Failure> {
     }
     Ok(days
         .into_iter()
-        .map(|(date, bars)| Day { date, bars })
+        .map(|(date, bars)| Day::new(date, bars))
         .collect())
 }
 
@@ -679,14 +685,12 @@ fn input_hash(plan: &Plan) -> String {
             })
         })
         .collect();
-    let bars: Vec<(&NaiveDate, &BTreeMap<String, overseer_market::Bar>)> =
-        plan.days.iter().map(|d| (&d.date, &d.bars)).collect();
     hash_json(&serde_json::json!({
         "stages": stages,
         "symbols": plan.spec.symbols,
         "from": plan.spec.from,
         "to": plan.spec.to,
-        "data": hash_json(&bars),
+        "data": plan.data_hash,
         "costs": plan.setup.costs,
         "risk": plan.setup.risk,
         "initial_cash": plan.setup.initial_cash,

@@ -4,6 +4,7 @@
 //! fresh one per call, to measure what reuse saves); each call has its own fuel and deadline.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -25,11 +26,27 @@ use crate::performance::Point;
 /// stopped here.
 pub const MAX_EVENTS_PER_BAR: usize = 1_000;
 
-/// One trading day of the run's symbols.
+/// One trading day of the run's symbols, with its `market.tick` payload written once.
 #[derive(Debug, Clone)]
 pub struct Day {
     pub date: NaiveDate,
+    /// `date` as text (`2012-01-03`).
+    pub label: String,
     pub bars: BTreeMap<String, Bar>,
+    /// `{"as_of": …, "as_of_ms": …, "bars": {symbol: bar}}`, as the live desk publishes it.
+    pub tick: String,
+}
+
+impl Day {
+    pub fn new(date: NaiveDate, bars: BTreeMap<String, Bar>) -> Self {
+        let tick = json!({ "as_of": date, "as_of_ms": as_of_ms(date), "bars": bars }).to_string();
+        Day {
+            date,
+            label: date.to_string(),
+            bars,
+            tick,
+        }
+    }
 }
 
 /// A stage: a version of an agent and the configuration it runs with.
@@ -133,12 +150,21 @@ pub async fn pass(
         logs: Vec::new(),
     };
     let mut sequence = 0u64;
+    // One event and one queue for the whole pass: their buffers are reused.
+    let mut event = Event {
+        id: String::new(),
+        topic: String::new(),
+        payload: String::new(),
+        source: String::new(),
+        at_ms: 0,
+    };
+    let mut queue: VecDeque<Emitted> = VecDeque::new();
     for day in days {
         *lock(&shared.day) = day.date;
         clock.store(as_of_ms(day.date), Ordering::Relaxed);
         let published = {
             let mut account = lock(&shared.account);
-            account.open_day(day.date, &day.bars);
+            account.open_day(day.date, &day.label, &day.bars);
             let (equity, cash, gross) = account.value();
             out.days.push(day.date);
             out.curve.push(Point {
@@ -149,11 +175,11 @@ pub async fn pass(
             std::mem::take(&mut account.published)
         };
         let at_ms = as_of_ms(day.date);
-        let mut queue: VecDeque<Emitted> = VecDeque::new();
+        queue.clear();
         queue.push_back(Emitted {
             source: "market".to_string(),
             topic: "market.tick".to_string(),
-            payload: json!({ "as_of": day.date, "as_of_ms": at_ms, "bars": day.bars }).to_string(),
+            payload: day.tick.clone(),
         });
         queue.extend(published.into_iter().map(|p| Emitted {
             source: p.topic.split('.').next().unwrap_or("trade").to_string(),
@@ -181,18 +207,22 @@ pub async fn pass(
                     ));
                 }
                 sequence += 1;
-                let event = Event {
-                    id: format!("backtest-{sequence}"),
-                    topic: emitted.topic.clone(),
-                    payload: emitted.payload.clone(),
-                    source: emitted.source.clone(),
-                    at_ms,
-                };
+                event.id.clear();
+                let _ = write!(event.id, "backtest-{sequence}");
+                for (to, from) in [
+                    (&mut event.topic, &emitted.topic),
+                    (&mut event.payload, &emitted.payload),
+                    (&mut event.source, &emitted.source),
+                ] {
+                    to.clear();
+                    to.push_str(from);
+                }
+                event.at_ms = at_ms;
                 if index == 0 {
                     out.decisions += 1;
                 }
                 let answer = match &mut stage.session {
-                    Some(session) => session.handle(event).await,
+                    Some(session) => session.handle(&event).await,
                     None => {
                         setup
                             .sandbox
@@ -200,7 +230,7 @@ pub async fn pass(
                                 &stage.stage.version.prepared,
                                 &stage.stage.version.resolved.limits,
                                 stage.services.clone(),
-                                event,
+                                event.clone(),
                             )
                             .await
                     }

@@ -483,6 +483,7 @@ mod tests {
         let mut account = Account::new(10_000.0, vec!["AAA".to_string()], limits(), costs);
         account.open_day(
             "2020-01-02".parse().unwrap(),
+            "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
         account.submit("a", &buy(10.0, "1")).unwrap();
@@ -490,6 +491,7 @@ mod tests {
         account.submit("a", &buy(10.0, "1")).unwrap();
         account.open_day(
             "2020-01-03".parse().unwrap(),
+            "2020-01-03",
             &day("AAA", bar("2020-01-03", 50.0, 60.0)),
         );
         // 50 × 1.01 = 50.5 a share; 10 shares = 505; commission 0.505; slippage 5.
@@ -513,6 +515,7 @@ mod tests {
         let mut account = Account::new(10_000.0, vec!["AAA".to_string()], limits, Costs::default());
         account.open_day(
             "2020-01-02".parse().unwrap(),
+            "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
         let refused = account.submit("a", &buy(10.0, "1")).unwrap_err();
@@ -532,11 +535,13 @@ mod tests {
         );
         account.open_day(
             "2020-01-02".parse().unwrap(),
+            "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
         account.submit("a", &buy(1.0, "1")).unwrap();
         account.open_day(
             "2020-01-03".parse().unwrap(),
+            "2020-01-03",
             &day("BBB", bar("2020-01-03", 9.0, 10.0)),
         );
         assert_eq!(account.log[0].kind, "expired");

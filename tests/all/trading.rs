@@ -113,6 +113,27 @@ async fn the_pipeline_trades_on_the_replayed_market_with_no_keys() {
         "{portfolio}"
     );
     assert!(portfolio["equity"].as_f64().unwrap() > 0.0);
+    // Each order names the executor's version and the signal it answered, down to the
+    // strategy version that published it.
+    let (_, orders) = daemon.get("/v1/orders").await;
+    let signals = events(&daemon, "trade.signal").await;
+    let order = &orders["orders"][0];
+    assert_eq!(order["agent"], "trade-executor");
+    assert_eq!(order["agent_version"], 1);
+    let trigger: Value = serde_json::from_str(order["trigger"].as_str().unwrap()).unwrap();
+    assert_eq!(trigger["topic"], "trade.signal");
+    assert_eq!(trigger["source"], "strategy");
+    assert_eq!(trigger["source_version"], 1);
+    assert!(
+        signals.iter().any(|s| s["id"] == trigger["event"]),
+        "the signal is in the event log: {trigger}"
+    );
+    let (_, performance) = daemon.get("/v1/performance").await;
+    let unrealized = &performance["unrealized_by_agent"];
+    assert!(
+        unrealized["trade-executor"].as_f64().is_some(),
+        "open positions are credited to the executor: {performance}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -810,6 +831,8 @@ async fn performance_follows_every_close_and_attributes_each_trade() {
     );
     assert!((trade["pnl"].as_f64().unwrap() - pnl).abs() < 1e-9);
     assert!((performance["realized_by_agent"]["api"].as_f64().unwrap() - pnl).abs() < 1e-9);
+    assert!((performance["realized_by_strategy"]["api"].as_f64().unwrap() - pnl).abs() < 1e-9);
+    assert_eq!(trade["agent_version"], Value::Null, "the API has no version");
     // Flat after the round trip: the last close's equity is the start plus the P&L.
     let last = curve[2]["equity"].as_f64().unwrap();
     assert!((last - (100_000.0 + pnl)).abs() < 1e-6, "{last} vs {pnl}");

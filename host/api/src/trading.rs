@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get};
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use overseer_trading::{Amount, OrderRequest, OrderType, Side, TimeInForce, Trading};
+use overseer_trading::{Amount, OrderRequest, OrderType, Placer, Side, TimeInForce, Trading};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
@@ -207,7 +207,9 @@ async fn submit(
             .client_order_id
             .unwrap_or_else(|| format!("api-{}", uuid::Uuid::new_v4())),
     };
-    let placed = trading.submit("api", &request, trading.as_of()).await?;
+    let placed = trading
+        .submit(&Placer::api(), &request, trading.as_of())
+        .await?;
     Ok((StatusCode::CREATED, Json(json!(placed))))
 }
 

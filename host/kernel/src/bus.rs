@@ -22,6 +22,8 @@ pub struct Delivery {
     pub event: Event,
     /// Milliseconds since the Unix epoch; `None` when the event is not about the market.
     pub as_of_ms: Option<u64>,
+    /// The version of the agent that emitted it; `None` for the host's events.
+    pub source_version: Option<u32>,
 }
 
 impl Bus {
@@ -40,7 +42,11 @@ impl Bus {
     /// handling it, as of `as_of_ms`.
     pub async fn publish_as_of(&self, event: Event, as_of_ms: Option<u64>) -> Result<()> {
         self.store.insert_event(&record(&event, as_of_ms)).await?;
-        self.dispatch([Delivery { event, as_of_ms }]);
+        self.dispatch([Delivery {
+            event,
+            as_of_ms,
+            source_version: None,
+        }]);
         Ok(())
     }
 
@@ -65,10 +71,12 @@ pub(crate) fn record(event: &Event, as_of_ms: Option<u64>) -> NewEvent {
     }
 }
 
-/// An event of the event log as agents receive it.
-pub(crate) fn delivery(record: NewEvent) -> Delivery {
+/// An event of the event log as agents receive it, emitted by `source_version` of its
+/// source.
+pub(crate) fn delivery(record: NewEvent, source_version: Option<u32>) -> Delivery {
     Delivery {
         as_of_ms: record.as_of_ms,
+        source_version,
         event: Event {
             id: record.id,
             topic: record.topic,

@@ -88,6 +88,11 @@ impl Call {
         &self.context.agent
     }
 
+    /// Who the call is for.
+    pub(crate) fn context(&self) -> &CallContext {
+        &self.context
+    }
+
     fn writes(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<String>>> {
         self.writes.lock().unwrap_or_else(|p| p.into_inner())
     }

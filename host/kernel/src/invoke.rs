@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::bus::{Bus, Delivery, delivery};
 use crate::call::{Call, CallHost};
-use crate::capability::{CallContext, Capabilities, Mode};
+use crate::capability::{CallContext, Capabilities, Mode, Trigger};
 use crate::error::{Error, Result};
 use crate::logs::Logs;
 use crate::metrics::Metrics;
@@ -82,6 +82,17 @@ impl Invoker {
         event: Event,
         as_of_ms: Option<u64>,
     ) -> Result<Invoked> {
+        self.invoke_delivered(agent, event, as_of_ms, None).await
+    }
+
+    /// [`Invoker::invoke_as_of`] for an event emitted by `source_version` of its source.
+    async fn invoke_delivered(
+        &self,
+        agent: &str,
+        event: Event,
+        as_of_ms: Option<u64>,
+        source_version: Option<u32>,
+    ) -> Result<Invoked> {
         let Some(slot) = self.registry.get(agent) else {
             return Err(self.not_serving(agent).await);
         };
@@ -97,7 +108,9 @@ impl Invoker {
         let version = slot
             .active()
             .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
-        let result = self.run(version.clone(), event.clone(), as_of_ms).await;
+        let result = self
+            .run(version.clone(), event.clone(), as_of_ms, source_version)
+            .await;
         let failed = match &result {
             Ok(_) => false,
             // The caller's mistake or a missing grant says nothing about the version.
@@ -144,12 +157,19 @@ impl Invoker {
         version: Arc<Version>,
         event: Event,
         as_of_ms: Option<u64>,
+        source_version: Option<u32>,
     ) -> Result<Invoked> {
         let context = CallContext {
             agent: version.agent.clone(),
             version: Some(version.number),
             manifest: version.manifest.clone(),
             as_of_ms,
+            trigger: Some(Trigger {
+                event: event.id.clone(),
+                topic: event.topic.clone(),
+                source: event.source.clone(),
+                source_version,
+            }),
         };
         let call = Arc::new(Call::new(
             context.clone(),
@@ -235,7 +255,13 @@ impl Invoker {
             .kv_commit(agent, &effects.writes, &effects.events)
             .await?;
         self.quotas.kv_committed(agent, effects.kv);
-        self.bus.dispatch(effects.events.into_iter().map(delivery));
+        let version = call.context().version;
+        self.bus.dispatch(
+            effects
+                .events
+                .into_iter()
+                .map(|record| delivery(record, version)),
+        );
         Ok(())
     }
 
@@ -246,7 +272,12 @@ impl Invoker {
         this: Weak<Invoker>,
         mut deliveries: mpsc::UnboundedReceiver<Delivery>,
     ) {
-        while let Some(Delivery { event, as_of_ms }) = deliveries.recv().await {
+        while let Some(Delivery {
+            event,
+            as_of_ms,
+            source_version,
+        }) = deliveries.recv().await
+        {
             let Some(invoker) = this.upgrade() else {
                 return;
             };
@@ -264,7 +295,10 @@ impl Invoker {
                 let event = event.clone();
                 let agent = slot.name.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = invoker.invoke_as_of(&agent, event, as_of_ms).await {
+                    let delivered = invoker
+                        .invoke_delivered(&agent, event, as_of_ms, source_version)
+                        .await;
+                    if let Err(e) = delivered {
                         tracing::debug!(agent, error = %e, "delivery failed");
                     }
                 });

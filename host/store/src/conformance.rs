@@ -1010,6 +1010,11 @@ fn order(client_order_id: &str, at_ms: u64) -> OrderRecord {
         filled: None,
         reason: None,
         at_ms,
+        agent_version: Some(3),
+        trigger: Some(
+            r#"{"event":"e-1","topic":"trade.signal","source":"strategy","source_version":2}"#
+                .to_string(),
+        ),
     }
 }
 

@@ -884,7 +884,8 @@ impl TradingStore for Postgres {
     async fn insert_order(&self, order: &OrderRecord) -> Result<(OrderRecord, bool)> {
         let inserted = sqlx::query(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, \
-             $10, $11, $12, $13, $14, $15, $16, $17, $18) ON CONFLICT (client_order_id) DO NOTHING"
+             $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) \
+             ON CONFLICT (client_order_id) DO NOTHING"
         ))
         .bind(text(&order.id))
         .bind(text(&order.client_order_id))
@@ -904,6 +905,8 @@ impl TradingStore for Postgres {
         .bind(opt_text(order.filled.as_deref()))
         .bind(opt_text(order.reason.as_deref()))
         .bind(int(order.at_ms))
+        .bind(order.agent_version.map(i64::from))
+        .bind(opt_text(order.trigger.as_deref()))
         .execute(&self.pool)
         .await?;
         if inserted.rows_affected() == 1 {

@@ -567,6 +567,11 @@ pub struct OrderRecord {
     /// Why it was cancelled, expired or rejected.
     pub reason: Option<String>,
     pub at_ms: u64,
+    /// The version of the agent that placed it.
+    pub agent_version: Option<u32>,
+    /// The event the agent was handling when it placed it, as JSON
+    /// `{event, topic, source, source_version}`: for the trade executor, the signal.
+    pub trigger: Option<String>,
 }
 
 /// One execution of an order.

@@ -332,12 +332,14 @@ pub(crate) struct OrderRow {
     filled: Option<String>,
     reason: Option<String>,
     at_ms: i64,
+    agent_version: Option<i64>,
+    trigger: Option<String>,
 }
 
 /// The columns of `orders`, in [`OrderRow`]'s order.
 pub(crate) const ORDER_COLUMNS: &str = "id, client_order_id, agent, symbol, side, order_type, \
      time_in_force, quantity, notional, limit_price, status, filled_quantity, fill_price, \
-     commission, submitted, filled, reason, at_ms";
+     commission, submitted, filled, reason, at_ms, agent_version, trigger";
 
 impl From<OrderRow> for OrderRecord {
     fn from(row: OrderRow) -> Self {
@@ -360,6 +362,8 @@ impl From<OrderRow> for OrderRecord {
             filled: row.filled,
             reason: row.reason,
             at_ms: unsigned(row.at_ms),
+            agent_version: row.agent_version.and_then(|v| u32::try_from(v).ok()),
+            trigger: row.trigger,
         }
     }
 }

@@ -871,7 +871,7 @@ impl TradingStore for Sqlite {
         }
         sqlx::query(&format!(
             "INSERT INTO orders ({ORDER_COLUMNS}) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         ))
         .bind(&order.id)
         .bind(&order.client_order_id)
@@ -891,6 +891,8 @@ impl TradingStore for Sqlite {
         .bind(&order.filled)
         .bind(&order.reason)
         .bind(int(order.at_ms))
+        .bind(order.agent_version.map(i64::from))
+        .bind(&order.trigger)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

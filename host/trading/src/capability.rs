@@ -14,7 +14,7 @@ use overseer_sandbox::{
 };
 use overseer_store::OrderRecord;
 
-use crate::desk::{Trading, as_of_day, as_of_ms, new_order};
+use crate::desk::{Placer, Trading, as_of_day, as_of_ms, new_order};
 use crate::error::Error;
 use crate::order::{Amount, OrderRequest, OrderType, TimeInForce};
 
@@ -187,7 +187,7 @@ impl Provider<dyn overseer_sandbox::Broker> for BrokerProvider {
     fn real(&self, call: &CallContext) -> Arc<dyn overseer_sandbox::Broker> {
         Arc::new(CallBroker {
             trading: self.trading.clone(),
-            agent: call.agent.clone(),
+            placer: Placer::of(call),
             as_of: call_as_of(&self.trading, call),
             shadow: false,
         })
@@ -196,7 +196,7 @@ impl Provider<dyn overseer_sandbox::Broker> for BrokerProvider {
     fn shadow(&self, call: &CallContext) -> Arc<dyn overseer_sandbox::Broker> {
         Arc::new(CallBroker {
             trading: self.trading.clone(),
-            agent: call.agent.clone(),
+            placer: Placer::of(call),
             as_of: call_as_of(&self.trading, call),
             shadow: true,
         })
@@ -205,7 +205,7 @@ impl Provider<dyn overseer_sandbox::Broker> for BrokerProvider {
 
 struct CallBroker {
     trading: Trading,
-    agent: String,
+    placer: Placer,
     as_of: NaiveDate,
     shadow: bool,
 }
@@ -341,7 +341,7 @@ impl overseer_sandbox::Broker for CallBroker {
             let id = format!("shadow-{}", request.client_order_id);
             return Ok(wit_order(&new_order(
                 id,
-                &self.agent,
+                &self.placer,
                 &request,
                 quantity,
                 self.as_of,
@@ -349,7 +349,7 @@ impl overseer_sandbox::Broker for CallBroker {
         }
         let order = self
             .trading
-            .submit(&self.agent, &request, self.as_of)
+            .submit(&self.placer, &request, self.as_of)
             .await
             .map_err(guest_error)?;
         Ok(wit_order(&order))

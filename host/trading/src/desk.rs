@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use chrono::{NaiveDate, NaiveTime};
 use overseer_kernel::bus::{Bus, host_event};
+use overseer_kernel::capability::Trigger;
 use overseer_market::{Bar, Market, MarketClock, Timeframe};
 use overseer_providers::alpaca::{Alpaca, NewOrder};
 use overseer_store::{
@@ -119,10 +120,14 @@ pub struct PositionView {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClosedTrade {
     pub symbol: String,
-    /// The agent that placed the order that opened the position.
+    /// The agent that placed the order that opened the position, and its version.
     pub agent: String,
+    pub agent_version: Option<u32>,
     /// That order's client id (the trade executor's names the signal: `<as-of>-<symbol>-<action>`).
     pub opened_by: Option<String>,
+    /// The event that order answered, `{event, topic, source, source_version}`: for the
+    /// trade executor, the `trade.signal` and the strategy version that published it.
+    pub signal: Option<serde_json::Value>,
     pub closed_on: String,
     pub pnl: f64,
     pub pnl_pct: f64,
@@ -137,6 +142,11 @@ pub struct Performance {
     /// The drawdown at each close, as a fraction.
     pub drawdown: Vec<f64>,
     pub trades: Vec<ClosedTrade>,
+    /// Realised P&L per strategy: the agent and version whose signal opened the trade
+    /// (`strategy v3`); orders placed without a signal count under their own agent.
+    pub realized_by_strategy: BTreeMap<String, f64>,
+    /// Unrealised P&L of the positions held at the market clock, per agent that opened them.
+    pub unrealized_by_agent: BTreeMap<String, f64>,
     pub realized_by_agent: BTreeMap<String, f64>,
     pub realized_by_symbol: BTreeMap<String, f64>,
 }
@@ -341,6 +351,7 @@ impl Trading {
         let mut trades = Vec::new();
         let mut by_agent: BTreeMap<String, f64> = BTreeMap::new();
         let mut by_symbol: BTreeMap<String, f64> = BTreeMap::new();
+        let mut by_strategy: BTreeMap<String, f64> = BTreeMap::new();
         for fill in &fills {
             let side = Side::parse(&fill.side).unwrap_or(Side::Buy);
             costs.fees += fill.commission;
@@ -360,18 +371,39 @@ impl Trading {
             if let Some(closed) = closed {
                 let opener = opened_by.get(&fill.symbol).and_then(|id| orders.get(id));
                 let agent = opener.map_or("unknown".to_string(), |o| o.agent.clone());
+                let signal: Option<serde_json::Value> = opener
+                    .and_then(|o| o.trigger.as_deref())
+                    .and_then(|t| serde_json::from_str(t).ok());
                 costs.closed.push(closed.pnl);
                 *by_agent.entry(agent.clone()).or_default() += closed.pnl;
                 *by_symbol.entry(fill.symbol.clone()).or_default() += closed.pnl;
+                *by_strategy
+                    .entry(strategy_of(opener, signal.as_ref()))
+                    .or_default() += closed.pnl;
                 trades.push(ClosedTrade {
                     symbol: fill.symbol.clone(),
                     opened_by: opener.map(|o| o.client_order_id.clone()),
+                    agent_version: opener.and_then(|o| o.agent_version),
                     agent,
+                    signal,
                     closed_on: fill.date.clone(),
                     pnl: closed.pnl,
                     pnl_pct: closed.pnl_pct,
                 });
             }
+        }
+        let marks = self.marks(self.as_of());
+        let mut unrealized_by_agent: BTreeMap<String, f64> = BTreeMap::new();
+        for (symbol, holding) in &ledger.positions {
+            let Some(price) = marks.get(symbol) else {
+                continue;
+            };
+            let agent = opened_by
+                .get(symbol)
+                .and_then(|id| orders.get(id))
+                .map_or("unknown".to_string(), |o| o.agent.clone());
+            *unrealized_by_agent.entry(agent).or_default() +=
+                (price - holding.average_price) * holding.quantity;
         }
         let points: Vec<crate::performance::Point> = curve
             .iter()
@@ -397,6 +429,8 @@ impl Trading {
             trades,
             realized_by_agent: by_agent,
             realized_by_symbol: by_symbol,
+            realized_by_strategy: by_strategy,
+            unrealized_by_agent,
         })
     }
 
@@ -428,10 +462,11 @@ impl Trading {
     /// before the symbol's data begins.
     pub async fn submit(
         &self,
-        agent: &str,
+        by: &Placer,
         request: &OrderRequest,
         as_of: NaiveDate,
     ) -> Result<OrderRecord> {
+        let agent = by.agent.as_str();
         request.validate(&self.inner.market.symbols())?;
         let id = match self.inner.venue {
             Venue::Paper => format!("paper-{}", request.client_order_id),
@@ -491,7 +526,7 @@ impl Trading {
                 })
                 .await?;
         }
-        let order = new_order(id, agent, request, quantity, as_of);
+        let order = new_order(id, by, request, quantity, as_of);
         let (order, _) = self.inner.store.insert_order(&order).await?;
         Ok(order)
     }
@@ -1046,10 +1081,60 @@ impl Trading {
     }
 }
 
-/// `request` as a `new` order of `agent` with `id`, for `quantity` shares, placed at `as_of`.
+/// The strategy a trade is credited to: the publisher of the signal its opening order
+/// answered (`strategy v3`), else the agent that placed it.
+fn strategy_of(opener: Option<&OrderRecord>, signal: Option<&serde_json::Value>) -> String {
+    let published = signal
+        .filter(|s| s["topic"] == "trade.signal")
+        .and_then(|s| {
+            let source = s["source"].as_str()?;
+            Some(match s["source_version"].as_u64() {
+                Some(v) => format!("{source} v{v}"),
+                None => source.to_string(),
+            })
+        });
+    published.unwrap_or_else(|| match opener {
+        Some(o) => match o.agent_version {
+            Some(v) => format!("{} v{v}", o.agent),
+            None => o.agent.clone(),
+        },
+        None => "unknown".to_string(),
+    })
+}
+
+/// Who places an order: an agent (at a version, handling an event) or the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Placer {
+    pub agent: String,
+    pub version: Option<u32>,
+    /// The event the agent was handling: for the trade executor, the signal.
+    pub trigger: Option<Trigger>,
+}
+
+impl Placer {
+    /// An order from the HTTP API.
+    pub fn api() -> Self {
+        Placer {
+            agent: "api".to_string(),
+            version: None,
+            trigger: None,
+        }
+    }
+
+    /// The agent of a call, at its version, handling its event.
+    pub fn of(call: &overseer_kernel::capability::CallContext) -> Self {
+        Placer {
+            agent: call.agent.clone(),
+            version: call.version,
+            trigger: call.trigger.clone(),
+        }
+    }
+}
+
+/// `request` as a `new` order of `by` with `id`, for `quantity` shares, placed at `as_of`.
 pub(crate) fn new_order(
     id: String,
-    agent: &str,
+    by: &Placer,
     request: &OrderRequest,
     quantity: f64,
     as_of: NaiveDate,
@@ -1057,7 +1142,7 @@ pub(crate) fn new_order(
     OrderRecord {
         id,
         client_order_id: request.client_order_id.clone(),
-        agent: agent.to_string(),
+        agent: by.agent.clone(),
         symbol: request.symbol.clone(),
         side: request.side.as_str().to_string(),
         order_type: request.order_type.as_str().to_string(),
@@ -1076,6 +1161,11 @@ pub(crate) fn new_order(
         filled: None,
         reason: None,
         at_ms: now_ms(),
+        agent_version: by.version,
+        trigger: by
+            .trigger
+            .as_ref()
+            .and_then(|t| serde_json::to_string(t).ok()),
     }
 }
 

@@ -22,7 +22,8 @@ pub use config::{
     AlpacaConfig, BrokerKind, Costs, MarketKind, PolygonConfig, RiskLimits, TradingConfig,
 };
 pub use desk::{
-    ClosedTrade, Performance, Portfolio, PositionView, Sources, Trading, Venue, as_of_day, as_of_ms,
+    ClosedTrade, Performance, Placer, Portfolio, PositionView, Sources, Trading, Venue, as_of_day,
+    as_of_ms,
 };
 pub use error::{Error, Result};
 pub use ledger::{Closed, Holding, Ledger, Side, Valuation};

@@ -34,6 +34,22 @@ pub struct CallContext {
     /// The market time of the event being handled (milliseconds since the Unix epoch), when
     /// it has one; market answers are bounded by it, or by the market clock without it.
     pub as_of_ms: Option<u64>,
+    /// The event being handled, for what the call does to be traced to it (an order to the
+    /// signal that caused it).
+    pub trigger: Option<Trigger>,
+}
+
+/// The event a call handles, as effects of the call record it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trigger {
+    /// The event's id.
+    pub event: String,
+    pub topic: String,
+    /// Who published it: an agent, or a part of the host (`http`, `schedule`, `market`).
+    pub source: String,
+    /// The version of the agent that published it, when an agent did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_version: Option<u32>,
 }
 
 /// Serves one interface: a real implementation per call, and a shadow one that has no effects.

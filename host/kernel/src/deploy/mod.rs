@@ -162,6 +162,7 @@ impl Deployer {
             version,
             manifest,
             as_of_ms: None,
+            trigger: None,
         };
         let call = Arc::new(Call::new(
             context.clone(),

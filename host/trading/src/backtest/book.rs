@@ -11,7 +11,7 @@ use overseer_store::OrderRecord;
 use serde::Serialize;
 
 use crate::config::{Costs, RiskLimits};
-use crate::desk::{as_of_ms, new_order};
+use crate::desk::{Placer, as_of_ms, new_order};
 use crate::error::{Error, Result};
 use crate::ledger::{Closed, Ledger, Side};
 use crate::order::{Amount, Fill, OrderRequest, OrderType, fill_on};
@@ -25,8 +25,10 @@ pub struct Entry {
     pub day: NaiveDate,
     /// `fill`, `refused`, `expired` or `canceled`.
     pub kind: &'static str,
-    /// The agent whose order it was.
+    /// The agent whose order it was, and its version.
     pub agent: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     pub order_id: String,
     pub symbol: String,
     pub side: &'static str,
@@ -228,6 +230,7 @@ impl Account {
             day,
             kind: "fill",
             agent: order.agent.clone(),
+            version: order.agent_version,
             order_id: order.id.clone(),
             symbol: order.symbol.clone(),
             side: side.as_str(),
@@ -267,7 +270,8 @@ impl Account {
     ///
     /// # Errors
     /// As the live desk's submit: a bad order, a refusal, no price yet.
-    pub fn submit(&mut self, agent: &str, request: &OrderRequest) -> Result<OrderRecord> {
+    pub fn submit(&mut self, by: &Placer, request: &OrderRequest) -> Result<OrderRecord> {
+        let agent = by.agent.as_str();
         request.validate(&self.symbols)?;
         let id = format!("backtest-{}", request.client_order_id);
         if let Some(existing) = self.orders.iter().find(|o| o.id == id) {
@@ -294,7 +298,7 @@ impl Account {
             quantity,
             price,
         };
-        let mut order = new_order(id, agent, request, quantity, self.day);
+        let mut order = new_order(id, by, request, quantity, self.day);
         order.at_ms = as_of_ms(self.day);
         // The throttle counts wall time, which a backtest does not have: it is not applied.
         if let Err(refusal) = self.gate.check(&proposed, &book, None) {
@@ -354,6 +358,7 @@ impl Account {
                 "canceled"
             },
             agent: order.agent.clone(),
+            version: order.agent_version,
             order_id: order.id.clone(),
             symbol: order.symbol.clone(),
             side: Side::parse(&order.side).unwrap_or(Side::Buy).as_str(),
@@ -374,6 +379,7 @@ impl Account {
             day: self.day,
             kind: "refused",
             agent: order.agent.clone(),
+            version: order.agent_version,
             order_id: order.id.clone(),
             symbol: order.symbol.clone(),
             side: Side::parse(&order.side).unwrap_or(Side::Buy).as_str(),
@@ -463,6 +469,14 @@ mod tests {
         }
     }
 
+    fn placer() -> Placer {
+        Placer {
+            agent: "a".to_string(),
+            version: Some(1),
+            trigger: None,
+        }
+    }
+
     fn limits() -> RiskLimits {
         RiskLimits {
             max_position: 1.0,
@@ -486,9 +500,9 @@ mod tests {
             "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
-        account.submit("a", &buy(10.0, "1")).unwrap();
+        account.submit(&placer(), &buy(10.0, "1")).unwrap();
         // A retry answers the first order.
-        account.submit("a", &buy(10.0, "1")).unwrap();
+        account.submit(&placer(), &buy(10.0, "1")).unwrap();
         account.open_day(
             "2020-01-03".parse().unwrap(),
             "2020-01-03",
@@ -518,7 +532,7 @@ mod tests {
             "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
-        let refused = account.submit("a", &buy(10.0, "1")).unwrap_err();
+        let refused = account.submit(&placer(), &buy(10.0, "1")).unwrap_err();
         assert!(matches!(refused, Error::Refused(_)));
         assert_eq!(account.log[0].kind, "refused");
         assert!(account.published.iter().any(|p| p.topic == "trade.refused"));
@@ -538,7 +552,7 @@ mod tests {
             "2020-01-02",
             &day("AAA", bar("2020-01-02", 99.0, 100.0)),
         );
-        account.submit("a", &buy(1.0, "1")).unwrap();
+        account.submit(&placer(), &buy(1.0, "1")).unwrap();
         account.open_day(
             "2020-01-03".parse().unwrap(),
             "2020-01-03",

@@ -360,6 +360,7 @@ impl Backtester {
                 version: Some(version.number),
                 manifest: version.manifest.clone(),
                 as_of_ms: None,
+                trigger: None,
             };
             capabilities.llm(&call).unwrap_or_else(|| {
                 Arc::new(services::Unconfigured) as Arc<dyn overseer_sandbox::Llm>

@@ -19,7 +19,7 @@ use super::services::{
     Emitted, LlmUse, Outside, RunBroker, RunKv, RunLlm, RunMarket, Shared, StageRuntime, lock,
 };
 use super::{Failure, Setup};
-use crate::desk::as_of_ms;
+use crate::desk::{Placer, as_of_ms};
 use crate::performance::Point;
 
 /// Most events delivered for one bar: a stage that answers its own events forever is
@@ -301,7 +301,11 @@ fn services(setup: &Setup, stage: &Stage, shared: &Arc<Shared>) -> Services {
     }
     if granted("broker") {
         services.broker = Capability::Served(Arc::new(RunBroker {
-            agent: agent.clone(),
+            placer: Placer {
+                agent: agent.clone(),
+                version: Some(stage.version.number),
+                trigger: None,
+            },
             shared: shared.clone(),
         }));
     }

@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 
 use super::book::Account;
 use crate::capability::{guest_error, order_request, parse_day, wit_bar, wit_order};
-use crate::desk::as_of_ms;
+use crate::desk::{Placer, as_of_ms};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -236,7 +236,7 @@ impl overseer_sandbox::Market for RunMarket {
 
 /// `broker`: the run's paper account, for one stage.
 pub struct RunBroker {
-    pub agent: String,
+    pub placer: Placer,
     pub shared: Arc<Shared>,
 }
 
@@ -291,7 +291,7 @@ impl overseer_sandbox::Broker for RunBroker {
     async fn submit(&self, request: WitOrder) -> Result<Order, GuestError> {
         let request = order_request(&request);
         let order = lock(&self.shared.account)
-            .submit(&self.agent, &request)
+            .submit(&self.placer, &request)
             .map_err(guest_error)?;
         Ok(wit_order(&order))
     }

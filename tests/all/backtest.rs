@@ -583,3 +583,58 @@ async fn the_strategy_is_backtested_behind_the_world_monitor_and_ahead_of_the_ex
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_guests_random_numbers_follow_the_seed_and_its_clock_the_bar() {
+    use chrono::Datelike;
+    let daemon = Daemon::start().await;
+    let api = &daemon.api;
+    api.push_ok("coin", SMA, &unnamed(SMA)).await;
+    let spec = |seed: u64| {
+        json!({
+            "agent": "coin",
+            "symbols": ["AAPL"],
+            "from": "2009-01-01",
+            "to": "2009-12-31",
+            "seed": seed,
+            "config": { "coin": "true", "fraction": "0.2" },
+        })
+    };
+    let a = report(api, spec(7)).await;
+    let b = report(api, spec(7)).await;
+    let c = report(api, spec(8)).await;
+    let fills: Vec<&Value> = a["trades"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == "fill")
+        .collect();
+    assert!(fills.len() >= 10, "{}", a["trades"]);
+    assert_eq!(
+        a["trade_log_hash"], b["trade_log_hash"],
+        "the same seed, the same tosses"
+    );
+    assert_ne!(
+        a["trade_log_hash"], c["trade_log_hash"],
+        "another seed, other tosses"
+    );
+    // The guest named each order by its clock: the close of the bar it was placed on.
+    for fill in fills {
+        let id = fill["order_id"].as_str().unwrap();
+        let stamp: u64 = id.split('-').nth(1).unwrap().parse().unwrap();
+        assert_eq!(
+            stamp % 86_400_000,
+            21 * 3_600_000,
+            "{id}: a close at 21:00 UTC"
+        );
+        let placed = chrono::DateTime::from_timestamp_millis(stamp as i64)
+            .unwrap()
+            .date_naive();
+        let filled: chrono::NaiveDate = fill["day"].as_str().unwrap().parse().unwrap();
+        assert!(
+            placed < filled && placed.year() == 2009,
+            "{id} filled {filled}"
+        );
+    }
+    daemon.stop().await;
+}

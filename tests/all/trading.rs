@@ -832,7 +832,11 @@ async fn performance_follows_every_close_and_attributes_each_trade() {
     assert!((trade["pnl"].as_f64().unwrap() - pnl).abs() < 1e-9);
     assert!((performance["realized_by_agent"]["api"].as_f64().unwrap() - pnl).abs() < 1e-9);
     assert!((performance["realized_by_strategy"]["api"].as_f64().unwrap() - pnl).abs() < 1e-9);
-    assert_eq!(trade["agent_version"], Value::Null, "the API has no version");
+    assert_eq!(
+        trade["agent_version"],
+        Value::Null,
+        "the API has no version"
+    );
     // Flat after the round trip: the last close's equity is the start plus the P&L.
     let last = curve[2]["equity"].as_f64().unwrap();
     assert!((last - (100_000.0 + pnl)).abs() < 1e-6, "{last} vs {pnl}");

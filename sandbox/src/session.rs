@@ -33,19 +33,6 @@ pub struct Replay {
 }
 
 impl Replay {
-    /// A replay seeded with `seed`, its clock at `now_ms`.
-    pub fn new(seed: u64, now_ms: u64) -> Self {
-        Replay {
-            seed,
-            clock: Arc::new(AtomicU64::new(now_ms)),
-        }
-    }
-
-    /// Move the virtual clock to `now_ms`.
-    pub fn set_now(&self, now_ms: u64) {
-        self.clock.store(now_ms, Ordering::Relaxed);
-    }
-
     pub(crate) fn install(&self, builder: &mut wasmtime_wasi::WasiCtxBuilder) {
         use rand::SeedableRng;
         let rng = rand::rngs::StdRng::seed_from_u64(self.seed);

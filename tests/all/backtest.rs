@@ -569,7 +569,11 @@ async fn the_strategy_is_backtested_behind_the_world_monitor_and_ahead_of_the_ex
         .collect();
     assert!(!fills.is_empty(), "{}", run["trades"]);
     // The executor placed the orders; the strategy decided once per snapshot.
-    assert!(fills.iter().all(|f| f["agent"] == "trade-executor"));
+    assert!(
+        fills
+            .iter()
+            .all(|f| f["agent"] == "trade-executor" && f["version"] == 1)
+    );
     assert_eq!(run["metrics"]["periods"], 251);
     // Trade memory is outside a run: the strategy's recalls are refused, and it goes on.
     assert!(
@@ -581,6 +585,7 @@ async fn the_strategy_is_backtested_behind_the_world_monitor_and_ahead_of_the_ex
         "{}",
         run["logs"]
     );
+
     daemon.stop().await;
 }
 
@@ -636,5 +641,48 @@ async fn a_guests_random_numbers_follow_the_seed_and_its_clock_the_bar() {
             "{id} filled {filled}"
         );
     }
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn runs_wait_their_turn_up_to_a_limit_and_stop_when_asked() {
+    let daemon = Daemon::start().await;
+    let api = &daemon.api;
+    api.push_ok("slow", SMA, &unnamed(SMA)).await;
+    // Thirteen years of a strategy that works hard on every bar: long enough to queue.
+    let long = json!({
+        "agent": "slow",
+        "symbols": ["AAPL"],
+        "from": "2000-03-01",
+        "to": "2013-03-01",
+        "config": { "work": "2000000" },
+    });
+    let mut ids = Vec::new();
+    for _ in 0..overseer_trading::backtest::MAX_QUEUED {
+        ids.push(start(api, long.clone()).await);
+    }
+    let (status, busy) = api.post("/v1/backtests", long.to_string()).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{busy}");
+    assert_eq!(busy["error"]["code"], "busy");
+    for id in &ids {
+        let (status, answer) = api.delete(&format!("/v1/backtests/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(answer["stopping"], true);
+    }
+    for id in &ids {
+        let stopped = finished(api, id).await;
+        assert_eq!(stopped["state"], "failed", "{stopped}");
+        assert_eq!(stopped["error"]["code"], "cancelled", "{stopped}");
+        assert!(stopped["done"].as_u64().unwrap() < stopped["total"].as_u64().unwrap());
+    }
+    // The queue is free again.
+    let id = start(
+        api,
+        json!({ "agent": "slow", "symbols": ["AAPL"], "from": "2006-01-01", "to": "2006-01-31" }),
+    )
+    .await;
+    assert_eq!(finished(api, &id).await["state"], "done");
+    let (status, _) = api.delete("/v1/backtests/bt-none").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     daemon.stop().await;
 }

@@ -16,6 +16,12 @@ const BUNDLED: &[(&str, &str)] = &[
     ("MSFT", include_str!("../data/MSFT.csv")),
 ];
 
+/// The first day a bar may have: market times are milliseconds since the Unix epoch.
+const FIRST_DAY: NaiveDate = match NaiveDate::from_ymd_opt(1970, 1, 2) {
+    Some(day) => day,
+    None => NaiveDate::MIN,
+};
+
 /// A row of the CSV files, as written.
 #[derive(Debug, Deserialize)]
 struct Row {
@@ -52,7 +58,8 @@ impl Replay {
     ///
     /// # Errors
     /// [`Error::Data`] naming the row that does not parse, or a row whose prices are not
-    /// positive, whose low is above its high, or whose date repeats.
+    /// positive numbers, whose open or close lies outside its low and high, whose volume is
+    /// negative, whose date is before 1970, or whose date repeats.
     pub fn add_csv(&mut self, symbol: &str, text: &str) -> Result<()> {
         let mut bars = Vec::new();
         for (line, row) in csv::Reader::from_reader(text.as_bytes())
@@ -61,11 +68,21 @@ impl Replay {
         {
             let row = row.map_err(|e| Error::Data(format!("{symbol}: {e}")))?;
             let bad = |why: &str| Error::Data(format!("{symbol}, row {}: {why}", line + 2));
-            if !(row.close > 0.0 && row.adj_close > 0.0 && row.low > 0.0) {
-                return Err(bad("prices must be positive"));
+            let prices = [row.open, row.high, row.low, row.close, row.adj_close];
+            if !prices.iter().all(|p| p.is_finite() && *p > 0.0) {
+                return Err(bad("prices must be positive numbers"));
+            }
+            if !(row.volume.is_finite() && row.volume >= 0.0) {
+                return Err(bad("volume must be a number of shares"));
             }
             if row.low > row.high {
                 return Err(bad("low above high"));
+            }
+            if row.low > row.open.min(row.close) || row.high < row.open.max(row.close) {
+                return Err(bad("open and close must lie between low and high"));
+            }
+            if row.date < FIRST_DAY {
+                return Err(bad("dates start in 1970"));
             }
             let factor = row.adj_close / row.close;
             bars.push(Bar {
@@ -287,6 +304,23 @@ mod tests {
                 .to_string()
                 .contains("twice")
         );
+        for (row, why) in [
+            ("2001-01-02,NaN,11,9,10,100,10", "positive numbers"),
+            ("2001-01-02,inf,11,9,10,100,10", "positive numbers"),
+            ("2001-01-02,0,11,9,10,100,10", "positive numbers"),
+            ("2001-01-02,12,11,9,10,100,10", "between low and high"),
+            ("2001-01-02,10,11,9,10,-5,10", "volume"),
+            ("1969-12-31,10,11,9,10,100,10", "1970"),
+        ] {
+            let error = replay
+                .add_csv("X", &format!("{header}{row}\n"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(why) && error.contains("row 2"),
+                "{row}: {error}"
+            );
+        }
         let garbage = format!("{header}yesterday,10,11,9,10,100,10\n");
         assert_eq!(
             replay.add_csv("X", &garbage).unwrap_err().code(),

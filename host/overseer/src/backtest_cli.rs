@@ -231,7 +231,7 @@ fn print_report(id: &str, r: &Value) {
             )
         })
         .collect();
-    println!("pipeline: {}", stages.join(" → "));
+    println!("stages (the tested one first): {}", stages.join(", "));
     let (m, b) = (&r["metrics"], &r["benchmark"]);
     let pct = |v: &Value| {
         v.as_f64()

@@ -4,13 +4,12 @@
 //! second count the bars the strategy handled, each one call of its `handle`.
 
 use std::path::Path;
-use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use overseer_kernel::{Manifest, Push};
 use overseer_selfedit::builder;
-use overseer_trading::backtest::Spec;
+use overseer_trading::backtest::{Control, Spec};
 
 use crate::config::Config;
 use crate::daemon;
@@ -64,14 +63,15 @@ pub async fn speed(agents_dir: &Path, build_dir: &Path, rounds: usize) -> anyhow
         .clone()
         .context("the daemon runs no backtests")?;
     let spec = |from: &str, to: &str, fresh: bool| -> anyhow::Result<Spec> {
-        Ok(serde_json::from_value(serde_json::json!({
+        let mut spec: Spec = serde_json::from_value(serde_json::json!({
             "agent": "sma",
             "symbols": ["AAPL"],
             "from": from,
             "to": to,
             "config": { "fast": "10", "slow": "30" },
-            "fresh_instance_per_call": fresh,
-        }))?)
+        }))?;
+        spec.fresh_instance_per_call = fresh;
+        Ok(spec)
     };
     // (label, spec, rounds)
     let runs = [
@@ -98,10 +98,10 @@ pub async fn speed(agents_dir: &Path, build_dir: &Path, rounds: usize) -> anyhow
         let mut elapsed = Duration::ZERO;
         let mut hashes = Vec::new();
         for _ in 0..rounds {
-            let progress = AtomicU64::new(0);
+            let control = Control::default();
             let started = Instant::now();
             let report = backtests
-                .execute(&plan, &progress)
+                .execute(&plan, &control)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             elapsed += started.elapsed();

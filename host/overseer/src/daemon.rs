@@ -2,6 +2,7 @@
 //! recovery of what a stop left unfinished, the active versions loaded, the API state; and
 //! `run`, which serves until Ctrl-C with the bundled agents built and loaded beside.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::Path;
@@ -15,7 +16,7 @@ use overseer_providers::{Embeddings, Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
-use overseer_trading::backtest::Backtester;
+use overseer_trading::backtest::{Backtester, SourceMarks, walk};
 use overseer_trading::live::LiveMarket;
 use overseer_trading::{BrokerProvider, MarketProvider, MemoryProvider, Trading};
 
@@ -121,13 +122,16 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         Some(trading) => trading.market().clone(),
         None => Arc::new(overseer_market::Replay::bundled()?),
     };
-    state.backtests = Some(Arc::new(Backtester::new(
-        kernel.clone(),
-        market,
-        config.trading.clone(),
-        config.data_dir.clone(),
-        config.llm_budget.clone(),
-    )));
+    state.backtests = Some(Arc::new(
+        Backtester::new(
+            kernel.clone(),
+            market,
+            config.trading.clone(),
+            config.data_dir.clone(),
+            config.llm_budget.clone(),
+        )
+        .with_sources(Arc::new(SourceTunables(selfedit.clone()))),
+    ));
     state.trading = trading;
     state.budgets = Some(budgets);
     state.embeddings = embeddings;
@@ -255,4 +259,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     overseer_api::serve(listener, daemon.state, shutdown).await?;
     Ok(())
+}
+
+/// The tunables a version's stored source marks, for walk-forward backtests.
+struct SourceTunables(SelfEdit);
+
+#[async_trait::async_trait]
+impl SourceMarks for SourceTunables {
+    async fn marks(&self, agent: &str, version: u32) -> BTreeMap<String, walk::Range> {
+        // A version without source (pushed as a component) marks nothing.
+        let source = self.0.version_source(agent, version).await.ok().flatten();
+        source
+            .map(|snapshot| {
+                snapshot
+                    .files
+                    .values()
+                    .flat_map(|text| walk::scan_source(text))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }

@@ -236,6 +236,18 @@ pub(crate) fn order_request(order: &WitOrder) -> OrderRequest {
     }
 }
 
+/// A position as the contract shows it.
+pub(crate) fn wit_position(p: &crate::desk::PositionView) -> Position {
+    Position {
+        symbol: p.symbol.clone(),
+        quantity: p.quantity,
+        average_price: p.average_price,
+        price: p.price,
+        market_value: p.market_value,
+        unrealized_pnl: p.unrealized_pnl,
+    }
+}
+
 /// A stored order as the contract shows it.
 pub(crate) fn wit_order(order: &OrderRecord) -> Order {
     use overseer_sandbox::{OrderType as T, Side as S, TimeInForce as F};
@@ -286,17 +298,7 @@ impl overseer_sandbox::Broker for CallBroker {
 
     async fn positions(&self) -> Result<Vec<Position>, GuestError> {
         let p = self.trading.portfolio_at(self.as_of).await;
-        Ok(p.positions
-            .into_iter()
-            .map(|p| Position {
-                symbol: p.symbol,
-                quantity: p.quantity,
-                average_price: p.average_price,
-                price: p.price,
-                market_value: p.market_value,
-                unrealized_pnl: p.unrealized_pnl,
-            })
-            .collect())
+        Ok(p.positions.iter().map(wit_position).collect())
     }
 
     async fn orders(&self, open_only: bool, limit: u32) -> Result<Vec<Order>, GuestError> {

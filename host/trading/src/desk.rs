@@ -24,6 +24,7 @@ use crate::error::{Error, Result};
 use crate::ledger::{Ledger, Side};
 use crate::live::NewsSource;
 use crate::order::{Amount, Fill, OrderRequest, OrderType, fill_on};
+use crate::paper;
 use crate::risk::{Book, Proposed, RiskGate, RiskState, RiskStatus};
 
 /// The UTC time a US trading day's close is stamped with: 16:00 in New York is 21:00 UTC
@@ -806,34 +807,16 @@ impl Trading {
             quantity,
             price,
             commission,
-            slippage,
             ..
         } = fill;
         let closed = account
             .ledger
             .apply(&order.symbol, side, quantity, price, commission);
-        order.quantity = quantity;
-        order.status = "filled".to_string();
-        order.filled_quantity = quantity;
-        order.fill_price = Some(price);
-        order.commission = commission;
-        order.filled = Some(day.to_string());
-        let fill = FillRecord {
-            seq: 0,
-            order_id: order.id.clone(),
-            symbol: order.symbol.clone(),
-            side: order.side.clone(),
-            quantity,
-            price,
-            commission,
-            slippage,
-            date: day.to_string(),
-            at_ms: now_ms(),
-        };
+        let fill = paper::mark_filled(&mut order, &fill, day, now_ms());
         self.inner.store.update_order(&order, Some(&fill)).await?;
         self.publish_at(
             "trade.executed",
-            json!({ "order": order, "fill": fill, "as_of": day }),
+            paper::executed(&order, &fill, day),
             "trade",
             day,
         )
@@ -841,7 +824,7 @@ impl Trading {
         if let Some(closed) = closed {
             self.publish_at(
                 "trade.closed",
-                json!({ "closed": closed, "order_id": order.id, "client_order_id": order.client_order_id, "as_of": day }),
+                paper::closed(&closed, &order, day),
                 "trade",
                 day,
             )
@@ -919,12 +902,7 @@ impl Trading {
     async fn book(&self, account: &Account, marks: &BTreeMap<String, f64>) -> Result<Book> {
         let (positions, equity): (BTreeMap<String, f64>, f64) = match &self.inner.venue {
             Venue::Paper => (
-                account
-                    .ledger
-                    .positions
-                    .iter()
-                    .map(|(symbol, holding)| (symbol.clone(), holding.quantity))
-                    .collect(),
+                paper::held(&account.ledger),
                 account.ledger.value(marks).equity,
             ),
             // The broker's account is the truth: what it holds and what it is worth.
@@ -938,22 +916,8 @@ impl Trading {
                 alpaca.account().await?.equity,
             ),
         };
-        let mut pending_buys = BTreeMap::new();
-        let mut pending_sells = BTreeMap::new();
-        for order in self.orders(true, u32::MAX).await? {
-            let pending = match Side::parse(&order.side) {
-                Some(Side::Sell) => &mut pending_sells,
-                _ => &mut pending_buys,
-            };
-            *pending.entry(order.symbol).or_default() += order.quantity;
-        }
-        Ok(Book {
-            equity,
-            positions,
-            pending_buys,
-            pending_sells,
-            marks: marks.clone(),
-        })
+        let open = self.orders(true, u32::MAX).await?;
+        Ok(paper::book(equity, positions, &open, marks))
     }
 
     /// Keep what the gate must remember across a restart.
@@ -1018,22 +982,16 @@ impl Trading {
         if let Err(e) = self.inner.store.insert_refusal(&record).await {
             tracing::warn!(error = %e, "a refusal could not be recorded");
         }
-        self.publish_at(
-            "trade.refused",
-            json!({
-                "agent": agent,
-                "client_order_id": request.client_order_id,
-                "symbol": request.symbol,
-                "side": request.side,
-                "code": refusal.code,
-                "message": refusal.message,
-                "detail": refusal.detail,
-                "as_of": as_of,
-            }),
-            "risk",
+        let payload = paper::refused(
+            agent,
+            &request.client_order_id,
+            &request.symbol,
+            request.side,
+            refusal,
             as_of,
-        )
-        .await;
+        );
+        self.publish_at("trade.refused", payload, "risk", as_of)
+            .await;
     }
 
     async fn publish(&self, topic: &str, payload: serde_json::Value, source: &str) {
@@ -1187,22 +1145,7 @@ fn ledger_of(initial_cash: f64, fills: &[FillRecord]) -> Ledger {
 
 fn portfolio(account: &Account, marks: &BTreeMap<String, f64>, as_of: NaiveDate) -> Portfolio {
     let value = account.ledger.value(marks);
-    let positions: Vec<PositionView> = account
-        .ledger
-        .positions
-        .iter()
-        .map(|(symbol, holding)| {
-            let price = marks.get(symbol).copied().unwrap_or(holding.average_price);
-            PositionView {
-                symbol: symbol.clone(),
-                quantity: holding.quantity,
-                average_price: holding.average_price,
-                price,
-                market_value: holding.quantity * price,
-                unrealized_pnl: (price - holding.average_price) * holding.quantity,
-            }
-        })
-        .collect();
+    let positions = paper::positions(&account.ledger, marks);
     Portfolio {
         as_of,
         currency: "USD",

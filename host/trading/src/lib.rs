@@ -14,6 +14,7 @@ mod ledger;
 pub mod live;
 pub mod memory;
 mod order;
+mod paper;
 pub mod performance;
 pub mod risk;
 

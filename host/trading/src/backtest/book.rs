@@ -6,15 +6,16 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use overseer_market::Bar;
 use overseer_store::OrderRecord;
 use serde::Serialize;
 
+use super::run::Day;
 use crate::config::{Costs, RiskLimits};
 use crate::desk::{Placer, as_of_ms, new_order};
 use crate::error::{Error, Result};
-use crate::ledger::{Closed, Ledger, Side};
+use crate::ledger::{Ledger, Side};
 use crate::order::{Amount, Fill, OrderRequest, OrderType, fill_on};
+use crate::paper;
 use crate::risk::{Book, Proposed, Refusal, RiskGate, RiskState};
 
 /// One line of a run's trade log. Serialised in this field order; the log's hash is over
@@ -58,11 +59,13 @@ pub struct Totals {
     pub closed: Vec<f64>,
 }
 
-/// An event the account publishes to the run's stages (`trade.executed`, `trade.closed`,
-/// `trade.refused`, `risk.*`).
+/// An event the account publishes to the run's stages, with the part of the host it comes
+/// from as the live desk names it (`trade` for `trade.executed` and `trade.closed`, `risk`
+/// for `trade.refused` and `risk.*`).
 #[derive(Debug, Clone)]
 pub struct Published {
     pub topic: String,
+    pub source: &'static str,
     pub payload: serde_json::Value,
 }
 
@@ -72,11 +75,12 @@ pub struct Account {
     symbols: Vec<String>,
     ledger: Ledger,
     gate: RiskGate,
-    /// Every order, in placement order; `open` indexes the ones still `new`.
+    /// Every order placed, in placement order; `open` indexes the ones still `new`, oldest
+    /// first.
     orders: Vec<OrderRecord>,
     open: Vec<usize>,
     day: NaiveDate,
-    /// The close of each symbol at the current day.
+    /// The newest close of each symbol.
     marks: BTreeMap<String, f64>,
     pub log: Vec<Entry>,
     pub totals: Totals,
@@ -84,8 +88,15 @@ pub struct Account {
 }
 
 impl Account {
-    /// An account holding `cash`, trading `symbols` under `limits` with `costs`.
-    pub fn new(cash: f64, symbols: Vec<String>, limits: RiskLimits, costs: Costs) -> Self {
+    /// An account holding `cash`, trading `symbols` under `limits` with `costs`, the symbols
+    /// valued at `marks` until their first bar.
+    pub fn new(
+        cash: f64,
+        symbols: Vec<String>,
+        limits: RiskLimits,
+        costs: Costs,
+        marks: BTreeMap<String, f64>,
+    ) -> Self {
         Account {
             costs,
             symbols,
@@ -94,7 +105,7 @@ impl Account {
             orders: Vec::new(),
             open: Vec::new(),
             day: NaiveDate::MIN,
-            marks: BTreeMap::new(),
+            marks,
             log: Vec::new(),
             totals: Totals::default(),
             published: Vec::new(),
@@ -114,24 +125,24 @@ impl Account {
         &self.orders
     }
 
-    /// The open orders.
-    pub fn open_orders(&self) -> impl Iterator<Item = &OrderRecord> {
-        self.open.iter().map(|&i| &self.orders[i])
-    }
-
     /// `(equity, cash, gross exposure)` at the current marks.
     pub fn value(&self) -> (f64, f64, f64) {
         let v = self.ledger.value(&self.marks);
         (v.equity, v.cash, v.gross_exposure)
     }
 
-    /// Run day `day`: mark the positions at its closes (as the live desk values a fill's
-    /// day), fill the open orders placed before it on its `bars` (oldest first; day orders
-    /// its bar does not fill expire), and let the gate see the close's equity. A halt
-    /// cancels the open orders.
-    pub fn open_day(&mut self, day: NaiveDate, label: &str, bars: &BTreeMap<String, Bar>) {
-        self.day = day;
-        for (symbol, bar) in bars {
+    /// The newest close of each symbol.
+    pub fn marks(&self) -> &BTreeMap<String, f64> {
+        &self.marks
+    }
+
+    /// Run `day` as the live desk's step does: mark the positions at its closes, fill the
+    /// open orders placed before it on its bars (oldest first, each checked again by the
+    /// gate with the other open orders still pending; a day order its bar does not fill
+    /// expires), and let the gate see the close's equity. A halt cancels the open orders.
+    pub fn open_day(&mut self, day: &Day) {
+        self.day = day.date;
+        for (symbol, bar) in &day.bars {
             match self.marks.get_mut(symbol) {
                 Some(mark) => *mark = bar.close,
                 None => {
@@ -139,16 +150,13 @@ impl Account {
                 }
             }
         }
-        let open = std::mem::take(&mut self.open);
-        let mut still = Vec::new();
-        for index in open {
+        for index in self.open.clone() {
             let order = &self.orders[index];
-            if order.submitted.as_str() >= label {
-                still.push(index);
+            if order.submitted.as_str() >= day.label.as_str() {
                 continue;
             }
             let side = Side::parse(&order.side).unwrap_or(Side::Buy);
-            let fill = bars.get(&order.symbol).and_then(|bar| {
+            let fill = day.bars.get(&order.symbol).and_then(|bar| {
                 fill_on(
                     OrderType::parse(&order.order_type),
                     side,
@@ -162,15 +170,15 @@ impl Account {
             match fill {
                 Some(fill) => self.fill(index, side, fill),
                 None if order.time_in_force == "day" => {
-                    self.close_order(index, "expired", format!("not filled on {day}"));
+                    let reason = format!("not filled on {}", day.date);
+                    self.close_order(index, "expired", reason);
                 }
-                None => still.push(index),
+                None => {}
             }
         }
-        self.open = still;
         let before = self.gate.state();
         let (equity, _, _) = self.value();
-        let after = self.gate.observe(equity, label);
+        let after = self.gate.observe(equity, &day.label);
         if after != before {
             if after == RiskState::Halted {
                 self.cancel_open("trading halted");
@@ -178,17 +186,19 @@ impl Account {
             let status = self.gate.status();
             self.published.push(Published {
                 topic: format!("risk.{}", after.as_str()),
+                source: "risk",
                 payload: serde_json::json!({
-                    "state": after, "reason": status.reason, "equity": equity, "as_of": day
+                    "state": after, "reason": status.reason, "equity": equity
                 }),
             });
         }
     }
 
-    /// Fill order `index` at `fill`, checked again by the gate at its price.
+    /// Fill open order `index` at `fill`, checked again by the gate at its price with the
+    /// other open orders pending, as live.
     fn fill(&mut self, index: usize, side: Side, fill: Fill) {
         let order = &self.orders[index];
-        let mut book = self.book(&self.marks);
+        let mut book = self.book();
         let pending = match side {
             Side::Buy => &mut book.pending_buys,
             Side::Sell => &mut book.pending_sells,
@@ -204,10 +214,12 @@ impl Account {
         };
         if let Err(refusal) = self.gate.check(&proposed, &book, None) {
             let reason = format!("risk:{}: {}", refusal.code, refusal.message);
-            self.refused(index, &refusal);
+            let order = self.orders[index].clone();
+            self.refused(&order, &refusal);
             self.close_order(index, "rejected", reason);
             return;
         }
+        self.open.retain(|&i| i != index);
         let day = self.day;
         let order = &mut self.orders[index];
         let closed = self.ledger.apply(
@@ -217,65 +229,45 @@ impl Account {
             fill.price,
             fill.commission,
         );
-        order.quantity = fill.quantity;
-        order.status = "filled".to_string();
-        order.filled_quantity = fill.quantity;
-        order.fill_price = Some(fill.price);
-        order.commission = fill.commission;
-        order.filled = Some(day.to_string());
+        let record = paper::mark_filled(order, &fill, day, as_of_ms(day));
         self.totals.fees += fill.commission;
         self.totals.slippage += fill.slippage;
         self.totals.traded += fill.quantity * fill.price;
+        let order = order.clone();
         self.log.push(Entry {
-            day,
-            kind: "fill",
-            agent: order.agent.clone(),
-            version: order.agent_version,
-            order_id: order.id.clone(),
-            symbol: order.symbol.clone(),
-            side: side.as_str(),
-            quantity: fill.quantity,
+            pnl: closed.as_ref().map(|c| c.pnl),
             price: fill.price,
             base: fill.base,
             commission: fill.commission,
             slippage: fill.slippage,
-            pnl: closed.as_ref().map(|c| c.pnl),
-            reason: None,
+            ..Entry::of(day, "fill", &order)
         });
-        let order = order.clone();
         self.published.push(Published {
             topic: "trade.executed".to_string(),
-            payload: serde_json::json!({ "order": order, "fill": fill, "as_of": day }),
+            source: "trade",
+            payload: paper::executed(&order, &record, day),
         });
         if let Some(closed) = closed {
-            self.closed(&order, closed);
+            self.totals.closed.push(closed.pnl);
+            self.published.push(Published {
+                topic: "trade.closed".to_string(),
+                source: "trade",
+                payload: paper::closed(&closed, &order, day),
+            });
         }
     }
 
-    fn closed(&mut self, order: &OrderRecord, closed: Closed) {
-        self.totals.closed.push(closed.pnl);
-        self.published.push(Published {
-            topic: "trade.closed".to_string(),
-            payload: serde_json::json!({
-                "closed": closed,
-                "order_id": order.id,
-                "client_order_id": order.client_order_id,
-                "as_of": self.day,
-            }),
-        });
-    }
-
-    /// Place an order for `agent` at the current day: checked, through the gate, open until
-    /// the next bar. A second submit with the same client order id answers the first order.
+    /// Place an order for `by` at the current day: checked, through the gate, open until
+    /// the next bar. A second submit with the same client order id answers the first
+    /// order; a refused one is not kept, so a retry is checked again (as live).
     ///
     /// # Errors
     /// As the live desk's submit: a bad order, a refusal, no price yet.
     pub fn submit(&mut self, by: &Placer, request: &OrderRequest) -> Result<OrderRecord> {
-        let agent = by.agent.as_str();
         request.validate(&self.symbols)?;
         let id = format!("backtest-{}", request.client_order_id);
         if let Some(existing) = self.orders.iter().find(|o| o.id == id) {
-            if existing.agent != agent {
+            if existing.agent != by.agent {
                 return Err(Error::InvalidOrder(format!(
                     "client order id {:?} is another's order",
                     request.client_order_id
@@ -291,23 +283,17 @@ impl Account {
             Amount::Quantity(q) => q,
             Amount::Notional(n) => n / request.limit_price.unwrap_or(price),
         };
-        let book = self.book(&self.marks);
+        let mut order = new_order(id, by, request, quantity, self.day);
+        order.at_ms = as_of_ms(self.day);
         let proposed = Proposed {
             symbol: &request.symbol,
             side: request.side,
             quantity,
             price,
         };
-        let mut order = new_order(id, by, request, quantity, self.day);
-        order.at_ms = as_of_ms(self.day);
         // The throttle counts wall time, which a backtest does not have: it is not applied.
-        if let Err(refusal) = self.gate.check(&proposed, &book, None) {
-            self.orders.push(order);
-            let index = self.orders.len() - 1;
-            self.refused(index, &refusal);
-            let reason = format!("risk:{}: {}", refusal.code, refusal.message);
-            self.orders[index].status = "rejected".to_string();
-            self.orders[index].reason = Some(reason);
+        if let Err(refusal) = self.gate.check(&proposed, &self.book(), None) {
+            self.refused(&order, &refusal);
             return Err(Error::Refused(refusal));
         }
         self.orders.push(order.clone());
@@ -331,19 +317,20 @@ impl Account {
                 status: self.orders[index].status.clone(),
             });
         }
-        self.open.retain(|&i| i != index);
         self.close_order(index, "canceled", "cancelled by its owner".to_string());
         Ok(self.orders[index].clone())
     }
 
     fn cancel_open(&mut self, reason: &str) {
-        for index in std::mem::take(&mut self.open) {
+        for index in self.open.clone() {
             self.close_order(index, "canceled", reason.to_string());
         }
     }
 
-    /// Close order `index` as `status` (not filled), logged with `reason`.
-    fn close_order(&mut self, index: usize, status: &str, reason: String) {
+    /// Close open order `index` as `status` (not filled), with `reason`; an expiry or a
+    /// cancellation goes to the log (a rejection was logged as a refusal).
+    fn close_order(&mut self, index: usize, status: &'static str, reason: String) {
+        self.open.retain(|&i| i != index);
         let order = &mut self.orders[index];
         order.status = status.to_string();
         order.reason = Some(reason.clone());
@@ -351,33 +338,51 @@ impl Account {
             return;
         }
         let entry = Entry {
-            day: self.day,
-            kind: if status == "expired" {
-                "expired"
-            } else {
-                "canceled"
-            },
-            agent: order.agent.clone(),
-            version: order.agent_version,
-            order_id: order.id.clone(),
-            symbol: order.symbol.clone(),
-            side: Side::parse(&order.side).unwrap_or(Side::Buy).as_str(),
-            quantity: order.quantity,
-            price: 0.0,
-            base: 0.0,
-            commission: 0.0,
-            slippage: 0.0,
-            pnl: None,
             reason: Some(reason),
+            ..Entry::of(self.day, status, order)
         };
         self.log.push(entry);
     }
 
-    fn refused(&mut self, index: usize, refusal: &Refusal) {
-        let order = &self.orders[index];
+    /// Log and publish the gate's refusal of `order`.
+    fn refused(&mut self, order: &OrderRecord, refusal: &Refusal) {
         self.log.push(Entry {
-            day: self.day,
-            kind: "refused",
+            reason: Some(format!("{}: {}", refusal.code, refusal.message)),
+            ..Entry::of(self.day, "refused", order)
+        });
+        let side = Side::parse(&order.side).unwrap_or(Side::Buy);
+        self.published.push(Published {
+            topic: "trade.refused".to_string(),
+            source: "risk",
+            payload: paper::refused(
+                &order.agent,
+                &order.client_order_id,
+                &order.symbol,
+                side,
+                refusal,
+                self.day,
+            ),
+        });
+    }
+
+    /// The gate's view: positions, open orders on their worst side, the marks.
+    fn book(&self) -> Book {
+        let open = self.open.iter().map(|&i| &self.orders[i]);
+        paper::book(
+            self.ledger.value(&self.marks).equity,
+            paper::held(&self.ledger),
+            open,
+            &self.marks,
+        )
+    }
+}
+
+impl Entry {
+    /// A line about `order` on `day`, with nothing filled.
+    fn of(day: NaiveDate, kind: &'static str, order: &OrderRecord) -> Entry {
+        Entry {
+            day,
+            kind,
             agent: order.agent.clone(),
             version: order.agent_version,
             order_id: order.id.clone(),
@@ -389,51 +394,8 @@ impl Account {
             commission: 0.0,
             slippage: 0.0,
             pnl: None,
-            reason: Some(format!("{}: {}", refusal.code, refusal.message)),
-        });
-        self.published.push(Published {
-            topic: "trade.refused".to_string(),
-            payload: serde_json::json!({
-                "agent": order.agent,
-                "client_order_id": order.client_order_id,
-                "symbol": order.symbol,
-                "side": order.side,
-                "code": refusal.code,
-                "message": refusal.message,
-                "detail": refusal.detail,
-                "as_of": self.day,
-            }),
-        });
-    }
-
-    /// The gate's view: positions, open orders on their worst side, `marks`.
-    fn book(&self, marks: &BTreeMap<String, f64>) -> Book {
-        let mut pending_buys = BTreeMap::new();
-        let mut pending_sells = BTreeMap::new();
-        for order in self.open_orders() {
-            let pending = match Side::parse(&order.side) {
-                Some(Side::Sell) => &mut pending_sells,
-                _ => &mut pending_buys,
-            };
-            *pending.entry(order.symbol.clone()).or_default() += order.quantity;
+            reason: None,
         }
-        Book {
-            equity: self.ledger.value(marks).equity,
-            positions: self
-                .ledger
-                .positions
-                .iter()
-                .map(|(symbol, holding)| (symbol.clone(), holding.quantity))
-                .collect(),
-            pending_buys,
-            pending_sells,
-            marks: marks.clone(),
-        }
-    }
-
-    /// The marks (closes) at the current day.
-    pub fn marks(&self) -> &BTreeMap<String, f64> {
-        &self.marks
     }
 }
 
@@ -441,6 +403,7 @@ impl Account {
 mod tests {
     use super::*;
     use crate::order::TimeInForce;
+    use overseer_market::Bar;
 
     fn bar(day: &str, open: f64, close: f64) -> Bar {
         Bar {
@@ -453,8 +416,8 @@ mod tests {
         }
     }
 
-    fn day(symbol: &str, b: Bar) -> BTreeMap<String, Bar> {
-        BTreeMap::from([(symbol.to_string(), b)])
+    fn day(symbol: &str, b: Bar) -> Day {
+        Day::new(b.date, BTreeMap::from([(symbol.to_string(), b)]))
     }
 
     fn buy(quantity: f64, id: &str) -> OrderRequest {
@@ -494,20 +457,18 @@ mod tests {
             commission_bps: 10.0,
             slippage_bps: 100.0,
         };
-        let mut account = Account::new(10_000.0, vec!["AAA".to_string()], limits(), costs);
-        account.open_day(
-            "2020-01-02".parse().unwrap(),
-            "2020-01-02",
-            &day("AAA", bar("2020-01-02", 99.0, 100.0)),
+        let mut account = Account::new(
+            10_000.0,
+            vec!["AAA".to_string()],
+            limits(),
+            costs,
+            BTreeMap::new(),
         );
+        account.open_day(&day("AAA", bar("2020-01-02", 99.0, 100.0)));
         account.submit(&placer(), &buy(10.0, "1")).unwrap();
         // A retry answers the first order.
         account.submit(&placer(), &buy(10.0, "1")).unwrap();
-        account.open_day(
-            "2020-01-03".parse().unwrap(),
-            "2020-01-03",
-            &day("AAA", bar("2020-01-03", 50.0, 60.0)),
-        );
+        account.open_day(&day("AAA", bar("2020-01-03", 50.0, 60.0)));
         // 50 × 1.01 = 50.5 a share; 10 shares = 505; commission 0.505; slippage 5.
         assert_eq!(account.log.len(), 1);
         let fill = &account.log[0];
@@ -526,17 +487,19 @@ mod tests {
             max_order_notional: 500.0,
             ..limits()
         };
-        let mut account = Account::new(10_000.0, vec!["AAA".to_string()], limits, Costs::default());
-        account.open_day(
-            "2020-01-02".parse().unwrap(),
-            "2020-01-02",
-            &day("AAA", bar("2020-01-02", 99.0, 100.0)),
+        let mut account = Account::new(
+            10_000.0,
+            vec!["AAA".to_string()],
+            limits,
+            Costs::default(),
+            BTreeMap::new(),
         );
+        account.open_day(&day("AAA", bar("2020-01-02", 99.0, 100.0)));
         let refused = account.submit(&placer(), &buy(10.0, "1")).unwrap_err();
         assert!(matches!(refused, Error::Refused(_)));
         assert_eq!(account.log[0].kind, "refused");
         assert!(account.published.iter().any(|p| p.topic == "trade.refused"));
-        assert_eq!(account.open_orders().count(), 0);
+        assert_eq!(account.open.len(), 0);
     }
 
     #[test]
@@ -546,19 +509,12 @@ mod tests {
             vec!["AAA".to_string(), "BBB".to_string()],
             limits(),
             Costs::default(),
+            BTreeMap::new(),
         );
-        account.open_day(
-            "2020-01-02".parse().unwrap(),
-            "2020-01-02",
-            &day("AAA", bar("2020-01-02", 99.0, 100.0)),
-        );
+        account.open_day(&day("AAA", bar("2020-01-02", 99.0, 100.0)));
         account.submit(&placer(), &buy(1.0, "1")).unwrap();
-        account.open_day(
-            "2020-01-03".parse().unwrap(),
-            "2020-01-03",
-            &day("BBB", bar("2020-01-03", 9.0, 10.0)),
-        );
+        account.open_day(&day("BBB", bar("2020-01-03", 9.0, 10.0)));
         assert_eq!(account.log[0].kind, "expired");
-        assert_eq!(account.open_orders().count(), 0);
+        assert_eq!(account.open.len(), 0);
     }
 }

@@ -10,9 +10,9 @@
 //! snapshots (the world monitor), and one that publishes `trade.signal` runs ahead of the
 //! active agents that turn signals into orders (the trade executor), each at its active
 //! version. Every market call is bounded by the bar's as-of; asking past it ends the run
-//! with `look_ahead` and the bar. One instance per stage serves the whole run, with fuel
-//! and a deadline per call; a trap, fuel, memory or time fault ends the run with
-//! `agent_fault` and the bar. Guests see the bar's close as the time and random numbers
+//! with `look_ahead` and the bar. One instance per stage serves a whole pass over the days,
+//! with fuel, a deadline and the host's event budgets per call; a trap, fuel, memory or time
+//! fault ends the run with `agent_fault` and the bar. Guests see the bar's close as the time and random numbers
 //! from the run's seed, so a run is reproducible: the same component digests, data,
 //! configuration, seed and recorded LLM answers give a byte-identical trade log and metrics,
 //! and each report carries the hash of its inputs and of its trade log. LLM completions are
@@ -29,7 +29,7 @@ pub mod walk;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use chrono::NaiveDate;
@@ -42,7 +42,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use book::Entry;
-pub use run::{Day, MAX_EVENTS_PER_BAR, Stage};
+pub use run::{Control, Day, MAX_EVENTS_PER_BAR, Stage};
 pub use services::{LlmUse, Recorder};
 pub use walk::WalkForward;
 
@@ -55,6 +55,11 @@ pub const MAX_SYMBOLS: usize = 50;
 pub const MAX_DATA_BYTES: usize = 32 << 20;
 /// Most stages a pipeline may have.
 const MAX_STAGES: usize = 8;
+/// Most bars one run may go through, every pass of a walk-forward counted: at a few
+/// microseconds a bar for a small strategy, minutes; far longer for a pipeline with an LLM.
+pub const MAX_TOTAL_BARS: u64 = 20_000_000;
+/// Most runs waiting or running at once; past it a start answers `busy`.
+pub const MAX_QUEUED: usize = 4;
 
 /// What to run. JSON, as `POST /v1/backtests` takes it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -75,9 +80,9 @@ pub struct Spec {
     /// Starting cash in dollars; `[trading] initial_cash` when absent.
     #[serde(default)]
     pub initial_cash: Option<f64>,
-    /// Risk limits; `[trading.risk]` when absent.
+    /// Risk limits over `[trading.risk]`: the ones given replace the configured ones.
     #[serde(default)]
-    pub risk: Option<RiskLimits>,
+    pub risk: serde_json::Map<String, serde_json::Value>,
     /// Settings of the subject over its manifest's `[config]`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -94,7 +99,8 @@ pub struct Spec {
     #[serde(default)]
     pub data: BTreeMap<String, String>,
     /// A fresh instance for every call instead of one per run: to measure what reuse saves.
-    #[serde(default)]
+    /// Not part of the API: such a run's guests see the real clock.
+    #[serde(skip)]
     pub fresh_instance_per_call: bool,
 }
 
@@ -107,9 +113,11 @@ fn yes() -> bool {
 #[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
 #[error("{message}")]
 pub struct Failure {
-    /// `invalid_request`, `invalid_range`, `empty_range`, `unknown_symbol`, `invalid_data`,
-    /// `no_feed`, `agent_not_found`, `version_not_found`, `version_not_servable`,
-    /// `look_ahead`, `agent_fault`, `event_storm`.
+    /// Refused at the start: `invalid_request`, `invalid_range`, `empty_range`,
+    /// `unknown_symbol`, `invalid_data`, `no_feed`, `agent_not_found`, `version_not_found`,
+    /// `no_active_version`, `version_not_servable`, `busy` (too many runs queued). Ended a
+    /// run: `look_ahead`, `agent_fault`, `event_storm`, `busy` (no sandbox slot for a
+    /// stage), `cancelled`, `internal`.
     pub code: &'static str,
     pub message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -131,6 +139,26 @@ impl Failure {
             message: message.into(),
             bar: Some(bar),
         }
+    }
+
+    /// What a sandbox error ends a run with: `busy` when no call slot freed up, else
+    /// `agent_fault` (a trap, fuel, memory or time).
+    pub(crate) fn sandbox(
+        version: &Version,
+        bar: NaiveDate,
+        error: &overseer_sandbox::Error,
+    ) -> Self {
+        if let overseer_sandbox::Error::Fault(overseer_sandbox::Fault::Capacity(why)) = error {
+            return Failure::at(
+                "busy",
+                bar,
+                format!(
+                    "no sandbox call slot for {} at the bar of {bar}: {why}",
+                    version.agent
+                ),
+            );
+        }
+        Failure::fault(version, bar, &error.to_string())
     }
 
     pub(crate) fn fault(version: &Version, bar: NaiveDate, fault: &str) -> Self {
@@ -165,6 +193,8 @@ pub(crate) struct Setup {
     pub prices: LlmBudgetConfig,
     pub llm: Option<LlmOf>,
     pub fresh_instance_per_call: bool,
+    /// The host's per-call budgets (events, log lines), as live.
+    pub budgets: overseer_kernel::config::Budgets,
 }
 
 /// A stage as the report names it.
@@ -248,10 +278,18 @@ pub struct Status {
 }
 
 struct Slot {
+    /// The spec, its data replaced by their hashes.
     spec: Spec,
     total: u64,
-    done: AtomicU64,
+    control: Control,
     finished: Mutex<Option<Result<Report, Failure>>>,
+}
+
+/// The tunables an agent version's source marks (`overseer:tune NAME A..B`): the daemon
+/// reads them from the stored source, which this crate does not decode.
+#[async_trait::async_trait]
+pub trait SourceMarks: Send + Sync {
+    async fn marks(&self, agent: &str, version: u32) -> BTreeMap<String, walk::Range>;
 }
 
 /// Runs backtests for the daemon and keeps their results (in memory, and under
@@ -265,6 +303,7 @@ pub struct Backtester {
     runs: Mutex<HashMap<String, Arc<Slot>>>,
     /// One run at a time; the others wait their turn.
     turn: tokio::sync::Semaphore,
+    sources: Option<Arc<dyn SourceMarks>>,
 }
 
 /// A prepared run: validated, its days and stages resolved.
@@ -297,7 +336,15 @@ impl Backtester {
             prices,
             runs: Mutex::new(HashMap::new()),
             turn: tokio::sync::Semaphore::new(1),
+            sources: None,
         }
+    }
+
+    /// Read the tunables the agents' sources mark with `sources`.
+    #[must_use]
+    pub fn with_sources(mut self, sources: Arc<dyn SourceMarks>) -> Self {
+        self.sources = Some(sources);
+        self
     }
 
     /// Check `spec` and resolve what it runs: its data and days, the versions of its
@@ -305,7 +352,7 @@ impl Backtester {
     ///
     /// # Errors
     /// A [`Failure`] with the code of what is wrong.
-    pub async fn plan(&self, spec: Spec) -> Result<Plan, Failure> {
+    pub async fn plan(&self, mut spec: Spec) -> Result<Plan, Failure> {
         if spec.from > spec.to {
             return Err(Failure::new(
                 "invalid_range",
@@ -339,6 +386,15 @@ impl Backtester {
             .version(&spec.agent, spec.version)
             .await
             .map_err(|e| Failure::kernel(&e))?;
+        if let Some(walk) = spec.walk_forward.as_mut()
+            && walk.params.is_empty()
+        {
+            walk.params = walk::manifest_marks(&subject.manifest.config);
+            if let Some(sources) = &self.sources {
+                walk.params
+                    .extend(sources.marks(&subject.agent, subject.number).await);
+            }
+        }
         let mut config = subject.manifest.config.clone();
         config.extend(spec.config.clone());
         let stages = self.stages(Stage {
@@ -371,21 +427,27 @@ impl Backtester {
             data,
             symbols: spec.symbols.clone(),
             initial_cash: cash,
-            risk: spec
-                .risk
-                .clone()
-                .unwrap_or_else(|| self.config.risk.clone()),
+            risk: self.risk(&spec.risk)?,
             costs,
             seed: spec.seed,
             recorder: Recorder::new(self.dir.join("llm")),
             prices: self.prices.clone(),
             llm: Some(llm),
             fresh_instance_per_call: spec.fresh_instance_per_call,
+            budgets: self.kernel.config.budgets.clone(),
         };
         let total = match &spec.walk_forward {
-            Some(walk) => walk.total(&stages[0], days.len(), spec.seed)?,
+            Some(walk) => walk.total(days.len(), spec.seed)?,
             None => days.len() as u64,
         };
+        if total > MAX_TOTAL_BARS {
+            return Err(Failure::new(
+                "invalid_request",
+                format!(
+                    "the run would go through {total} bars; at most {MAX_TOTAL_BARS}: shorten the range or the search"
+                ),
+            ));
+        }
         let bars: Vec<(&NaiveDate, &BTreeMap<String, overseer_market::Bar>)> =
             days.iter().map(|d| (&d.date, &d.bars)).collect();
         let data_hash = hash_json(&bars);
@@ -399,20 +461,21 @@ impl Backtester {
         })
     }
 
-    /// Run `plan` to the end, counting bars done in `progress`.
+    /// Run `plan` to the end (waiting for the runs before it), counting bars done in
+    /// `control` and stopping when it is cancelled.
     ///
     /// # Errors
     /// The [`Failure`] that ended it.
-    pub async fn execute(&self, plan: &Plan, progress: &AtomicU64) -> Result<Report, Failure> {
+    pub async fn execute(&self, plan: &Plan, control: &Control) -> Result<Report, Failure> {
         let _turn = self.turn.acquire().await;
         let started = std::time::Instant::now();
         let (pass, walk_report) = match &plan.spec.walk_forward {
             Some(walk) => {
-                let (pass, report) = walk::run(walk, plan, progress).await?;
+                let (pass, report) = walk::run(walk, plan, control).await?;
                 (pass, Some(report))
             }
             None => {
-                let pass = run::pass(&plan.setup, &plan.stages, &plan.days, progress).await?;
+                let pass = run::pass(&plan.setup, &plan.stages, &plan.days, control).await?;
                 (pass, None)
             }
         };
@@ -426,7 +489,19 @@ impl Backtester {
     /// # Errors
     /// A [`Failure`] when the spec is refused (nothing is started).
     pub async fn start(self: &Arc<Self>, spec: Spec) -> Result<String, Failure> {
-        let plan = self.plan(spec).await?;
+        let unfinished = || {
+            services::lock(&self.runs)
+                .values()
+                .filter(|slot| services::lock(&slot.finished).is_none())
+                .count()
+        };
+        if unfinished() >= MAX_QUEUED {
+            return Err(Failure::new(
+                "busy",
+                format!("{MAX_QUEUED} backtests are running or waiting; try again when one ends"),
+            ));
+        }
+        let plan = Arc::new(self.plan(spec).await?);
         let id = format!(
             "bt-{}-{}",
             overseer_sandbox::now_ms(),
@@ -436,26 +511,78 @@ impl Backtester {
                 .get(..8)
                 .unwrap_or("0")
         );
+        let mut shown = plan.spec.clone();
+        for csv in shown.data.values_mut() {
+            *csv = format!(
+                "sha256:{} ({} bytes)",
+                hex::encode(Sha256::digest(csv.as_bytes())),
+                csv.len()
+            );
+        }
         let slot = Arc::new(Slot {
-            spec: plan.spec.clone(),
+            spec: shown,
             total: plan.total,
-            done: AtomicU64::new(0),
+            control: Control::default(),
             finished: Mutex::new(None),
         });
         services::lock(&self.runs).insert(id.clone(), slot.clone());
         let this = self.clone();
         let run_id = id.clone();
         tokio::spawn(async move {
-            let result = this.execute(&plan, &slot.done).await;
+            // A panic in the run ends it as `internal`, never leaves it running.
+            let running = {
+                let (this, slot) = (this.clone(), slot.clone());
+                tokio::spawn(async move { this.execute(&plan, &slot.control).await })
+            };
+            let result = running
+                .await
+                .unwrap_or_else(|e| Err(Failure::new("internal", format!("the run stopped: {e}"))));
             if let Err(e) = &result {
                 tracing::info!(id = run_id, code = e.code, error = %e, "backtest failed");
             }
             *services::lock(&slot.finished) = Some(result);
-            if let Some(status) = this.current(&run_id) {
-                this.keep(&status);
+            if let Some(status) = this.current(&run_id)
+                && this.keep(&status)
+            {
+                // Kept on disk: served from there, not held in memory.
+                services::lock(&this.runs).remove(&run_id);
             }
         });
         Ok(id)
+    }
+
+    /// Ask backtest `id` to stop at its next bar; false when it has already ended.
+    ///
+    /// # Errors
+    /// `backtest_not_found`.
+    pub fn cancel(&self, id: &str) -> Result<bool, Failure> {
+        let slot = services::lock(&self.runs).get(id).cloned();
+        match slot {
+            Some(slot) => {
+                let running = services::lock(&slot.finished).is_none();
+                slot.control.cancel.store(true, Ordering::Relaxed);
+                Ok(running)
+            }
+            None if self.kept(id).is_some() => Ok(false),
+            None => Err(Failure::new(
+                "backtest_not_found",
+                format!("no backtest {id:?}"),
+            )),
+        }
+    }
+
+    /// The risk limits of a run: `[trading.risk]` with the spec's over them.
+    fn risk(
+        &self,
+        given: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<RiskLimits, Failure> {
+        let mut limits = serde_json::to_value(&self.config.risk)
+            .map_err(|e| Failure::new("internal", e.to_string()))?;
+        if let Some(limits) = limits.as_object_mut() {
+            limits.extend(given.clone());
+        }
+        serde_json::from_value(limits)
+            .map_err(|e| Failure::new("invalid_request", format!("risk: {e}")))
     }
 
     /// Where backtest `id` stands, as JSON: in memory, else as kept on disk.
@@ -479,7 +606,7 @@ impl Backtester {
             id: id.to_string(),
             state,
             spec: slot.spec.clone(),
-            done: slot.done.load(Ordering::Relaxed).min(slot.total),
+            done: slot.control.done.load(Ordering::Relaxed).min(slot.total),
             total: slot.total,
             report,
             error,
@@ -504,15 +631,20 @@ impl Backtester {
         ids
     }
 
-    fn keep(&self, status: &Status) {
+    /// Write `status` under the data directory; whether it was written.
+    fn keep(&self, status: &Status) -> bool {
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&self.dir)?;
             let temporary = self.dir.join(format!(".{}.tmp", status.id));
             std::fs::write(&temporary, serde_json::to_vec(status)?)?;
             std::fs::rename(&temporary, self.dir.join(format!("{}.json", status.id)))
         };
-        if let Err(e) = write() {
-            tracing::warn!(id = status.id, error = %e, "a backtest's result was not kept");
+        match write() {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(id = status.id, error = %e, "a backtest's result was not kept");
+                false
+            }
         }
     }
 
@@ -622,7 +754,16 @@ impl Backtester {
             config: version.manifest.config.clone(),
             version,
         }));
-        stages.truncate(MAX_STAGES);
+        if stages.len() > MAX_STAGES {
+            return Err(Failure::new(
+                "invalid_request",
+                format!(
+                    "the pipeline around {} has {} stages; at most {MAX_STAGES}",
+                    stages[0].version.agent,
+                    stages.len()
+                ),
+            ));
+        }
         Ok(stages)
     }
 }
@@ -752,7 +893,14 @@ fn benchmark(days: &[Day], symbols: &[String], cash: f64) -> Vec<Point> {
 
 fn report(plan: &Plan, pass: run::Pass, walk_forward: Option<walk::WalkReport>) -> Report {
     let metrics = pass_metrics(&pass, plan.spec.risk_free);
-    let bench = benchmark(&plan.days, &plan.spec.symbols, plan.setup.initial_cash);
+    // On the days the figures cover: a walk-forward's out-of-sample ones.
+    let covered: Vec<Day> = plan
+        .days
+        .iter()
+        .filter(|d| pass.days.binary_search(&d.date).is_ok())
+        .cloned()
+        .collect();
+    let bench = benchmark(&covered, &plan.spec.symbols, plan.setup.initial_cash);
     let benchmark =
         performance::metrics(&bench, &performance::Costs::default(), plan.spec.risk_free);
     let mut peak = f64::MIN;

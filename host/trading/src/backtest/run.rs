@@ -49,6 +49,14 @@ impl Day {
     }
 }
 
+/// How far a run is, and whether it was asked to stop.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Bars run so far.
+    pub done: AtomicU64,
+    pub cancel: std::sync::atomic::AtomicBool,
+}
+
 /// A stage: a version of an agent and the configuration it runs with.
 #[derive(Clone)]
 pub struct Stage {
@@ -79,27 +87,41 @@ struct Running {
 }
 
 /// Run `stages` (the first is the subject) over `days`, counting each day done in
-/// `progress`.
+/// `control` and stopping at the next bar when it is cancelled.
 ///
 /// # Errors
 /// [`Failure`] `look_ahead` naming the bar and who asked; `agent_fault` when a call traps,
 /// runs out of fuel, memory or time (the instance is gone; the bar is named);
-/// `event_storm` past [`MAX_EVENTS_PER_BAR`].
+/// `event_storm` past [`MAX_EVENTS_PER_BAR`]; `busy` when the sandbox has no call slot for
+/// a stage; `cancelled`.
 pub async fn pass(
     setup: &Setup,
     stages: &[Stage],
     days: &[Day],
-    progress: &AtomicU64,
+    control: &Control,
 ) -> Result<Pass, Failure> {
     let first = days.first().map_or(NaiveDate::MIN, |d| d.date);
+    // A symbol without a bar on the first day is valued at its last close before it.
+    let marks: BTreeMap<String, f64> = setup
+        .symbols
+        .iter()
+        .filter_map(|symbol| {
+            let bar = setup.data.latest(symbol, first).ok()??;
+            Some((symbol.clone(), bar.close))
+        })
+        .collect();
+    let mut symbols = setup.symbols.clone();
+    symbols.sort();
     let shared = Arc::new(Shared {
         data: setup.data.clone(),
+        symbols,
         day: std::sync::Mutex::new(first),
         account: std::sync::Mutex::new(Account::new(
             setup.initial_cash,
             setup.symbols.clone(),
             setup.risk.clone(),
             setup.costs,
+            marks,
         )),
         queue: std::sync::Mutex::new(Vec::new()),
         look_ahead: std::sync::Mutex::new(None),
@@ -128,7 +150,7 @@ pub async fn pass(
                     &replay,
                 )
                 .await
-                .map_err(|e| Failure::fault(&stage.version, first, &e.to_string()))?;
+                .map_err(|e| Failure::sandbox(&stage.version, first, &e))?;
             Some(session)
         };
         running.push(Running {
@@ -160,11 +182,18 @@ pub async fn pass(
     };
     let mut queue: VecDeque<Emitted> = VecDeque::new();
     for day in days {
+        if control.cancel.load(Ordering::Relaxed) {
+            return Err(Failure::at(
+                "cancelled",
+                day.date,
+                format!("cancelled before the bar of {}", day.date),
+            ));
+        }
         *lock(&shared.day) = day.date;
         clock.store(as_of_ms(day.date), Ordering::Relaxed);
-        let published = {
+        {
             let mut account = lock(&shared.account);
-            account.open_day(day.date, &day.label, &day.bars);
+            account.open_day(day);
             let (equity, cash, gross) = account.value();
             out.days.push(day.date);
             out.curve.push(Point {
@@ -172,20 +201,16 @@ pub async fn pass(
                 gross_exposure: gross,
             });
             out.cash.push(cash);
-            std::mem::take(&mut account.published)
-        };
+        }
         let at_ms = as_of_ms(day.date);
+        // As live: the day's fills and the gate's changes, then the tick.
         queue.clear();
+        drain(&shared, &mut queue);
         queue.push_back(Emitted {
             source: "market".to_string(),
             topic: "market.tick".to_string(),
             payload: day.tick.clone(),
         });
-        queue.extend(published.into_iter().map(|p| Emitted {
-            source: p.topic.split('.').next().unwrap_or("trade").to_string(),
-            topic: p.topic,
-            payload: p.payload.to_string(),
-        }));
         let mut delivered = 0usize;
         while let Some(emitted) = queue.pop_front() {
             for (index, stage) in running.iter_mut().enumerate() {
@@ -251,34 +276,39 @@ pub async fn pass(
                             stage.stage.version.agent, day.date
                         ));
                     }
-                    Err(e) => {
-                        return Err(Failure::fault(
-                            &stage.stage.version,
-                            day.date,
-                            &e.to_string(),
-                        ));
-                    }
+                    Err(e) => return Err(Failure::sandbox(&stage.stage.version, day.date, &e)),
                 }
-                queue.extend(std::mem::take(&mut *lock(&shared.queue)));
-                let published = std::mem::take(&mut lock(&shared.account).published);
-                queue.extend(published.into_iter().map(|p| Emitted {
-                    source: "trade".to_string(),
-                    topic: p.topic,
-                    payload: p.payload.to_string(),
-                }));
+                drain(&shared, &mut queue);
             }
         }
-        progress.fetch_add(1, Ordering::Relaxed);
+        control.done.fetch_add(1, Ordering::Relaxed);
     }
     let account = std::mem::replace(
         &mut *lock(&shared.account),
-        Account::new(0.0, Vec::new(), setup.risk.clone(), setup.costs),
+        Account::new(
+            0.0,
+            Vec::new(),
+            setup.risk.clone(),
+            setup.costs,
+            BTreeMap::new(),
+        ),
     );
     out.log = account.log;
     out.totals = account.totals;
     out.llm = *lock(&shared.llm);
     out.logs = lock(&shared.logs).iter().cloned().collect();
     Ok(out)
+}
+
+/// Queue what the account published, then what the stages emitted.
+fn drain(shared: &Shared, queue: &mut VecDeque<Emitted>) {
+    let published = std::mem::take(&mut lock(&shared.account).published);
+    queue.extend(published.into_iter().map(|p| Emitted {
+        source: p.source.to_string(),
+        topic: p.topic,
+        payload: p.payload.to_string(),
+    }));
+    queue.extend(std::mem::take(&mut *lock(&shared.queue)));
 }
 
 /// The services of `stage` in a run: what its manifest grants, served from the run.
@@ -289,6 +319,7 @@ fn services(setup: &Setup, stage: &Stage, shared: &Arc<Shared>) -> Services {
         agent: agent.clone(),
         config: stage.config.clone(),
         publish: manifest.capabilities.publish.clone(),
+        budgets: setup.budgets.clone(),
         shared: shared.clone(),
     });
     let mut services = Services::new(runtime, Arc::new(RunKv::default()));

@@ -23,8 +23,9 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::Account;
-use crate::capability::{guest_error, order_request, parse_day, wit_bar, wit_order};
+use crate::capability::{guest_error, order_request, parse_day, wit_bar, wit_order, wit_position};
 use crate::desk::{Placer, as_of_ms};
+use crate::paper;
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -56,9 +57,21 @@ pub struct LlmUse {
     pub usd: f64,
 }
 
+impl std::ops::AddAssign for LlmUse {
+    fn add_assign(&mut self, other: LlmUse) {
+        self.calls += other.calls;
+        self.replayed += other.replayed;
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+        self.usd += other.usd;
+    }
+}
+
 /// The state every stage of a run shares.
 pub struct Shared {
     pub data: Arc<dyn Market>,
+    /// The run's symbols, sorted: what `market.symbols` answers and orders may name.
+    pub symbols: Vec<String>,
     pub day: Mutex<NaiveDate>,
     pub account: Mutex<Account>,
     pub queue: Mutex<Vec<Emitted>>,
@@ -85,11 +98,13 @@ impl Shared {
 }
 
 /// `runtime` of a stage: its configuration (the manifest's, with the run's overrides),
-/// emits into the run's queue, logs kept in the run.
+/// emits into the run's queue under the host's per-call event budgets, warnings and errors
+/// kept in the run (each cut at the host's line length).
 pub struct StageRuntime {
     pub agent: String,
     pub config: BTreeMap<String, String>,
     pub publish: Vec<String>,
+    pub budgets: overseer_kernel::config::Budgets,
     pub shared: Arc<Shared>,
 }
 
@@ -98,13 +113,38 @@ impl overseer_sandbox::Runtime for StageRuntime {
     fn log(&self, level: Level, message: &str) {
         if matches!(level, Level::Warn | Level::Error) {
             let day = self.shared.day();
-            self.shared.log(format!("{day} {}: {message}", self.agent));
+            let mut end = message.len().min(self.budgets.log_line_bytes);
+            while !message.is_char_boundary(end) {
+                end -= 1;
+            }
+            self.shared
+                .log(format!("{day} {}: {}", self.agent, &message[..end]));
         }
     }
 
     async fn emit(&self, topic: &str, payload: &str) -> Result<(), GuestError> {
         overseer_kernel::check_topic(topic, &self.publish)?;
-        lock(&self.shared.queue).push(Emitted {
+        if serde_json::from_str::<serde::de::IgnoredAny>(payload).is_err() {
+            return Err(GuestError::InvalidInput(
+                "payload must be a JSON document".to_string(),
+            ));
+        }
+        // The queue holds what this call emitted: it is drained after every call.
+        let mut queue = lock(&self.shared.queue);
+        if queue.len() >= self.budgets.events_per_call as usize {
+            return Err(GuestError::Denied(format!(
+                "event budget: a call may emit {} events",
+                self.budgets.events_per_call
+            )));
+        }
+        let bytes: usize = queue.iter().map(|e| e.payload.len()).sum();
+        if bytes + payload.len() > self.budgets.event_bytes_per_call {
+            return Err(GuestError::Denied(format!(
+                "event budget: a call may emit {} bytes of payload",
+                self.budgets.event_bytes_per_call
+            )));
+        }
+        queue.push(Emitted {
             source: self.agent.clone(),
             topic: topic.to_string(),
             payload: payload.to_string(),
@@ -119,41 +159,46 @@ impl overseer_sandbox::Runtime for StageRuntime {
     }
 }
 
-/// `kv` of a stage for one run: starts empty, at most [`KV_BYTES`].
+/// `kv` of a stage for one run: starts empty, at most [`KV_BYTES`] (keys and values).
 #[derive(Default)]
 pub struct RunKv {
-    map: Mutex<BTreeMap<String, String>>,
+    /// The entries, and the bytes they hold.
+    map: Mutex<(BTreeMap<String, String>, usize)>,
 }
 
 #[async_trait]
 impl overseer_sandbox::Kv for RunKv {
     async fn get(&self, key: &str) -> Result<Option<String>, GuestError> {
-        Ok(lock(&self.map).get(key).cloned())
+        Ok(lock(&self.map).0.get(key).cloned())
     }
 
     async fn set(&self, key: &str, value: &str) -> Result<(), GuestError> {
-        let mut map = lock(&self.map);
-        let held: usize = map
-            .iter()
-            .filter(|(k, _)| k.as_str() != key)
-            .map(|(k, v)| k.len() + v.len())
-            .sum();
-        if held + key.len() + value.len() > KV_BYTES {
+        let mut guard = lock(&self.map);
+        let (map, held) = &mut *guard;
+        let replaced = map.get(key).map_or(0, |old| key.len() + old.len());
+        let after = *held - replaced + key.len() + value.len();
+        if after > KV_BYTES {
             return Err(GuestError::Denied(format!(
                 "kv in a backtest holds at most {KV_BYTES} bytes"
             )));
         }
         map.insert(key.to_string(), value.to_string());
+        *held = after;
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<(), GuestError> {
-        lock(&self.map).remove(key);
+        let mut guard = lock(&self.map);
+        let (map, held) = &mut *guard;
+        if let Some(old) = map.remove(key) {
+            *held -= key.len() + old.len();
+        }
         Ok(())
     }
 
     async fn keys(&self, prefix: &str) -> Result<Vec<String>, GuestError> {
         Ok(lock(&self.map)
+            .0
             .keys()
             .filter(|k| k.starts_with(prefix))
             .cloned()
@@ -178,7 +223,7 @@ impl overseer_sandbox::Market for RunMarket {
     }
 
     fn symbols(&self) -> Vec<String> {
-        self.shared.data.symbols()
+        self.shared.symbols.clone()
     }
 
     async fn bars(
@@ -257,22 +302,9 @@ impl overseer_sandbox::Broker for RunBroker {
 
     async fn positions(&self) -> Result<Vec<Position>, GuestError> {
         let account = lock(&self.shared.account);
-        let marks = account.marks();
-        Ok(account
-            .ledger()
-            .positions
+        Ok(paper::positions(account.ledger(), account.marks())
             .iter()
-            .map(|(symbol, holding)| {
-                let price = marks.get(symbol).copied().unwrap_or(holding.average_price);
-                Position {
-                    symbol: symbol.clone(),
-                    quantity: holding.quantity,
-                    average_price: holding.average_price,
-                    price,
-                    market_value: holding.quantity * price,
-                    unrealized_pnl: (price - holding.average_price) * holding.quantity,
-                }
-            })
+            .map(wit_position)
             .collect())
     }
 

@@ -12,13 +12,12 @@
 //! numbers gives whole numbers.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::AtomicU64;
 
 use chrono::NaiveDate;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
-use super::run::{self, Pass, Stage};
+use super::run::{self, Control, Pass, Stage};
 use super::{Failure, Plan, pass_metrics};
 use crate::performance::{Metrics, Point};
 
@@ -26,6 +25,9 @@ use crate::performance::{Metrics, Point};
 pub const MAX_CANDIDATES: usize = 256;
 /// Values a grid takes of a range without a step.
 const GRID_POINTS: usize = 10;
+/// The largest magnitude a tunable's bound may have (whole numbers stay exact well below
+/// 2^53, and a range of them stays countable).
+pub const MAX_BOUND: f64 = 1e9;
 
 /// How windows are laid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -94,9 +96,12 @@ impl Range {
     }
 
     fn check(&self) -> Result<(), String> {
-        let finite = self.from.is_finite() && self.to.is_finite();
-        if !finite || self.from > self.to {
-            return Err(format!("{}..{} is not a range", self.from, self.to));
+        let bounded = |v: f64| v.is_finite() && v.abs() <= MAX_BOUND;
+        if !bounded(self.from) || !bounded(self.to) || self.from > self.to {
+            return Err(format!(
+                "{}..{} is not a range within ±{MAX_BOUND}",
+                self.from, self.to
+            ));
         }
         if self.step.is_some_and(|s| !(s.is_finite() && s > 0.0)) {
             return Err("a step must be a positive number".to_string());
@@ -122,11 +127,8 @@ impl Range {
                 }
             }
             None if self.whole() && self.to - self.from < GRID_POINTS as f64 => {
-                let mut v = self.from;
-                while v <= self.to {
-                    values.push(v);
-                    v += 1.0;
-                }
+                let count = (self.to - self.from) as usize + 1;
+                values.extend((0..count).map(|i| self.from + i as f64));
             }
             None => {
                 let span = self.to - self.from;
@@ -184,6 +186,17 @@ pub fn scan_source(text: &str) -> BTreeMap<String, Range> {
     found
 }
 
+/// The tunables a manifest's `[config]` marks: `"tune.NAME" = "A..B"`.
+pub fn manifest_marks(config: &BTreeMap<String, String>) -> BTreeMap<String, Range> {
+    config
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix("tune.")?;
+            Some((name.to_string(), Range::parse(value)?))
+        })
+        .collect()
+}
+
 /// The walk-forward part of a spec. Lengths are in trading days (bars).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,7 +205,8 @@ pub struct WalkForward {
     pub windows: Windows,
     pub in_sample: usize,
     pub out_of_sample: usize,
-    /// Ranges of the tunables; the manifest's and the source's marks when empty.
+    /// Ranges of the tunables; when empty, those the subject's manifest and source mark
+    /// (the source's over the manifest's).
     #[serde(default)]
     pub params: BTreeMap<String, Range>,
     #[serde(default)]
@@ -236,32 +250,21 @@ pub struct WalkReport {
 type Cut = (std::ops::Range<usize>, std::ops::Range<usize>);
 
 impl WalkForward {
-    /// The tunables: the spec's, else those the subject's manifest marks.
-    fn params(&self, subject: &Stage) -> Result<BTreeMap<String, Range>, Failure> {
-        let params = if self.params.is_empty() {
-            subject
-                .config
-                .iter()
-                .filter_map(|(key, value)| {
-                    let name = key.strip_prefix("tune.")?;
-                    Some((name.to_string(), Range::parse(value)?))
-                })
-                .collect()
-        } else {
-            self.params.clone()
-        };
-        if params.is_empty() {
+    /// The tunables, checked: the spec's, or (filled in when it gives none) those the
+    /// subject's manifest and source mark.
+    fn params(&self) -> Result<&BTreeMap<String, Range>, Failure> {
+        if self.params.is_empty() {
             return Err(Failure::new(
                 "invalid_request",
                 "no tunables: give walk_forward.params, or mark them in the agent's source (overseer:tune NAME A..B) or manifest (\"tune.NAME\" = \"A..B\")",
             ));
         }
-        for (name, range) in &params {
+        for (name, range) in &self.params {
             range
                 .check()
                 .map_err(|e| Failure::new("invalid_request", format!("{name}: {e}")))?;
         }
-        Ok(params)
+        Ok(&self.params)
     }
 
     /// The candidate settings.
@@ -324,8 +327,18 @@ impl WalkForward {
                 "in_sample and out_of_sample are lengths in bars, at least 1",
             ));
         }
+        if self.in_sample >= n || self.out_of_sample > n {
+            return Err(Failure::new(
+                "invalid_request",
+                format!(
+                    "{n} bars leave no out-of-sample part after an in-sample part of {}",
+                    self.in_sample
+                ),
+            ));
+        }
         let mut cuts = Vec::new();
         let mut start = 0;
+        // Both lengths are at most `n`: no sum below overflows.
         while start + self.in_sample < n {
             let is_end = start + self.in_sample;
             let oos_end = (is_end + self.out_of_sample).min(n);
@@ -336,21 +349,12 @@ impl WalkForward {
             cuts.push((is_start..is_end, is_end..oos_end));
             start += self.out_of_sample;
         }
-        if cuts.is_empty() {
-            return Err(Failure::new(
-                "invalid_request",
-                format!(
-                    "{n} bars leave no out-of-sample part after an in-sample part of {}",
-                    self.in_sample
-                ),
-            ));
-        }
         Ok(cuts)
     }
 
     /// Bars a walk-forward over `n` days runs in all.
-    pub(crate) fn total(&self, subject: &Stage, n: usize, seed: u64) -> Result<u64, Failure> {
-        let candidates = self.candidates(&self.params(subject)?, seed)?.len();
+    pub(crate) fn total(&self, n: usize, seed: u64) -> Result<u64, Failure> {
+        let candidates = self.candidates(self.params()?, seed)?.len();
         let cuts = self.cuts(n)?;
         Ok(cuts
             .iter()
@@ -363,9 +367,9 @@ impl WalkForward {
 pub(crate) async fn run(
     walk: &WalkForward,
     plan: &Plan,
-    progress: &AtomicU64,
+    control: &Control,
 ) -> Result<(Pass, WalkReport), Failure> {
-    let candidates = walk.candidates(&walk.params(&plan.stages[0])?, plan.spec.seed)?;
+    let candidates = walk.candidates(walk.params()?, plan.spec.seed)?;
     let with = |settings: &BTreeMap<String, String>| -> Vec<Stage> {
         let mut stages = plan.stages.clone();
         stages[0].config.extend(settings.clone());
@@ -381,7 +385,7 @@ pub(crate) async fn run(
                 &plan.setup,
                 &with(candidate),
                 &plan.days[is.clone()],
-                progress,
+                control,
             )
             .await?;
             let score = walk.objective.score(&pass_metrics(&pass, risk_free));
@@ -392,13 +396,7 @@ pub(crate) async fn run(
         let Some((in_sample_score, chosen)) = best else {
             continue;
         };
-        let pass = run::pass(
-            &plan.setup,
-            &with(chosen),
-            &plan.days[oos.clone()],
-            progress,
-        )
-        .await?;
+        let pass = run::pass(&plan.setup, &with(chosen), &plan.days[oos.clone()], control).await?;
         let out_of_sample_score = walk.objective.score(&pass_metrics(&pass, risk_free));
         windows.push(Window {
             in_sample: (plan.days[is.start].date, plan.days[is.end - 1].date),
@@ -431,8 +429,9 @@ pub(crate) async fn run(
     ))
 }
 
-/// `after` appended to `before`: its curve scaled to continue from `before`'s last equity
-/// (each window starts from the same cash, so its returns carry over, not its dollars).
+/// `after` appended to `before`: its curve, and the money of its trades, scaled to continue
+/// from `before`'s last equity (each window starts from the same cash, so its returns carry
+/// over, not its dollars). The trade log keeps each window's own dollars.
 fn chain(mut before: Pass, after: Pass) -> Pass {
     let last = before.curve.last().map_or(1.0, |p| p.equity);
     let first = after.curve.first().map_or(1.0, |p| p.equity);
@@ -444,15 +443,14 @@ fn chain(mut before: Pass, after: Pass) -> Pass {
     }));
     before.cash.extend(after.cash.iter().map(|c| c * scale));
     before.log.extend(after.log);
-    before.totals.fees += after.totals.fees;
-    before.totals.slippage += after.totals.slippage;
-    before.totals.traded += after.totals.traded;
-    before.totals.closed.extend(after.totals.closed);
-    before.llm.calls += after.llm.calls;
-    before.llm.replayed += after.llm.replayed;
-    before.llm.prompt_tokens += after.llm.prompt_tokens;
-    before.llm.completion_tokens += after.llm.completion_tokens;
-    before.llm.usd += after.llm.usd;
+    before.totals.fees += after.totals.fees * scale;
+    before.totals.slippage += after.totals.slippage * scale;
+    before.totals.traded += after.totals.traded * scale;
+    before
+        .totals
+        .closed
+        .extend(after.totals.closed.iter().map(|pnl| pnl * scale));
+    before.llm += after.llm;
     before.decisions += after.decisions;
     before.errors += after.errors;
     if after.last_error.is_some() {

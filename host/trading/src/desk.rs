@@ -415,14 +415,7 @@ impl Trading {
             .collect();
         let metrics =
             (points.len() >= 2).then(|| crate::performance::metrics(&points, &costs, risk_free));
-        let mut peak = f64::MIN;
-        let drawdown = curve
-            .iter()
-            .map(|p| {
-                peak = peak.max(p.equity);
-                1.0 - p.equity / peak
-            })
-            .collect();
+        let drawdown = crate::performance::drawdowns(curve.iter().map(|p| p.equity));
         Ok(Performance {
             metrics,
             curve,

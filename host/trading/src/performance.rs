@@ -162,6 +162,19 @@ pub fn metrics(curve: &[Point], costs: &Costs, risk_free: f64) -> Metrics {
     }
 }
 
+/// The drawdown at each point of `equity`: `1 − E_t / max(E_0 … E_t)` (0 while the peak is
+/// not positive).
+pub fn drawdowns(equity: impl IntoIterator<Item = f64>) -> Vec<f64> {
+    let mut peak = f64::MIN;
+    equity
+        .into_iter()
+        .map(|e| {
+            peak = peak.max(e);
+            if peak > 0.0 { 1.0 - e / peak } else { 0.0 }
+        })
+        .collect()
+}
+
 /// The largest drawdown, and the longest run of periods below a previous peak.
 fn drawdown(curve: &[Point]) -> (f64, usize) {
     let mut peak = f64::MIN;

@@ -903,25 +903,19 @@ fn report(plan: &Plan, pass: run::Pass, walk_forward: Option<walk::WalkReport>) 
     let bench = benchmark(&covered, &plan.spec.symbols, plan.setup.initial_cash);
     let benchmark =
         performance::metrics(&bench, &performance::Costs::default(), plan.spec.risk_free);
-    let mut peak = f64::MIN;
+    let drawdowns = performance::drawdowns(pass.curve.iter().map(|p| p.equity));
     let equity = pass
         .days
         .iter()
         .zip(&pass.curve)
         .zip(&pass.cash)
-        .map(|((day, point), cash)| {
-            peak = peak.max(point.equity);
-            CurvePoint {
-                day: *day,
-                equity: point.equity,
-                cash: *cash,
-                gross_exposure: point.gross_exposure,
-                drawdown: if peak > 0.0 {
-                    1.0 - point.equity / peak
-                } else {
-                    0.0
-                },
-            }
+        .zip(drawdowns)
+        .map(|(((day, point), cash), drawdown)| CurvePoint {
+            day: *day,
+            equity: point.equity,
+            cash: *cash,
+            gross_exposure: point.gross_exposure,
+            drawdown,
         })
         .collect();
     let subject = &plan.stages[0].version;

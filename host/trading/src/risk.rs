@@ -219,7 +219,15 @@ impl RiskGate {
             Some((current, _)) if day < current.as_str() => return self.state,
             _ => {
                 let start = self.last_equity.unwrap_or(equity);
-                self.day = Some((day.to_string(), start));
+                // The day's name in the buffer of the last one: a backtest turns days fast.
+                match &mut self.day {
+                    Some((name, at_start)) => {
+                        name.clear();
+                        name.push_str(day);
+                        *at_start = start;
+                    }
+                    None => self.day = Some((day.to_string(), start)),
+                }
                 if self.state == RiskState::Reducing {
                     self.state = RiskState::Active;
                     self.reason = None;

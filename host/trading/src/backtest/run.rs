@@ -3,6 +3,7 @@
 //! it, as the live bus would deliver it. One instance per stage for the whole pass (or a
 //! fresh one per call, to measure what reuse saves); each call has its own fuel and deadline.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -34,12 +35,14 @@ pub struct Day {
     pub label: String,
     pub bars: BTreeMap<String, Bar>,
     /// `{"as_of": …, "as_of_ms": …, "bars": {symbol: bar}}`, as the live desk publishes it.
-    pub tick: String,
+    pub tick: Arc<str>,
 }
 
 impl Day {
     pub fn new(date: NaiveDate, bars: BTreeMap<String, Bar>) -> Self {
-        let tick = json!({ "as_of": date, "as_of_ms": as_of_ms(date), "bars": bars }).to_string();
+        let tick = json!({ "as_of": date, "as_of_ms": as_of_ms(date), "bars": bars })
+            .to_string()
+            .into();
         Day {
             date,
             label: date.to_string(),
@@ -207,8 +210,8 @@ pub async fn pass(
         queue.clear();
         drain(&shared, &mut queue);
         queue.push_back(Emitted {
-            source: "market".to_string(),
-            topic: "market.tick".to_string(),
+            source: Cow::Borrowed("market"),
+            topic: Cow::Borrowed("market.tick"),
             payload: day.tick.clone(),
         });
         let mut delivered = 0usize;
@@ -235,9 +238,9 @@ pub async fn pass(
                 event.id.clear();
                 let _ = write!(event.id, "backtest-{sequence}");
                 for (to, from) in [
-                    (&mut event.topic, &emitted.topic),
-                    (&mut event.payload, &emitted.payload),
-                    (&mut event.source, &emitted.source),
+                    (&mut event.topic, &*emitted.topic),
+                    (&mut event.payload, &*emitted.payload),
+                    (&mut event.source, &*emitted.source),
                 ] {
                     to.clear();
                     to.push_str(from);
@@ -304,9 +307,9 @@ pub async fn pass(
 fn drain(shared: &Shared, queue: &mut VecDeque<Emitted>) {
     let published = std::mem::take(&mut lock(&shared.account).published);
     queue.extend(published.into_iter().map(|p| Emitted {
-        source: p.source.to_string(),
-        topic: p.topic,
-        payload: p.payload.to_string(),
+        source: Cow::Borrowed(p.source),
+        topic: Cow::Owned(p.topic),
+        payload: p.payload.to_string().into(),
     }));
     queue.extend(std::mem::take(&mut *lock(&shared.queue)));
 }

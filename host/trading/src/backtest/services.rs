@@ -5,6 +5,7 @@
 //! run's own. `http`, `source`, `budget` and `memory` reach outside the run and are not
 //! served: they answer `denied`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -34,9 +35,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An event a stage emitted, waiting for delivery.
 #[derive(Debug, Clone)]
 pub struct Emitted {
-    pub source: String,
-    pub topic: String,
-    pub payload: String,
+    pub source: Cow<'static, str>,
+    pub topic: Cow<'static, str>,
+    pub payload: Arc<str>,
 }
 
 /// Most log lines a run keeps (the newest).
@@ -145,9 +146,9 @@ impl overseer_sandbox::Runtime for StageRuntime {
             )));
         }
         queue.push(Emitted {
-            source: self.agent.clone(),
-            topic: topic.to_string(),
-            payload: payload.to_string(),
+            source: Cow::Owned(self.agent.clone()),
+            topic: Cow::Owned(topic.to_string()),
+            payload: payload.into(),
         });
         Ok(())
     }

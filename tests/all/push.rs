@@ -148,6 +148,56 @@ async fn invalid_manifest_is_refused_before_anything_is_recorded(backend: Backen
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
+/// `[agent]` says what an agent is; a push whose dependencies are not serving goes live with
+/// a warning in its checks.
+#[tokio::test]
+async fn an_agent_says_what_it_is_and_a_missing_dependency_is_a_warning() {
+    let daemon = Daemon::start().await;
+    let about = "[agent]\ntype = \"research\"\nspecialisation = \"risk_assessment\"\ncapabilities = [\"risk_report\"]\ndependencies = [\"feed\"]\n";
+    let (status, body) = daemon.push("analyst", component("echo"), Some(about)).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let dependencies = overseer_tests::check(&body, "dependencies");
+    assert_eq!(dependencies["ok"], true);
+    let detail = dependencies["detail"].as_str().unwrap();
+    assert!(detail.starts_with("warning: feed not serving"), "{detail}");
+    let (_, shown) = daemon.get("/v1/agents/analyst").await;
+    assert_eq!(shown["manifest"]["agent"]["type"], "research");
+    assert_eq!(
+        shown["manifest"]["agent"]["specialisation"],
+        "risk_assessment"
+    );
+    assert_eq!(shown["manifest"]["agent"]["dependencies"], json!(["feed"]));
+
+    daemon
+        .push_ok(
+            "feed",
+            "echo",
+            &manifest("echo").replace("name = \"echo\"", ""),
+        )
+        .await;
+    let (status, body) = daemon
+        .push(
+            "analyst",
+            overseer::bench::tagged(&component("echo"), "2"),
+            Some(about),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        overseer_tests::check(&body, "dependencies")["detail"],
+        "every agent it needs is serving"
+    );
+    let (status, body) = daemon
+        .push(
+            "odd",
+            component("echo"),
+            Some("[agent]\ntype = \"oracle\"\n"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_manifest");
+}
+
 overseer_tests::on_both_backends!(
     valid_push_goes_live_and_answers_naming_its_version,
     pushing_the_same_bytes_again_creates_no_version_and_says_so,

@@ -40,6 +40,9 @@ pub struct Manifest {
     /// One sentence on what the agent does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// What the agent is: its kind, specialisation, what it offers and what it needs.
+    #[serde(default, skip_serializing_if = "About::is_empty")]
+    pub agent: About,
     #[serde(default)]
     pub limits: LimitsSpec,
     #[serde(default)]
@@ -54,6 +57,49 @@ pub struct Manifest {
     #[serde(default)]
     pub config: BTreeMap<String, String>,
 }
+
+/// The kinds of agent an `[agent] type` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// Trades, or feeds or sizes trades.
+    Trading,
+    /// Turns events and data into research results.
+    Research,
+    /// Watches, heals, edits or governs other agents.
+    Meta,
+    /// Serves other agents (a fetcher, a calculator).
+    Tool,
+}
+
+/// `[agent]`: what an agent says it is, for registries and for people. `dependencies` name
+/// agents it needs: a push without them is accepted, with a warning in its checks.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct About {
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<Kind>,
+    /// Its field within its kind, e.g. `risk_assessment`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specialisation: Option<String>,
+    /// What it offers others, e.g. `market_analysis`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    /// The agents it needs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<String>,
+}
+
+impl About {
+    pub fn is_empty(&self) -> bool {
+        self == &About::default()
+    }
+}
+
+/// Longest `[agent]` word (a specialisation or a capability), in bytes.
+const MAX_WORD: usize = 64;
+/// Most capabilities or dependencies an `[agent]` table may list.
+const MAX_LISTED: usize = 32;
 
 /// Limits the manifest asks for; absent ones take the host's defaults.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -339,6 +385,40 @@ impl Manifest {
             overseer_providers::http::check_allow_entry(entry)
                 .map_err(|e| Error::InvalidManifest(format!("capabilities.http_allow: {e}")))?;
         }
+        self.check_about()
+    }
+
+    /// Check `[agent]`: words of letters, digits, `_` and `-`; dependencies are agent names.
+    fn check_about(&self) -> Result<()> {
+        let about = &self.agent;
+        let word = |what: &str, w: &str| {
+            let ok = !w.is_empty()
+                && w.len() <= MAX_WORD
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if ok {
+                Ok(())
+            } else {
+                Err(Error::InvalidManifest(format!(
+                    "agent.{what}: {w:?} is not a word of up to {MAX_WORD} letters, digits, '_' or '-'"
+                )))
+            }
+        };
+        if let Some(specialisation) = &about.specialisation {
+            word("specialisation", specialisation)?;
+        }
+        if about.capabilities.len() > MAX_LISTED || about.dependencies.len() > MAX_LISTED {
+            return Err(Error::InvalidManifest(format!(
+                "agent: at most {MAX_LISTED} capabilities and {MAX_LISTED} dependencies"
+            )));
+        }
+        for capability in &about.capabilities {
+            word("capabilities", capability)?;
+        }
+        for dependency in &about.dependencies {
+            crate::name::check_name(dependency)
+                .map_err(|e| Error::InvalidManifest(format!("agent.dependencies: {e}")))?;
+        }
         Ok(())
     }
 
@@ -459,6 +539,26 @@ mod tests {
                 .resolve("echo", &host)
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_agent_table_says_what_an_agent_is_and_refuses_nonsense() {
+        let manifest = Manifest::parse(
+            "[agent]\ntype = \"research\"\nspecialisation = \"risk_assessment\"\ncapabilities = [\"risk_report\"]\ndependencies = [\"world-monitor\"]\n",
+        )
+        .unwrap();
+        assert_eq!(manifest.agent.kind, Some(Kind::Research));
+        assert!(manifest.check_capabilities().is_ok());
+        assert!(Manifest::parse("[agent]\ntype = \"oracle\"\n").is_err());
+        assert!(Manifest::parse("[agent]\nkind = \"tool\"\n").is_err());
+        for bad in [
+            "[agent]\nspecialisation = \"two words\"\n",
+            "[agent]\ndependencies = [\"../etc\"]\n",
+            "[agent]\ncapabilities = [\"\"]\n",
+        ] {
+            let manifest = Manifest::parse(bad).unwrap();
+            assert!(manifest.check_capabilities().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -135,7 +135,8 @@ impl EditState {
 /// The outcome of one step of the deploy pipeline, kept with the version.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Check {
-    /// `validate`, `describe`, `health` or `canary`.
+    /// `validate`, `describe`, `health`, `canary` or `dependencies` (a warning, never a
+    /// refusal).
     pub step: String,
     pub ok: bool,
     pub detail: String,

@@ -100,6 +100,10 @@ impl Deployer {
                 .await;
         }
 
+        if !manifest.agent.dependencies.is_empty() {
+            checks.push(self.dependencies(&manifest).await?);
+        }
+
         // The version it replaces is judged on what its window saw, in the same transaction.
         let activation = Activation {
             cause: ActivationCause::Push,
@@ -462,6 +466,39 @@ pub(super) fn judgement(
         detail: reading.detail(&version.resolved.policy),
         calls: reading.calls,
         failures: reading.failures,
+    }
+}
+
+impl Deployer {
+    /// The `dependencies` check: which agents the manifest's `[agent] dependencies` names
+    /// are not serving. Missing ones are a warning, not a refusal: an agent may be pushed
+    /// before what it needs.
+    async fn dependencies(&self, manifest: &Manifest) -> Result<Check> {
+        let started = Instant::now();
+        let serving: Vec<String> = self
+            .store
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| a.active_version.is_some() && a.retired_ms.is_none())
+            .map(|a| a.name)
+            .collect();
+        let missing: Vec<&str> = manifest
+            .agent
+            .dependencies
+            .iter()
+            .filter(|d| !serving.contains(d))
+            .map(String::as_str)
+            .collect();
+        let detail = if missing.is_empty() {
+            "every agent it needs is serving".to_string()
+        } else {
+            format!(
+                "warning: {} not serving; the agent may not work until they are pushed",
+                missing.join(", ")
+            )
+        };
+        Ok(check("dependencies", true, &detail, started))
     }
 }
 

@@ -20,6 +20,7 @@ mod limits;
 mod process;
 mod push;
 mod repair;
+mod research;
 mod restart;
 mod rollback;
 mod session;

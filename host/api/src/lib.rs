@@ -16,6 +16,7 @@ mod backtests;
 mod budgets;
 mod edits;
 mod error;
+mod research;
 mod system;
 mod trading;
 
@@ -102,6 +103,7 @@ pub fn app(state: AppState) -> Router {
         .merge(system::routes())
         .merge(trading::routes())
         .merge(backtests::routes())
+        .merge(research::routes())
         .merge(budgets::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

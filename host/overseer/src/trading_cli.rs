@@ -50,6 +50,20 @@ pub enum TradingCommand {
     /// Backtest an agent (any version) over past bars, with costs, the risk gate and
     /// optionally walk-forward; a progress bar, then its figures next to buy and hold.
     Backtest(Box<crate::backtest_cli::BacktestArgs>),
+    /// The latest research results, newest first, as a table (with `--evidence`, each one's
+    /// numbers too).
+    Research {
+        #[arg(long)]
+        track: Option<String>,
+        #[arg(long)]
+        symbol: Option<String>,
+        #[arg(long, default_value_t = 12)]
+        limit: u32,
+        #[arg(long)]
+        evidence: bool,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
     /// Recall from trade memory, most relevant first (the newest without a query).
     Memory {
         query: Option<String>,
@@ -176,6 +190,50 @@ pub async fn run(command: TradingCommand) -> anyhow::Result<()> {
             }
         }
         TradingCommand::Backtest(args) => crate::backtest_cli::run(*args).await?,
+        TradingCommand::Research {
+            track,
+            symbol,
+            limit,
+            evidence,
+            client: c,
+        } => {
+            let mut url = reqwest::Url::parse(&c.url("/v1/research/results"))?;
+            url.query_pairs_mut()
+                .append_pair("limit", &limit.to_string());
+            if let Some(track) = &track {
+                url.query_pairs_mut().append_pair("track", track);
+            }
+            if let Some(symbol) = &symbol {
+                url.query_pairs_mut().append_pair("symbol", symbol);
+            }
+            let value = send(c.client()?.get(url)).await?;
+            println!(
+                "{:<12} {:<10} {:<11} {:>5} {:>4}  thesis",
+                "track", "as of", "status", "conf", "n"
+            );
+            for r in value["results"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<12} {:<10} {:<11} {:>5.2} {:>4}  {}",
+                    r["track"].as_str().unwrap_or_default(),
+                    r["as_of"].as_str().unwrap_or_default(),
+                    r["status"].as_str().unwrap_or_default(),
+                    r["confidence"].as_f64().unwrap_or_default(),
+                    r["evidence"].as_array().map_or(0, Vec::len),
+                    r["thesis"].as_str().unwrap_or_default(),
+                );
+                if evidence {
+                    for e in r["evidence"].as_array().into_iter().flatten() {
+                        println!(
+                            "    {:<24} {:<10} {:>14.6}  {}",
+                            e["metric"].as_str().unwrap_or_default(),
+                            e["symbol"].as_str().unwrap_or_default(),
+                            e["value"].as_f64().unwrap_or_default(),
+                            e["source"].as_str().unwrap_or_default(),
+                        );
+                    }
+                }
+            }
+        }
         TradingCommand::Kill { client: c } => set_risk(&c, "kill").await?,
         TradingCommand::Resume { client: c } => set_risk(&c, "resume").await?,
         TradingCommand::Memory {

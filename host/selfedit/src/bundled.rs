@@ -2,6 +2,10 @@
 //! the same builder as an edit, and pushed through the same pipeline with its source attached
 //! (a push of unchanged source and bytes changes nothing). An agent whose active version came
 //! from anywhere else — an edit, a push — keeps it.
+//!
+//! A directory with `instances/*.toml` ships one component as several agents: each file is
+//! laid over `agent.toml` (its tables merged key by key, the instance's winning) and names
+//! an agent of its own, such as the research tracks built from `agents/researcher`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -27,10 +31,20 @@ impl SelfEdit {
         let mut live = Vec::new();
         for source in dirs {
             let bytes = built.remove(&canonical(&source));
-            match self.load_one(&source, bytes).await {
-                Ok(name) => live.push(name),
+            let manifests = match manifests(&source) {
+                Ok(manifests) => manifests,
                 Err(e) => {
-                    tracing::error!(source = %source.display(), error = %e, "bundled agent not loaded")
+                    tracing::error!(source = %source.display(), error = %e, "bundled agent not loaded");
+                    continue;
+                }
+            };
+            let mut bytes = bytes;
+            for manifest in manifests {
+                match self.load_one(&source, manifest, &mut bytes).await {
+                    Ok(name) => live.push(name),
+                    Err(e) => {
+                        tracing::error!(source = %source.display(), error = %e, "bundled agent not loaded")
+                    }
                 }
             }
         }
@@ -74,13 +88,15 @@ impl SelfEdit {
         }
     }
 
-    async fn load_one(&self, dir: &Path, bytes: Option<Vec<u8>>) -> Result<String> {
+    /// Push the component built from `dir` as the agent `manifest` names (built here when
+    /// `bytes` is empty; built once for every instance of `dir`).
+    async fn load_one(
+        &self,
+        dir: &Path,
+        manifest: Manifest,
+        bytes: &mut Option<Vec<u8>>,
+    ) -> Result<String> {
         let snapshot = Snapshot::read_dir(dir)?;
-        let text = snapshot
-            .files
-            .get("agent.toml")
-            .ok_or_else(|| Error::Build(format!("{}: no agent.toml", dir.display())))?;
-        let manifest = Manifest::parse(text)?;
         let name = manifest
             .name
             .clone()
@@ -101,8 +117,12 @@ impl SelfEdit {
         }
         let _building = self.kernel().locks.build(&name).await;
         let component = match bytes {
-            Some(bytes) => bytes,
-            None => self.build(&name, &snapshot).await?.bytes,
+            Some(bytes) => bytes.clone(),
+            None => {
+                let built = self.build(&name, &snapshot).await?.bytes;
+                *bytes = Some(built.clone());
+                built
+            }
         };
         let (digest, bytes) = snapshot.encode();
         let deployed = self
@@ -127,7 +147,94 @@ impl SelfEdit {
     }
 }
 
+/// The manifests `dir` ships: `agent.toml`, or each of `instances/*.toml` laid over it.
+fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
+    let read = |path: &Path| -> Result<toml::Table> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Build(format!("{}: {e}", path.display())))?;
+        text.parse()
+            .map_err(|e| Error::Build(format!("{}: {e}", path.display())))
+    };
+    let base = read(&dir.join("agent.toml"))?;
+    let mut instances: Vec<PathBuf> = std::fs::read_dir(dir.join("instances"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    instances.sort();
+    let tables = if instances.is_empty() {
+        vec![base]
+    } else {
+        instances
+            .iter()
+            .map(|path| {
+                let mut merged = base.clone();
+                merge(&mut merged, read(path)?);
+                Ok(merged)
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    tables
+        .into_iter()
+        .map(|table| {
+            let text = toml::to_string(&table).map_err(|e| Error::Build(e.to_string()))?;
+            Ok(Manifest::parse(&text)?)
+        })
+        .collect()
+}
+
+/// Lay `over` on `base`: tables merged key by key, any other value replaced.
+fn merge(base: &mut toml::Table, over: toml::Table) {
+    for (key, value) in over {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(inner)), toml::Value::Table(over)) => merge(inner, over),
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 /// `path` with `..` and links resolved, to compare directories named two ways.
 fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_researcher_ships_as_six_tracks_each_over_its_base_manifest() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/researcher");
+        let tracks = manifests(&dir).unwrap();
+        let names: Vec<&str> = tracks.iter().filter_map(|m| m.name.as_deref()).collect();
+        assert_eq!(
+            names,
+            [
+                "research-alpha",
+                "research-fundamental",
+                "research-market",
+                "research-risk",
+                "research-sentiment",
+                "research-technical"
+            ]
+        );
+        let risk = &tracks[3];
+        assert_eq!(risk.config["specialisation"], "risk_assessment");
+        assert_eq!(risk.config["window"], "253", "the base's settings stay");
+        assert_eq!(risk.triggers.every.as_deref(), Some("1h"));
+        assert_eq!(risk.triggers.subscribe, ["research.task", "market.tick"]);
+        assert_eq!(risk.config["market_every_days"], "5");
+        assert_eq!(risk.capabilities.grant, ["market", "llm"]);
+        assert_eq!(
+            risk.agent.kind,
+            Some(overseer_kernel::manifest::Kind::Research)
+        );
+        // Without instances, the one manifest.
+        let echo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../agents/echo");
+        assert_eq!(manifests(&echo).unwrap().len(), 1);
+    }
 }

@@ -1,0 +1,135 @@
+//! Research: the results the research tracks publish (`research.result`), the tasks asked of
+//! them (`research.task`), and the tracks themselves, read from the event log and the agents'
+//! manifests.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+
+use axum::extract::{Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use overseer_kernel::manifest::Kind;
+use overseer_store::EventFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiResult, AppState};
+
+/// Most events of one topic read back for a listing.
+const SCAN: u32 = 10_000;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/research/results", get(results))
+        .route("/v1/research/tasks", get(tasks))
+        .route("/v1/research/tracks", get(tracks))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResultsQuery {
+    track: Option<String>,
+    symbol: Option<String>,
+    /// Milliseconds since the Unix epoch.
+    since: Option<u64>,
+    limit: Option<u32>,
+}
+
+/// The payloads of `topic` since `since_ms`, oldest first, each with its event's id and time.
+async fn published(state: &AppState, topic: &str, since_ms: u64) -> ApiResult<Vec<Value>> {
+    let events = state
+        .kernel
+        .store
+        .events(&EventFilter {
+            topic: Some(topic),
+            since_ms,
+            limit: SCAN,
+            ..EventFilter::default()
+        })
+        .await
+        .map_err(overseer_kernel::Error::from)?;
+    Ok(events
+        .into_iter()
+        .filter_map(|e| {
+            let mut payload: Value = serde_json::from_str(&e.payload).ok()?;
+            let fields = payload.as_object_mut()?;
+            fields.insert("event".to_string(), json!(e.id));
+            fields.insert("source".to_string(), json!(e.source));
+            fields.insert("at_ms".to_string(), json!(e.at_ms));
+            Some(payload)
+        })
+        .collect())
+}
+
+/// Results, newest first, by track, symbol and time.
+async fn results(
+    State(state): State<AppState>,
+    query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = query.limit.unwrap_or(50).min(1000) as usize;
+    let mut found = published(&state, "research.result", query.since.unwrap_or(0)).await?;
+    found.retain(|r| {
+        query
+            .track
+            .as_ref()
+            .is_none_or(|t| r["track"] == t.as_str())
+            && query.symbol.as_ref().is_none_or(|s| {
+                r["symbols"]
+                    .as_array()
+                    .is_some_and(|list| list.iter().any(|x| x == s.as_str()))
+            })
+    });
+    found.reverse();
+    found.truncate(limit);
+    Ok(Json(json!({ "results": found })))
+}
+
+/// Tasks asked of the tracks, newest first.
+async fn tasks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let mut found = published(&state, "research.task", 0).await?;
+    found.reverse();
+    found.truncate(200);
+    Ok(Json(json!({ "tasks": found })))
+}
+
+/// Every research agent: its specialisation, schedule, state, last result and failures.
+async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let results = published(&state, "research.result", 0).await?;
+    let mut last: BTreeMap<String, &Value> = BTreeMap::new();
+    for result in &results {
+        if let Some(source) = result["source"].as_str() {
+            last.insert(source.to_string(), result);
+        }
+    }
+    let metrics = &state.kernel.metrics;
+    let mut tracks = Vec::new();
+    for slot in state.kernel.registry.slots() {
+        let Some(version) = slot.active() else {
+            continue;
+        };
+        let about = &version.manifest.agent;
+        if about.kind != Some(Kind::Research) {
+            continue;
+        }
+        let every_ms = version.resolved.every.map(|d| d.as_millis() as u64);
+        let latest = last.get(&slot.name);
+        let last_ms = latest.and_then(|r| r["at_ms"].as_u64());
+        tracks.push(json!({
+            "agent": slot.name,
+            "version": version.number,
+            "track": version.manifest.config.get("track"),
+            "specialisation": version.manifest.config.get("specialisation"),
+            "every_ms": every_ms,
+            "quarantined": slot.quarantined(),
+            "runs_ok": metrics.count(&slot.name, "ok"),
+            // Of the active version: a rollback starts the count again.
+            "version_calls": version.calls.load(Ordering::Relaxed),
+            "version_failures": version.failures.load(Ordering::Relaxed),
+            "last_result_ms": last_ms,
+            "next_run_ms": last_ms.zip(every_ms).map(|(at, every)| at + every),
+            "last_result": latest,
+        }));
+    }
+    Ok(Json(json!({ "tracks": tracks })))
+}

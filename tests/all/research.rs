@@ -1,0 +1,249 @@
+//! Research tracks: the researcher component under six names, each result's evidence
+//! recomputed from the bars it names.
+
+use std::time::Duration;
+
+use overseer_tests::{Daemon, eventually, manifest, test_config};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const RESEARCHER: &str = "researcher";
+
+/// The researcher's manifest as the track `name` with `specialisation`.
+fn track(specialisation: &str) -> String {
+    manifest(RESEARCHER)
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("name"))
+        .map(|l| {
+            if l.starts_with("specialisation = ") {
+                format!("specialisation = \"{specialisation}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The value of `metric` for `symbol` in a result's evidence.
+fn metric(result: &Value, metric: &str, symbol: &str) -> f64 {
+    result["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["metric"] == metric && e["symbol"] == symbol)
+        .unwrap_or_else(|| panic!("no {metric} for {symbol} in {result}"))["value"]
+        .as_f64()
+        .unwrap()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+/// A daemon whose market clock ticks every `speed_ms`.
+async fn daemon(speed_ms: u64) -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market_speed_ms = speed_ms;
+    (Daemon::start_with(config).await, dir)
+}
+
+#[tokio::test]
+async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
+    // The clock stays on its first day: the results are the invoked ones.
+    let (daemon, _dir) = daemon(3_600_000).await;
+    let specialisations = [
+        "alpha_hunting",
+        "market_analysis",
+        "sentiment_analysis",
+        "technical_analysis",
+        "risk_assessment",
+        "fundamental_research",
+    ];
+    for specialisation in specialisations {
+        let name = format!("r-{}", specialisation.replace('_', "-"));
+        daemon
+            .push_ok(&name, RESEARCHER, &track(specialisation))
+            .await;
+        let (status, body) = daemon.invoke(&name, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{name}: {body}");
+    }
+    let (_, listed) = daemon.get("/v1/research/results?limit=100").await;
+    let results = listed["results"].as_array().unwrap();
+    assert_eq!(results.len(), 6, "{listed}");
+    let of = |specialisation: &str| {
+        results
+            .iter()
+            .find(|r| r["specialisation"] == specialisation)
+            .unwrap()
+            .clone()
+    };
+    for r in results {
+        let expected = if r["specialisation"] == "fundamental_research" {
+            "unavailable"
+        } else {
+            "ok"
+        };
+        assert_eq!(r["status"], expected, "{r}");
+        assert_eq!(r["as_of"], "2012-01-03");
+        assert!(r["thesis"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
+    }
+    assert!(
+        of("sentiment_analysis")["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("no news")
+    );
+
+    // Risk: recompute AAPL's volatility, drawdown, VaR and CVaR from the bars it names.
+    let risk = of("risk_assessment");
+    let source = risk["evidence"][0]["source"].as_str().unwrap();
+    let (_, range) = source.split_once("AAPL:").unwrap();
+    let (from, to) = range.split_once("..").unwrap();
+    let (_, bars) = daemon
+        .get(&format!("/v1/market/AAPL/bars?from={from}&to={to}"))
+        .await;
+    let closes: Vec<f64> = bars["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["close"].as_f64().unwrap())
+        .collect();
+    assert_eq!(closes.len(), 253);
+    let returns: Vec<f64> = closes.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
+    let n = returns.len() as f64;
+    let mean = returns.iter().sum::<f64>() / n;
+    let sd = (returns.iter().map(|r| (r - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+    assert!(close(
+        metric(&risk, "volatility_annualised", "AAPL"),
+        sd * 252f64.sqrt()
+    ));
+    let mut peak = f64::MIN;
+    let mut drawdown: f64 = 0.0;
+    for c in &closes {
+        peak = peak.max(*c);
+        drawdown = drawdown.max(1.0 - c / peak);
+    }
+    assert!(close(metric(&risk, "max_drawdown", "AAPL"), drawdown));
+    let mut sorted = returns.clone();
+    sorted.sort_by(f64::total_cmp);
+    let k = (0.05 * n).floor() as usize;
+    assert!(close(metric(&risk, "var_95_1d", "AAPL"), -sorted[k]));
+    let tail = &sorted[..=k];
+    assert!(close(
+        metric(&risk, "cvar_95_1d", "AAPL"),
+        -tail.iter().sum::<f64>() / tail.len() as f64
+    ));
+    let rho = metric(&risk, "correlation", "AAPL/IBM");
+    assert!((-1.0..=1.0).contains(&rho) && rho > 0.0, "{rho}");
+
+    // Technical and market figures are on the same bars.
+    let technical = of("technical_analysis");
+    assert!(close(
+        metric(&technical, "close", "AAPL"),
+        *closes.last().unwrap()
+    ));
+    let sma20 = closes[closes.len() - 20..].iter().sum::<f64>() / 20.0;
+    assert!(close(metric(&technical, "sma_20", "AAPL"), sma20));
+    let rsi = metric(&technical, "rsi_14", "MSFT");
+    assert!((0.0..=100.0).contains(&rsi));
+    let market = of("market_analysis");
+    let change = closes[closes.len() - 1] / closes[closes.len() - 21] - 1.0;
+    assert!(close(metric(&market, "return_20d", "AAPL"), change));
+    let alpha = of("alpha_hunting");
+    let momentum = closes[closes.len() - 22] / closes[closes.len() - 127] - 1.0;
+    assert!(close(metric(&alpha, "momentum_126_21", "AAPL"), momentum));
+
+    // The tracks, and a filter by track.
+    let (_, tracks) = daemon.get("/v1/research/tracks").await;
+    let tracks = tracks["tracks"].as_array().unwrap();
+    assert_eq!(tracks.len(), 6);
+    assert!(
+        tracks
+            .iter()
+            .all(|t| t["last_result"].is_object() && t["every_ms"] == 600_000)
+    );
+    let (_, risk_only) = daemon
+        .get("/v1/research/results?track=risk_assessment")
+        .await;
+    assert_eq!(risk_only["results"].as_array().unwrap().len(), 1);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn the_tracks_keep_pace_with_the_market_clock() {
+    let (daemon, _dir) = daemon(100).await;
+    for (name, specialisation) in [
+        ("r-risk", "risk_assessment"),
+        ("r-tech", "technical_analysis"),
+    ] {
+        daemon
+            .push_ok(name, RESEARCHER, &track(specialisation))
+            .await;
+    }
+    let clock = daemon
+        .daemon
+        .state
+        .trading
+        .as_ref()
+        .expect("trading is on")
+        .spawn_clock();
+    // Daily on the replay: each track studies a later day as the market moves.
+    let results = eventually(Duration::from_secs(20), "results on later days", || async {
+        let (_, listed) = daemon.get("/v1/research/results?limit=1000").await;
+        let results = listed["results"].as_array().cloned().unwrap_or_default();
+        let days = |track: &str| {
+            let mut days: Vec<String> = results
+                .iter()
+                .filter(|r| r["track"] == track)
+                .filter_map(|r| r["as_of"].as_str().map(str::to_string))
+                .collect();
+            days.dedup();
+            days.len()
+        };
+        (days("risk_assessment") >= 3 && days("technical_analysis") >= 3).then_some(results)
+    })
+    .await;
+    clock.abort();
+    // One result per track per market day.
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &results {
+        let key = (r["track"].to_string(), r["as_of"].to_string());
+        assert!(seen.insert(key), "{r}");
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn bad_research_input_gets_a_clear_error() {
+    let daemon = Daemon::start().await;
+    daemon
+        .push_ok("r-risk", RESEARCHER, &track("risk_assessment"))
+        .await;
+    let (status, body) = daemon
+        .invoke("r-risk", json!({ "symbols": ["NOPE"] }))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("NOPE"),
+        "{body}"
+    );
+    daemon
+        .push_ok("r-odd", RESEARCHER, &track("astrology"))
+        .await;
+    let (status, body) = daemon.invoke("r-odd", json!({})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("astrology"),
+        "{body}"
+    );
+    let (status, _) = daemon.get("/v1/research/results?since=yesterday").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    daemon.stop().await;
+}

@@ -204,7 +204,10 @@ fn risk(series: &[Series], as_of: &str) -> Finding {
             ),
             format!("size {symbol} positions by its volatility; watch its drawdown"),
         ),
-        None => ("no symbol has enough history to measure".to_string(), "none".to_string()),
+        None => (
+            "no symbol has enough history to measure".to_string(),
+            "none".to_string(),
+        ),
     };
     Finding {
         thesis,
@@ -296,7 +299,13 @@ fn market_regime(series: &[Series], as_of: &str) -> Finding {
     } else {
         above as f64 / counted as f64
     };
-    evidence_out.push(evidence("breadth_above_sma_50", "*", breadth, "bars", as_of));
+    evidence_out.push(evidence(
+        "breadth_above_sma_50",
+        "*",
+        breadth,
+        "bars",
+        as_of,
+    ));
     let mean_move = if moves.is_empty() {
         0.0
     } else {
@@ -316,7 +325,11 @@ fn market_regime(series: &[Series], as_of: &str) -> Finding {
             mean_move * 100.0
         ),
         evidence: evidence_out,
-        confidence: if counted == 0 { 0.0 } else { 0.5 + (breadth - 0.5).abs() },
+        confidence: if counted == 0 {
+            0.0
+        } else {
+            0.5 + (breadth - 0.5).abs()
+        },
         horizon: "1m",
         suggested_action: match mood {
             "risk-on" => "favour the strategy's buys".to_string(),
@@ -352,10 +365,17 @@ fn alpha(series: &[Series], as_of: &str) -> Finding {
     momentum.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut ideas = Vec::new();
     if let Some((symbol, m)) = momentum.first().filter(|(_, m)| *m > 0.05) {
-        ideas.push(format!("momentum: long {symbol} ({:+.1}% over 126 days to a month ago)", m * 100.0));
+        ideas.push(format!(
+            "momentum: long {symbol} ({:+.1}% over 126 days to a month ago)",
+            m * 100.0
+        ));
     }
     for (symbol, z) in &stretched {
-        let side = if *z > 0.0 { "short-term fade" } else { "rebound" };
+        let side = if *z > 0.0 {
+            "short-term fade"
+        } else {
+            "rebound"
+        };
         ideas.push(format!("mean reversion: {symbol} {side} (z {z:+.2})"));
     }
     let found = !ideas.is_empty();
@@ -394,7 +414,13 @@ fn sentiment(symbols: &[String], as_of: &market::AsOfTime) -> Result<Finding, Er
         ));
         if !scores.is_empty() {
             let mean = calculator::mean(&scores);
-            evidence_out.push(evidence("sentiment_mean_7d", symbol, mean, "news", &as_of.date));
+            evidence_out.push(evidence(
+                "sentiment_mean_7d",
+                symbol,
+                mean,
+                "news",
+                &as_of.date,
+            ));
             scored.push((symbol.clone(), mean));
         }
     }
@@ -479,8 +505,7 @@ impl Agent for Researcher {
             )));
         }
         let request: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
-        if event.topic == "research.task" && request["specialisation"] != specialisation.as_str()
-        {
+        if event.topic == "research.task" && request["specialisation"] != specialisation.as_str() {
             return Ok(json!({ "skipped": "another specialisation's task" }).to_string());
         }
         if event.topic == "market.tick" && !tick_due(market::as_of().at_ms)? {

@@ -247,3 +247,90 @@ async fn bad_research_input_gets_a_clear_error() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     daemon.stop().await;
 }
+
+/// AAPL fell 12.35 % on 2013-01-24 in the bundled data: one task, and one result that cites it.
+#[tokio::test]
+async fn a_ten_percent_move_makes_one_task_and_one_result_that_cites_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market_speed_ms = 100;
+    config.trading.start = "2013-01-22".parse().unwrap();
+    let daemon = Daemon::start_with(config).await;
+    // Moves only: no volume spike or drawdown is large enough here.
+    let planner = manifest("research-planner")
+        .replace("move = \"0.05\"", "move = \"0.10\"")
+        .replace("volume_spike = \"3\"", "volume_spike = \"1000\"")
+        .replace("drawdown = \"0.2\"", "drawdown = \"0.99\"");
+    daemon
+        .push_ok("research-planner", "research-planner", &planner)
+        .await;
+    daemon
+        .push_ok(
+            "research-technical",
+            RESEARCHER,
+            &track("technical_analysis"),
+        )
+        .await;
+    let clock = daemon
+        .daemon
+        .state
+        .trading
+        .as_ref()
+        .expect("trading is on")
+        .spawn_clock();
+    let task_id = "large_move-AAPL-2013-01-24";
+    let result = eventually(Duration::from_secs(30), "the task's result", || async {
+        let (_, listed) = daemon.get("/v1/research/results?limit=1000").await;
+        listed["results"]
+            .as_array()?
+            .iter()
+            .find(|r| r["task"] == task_id)
+            .cloned()
+    })
+    .await;
+    // Let the market run a week past the move: it asks nothing more.
+    eventually(Duration::from_secs(30), "a week after the move", || async {
+        let (_, market) = daemon.get("/v1/market").await;
+        (market["as_of"].as_str()? >= "2013-02-01").then_some(())
+    })
+    .await;
+    clock.abort();
+    let (_, tasks) = daemon.get("/v1/research/tasks").await;
+    let tasks = tasks["tasks"].as_array().unwrap();
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let task = &tasks[0];
+    assert_eq!(task["id"], task_id);
+    assert_eq!(task["kind"], "large_move");
+    assert_eq!(task["specialisation"], "technical_analysis");
+    assert_eq!(task["priority"], "normal", "under twice the threshold");
+    let (_, bars) = daemon
+        .get("/v1/market/AAPL/bars?from=2013-01-23&to=2013-01-24&as_of=2013-01-24")
+        .await;
+    let closes: Vec<f64> = bars["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["close"].as_f64().unwrap())
+        .collect();
+    let change = closes[1] / closes[0] - 1.0;
+    assert!((change + 0.1235).abs() < 1e-3, "{change}");
+    assert!(close(task["evidence"]["value"].as_f64().unwrap(), change));
+    let (_, listed) = daemon.get("/v1/research/results?limit=1000").await;
+    let answering: Vec<&Value> = listed["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["task"] == task_id)
+        .collect();
+    assert_eq!(answering.len(), 1);
+    assert_eq!(result["as_of"], "2013-01-24");
+    assert!(
+        close(metric(&result, "return_1d", "AAPL"), change),
+        "{result}"
+    );
+    assert!(
+        result["question"].as_str().unwrap().contains("-12.4%"),
+        "{result}"
+    );
+    daemon.stop().await;
+}

@@ -12,8 +12,8 @@
 //! Every number in `evidence` is computed here from the daily bars the market serves, over a
 //! window of the last `window` closes (default 253, a year of returns) ending at as-of:
 //!
-//! - `technical_analysis`: RSI 14, the MACD histogram (12/26/9), SMA 20 and 50, Bollinger %B
-//!   (20, 2σ), from the SDK's calculator (the `ta` crate).
+//! - `technical_analysis`: the day's return, RSI 14, the MACD histogram (12/26/9), SMA 20 and
+//!   50, Bollinger %B (20, 2σ), from the SDK's calculator (the `ta` crate).
 //! - `risk_assessment`: annualised volatility `sd(r) · √252` (sample deviation of the daily
 //!   returns `r_t = c_t / c_{t−1} − 1`), max drawdown `max(1 − c_t / max(c_0 … c_t))`, one-day
 //!   historical VaR and CVaR at 95 % (the returns sorted ascending, `k = ⌊0.05 n⌋`:
@@ -231,8 +231,10 @@ fn technical(series: &[Series], as_of: &str) -> Finding {
         let sma50 = calculator::sma(&closes, 50);
         let bands = calculator::bollinger(&closes, 20, 2.0);
         let percent_b = bands.map(|b| (close - b.lower) / (b.upper - b.lower));
+        let previous = closes.len().checked_sub(2).map(|i| closes[i]);
         for (metric, value) in [
             ("close", Some(close)),
+            ("return_1d", previous.map(|p| close / p - 1.0)),
             ("rsi_14", rsi),
             ("macd_histogram", macd.map(|m| m.histogram)),
             ("sma_20", sma20),
@@ -560,8 +562,9 @@ impl Agent for Researcher {
             "horizon": finding.horizon,
             "suggested_action": finding.suggested_action,
         });
-        if let Some(task) = request.get("id").filter(|_| event.topic == "research.task") {
-            result["task"] = task.clone();
+        if event.topic == "research.task" {
+            result["task"] = request["id"].clone();
+            result["question"] = request["question"].clone();
         }
         if status == "ok"
             && let Some(text) = analysis(&specialisation, &finding)

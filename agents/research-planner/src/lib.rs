@@ -1,0 +1,208 @@
+//! `research-planner`: turns notable events into research tasks on `research.task`,
+//! `{id, kind, specialisation, symbols, question, priority, due, as_of, evidence}`, for the
+//! research tracks to take up.
+//!
+//! On each `market.tick`, for each symbol with a bar that day (its last year of bars read
+//! from the market, as of the tick):
+//! - `large_move`: the close-to-close return `c_t / c_{t−1} − 1` is at least `move` (5 %) in
+//!   size → technical analysis; `high` priority at twice the threshold;
+//! - `volume_spike`: the day's volume is at least `volume_spike` (3) times the mean of the 20
+//!   days before → technical analysis;
+//! - `drawdown`: the close is at least `drawdown` (20 %) below the highest close of the last
+//!   252 → risk assessment.
+//!
+//! A `trade.refused` makes a `refusal` task for risk assessment.
+//!
+//! One event makes one task: a kind and symbol that made a task is quiet for `dedupe_days`
+//! days of market time (kept in kv; written only when the call succeeds), so a move that
+//! runs on for days, or a tick delivered twice, asks once. A task's `due` is the next day.
+
+use overseer_guest::market::{self, Timeframe};
+use overseer_guest::{Agent, Error, Event, Info, kv};
+use serde_json::{Value, json};
+
+struct Planner;
+
+const DAY_MS: u64 = 86_400_000;
+
+fn setting(key: &str, default: f64) -> f64 {
+    overseer_guest::config(key)
+        .and_then(|v| v.trim().parse().ok())
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .unwrap_or(default)
+}
+
+/// `date` (`YYYY-MM-DD`) `years` years earlier.
+fn years_before(date: &str, years: i32) -> String {
+    let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
+    let year: i32 = year.parse().unwrap_or(1970);
+    let rest = if rest == "02-29" { "02-28" } else { rest };
+    format!("{:04}-{rest}", year - years)
+}
+
+/// A task, unless its kind and symbol asked within the window (then `None`).
+struct Planned {
+    kind: &'static str,
+    specialisation: &'static str,
+    symbol: String,
+    question: String,
+    priority: &'static str,
+    evidence: Value,
+}
+
+/// Publish `planned` as a task unless its kind and symbol are within their quiet window.
+fn ask(planned: Planned, as_of: &market::AsOfTime) -> Result<Option<Value>, Error> {
+    let key = format!("asked:{}:{}", planned.kind, planned.symbol);
+    let window = setting("dedupe_days", 5.0) as u64 * DAY_MS;
+    let last: Option<u64> = kv::get(&key)?.and_then(|v| v.parse().ok());
+    if last.is_some_and(|last| as_of.at_ms < last.saturating_add(window)) {
+        return Ok(None);
+    }
+    kv::set(&key, &as_of.at_ms.to_string())?;
+    let due_ms = as_of.at_ms + DAY_MS;
+    let task = json!({
+        "id": format!("{}-{}-{}", planned.kind, planned.symbol, as_of.date),
+        "kind": planned.kind,
+        "specialisation": planned.specialisation,
+        "symbols": [planned.symbol],
+        "question": planned.question,
+        "priority": planned.priority,
+        "due_ms": due_ms,
+        "as_of": as_of.date,
+        "evidence": planned.evidence,
+    });
+    overseer_guest::emit("research.task", &task.to_string())?;
+    Ok(Some(task))
+}
+
+/// The notable things about `symbol` on the tick's day.
+fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error> {
+    let bars = market::bars(
+        symbol,
+        Timeframe::Day,
+        &years_before(&as_of.date, 1),
+        &as_of.date,
+    )?;
+    let Some(today) = bars.last().filter(|b| b.date == as_of.date) else {
+        return Ok(Vec::new());
+    };
+    let n = bars.len();
+    let mut found = Vec::new();
+    if n >= 2 {
+        let previous = bars[n - 2].close;
+        let change = today.close / previous - 1.0;
+        let threshold = setting("move", 0.05);
+        if change.abs() >= threshold {
+            found.push(Planned {
+                kind: "large_move",
+                specialisation: "technical_analysis",
+                symbol: symbol.to_string(),
+                question: format!(
+                    "{symbol} moved {:+.1}% on {}: what do its indicators say now?",
+                    change * 100.0,
+                    as_of.date
+                ),
+                priority: if change.abs() >= 2.0 * threshold {
+                    "high"
+                } else {
+                    "normal"
+                },
+                evidence: json!({ "metric": "return_1d", "value": change, "previous_close": previous, "close": today.close }),
+            });
+        }
+    }
+    if n >= 21 {
+        let before: Vec<f64> = bars[n - 21..n - 1].iter().map(|b| b.volume).collect();
+        let mean = before.iter().sum::<f64>() / before.len() as f64;
+        let ratio = if mean > 0.0 { today.volume / mean } else { 0.0 };
+        if ratio >= setting("volume_spike", 3.0) {
+            found.push(Planned {
+                kind: "volume_spike",
+                specialisation: "technical_analysis",
+                symbol: symbol.to_string(),
+                question: format!(
+                    "{symbol} traded {ratio:.1}× its 20-day volume on {}: what changed?",
+                    as_of.date
+                ),
+                priority: "normal",
+                evidence: json!({ "metric": "volume_ratio_20d", "value": ratio }),
+            });
+        }
+    }
+    let start = n.saturating_sub(252);
+    let high = bars[start..]
+        .iter()
+        .map(|b| b.close)
+        .fold(f64::MIN, f64::max);
+    let fall = if high > 0.0 {
+        1.0 - today.close / high
+    } else {
+        0.0
+    };
+    if fall >= setting("drawdown", 0.2) {
+        found.push(Planned {
+            kind: "drawdown",
+            specialisation: "risk_assessment",
+            symbol: symbol.to_string(),
+            question: format!(
+                "{symbol} is {:.1}% below its year's high: how much risk does it carry now?",
+                fall * 100.0
+            ),
+            priority: "normal",
+            evidence: json!({ "metric": "drawdown_from_252d_high", "value": fall }),
+        });
+    }
+    Ok(found)
+}
+
+impl Agent for Planner {
+    fn describe() -> Info {
+        Info {
+            name: "research-planner".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Notable events into research tasks".to_string(),
+            subscriptions: vec!["market.tick".to_string(), "trade.refused".to_string()],
+        }
+    }
+
+    fn handle(event: Event) -> Result<String, Error> {
+        let payload: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| Error::invalid_input(format!("{}: {e}", event.topic)))?;
+        let as_of = market::as_of();
+        let mut tasks = Vec::new();
+        match event.topic.as_str() {
+            "market.tick" => {
+                let Some(bars) = payload["bars"].as_object() else {
+                    return Err(Error::invalid_input("market.tick: no bars"));
+                };
+                for symbol in bars.keys() {
+                    for planned in notable(symbol, &as_of)? {
+                        tasks.extend(ask(planned, &as_of)?);
+                    }
+                }
+            }
+            "trade.refused" => {
+                let symbol = payload["symbol"]
+                    .as_str()
+                    .ok_or_else(|| Error::invalid_input("trade.refused: no symbol"))?;
+                let code = payload["code"].as_str().unwrap_or("refused");
+                let planned = Planned {
+                    kind: "refusal",
+                    specialisation: "risk_assessment",
+                    symbol: symbol.to_string(),
+                    question: format!(
+                        "the risk gate refused an order for {symbol} ({code}): is the risk as high as the gate says?"
+                    ),
+                    priority: "normal",
+                    evidence: json!({ "code": code, "message": payload["message"], "detail": payload["detail"] }),
+                };
+                tasks.extend(ask(planned, &as_of)?);
+            }
+            _ => {}
+        }
+        overseer_guest::metric("tasks", tasks.len() as f64);
+        Ok(json!({ "as_of": as_of.date, "tasks": tasks }).to_string())
+    }
+}
+
+overseer_guest::export!(Planner);

@@ -334,3 +334,55 @@ async fn a_ten_percent_move_makes_one_task_and_one_result_that_cites_it() {
     );
     daemon.stop().await;
 }
+
+/// A track whose new version traps is rolled back, and its results keep coming.
+#[tokio::test]
+async fn a_track_whose_new_version_traps_is_rolled_back_and_keeps_its_pace() {
+    let (daemon, _dir) = daemon(100).await;
+    let watched = format!(
+        "{}\n[deploy]\ncanary = 0\nmin_calls = 2\nwatch_calls = 4\nwatch = \"20s\"\n",
+        track("risk_assessment")
+    );
+    daemon.push_ok("r-risk", RESEARCHER, &watched).await;
+    let clock = daemon
+        .daemon
+        .state
+        .trading
+        .as_ref()
+        .expect("trading is on")
+        .spawn_clock();
+    let results = || async {
+        let (_, listed) = daemon
+            .get("/v1/research/results?track=risk_assessment&limit=1000")
+            .await;
+        listed["results"].as_array().map_or(0, Vec::len)
+    };
+    eventually(Duration::from_secs(20), "a first result", || async {
+        (results().await > 0).then_some(())
+    })
+    .await;
+    let (status, body) = daemon
+        .push(
+            "r-risk",
+            overseer_tests::component("fixture-trap"),
+            Some(&watched),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    eventually(Duration::from_secs(20), "the rollback", || async {
+        let agent = daemon.agent("r-risk").await;
+        (agent["active_version"] == 1).then_some(())
+    })
+    .await;
+    let before = results().await;
+    eventually(
+        Duration::from_secs(20),
+        "results after the rollback",
+        || async { (results().await > before).then_some(()) },
+    )
+    .await;
+    clock.abort();
+    let (_, tracks) = daemon.get("/v1/research/tracks").await;
+    assert_eq!(tracks["tracks"][0]["version"], 1);
+    daemon.stop().await;
+}

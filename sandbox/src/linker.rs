@@ -38,6 +38,8 @@ pub struct HostState {
     pub(crate) stderr: CappedOutput,
     /// When the call under way must end (a session's calls each set it).
     pub(crate) deadline: std::time::Instant,
+    /// The virtual clock of a replayed session (milliseconds since the Unix epoch).
+    clock: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl HostState {
@@ -79,6 +81,7 @@ impl HostState {
             stdout,
             stderr,
             deadline: std::time::Instant::now(),
+            clock: replay.map(|r| r.clock.clone()),
         }
     }
 
@@ -146,7 +149,11 @@ impl runtime::Host for HostState {
     }
 
     async fn now_ms(&mut self) -> wasmtime::Result<u64> {
-        Ok(now_ms())
+        // A replayed session's clock, like its WASI clocks.
+        Ok(match &self.clock {
+            Some(clock) => clock.load(std::sync::atomic::Ordering::Relaxed),
+            None => now_ms(),
+        })
     }
 
     async fn emit(

@@ -616,6 +616,11 @@ async fn a_guests_random_numbers_follow_the_seed_and_its_clock_the_bar() {
         .collect();
     assert!(fills.len() >= 10, "{}", a["trades"]);
     assert_eq!(
+        a["errors"], 0,
+        "both clocks read the bar: {}",
+        a["last_error"]
+    );
+    assert_eq!(
         a["trade_log_hash"], b["trade_log_hash"],
         "the same seed, the same tosses"
     );

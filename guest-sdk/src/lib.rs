@@ -140,6 +140,16 @@ impl Error {
         Error::Failed(message.into())
     }
 
+    /// The variant's stable code: `invalid_input`, `denied`, `unavailable` or `failed`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Denied(_) => "denied",
+            Error::Unavailable(_) => "unavailable",
+            Error::Failed(_) => "failed",
+        }
+    }
+
     /// The message carried by any variant.
     pub fn message(&self) -> &str {
         match self {

@@ -28,3 +28,4 @@ mod supervision;
 mod swap;
 mod trading;
 mod unservable;
+mod web;

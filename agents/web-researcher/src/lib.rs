@@ -1,0 +1,259 @@
+//! `web-researcher`: reads web pages for the research agents, politely. A request (an
+//! invoke, or `research.fetch`) is `{"url": "https://…", "follow": 0}`; the answer is
+//! `{url, fetched_ms, status, title, text, links, followed}`:
+//!
+//! - pages come through the host's `http` capability, so only the origins of the manifest's
+//!   `http_allow` are reached (none by default), and the host's size limit (4 MiB) and
+//!   timeout hold; this agent asks for `timeout_ms` (10 s) and sends its own user agent;
+//! - each origin's `robots.txt` is read first (and kept an hour), and a path it disallows for
+//!   this agent's user agent is refused, `denied` (RFC 9309, with the `texting_robots` crate);
+//! - one request per host every `min_interval_ms` (1 s): a request sooner is `unavailable`,
+//!   naming when to retry;
+//! - only `text/html` and `text/plain` are read; anything else is `invalid-input`;
+//! - the text is the page's visible text (scripts and styles left out), whitespace collapsed,
+//!   at most `max_text` characters; links are absolute `http(s)` URLs, each once, parsed with
+//!   `scraper` (html5ever) and joined with `url`;
+//! - with `follow: N`, up to N linked pages are read in the same call; each one the host or
+//!   its robots.txt refuses, or the rate limit holds back, is listed with why.
+
+use overseer_guest::http::{self, Request, Response};
+use overseer_guest::{Agent, Error, Event, Info, kv};
+use scraper::{Html, Selector};
+use serde_json::{Value, json};
+use url::Url;
+
+struct WebResearcher;
+
+/// The user agent sent with every request, and the one robots.txt rules are read for.
+const USER_AGENT: &str = "overseer-web-researcher/0.1";
+/// How long a robots.txt is kept, in milliseconds.
+const ROBOTS_TTL_MS: u64 = 3_600_000;
+/// Most pages one call follows.
+const MAX_FOLLOW: u64 = 10;
+
+fn setting(key: &str, default: u64) -> u64 {
+    overseer_guest::config(key)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// A GET of `url` with this agent's user agent and timeout.
+fn get(url: &Url) -> Result<Response, Error> {
+    http::fetch(&Request {
+        method: "GET".to_string(),
+        url: url.to_string(),
+        headers: vec![("user-agent".to_string(), USER_AGENT.to_string())],
+        body: Vec::new(),
+        timeout_ms: Some(setting("timeout_ms", 10_000).min(u64::from(u32::MAX)) as u32),
+    })
+}
+
+fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Whether the origin's robots.txt lets this agent read `url` (a missing robots.txt lets
+/// it read anything). Kept in kv for an hour.
+fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
+    let origin = origin_of(url);
+    let key = format!("robots:{origin}");
+    let cached: Option<Value> = kv::get(&key)?.and_then(|v| serde_json::from_str(&v).ok());
+    let text = match cached.filter(|c| {
+        c["fetched_ms"]
+            .as_u64()
+            .is_some_and(|at| now < at + ROBOTS_TTL_MS)
+    }) {
+        Some(c) => c["text"].as_str().unwrap_or_default().to_string(),
+        None => {
+            let robots = Url::parse(&format!("{origin}/robots.txt"))
+                .map_err(|e| Error::invalid_input(format!("{origin}: {e}")))?;
+            let text = match get(&robots) {
+                Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
+                // No robots.txt (or none readable): nothing is disallowed.
+                Ok(_) => String::new(),
+                Err(e) => return Err(e),
+            };
+            kv::set(
+                &key,
+                &json!({ "fetched_ms": now, "text": text }).to_string(),
+            )?;
+            text
+        }
+    };
+    if text.trim().is_empty() {
+        return Ok(true);
+    }
+    match texting_robots::Robot::new(USER_AGENT, text.as_bytes()) {
+        Ok(robot) => Ok(robot.allowed(url.as_str())),
+        // A robots.txt that does not parse disallows nothing it could not say.
+        Err(_) => Ok(true),
+    }
+}
+
+/// Hold the host to one request every `min_interval_ms`; `unavailable` when too soon.
+fn take_turn(url: &Url, now: u64) -> Result<(), Error> {
+    let host = url.host_str().unwrap_or_default().to_string();
+    let key = format!("last:{host}");
+    let interval = setting("min_interval_ms", 1_000);
+    let last: Option<u64> = kv::get(&key)?.and_then(|v| v.parse().ok());
+    if let Some(last) = last
+        && now < last.saturating_add(interval)
+    {
+        return Err(Error::unavailable(format!(
+            "rate limit for {host}: one request every {interval} ms; retry in {} ms",
+            last + interval - now
+        )));
+    }
+    kv::set(&key, &now.to_string())?;
+    Ok(())
+}
+
+/// The page at `url`, read.
+fn read(url: &Url) -> Result<Value, Error> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(Error::invalid_input(format!(
+            "{url}: only http and https pages are read"
+        )));
+    }
+    let now = overseer_guest::now_ms();
+    if !allowed_by_robots(url, now)? {
+        return Err(Error::denied(format!(
+            "{url}: robots.txt disallows it for {USER_AGENT}"
+        )));
+    }
+    take_turn(url, now)?;
+    let response = get(url)?;
+    let content_type = response
+        .headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("content-type"))
+        .map(|(_, value)| value.to_ascii_lowercase())
+        .unwrap_or_default();
+    let html = content_type.starts_with("text/html");
+    if !html && !content_type.starts_with("text/plain") {
+        return Err(Error::invalid_input(format!(
+            "{url}: {content_type:?} is not a page to read (text/html or text/plain)"
+        )));
+    }
+    let Ok(body) = String::from_utf8(response.body) else {
+        return Err(Error::invalid_input(format!(
+            "{url}: the page is not UTF-8 text"
+        )));
+    };
+    let max_text = setting("max_text", 100_000) as usize;
+    let (title, text, links) = if html {
+        extract(&body, url)
+    } else {
+        (String::new(), collapse(&body), Vec::new())
+    };
+    let text: String = text.chars().take(max_text).collect();
+    Ok(json!({
+        "url": url.as_str(),
+        "fetched_ms": now,
+        "status": response.status,
+        "title": title,
+        "text": text,
+        "links": links,
+    }))
+}
+
+fn collapse(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The title, the visible text and the absolute links of an HTML page.
+fn extract(body: &str, base: &Url) -> (String, String, Vec<String>) {
+    let document = Html::parse_document(body);
+    let select = |css: &str| Selector::parse(css).ok();
+    let title = select("title")
+        .and_then(|s| document.select(&s).next())
+        .map(|t| collapse(&t.text().collect::<String>()))
+        .unwrap_or_default();
+    let mut text = String::new();
+    if let Some(body) = select("body").and_then(|s| document.select(&s).next()) {
+        for node in body.descendants() {
+            let Some(piece) = node.value().as_text() else {
+                continue;
+            };
+            let hidden = node.ancestors().any(|a| {
+                a.value().as_element().is_some_and(|e| {
+                    matches!(e.name(), "script" | "style" | "noscript" | "template")
+                })
+            });
+            if !hidden {
+                text.push_str(piece);
+                text.push(' ');
+            }
+        }
+    }
+    let mut links: Vec<String> = Vec::new();
+    if let Some(anchors) = select("a[href]") {
+        for a in document.select(&anchors) {
+            let Some(href) = a.value().attr("href") else {
+                continue;
+            };
+            let Ok(mut link) = base.join(href) else {
+                continue;
+            };
+            link.set_fragment(None);
+            if matches!(link.scheme(), "http" | "https") && !links.contains(&link.to_string()) {
+                links.push(link.to_string());
+            }
+        }
+    }
+    (title, collapse(&text), links)
+}
+
+impl Agent for WebResearcher {
+    fn describe() -> Info {
+        Info {
+            name: "web-researcher".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Reads web pages for research: allowed origins only, robots.txt obeyed, one request per host per interval".to_string(),
+            subscriptions: vec!["research.fetch".to_string()],
+        }
+    }
+
+    fn handle(event: Event) -> Result<String, Error> {
+        let request: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| Error::invalid_input(format!("request: {e}")))?;
+        let url = request["url"]
+            .as_str()
+            .ok_or_else(|| Error::invalid_input("request: no url"))?;
+        let url = Url::parse(url).map_err(|e| Error::invalid_input(format!("{url:?}: {e}")))?;
+        let mut page = read(&url)?;
+        let follow = request["follow"].as_u64().unwrap_or(0).min(MAX_FOLLOW) as usize;
+        let links: Vec<String> = page["links"]
+            .as_array()
+            .map(|l| {
+                l.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut followed = Vec::new();
+        for link in links.iter().take(follow) {
+            let entry = match Url::parse(link).map_err(|e| Error::invalid_input(e.to_string())) {
+                Ok(next) => match read(&next) {
+                    Ok(mut read) => {
+                        if let Some(fields) = read.as_object_mut() {
+                            fields.remove("links");
+                        }
+                        read
+                    }
+                    Err(e) => json!({ "url": link, "error": e.code(), "message": e.message() }),
+                },
+                Err(e) => json!({ "url": link, "error": e.code(), "message": e.message() }),
+            };
+            followed.push(entry);
+        }
+        page["followed"] = json!(followed);
+        if event.topic == "research.fetch" {
+            overseer_guest::emit("research.page", &page.to_string())?;
+        }
+        Ok(page.to_string())
+    }
+}
+
+overseer_guest::export!(WebResearcher);

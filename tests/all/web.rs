@@ -1,0 +1,178 @@
+//! The web researcher against a loopback site: text and links, allowed origins only,
+//! robots.txt obeyed, a rate limit kept, slow, binary and huge pages refused.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::header;
+use axum::response::IntoResponse;
+use overseer_tests::{Daemon, manifest};
+use serde_json::{Value, json};
+
+const INDEX: &str = r#"<html><head><title>Quarterly notes</title><style>p { color: red }</style></head>
+<body><h1>ACME results</h1><p>Revenue   rose 12%.</p><script>var secret = "hidden";</script>
+<a href="/a">A</a> <a href="/private/b">B</a> <a href="http://example.invalid/x">X</a>
+<a href="/a#again">A again</a> <a href="mailto:ir@acme.invalid">mail</a></body></html>"#;
+
+/// A site on loopback; answers what each path was asked for how many times.
+async fn site() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
+    let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+    let counted = hits.clone();
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let hits = counted.clone();
+        async move {
+            *hits
+                .lock()
+                .unwrap()
+                .entry(uri.path().to_string())
+                .or_default() += 1;
+            let html = |body: String| ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body);
+            match uri.path() {
+                "/robots.txt" => (
+                    [(header::CONTENT_TYPE, "text/plain")],
+                    "User-agent: *\nDisallow: /private/\n".to_string(),
+                )
+                    .into_response(),
+                "/" => html(INDEX.to_string()).into_response(),
+                "/a" => {
+                    html("<html><body><p>Page A text</p></body></html>".to_string()).into_response()
+                }
+                "/private/b" => html("<p>not for robots</p>".to_string()).into_response(),
+                "/binary" => (
+                    [(header::CONTENT_TYPE, "application/octet-stream")],
+                    vec![0u8, 159, 146, 150],
+                )
+                    .into_response(),
+                "/slow" => {
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    html("<p>late</p>".to_string()).into_response()
+                }
+                "/huge" => html("x".repeat(5 << 20)).into_response(),
+                _ => axum::http::StatusCode::NOT_FOUND.into_response(),
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, hits)
+}
+
+/// The web researcher's manifest allowing `origin`, with `interval_ms` between requests.
+fn allowing(origin: &str, interval_ms: u64) -> String {
+    manifest("web-researcher")
+        .replace("name = \"web-researcher\"", "")
+        .replace("http_allow = []", &format!("http_allow = [\"{origin}\"]"))
+        .replace(
+            "min_interval_ms = \"1000\"",
+            &format!("min_interval_ms = \"{interval_ms}\""),
+        )
+        .replace("timeout_ms = \"10000\"", "timeout_ms = \"500\"")
+}
+
+#[tokio::test]
+async fn pages_are_read_politely_and_bad_ones_refused() {
+    let (origin, hits) = site().await;
+    let daemon = Daemon::start().await;
+    daemon
+        .push_ok("web-researcher", "web-researcher", &allowing(&origin, 0))
+        .await;
+    let read = |path: &str, follow: u64| {
+        let url = format!("{origin}{path}");
+        let daemon = &daemon;
+        async move {
+            daemon
+                .invoke("web-researcher", json!({ "url": url, "follow": follow }))
+                .await
+        }
+    };
+
+    let (status, body) = read("/", 5).await;
+    assert!(status.is_success(), "{body}");
+    let page = &body["output"];
+    assert_eq!(page["title"], "Quarterly notes");
+    let text = page["text"].as_str().unwrap();
+    assert!(text.contains("ACME results Revenue rose 12%."), "{text}");
+    assert!(
+        !text.contains("hidden") && !text.contains("color"),
+        "{text}"
+    );
+    assert_eq!(
+        page["links"],
+        json!([
+            format!("{origin}/a"),
+            format!("{origin}/private/b"),
+            "http://example.invalid/x"
+        ])
+    );
+    let followed = page["followed"].as_array().unwrap();
+    assert_eq!(followed[0]["text"], "Page A text");
+    assert_eq!(
+        followed[1]["error"], "denied",
+        "robots.txt: {}",
+        followed[1]
+    );
+    assert!(
+        followed[1]["message"]
+            .as_str()
+            .unwrap()
+            .contains("robots.txt")
+    );
+    assert_eq!(
+        followed[2]["error"], "denied",
+        "not an allowed origin: {}",
+        followed[2]
+    );
+    let hit = |path: &str| hits.lock().unwrap().get(path).copied().unwrap_or(0);
+    assert_eq!(hit("/private/b"), 0, "a disallowed path is never asked for");
+    assert_eq!(hit("/robots.txt"), 1, "robots.txt is read once and kept");
+
+    let code = |body: &Value| {
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let (_, body) = read("/binary", 0).await;
+    assert_eq!(code(&body), "invalid_input", "{body}");
+    let (_, body) = read("/slow", 0).await;
+    assert_eq!(code(&body), "unavailable", "{body}");
+    let (_, body) = read("/huge", 0).await;
+    assert_eq!(code(&body), "failed", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than"),
+        "{body}"
+    );
+    let (_, body) = read("/private/b", 0).await;
+    assert_eq!(code(&body), "denied", "{body}");
+    for bad in [
+        json!({}),
+        json!({ "url": "ftp://x/y" }),
+        json!({ "url": "not a url" }),
+    ] {
+        let (_, body) = daemon.invoke("web-researcher", bad.clone()).await;
+        assert_eq!(code(&body), "invalid_input", "{bad}: {body}");
+    }
+
+    // One request per host per interval (an agent of its own: its kv starts empty).
+    daemon
+        .push_ok("web-slow", "web-researcher", &allowing(&origin, 60_000))
+        .await;
+    let slow = || daemon.invoke("web-slow", json!({ "url": format!("{origin}/a") }));
+    let (status, body) = slow().await;
+    assert!(status.is_success(), "{body}");
+    let (_, body) = slow().await;
+    assert_eq!(code(&body), "unavailable", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("rate limit"),
+        "{body}"
+    );
+    daemon.stop().await;
+}

@@ -168,6 +168,21 @@ async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
         .get("/v1/research/results?track=risk_assessment")
         .await;
     assert_eq!(risk_only["results"].as_array().unwrap().len(), 1);
+
+    // The CLI's table, evidence and JSON.
+    use clap::Parser;
+    let client = ["--url", &daemon.url, "--token", overseer_tests::TOKEN];
+    for args in [
+        &["research"][..],
+        &["research", "--track", "risk_assessment", "--evidence"],
+        &["research", "--json"],
+    ] {
+        let cli = overseer::cli::Cli::try_parse_from(
+            ["overseer"].iter().chain(args).chain(client.iter()),
+        )
+        .unwrap();
+        overseer::cli::run(cli).await.unwrap();
+    }
     daemon.stop().await;
 }
 

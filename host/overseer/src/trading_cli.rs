@@ -61,6 +61,9 @@ pub enum TradingCommand {
         limit: u32,
         #[arg(long)]
         evidence: bool,
+        /// Print the results as JSON (for a front end or a file).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         client: ClientArgs,
     },
@@ -195,6 +198,7 @@ pub async fn run(command: TradingCommand) -> anyhow::Result<()> {
             symbol,
             limit,
             evidence,
+            json,
             client: c,
         } => {
             let mut url = reqwest::Url::parse(&c.url("/v1/research/results"))?;
@@ -207,6 +211,10 @@ pub async fn run(command: TradingCommand) -> anyhow::Result<()> {
                 url.query_pairs_mut().append_pair("symbol", symbol);
             }
             let value = send(c.client()?.get(url)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&value["results"])?);
+                return Ok(());
+            }
             println!(
                 "{:<12} {:<10} {:<11} {:>5} {:>4}  thesis",
                 "track", "as of", "status", "conf", "n"

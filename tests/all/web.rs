@@ -128,9 +128,12 @@ async fn pages_are_read_politely_and_bad_ones_refused() {
     assert_eq!(hit("/private/b"), 0, "a disallowed path is never asked for");
     assert_eq!(hit("/robots.txt"), 1, "robots.txt is read once and kept");
 
+    // A request refused before anything is sent is an error; a page asked for but not read
+    // is an answer naming why.
     let code = |body: &Value| {
         body["error"]["code"]
             .as_str()
+            .or(body["output"]["error"].as_str())
             .unwrap_or_default()
             .to_string()
     };
@@ -141,14 +144,18 @@ async fn pages_are_read_politely_and_bad_ones_refused() {
     let (_, body) = read("/huge", 0).await;
     assert_eq!(code(&body), "failed", "{body}");
     assert!(
-        body["error"]["message"]
+        body["output"]["message"]
             .as_str()
             .unwrap()
             .contains("larger than"),
         "{body}"
     );
-    let (_, body) = read("/private/b", 0).await;
-    assert_eq!(code(&body), "denied", "{body}");
+    for sneaky in ["/private/b", "/%70rivate/b", "//private/b"] {
+        let (_, body) = read(sneaky, 0).await;
+        assert_eq!(code(&body), "denied", "{sneaky}: {body}");
+    }
+    assert_eq!(hit("/private/b"), 0, "a disallowed path is never asked for");
+    assert_eq!(hit("/robots.txt"), 1);
     for bad in [
         json!({}),
         json!({ "url": "ftp://x/y" }),

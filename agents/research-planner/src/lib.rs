@@ -1,5 +1,5 @@
 //! `research-planner`: turns notable events into research tasks on `research.task`,
-//! `{id, kind, specialisation, symbols, question, priority, due, as_of, evidence}`, for the
+//! `{id, kind, specialisation, symbols, question, priority, due_ms, as_of, evidence}`, for the
 //! research tracks to take up.
 //!
 //! On each `market.tick`, for each symbol with a bar that day (its last year of bars read
@@ -15,7 +15,8 @@
 //!
 //! One event makes one task: a kind and symbol that made a task is quiet for `dedupe_days`
 //! days of market time (kept in kv; written only when the call succeeds), so a move that
-//! runs on for days, or a tick delivered twice, asks once. A task's `due` is the next day.
+//! runs on for days, or a tick delivered twice, asks once (a condition that lasts past the
+//! window asks again). A task is due a day after its as-of (`due_ms`).
 
 use overseer_guest::market::{self, Timeframe};
 use overseer_guest::{Agent, Error, Event, Info, kv};
@@ -53,7 +54,7 @@ struct Planned {
 /// Publish `planned` as a task unless its kind and symbol are within their quiet window.
 fn ask(planned: Planned, as_of: &market::AsOfTime) -> Result<Option<Value>, Error> {
     let key = format!("asked:{}:{}", planned.kind, planned.symbol);
-    let window = setting("dedupe_days", 5.0) as u64 * DAY_MS;
+    let window = (setting("dedupe_days", 5.0) * DAY_MS as f64).min(u64::MAX as f64) as u64;
     let last: Option<u64> = kv::get(&key)?.and_then(|v| v.parse().ok());
     if last.is_some_and(|last| as_of.at_ms < last.saturating_add(window)) {
         return Ok(None);

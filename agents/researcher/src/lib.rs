@@ -2,7 +2,7 @@
 //! track's specialisation; each run studies the symbols as of the market clock and publishes a
 //! structured result on `research.result`. A track runs on its wall-clock schedule
 //! (`[triggers] every`), on a `research.task` for its specialisation, when invoked, and on a
-//! `market.tick` once `market_every_days` trading days of market time have passed since its
+//! `market.tick` once `market_every_days` days of market time have passed since its
 //! last run there: on the replayed market, whose days pass in seconds, that scales the
 //! track's pace with the market clock.
 //!
@@ -60,7 +60,7 @@ fn tick_due(as_of_ms: u64) -> Result<bool, Error> {
         .and_then(|d| d.parse().ok())
         .unwrap_or(1);
     let last: Option<u64> = kv::get("last_tick_run")?.and_then(|v| v.parse().ok());
-    if last.is_some_and(|last| as_of_ms < last.saturating_add(every * DAY_MS)) {
+    if last.is_some_and(|last| as_of_ms < last.saturating_add(every.saturating_mul(DAY_MS))) {
         return Ok(false);
     }
     kv::set("last_tick_run", &as_of_ms.to_string())?;

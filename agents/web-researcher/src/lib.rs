@@ -5,10 +5,15 @@
 //! - pages come through the host's `http` capability, so only the origins of the manifest's
 //!   `http_allow` are reached (none by default), and the host's size limit (4 MiB) and
 //!   timeout hold; this agent asks for `timeout_ms` (10 s) and sends its own user agent;
-//! - each origin's `robots.txt` is read first (and kept an hour), and a path it disallows for
-//!   this agent's user agent is refused, `denied` (RFC 9309, with the `texting_robots` crate);
 //! - one request per host every `min_interval_ms` (1 s): a request sooner is `unavailable`,
-//!   naming when to retry;
+//!   naming when to retry, and sends nothing;
+//! - each origin's `robots.txt` is read first (and kept an hour), and a path it disallows for
+//!   this agent's user agent is refused (RFC 9309, with the `texting_robots` crate; paths
+//!   compared with unreserved escapes decoded and slashes collapsed); a robots.txt that cannot
+//!   be had disallows everything until it can;
+//! - once a request has its turn, a page that cannot be read is an answer
+//!   `{url, error, message}` (`denied`, `invalid-input`, `unavailable`, `failed`), so the
+//!   turn counts and a failing site is not asked again at once;
 //! - only `text/html` and `text/plain` are read; anything else is `invalid-input`;
 //! - the text is the page's visible text (scripts and styles left out), whitespace collapsed,
 //!   at most `max_text` characters; links are absolute `http(s)` URLs, each once, parsed with
@@ -52,8 +57,13 @@ fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// Whether the origin's robots.txt lets this agent read `url` (a missing robots.txt lets
-/// it read anything). Kept in kv for an hour.
+/// Most bytes of a robots.txt read (what RFC 9309 asks crawlers to parse at least).
+const MAX_ROBOTS_BYTES: usize = 500 << 10;
+
+/// Whether the origin's robots.txt lets this agent read `url`, read as RFC 9309 says: a
+/// robots.txt that is missing (4xx) disallows nothing; one that cannot be had (a redirect,
+/// 5xx, or no answer) disallows everything, and is asked for again next time. A readable
+/// one is kept in kv for an hour.
 fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
     let origin = origin_of(url);
     let key = format!("robots:{origin}");
@@ -61,17 +71,19 @@ fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
     let text = match cached.filter(|c| {
         c["fetched_ms"]
             .as_u64()
-            .is_some_and(|at| now < at + ROBOTS_TTL_MS)
+            .is_some_and(|at| now < at.saturating_add(ROBOTS_TTL_MS))
     }) {
         Some(c) => c["text"].as_str().unwrap_or_default().to_string(),
         None => {
             let robots = Url::parse(&format!("{origin}/robots.txt"))
                 .map_err(|e| Error::invalid_input(format!("{origin}: {e}")))?;
             let text = match get(&robots) {
-                Ok(r) if r.status == 200 => String::from_utf8_lossy(&r.body).into_owned(),
-                // No robots.txt (or none readable): nothing is disallowed.
-                Ok(_) => String::new(),
-                Err(e) => return Err(e),
+                Ok(r) if r.status == 200 => {
+                    let end = r.body.len().min(MAX_ROBOTS_BYTES);
+                    String::from_utf8_lossy(&r.body[..end]).into_owned()
+                }
+                Ok(r) if (400..500).contains(&r.status) && r.status != 429 => String::new(),
+                Ok(_) | Err(_) => return Ok(false),
             };
             kv::set(
                 &key,
@@ -84,10 +96,41 @@ fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
         return Ok(true);
     }
     match texting_robots::Robot::new(USER_AGENT, text.as_bytes()) {
-        Ok(robot) => Ok(robot.allowed(url.as_str())),
-        // A robots.txt that does not parse disallows nothing it could not say.
-        Err(_) => Ok(true),
+        Ok(robot) => Ok(robot.allowed(&normalized(url))),
+        // Rules that cannot be read cannot be obeyed: read nothing of the origin.
+        Err(_) => Ok(false),
     }
+}
+
+/// `url` as robots.txt rules match it: percent-escapes of unreserved characters decoded and
+/// repeated slashes in the path collapsed, so `/%70rivate` and `//private` are `/private`.
+fn normalized(url: &Url) -> String {
+    let mut path = String::new();
+    let bytes = url.path().as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%' && i + 2 < bytes.len())
+            .then(|| std::str::from_utf8(&bytes[i + 1..i + 3]).ok())
+            .flatten()
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+            .filter(|b| b.is_ascii_alphanumeric() || b"-._~".contains(b));
+        match decoded {
+            Some(b) => {
+                path.push(b as char);
+                i += 3;
+            }
+            None => {
+                path.push(bytes[i] as char);
+                i += 1;
+            }
+        }
+    }
+    while path.contains("//") {
+        path = path.replace("//", "/");
+    }
+    let mut normal = url.clone();
+    normal.set_path(&path);
+    normal.to_string()
 }
 
 /// Hold the host to one request every `min_interval_ms`; `unavailable` when too soon.
@@ -101,27 +144,35 @@ fn take_turn(url: &Url, now: u64) -> Result<(), Error> {
     {
         return Err(Error::unavailable(format!(
             "rate limit for {host}: one request every {interval} ms; retry in {} ms",
-            last + interval - now
+            last.saturating_add(interval) - now
         )));
     }
     kv::set(&key, &now.to_string())?;
     Ok(())
 }
 
-/// The page at `url`, read.
+/// The page at `url`. Malformed or rate-limited requests are errors, and nothing is sent;
+/// once this host's turn is taken, every outcome is an answer (`{url, error, message}` when
+/// the page cannot be read), so the turn and the robots.txt read are kept.
 fn read(url: &Url) -> Result<Value, Error> {
-    if !matches!(url.scheme(), "http" | "https") {
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Error::invalid_input(format!(
             "{url}: only http and https pages are read"
         )));
     }
     let now = overseer_guest::now_ms();
+    take_turn(url, now)?;
+    Ok(fetch_page(url, now).unwrap_or_else(|e| {
+        json!({ "url": url.as_str(), "fetched_ms": now, "error": e.code(), "message": e.message() })
+    }))
+}
+
+fn fetch_page(url: &Url, now: u64) -> Result<Value, Error> {
     if !allowed_by_robots(url, now)? {
         return Err(Error::denied(format!(
-            "{url}: robots.txt disallows it for {USER_AGENT}"
+            "{url}: robots.txt disallows it for {USER_AGENT}, or cannot be read"
         )));
     }
-    take_turn(url, now)?;
     let response = get(url)?;
     let content_type = response
         .headers
@@ -234,18 +285,18 @@ impl Agent for WebResearcher {
             .unwrap_or_default();
         let mut followed = Vec::new();
         for link in links.iter().take(follow) {
-            let entry = match Url::parse(link).map_err(|e| Error::invalid_input(e.to_string())) {
-                Ok(next) => match read(&next) {
-                    Ok(mut read) => {
-                        if let Some(fields) = read.as_object_mut() {
-                            fields.remove("links");
-                        }
-                        read
+            let entry = Url::parse(link)
+                .map_err(|e| Error::invalid_input(format!("{link}: {e}")))
+                .and_then(|next| read(&next))
+                .map(|mut read| {
+                    if let Some(fields) = read.as_object_mut() {
+                        fields.remove("links");
                     }
-                    Err(e) => json!({ "url": link, "error": e.code(), "message": e.message() }),
-                },
-                Err(e) => json!({ "url": link, "error": e.code(), "message": e.message() }),
-            };
+                    read
+                })
+                .unwrap_or_else(
+                    |e| json!({ "url": link, "error": e.code(), "message": e.message() }),
+                );
             followed.push(entry);
         }
         page["followed"] = json!(followed);

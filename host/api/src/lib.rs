@@ -147,8 +147,9 @@ fn access(method: &Method, path: &str) -> Access {
     if path == "/v1/health" {
         return Access::Open;
     }
-    // Event payloads and agents' memories say what agents saw and did.
-    if path == "/v1/events" || path == "/v1/memory" {
+    // Event payloads and agents' memories say what agents saw and did; research results and
+    // tasks are event payloads too.
+    if path == "/v1/events" || path == "/v1/memory" || path.starts_with("/v1/research/") {
         return Access::Private;
     }
     // /v1/agents/{name}/{what}/…: agent names have no '/'.

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::{ApiError, ApiResult, AppState};
 
-/// Most events of one topic read back for a listing.
+/// Most events of one topic read back for a listing: the newest.
 const SCAN: u32 = 10_000;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -35,7 +35,8 @@ struct ResultsQuery {
     limit: Option<u32>,
 }
 
-/// The payloads of `topic` since `since_ms`, oldest first, each with its event's id and time.
+/// The payloads of the newest [`SCAN`] events of `topic` since `since_ms`, newest first,
+/// each with its event's id, source and time.
 async fn published(state: &AppState, topic: &str, since_ms: u64) -> ApiResult<Vec<Value>> {
     let events = state
         .kernel
@@ -44,6 +45,7 @@ async fn published(state: &AppState, topic: &str, since_ms: u64) -> ApiResult<Ve
             topic: Some(topic),
             since_ms,
             limit: SCAN,
+            newest_first: true,
             ..EventFilter::default()
         })
         .await
@@ -80,7 +82,6 @@ async fn results(
                     .is_some_and(|list| list.iter().any(|x| x == s.as_str()))
             })
     });
-    found.reverse();
     found.truncate(limit);
     Ok(Json(json!({ "results": found })))
 }
@@ -88,7 +89,6 @@ async fn results(
 /// Tasks asked of the tracks, newest first.
 async fn tasks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let mut found = published(&state, "research.task", 0).await?;
-    found.reverse();
     found.truncate(200);
     Ok(Json(json!({ "tasks": found })))
 }
@@ -96,10 +96,11 @@ async fn tasks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 /// Every research agent: its specialisation, schedule, state, last result and failures.
 async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let results = published(&state, "research.result", 0).await?;
+    // Newest first: the first of each source is its last result.
     let mut last: BTreeMap<String, &Value> = BTreeMap::new();
     for result in &results {
         if let Some(source) = result["source"].as_str() {
-            last.insert(source.to_string(), result);
+            last.entry(source.to_string()).or_insert(result);
         }
     }
     let metrics = &state.kernel.metrics;
@@ -127,7 +128,6 @@ async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "version_calls": version.calls.load(Ordering::Relaxed),
             "version_failures": version.failures.load(Ordering::Relaxed),
             "last_result_ms": last_ms,
-            "next_run_ms": last_ms.zip(every_ms).map(|(at, every)| at + every),
             "last_result": latest,
         }));
     }

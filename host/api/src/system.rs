@@ -72,6 +72,7 @@ async fn events(
             after: query.after.unwrap_or(0),
             since_ms: query.since_ms.unwrap_or(0),
             limit: query.limit.unwrap_or(100).min(10_000),
+            newest_first: false,
         })
         .await?;
     Ok(Json(json!({ "events": events })))

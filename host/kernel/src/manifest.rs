@@ -22,10 +22,18 @@ pub const INTERFACES: &[&str] = &[
 pub const PRIVILEGED: &[&str] = &["source", "broker", "budget"];
 
 /// Topics under the host's sources that a manifest may let its agent publish on
-/// (`capabilities.publish`): the world monitor's snapshots and the strategy's signals. Every
-/// other topic of the host's sources (`market.tick`, `trade.executed`, `risk.*`, …) is the
-/// host's alone.
-pub const PUBLISHABLE: &[&str] = &["market.snapshot", "trade.signal"];
+/// (`capabilities.publish`): the world monitor's snapshots, the strategy's signals, and the
+/// research agents' tasks, results, page requests and pages (so no other agent can forge a
+/// result or borrow the web researcher's origins). Every other topic of the host's sources
+/// (`market.tick`, `trade.executed`, `risk.*`, …) is the host's alone.
+pub const PUBLISHABLE: &[&str] = &[
+    "market.snapshot",
+    "trade.signal",
+    "research.task",
+    "research.result",
+    "research.fetch",
+    "research.page",
+];
 
 /// Shortest interval a schedule may fire at, so one agent cannot keep a core busy with ticks.
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);

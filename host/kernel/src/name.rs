@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// events or logs can pass for the host's.
 pub const RESERVED_NAMES: &[&str] = &[
     "overseer", "host", "system", "api", "http", "schedule", "bus", "alert", "edit", "market",
-    "trade", "risk", "audit", "broker",
+    "trade", "risk", "audit", "broker", "research",
 ];
 
 /// Check an agent name against `[a-z0-9][a-z0-9-]{0,62}`, not one of [`RESERVED_NAMES`]:

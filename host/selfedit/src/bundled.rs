@@ -96,7 +96,12 @@ impl SelfEdit {
         manifest: Manifest,
         bytes: &mut Option<Vec<u8>>,
     ) -> Result<String> {
-        let snapshot = Snapshot::read_dir(dir)?;
+        let mut snapshot = Snapshot::read_dir(dir)?;
+        if dir.join("instances").is_dir() {
+            // The instance's own manifest is its source's agent.toml: an edit rebuilds it.
+            let text = toml::to_string(&manifest).map_err(|e| Error::Build(e.to_string()))?;
+            snapshot.files.insert("agent.toml".to_string(), text);
+        }
         let name = manifest
             .name
             .clone()
@@ -167,11 +172,29 @@ fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
     let tables = if instances.is_empty() {
         vec![base]
     } else {
+        let mut names = Vec::new();
         instances
             .iter()
             .map(|path| {
                 let mut merged = base.clone();
                 merge(&mut merged, read(path)?);
+                // An instance is named by its file unless it names itself.
+                let stem = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
+                let name = match read(path)?.get("name") {
+                    Some(toml::Value::String(name)) => name.clone(),
+                    _ => stem.to_string(),
+                };
+                if names.contains(&name) {
+                    return Err(Error::Build(format!(
+                        "{}: a second instance named {name:?}",
+                        path.display()
+                    )));
+                }
+                merged.insert("name".to_string(), toml::Value::String(name.clone()));
+                names.push(name);
                 Ok(merged)
             })
             .collect::<Result<Vec<_>>>()?

@@ -503,6 +503,7 @@ pub async fn events_filter_by_topic_sequence_and_time(store: &Store) {
                     after,
                     since_ms,
                     limit,
+                    newest_first: false,
                 })
                 .await
                 .unwrap()
@@ -518,6 +519,18 @@ pub async fn events_filter_by_topic_sequence_and_time(store: &Store) {
     let limited = read(None, 0, 0, 1).await;
     assert_eq!(limited[0].id, "id-0");
     assert_eq!(limited[0].payload, "{\"n\":0}");
+    // The newest first: the last two of topic a.x and a.y, newest first.
+    let newest = store
+        .events(&EventFilter {
+            topic: Some("a.*"),
+            limit: 2,
+            newest_first: true,
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    let ids: Vec<&str> = newest.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(ids, ["id-3", "id-1"]);
 }
 
 /// Logs keep the newest lines of an agent, oldest first.

@@ -606,11 +606,12 @@ impl EventLog for Postgres {
 
     async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
         let (exact, prefix) = topic_filter(filter.topic);
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT seq, id, topic, payload, source, at_ms, as_of_ms FROM events \
              WHERE seq > $1 AND at_ms >= $2 AND ($3::text IS NULL OR topic = $3) \
-             AND ($4::text IS NULL OR substr(topic, 1, length($4)) = $4) ORDER BY seq LIMIT $5",
-        )
+             AND ($4::text IS NULL OR substr(topic, 1, length($4)) = $4) ORDER BY seq {order} LIMIT $5"
+        ))
         .bind(filter.after)
         .bind(int(filter.since_ms))
         .bind(exact.as_deref().map(text))

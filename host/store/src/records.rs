@@ -297,6 +297,8 @@ pub struct EventFilter<'a> {
     pub after: i64,
     pub since_ms: u64,
     pub limit: u32,
+    /// The newest `limit` events, newest first (else the oldest after `after`, oldest first).
+    pub newest_first: bool,
 }
 
 /// A change to an agent's kv, written with the call's events when the call succeeds.

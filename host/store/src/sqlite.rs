@@ -548,11 +548,12 @@ impl EventLog for Sqlite {
 
     async fn events(&self, filter: &EventFilter<'_>) -> Result<Vec<EventRecord>> {
         let (exact, prefix) = topic_filter(filter.topic);
-        let rows: Vec<EventRow> = sqlx::query_as(
+        let order = if filter.newest_first { "DESC" } else { "ASC" };
+        let rows: Vec<EventRow> = sqlx::query_as(&format!(
             "SELECT seq, id, topic, payload, source, at_ms, as_of_ms FROM events \
              WHERE seq > ? AND at_ms >= ? AND (? IS NULL OR topic = ?) \
-             AND (? IS NULL OR substr(topic, 1, length(?)) = ?) ORDER BY seq LIMIT ?",
-        )
+             AND (? IS NULL OR substr(topic, 1, length(?)) = ?) ORDER BY seq {order} LIMIT ?"
+        ))
         .bind(filter.after)
         .bind(int(filter.since_ms))
         .bind(&exact)

@@ -308,6 +308,13 @@ pub mod source {
     };
 }
 
+/// Backtests the host runs for the agent: `run(spec)` takes the JSON of `POST /v1/backtests`
+/// and answers the result's id, metrics and walk-forward as JSON. Needs
+/// `grant = ["backtest"]`.
+pub mod backtest {
+    pub use super::bindings::overseer::agent::backtest::run;
+}
+
 /// Market data bounded by the call's as-of time. Needs `grant = ["market"]`.
 pub mod market {
     pub use super::bindings::overseer::agent::market::{

@@ -27,7 +27,7 @@ pub use generated::overseer::agent::source::{
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
 pub(crate) use generated::overseer::agent::{
-    broker, budget, http, kv, llm, market, memory, runtime, source, types,
+    backtest, broker, budget, http, kv, llm, market, memory, runtime, source, types,
 };
 pub(crate) use generated::{Agent, AgentPre};
 

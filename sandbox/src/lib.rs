@@ -29,7 +29,7 @@ pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
 pub use services::{
-    Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime, Services,
-    Source,
+    Backtest, Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime,
+    Services, Source,
 };
 pub use session::{Replay, Session};

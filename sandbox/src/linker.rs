@@ -7,8 +7,8 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::{
     Account, Agent, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Finding,
     GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order,
-    OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe, broker,
-    budget, http, kv, llm, market, memory, runtime, source, types,
+    OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe, backtest,
+    broker, budget, http, kv, llm, market, memory, runtime, source, types,
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
@@ -558,6 +558,12 @@ impl budget::Host for HostState {
             .get("budget")
             .and_then(|b| check_name("agent", &agent).map(|()| b));
         guarded!(check, budget => budget.set(&agent, tokens_per_day, usd_per_day))
+    }
+}
+
+impl backtest::Host for HostState {
+    async fn run(&mut self, spec: String) -> wasmtime::Result<Result<String, GuestError>> {
+        guarded!(self.services.backtest.get("backtest"), backtest => backtest.run(&spec))
     }
 }
 

@@ -139,6 +139,13 @@ pub trait Budget: Send + Sync {
     ) -> Result<AgentBudget, GuestError>;
 }
 
+/// `backtest`: backtests the host runs for the agent.
+#[async_trait]
+pub trait Backtest: Send + Sync {
+    /// Run the backtest `spec` (JSON) describes to its end; its result as JSON.
+    async fn run(&self, spec: &str) -> Result<String, GuestError>;
+}
+
 /// How an agent reaches one granted interface.
 pub enum Capability<T: ?Sized> {
     /// The manifest does not grant it: every call answers `denied`.
@@ -180,6 +187,7 @@ pub struct Services {
     pub broker: Capability<dyn Broker>,
     pub memory: Capability<dyn Memory>,
     pub budget: Capability<dyn Budget>,
+    pub backtest: Capability<dyn Backtest>,
 }
 
 impl Services {
@@ -195,6 +203,7 @@ impl Services {
             broker: Capability::Denied,
             memory: Capability::Denied,
             budget: Capability::Denied,
+            backtest: Capability::Denied,
         }
     }
 

@@ -18,6 +18,7 @@ const SERVED: &[&str] = &[
     "overseer:agent/broker@0.1.0",
     "overseer:agent/memory@0.1.0",
     "overseer:agent/budget@0.1.0",
+    "overseer:agent/backtest@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

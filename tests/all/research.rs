@@ -401,3 +401,57 @@ async fn a_track_whose_new_version_traps_is_rolled_back_and_keeps_its_pace() {
     assert_eq!(tracks["tracks"][0]["version"], 1);
     daemon.stop().await;
 }
+
+/// An alpha idea carries the walk-forward backtest that checked it.
+#[tokio::test]
+async fn an_alpha_idea_carries_the_backtest_that_checked_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market_speed_ms = 3_600_000;
+    config.trading.start = "2012-08-06".parse().unwrap();
+    let daemon = Daemon::start_with(config).await;
+    daemon.push_ok("rules", "rules", &manifest("rules")).await;
+    let alpha = track("alpha_hunting").replace(
+        "grant = [\"market\", \"llm\"]",
+        "grant = [\"market\", \"llm\", \"backtest\"]",
+    );
+    daemon.push_ok("r-alpha", RESEARCHER, &alpha).await;
+    let (status, body) = daemon.invoke("r-alpha", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let result = &body["output"];
+    assert!(
+        result["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("momentum: long AAPL"),
+        "{result}"
+    );
+    let validation = &result["validation"];
+    assert_eq!(validation["rule"], "momentum", "{result}");
+    let id = validation["backtest"].as_str().expect("the backtest's id");
+    let (status, run) = daemon.get(&format!("/v1/backtests/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["state"], "done");
+    assert_eq!(run["spec"]["agent"], "rules");
+    assert_eq!(
+        run["spec"]["to"], "2012-08-06",
+        "no bar after the research's as-of"
+    );
+    let report = &run["report"];
+    assert_eq!(
+        validation["out_of_sample"]["sharpe"],
+        report["metrics"]["sharpe"]
+    );
+    assert_eq!(
+        validation["out_of_sample_score"],
+        report["walk_forward"]["out_of_sample_score"]
+    );
+    assert!(report["walk_forward"]["windows"].as_array().unwrap().len() >= 4);
+    // Without the grant, an idea says why it was not checked.
+    daemon
+        .push_ok("r-alpha2", RESEARCHER, &track("alpha_hunting"))
+        .await;
+    let (_, body) = daemon.invoke("r-alpha2", json!({})).await;
+    assert_eq!(body["output"]["validation"]["error"], "denied", "{body}");
+    daemon.stop().await;
+}

@@ -23,7 +23,9 @@
 //!   share of symbols above their SMA 50) and the mean 20-day return.
 //! - `alpha_hunting`: momentum (the return from 126 to 21 bars ago, the last month skipped)
 //!   and mean reversion (the close's z-score against its 20-bar mean and deviation); an edge
-//!   is a symbol whose momentum ranks first above 5 %, or whose |z| exceeds 2.
+//!   is a symbol whose momentum ranks first above 5 %, or whose |z| exceeds 2. The first idea
+//!   is checked by a walk-forward backtest of the `rules` strategy (`backtest` interface), and
+//!   the result carries that backtest's id and out-of-sample figures as `validation`.
 //! - `sentiment_analysis`: the provider's news of the last week and its sentiment scores; the
 //!   replayed market has none, and the result says so.
 //! - `fundamental_research`: no financial statements reach agents yet; the result is
@@ -35,7 +37,7 @@ use std::collections::BTreeMap;
 
 use overseer_guest::calculator;
 use overseer_guest::market::{self, Bar, Timeframe};
-use overseer_guest::{Agent, Error, Event, Info, kv, llm, log};
+use overseer_guest::{Agent, Error, Event, Info, backtest, kv, llm, log};
 use serde_json::{Value, json};
 
 struct Researcher;
@@ -128,11 +130,57 @@ fn load(symbols: &[String], as_of: &str, window: usize) -> Result<Vec<Series>, E
 
 /// What one run found.
 struct Finding {
+    /// The backtest that checked an alpha idea.
+    validation: Option<Value>,
     thesis: String,
     evidence: Vec<Value>,
     confidence: f64,
     horizon: &'static str,
     suggested_action: String,
+}
+
+/// Check an alpha idea with the host's backtester: the `validate_with` agent (the `rules`
+/// strategy) trading `rule` on `symbol` over the three years to as-of, walk-forward (a year
+/// in sample, a quarter out, its lookback chosen from 20 to 120 bars in sample). The
+/// out-of-sample figures are the evidence; an error is reported, never hidden.
+fn validate(rule: &str, symbol: &str, as_of: &str) -> Value {
+    let spec = json!({
+        "agent": overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string()),
+        "symbols": [symbol],
+        "from": years_before(as_of, 3),
+        "to": as_of,
+        "config": { "live": "true", "rule": rule, "symbol": symbol },
+        "walk_forward": {
+            "windows": "rolling",
+            "in_sample": 252,
+            "out_of_sample": 63,
+            "params": { "lookback": { "from": 20, "to": 120, "step": 20 } },
+        },
+    });
+    match backtest::run(&spec.to_string()) {
+        Ok(text) => {
+            let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let m = &report["metrics"];
+            json!({
+                "rule": rule,
+                "symbol": symbol,
+                "backtest": report["id"],
+                "out_of_sample": {
+                    "sharpe": m["sharpe"],
+                    "total_return": m["total_return"],
+                    "max_drawdown": m["max_drawdown"],
+                    "trades": m["trades"],
+                    "fees": m["fees"],
+                },
+                "in_sample_score": report["walk_forward"]["in_sample_score"],
+                "out_of_sample_score": report["walk_forward"]["out_of_sample_score"],
+                "buy_and_hold_return": report["benchmark"]["total_return"],
+            })
+        }
+        Err(e) => {
+            json!({ "rule": rule, "symbol": symbol, "error": e.code(), "message": e.message() })
+        }
+    }
 }
 
 /// One-day historical VaR and CVaR at 95 % of `returns` (as positive losses).
@@ -210,6 +258,7 @@ fn risk(series: &[Series], as_of: &str) -> Finding {
         ),
     };
     Finding {
+        validation: None,
         thesis,
         evidence: evidence_out,
         confidence: if series.is_empty() { 0.0 } else { 0.8 },
@@ -257,6 +306,7 @@ fn technical(series: &[Series], as_of: &str) -> Finding {
         states.push(format!("{} {state}", s.symbol));
     }
     Finding {
+        validation: None,
         thesis: if states.is_empty() {
             "no symbol has enough history to read".to_string()
         } else {
@@ -322,6 +372,7 @@ fn market_regime(series: &[Series], as_of: &str) -> Finding {
         "mixed"
     };
     Finding {
+        validation: None,
         thesis: format!(
             "{mood}: {above} of {counted} symbols above their 50-day average, {:+.1}% over 20 days on average",
             mean_move * 100.0
@@ -366,11 +417,13 @@ fn alpha(series: &[Series], as_of: &str) -> Finding {
     }
     momentum.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut ideas = Vec::new();
+    let mut idea: Option<(&'static str, String)> = None;
     if let Some((symbol, m)) = momentum.first().filter(|(_, m)| *m > 0.05) {
         ideas.push(format!(
             "momentum: long {symbol} ({:+.1}% over 126 days to a month ago)",
             m * 100.0
         ));
+        idea = Some(("momentum", symbol.clone()));
     }
     for (symbol, z) in &stretched {
         let side = if *z > 0.0 {
@@ -379,9 +432,14 @@ fn alpha(series: &[Series], as_of: &str) -> Finding {
             "rebound"
         };
         ideas.push(format!("mean reversion: {symbol} {side} (z {z:+.2})"));
+        if idea.is_none() && *z < 0.0 {
+            idea = Some(("mean_reversion", symbol.clone()));
+        }
     }
     let found = !ideas.is_empty();
+    let validation = idea.map(|(rule, symbol)| validate(rule, &symbol, as_of));
     Finding {
+        validation,
         thesis: if found {
             ideas.join("; ")
         } else {
@@ -438,6 +496,7 @@ fn sentiment(symbols: &[String], as_of: &market::AsOfTime) -> Result<Finding, Er
             .join("; ")
     };
     Ok(Finding {
+        validation: None,
         thesis,
         evidence: evidence_out,
         confidence: if scored.is_empty() { 0.0 } else { 0.5 },
@@ -532,6 +591,7 @@ impl Agent for Researcher {
             "fundamental_research" => (
                 "unavailable",
                 Finding {
+                    validation: None,
                     thesis: "no financial statements reach agents on this host: fundamental research is unavailable".to_string(),
                     evidence: Vec::new(),
                     confidence: 0.0,
@@ -562,6 +622,9 @@ impl Agent for Researcher {
             "horizon": finding.horizon,
             "suggested_action": finding.suggested_action,
         });
+        if let Some(validation) = &finding.validation {
+            result["validation"] = validation.clone();
+        }
         if event.topic == "research.task" {
             result["task"] = request["id"].clone();
             result["question"] = request["question"].clone();

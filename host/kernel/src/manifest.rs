@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
 /// manifest's to give.
 pub const INTERFACES: &[&str] = &[
-    "runtime", "kv", "llm", "http", "source", "market", "broker", "memory", "budget",
+    "runtime", "kv", "llm", "http", "source", "market", "broker", "memory", "budget", "backtest",
 ];
 
 /// Interfaces that reach beyond the agent itself (other agents' source and edits, capital, the

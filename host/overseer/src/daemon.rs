@@ -16,7 +16,7 @@ use overseer_providers::{Embeddings, Llm, Outbound};
 use overseer_sandbox::CacheKey;
 use overseer_selfedit::SelfEdit;
 use overseer_store::Store;
-use overseer_trading::backtest::{Backtester, SourceMarks, walk};
+use overseer_trading::backtest::{BacktestProvider, Backtester, SourceMarks, walk};
 use overseer_trading::live::LiveMarket;
 use overseer_trading::{BrokerProvider, MarketProvider, MemoryProvider, Trading};
 
@@ -122,7 +122,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         Some(trading) => trading.market().clone(),
         None => Arc::new(overseer_market::Replay::bundled()?),
     };
-    state.backtests = Some(Arc::new(
+    let backtests = Arc::new(
         Backtester::new(
             kernel.clone(),
             market,
@@ -131,7 +131,11 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
             config.llm_budget.clone(),
         )
         .with_sources(Arc::new(SourceTunables(selfedit.clone()))),
-    ));
+    );
+    kernel
+        .capabilities
+        .serve_backtest(Arc::new(BacktestProvider::new(backtests.clone())));
+    state.backtests = Some(backtests);
     state.trading = trading;
     state.budgets = Some(budgets);
     state.embeddings = embeddings;

@@ -77,6 +77,7 @@ pub struct Capabilities {
     broker: Registered<dyn overseer_sandbox::Broker>,
     memory: Registered<dyn overseer_sandbox::Memory>,
     budget: Registered<dyn overseer_sandbox::Budget>,
+    backtest: Registered<dyn overseer_sandbox::Backtest>,
 }
 
 fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
@@ -119,6 +120,11 @@ impl Capabilities {
         set(&self.budget, provider);
     }
 
+    /// Serve `backtest` with `provider`.
+    pub fn serve_backtest(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Backtest>>) {
+        set(&self.backtest, provider);
+    }
+
     /// The real `llm` service for `call`, when a provider serves it: for runs outside the
     /// bus (backtests) that wrap it, still under the provider's budgets.
     pub fn llm(&self, call: &CallContext) -> Option<Arc<dyn overseer_sandbox::Llm>> {
@@ -145,6 +151,7 @@ impl Capabilities {
             broker: grant(&self.broker, "broker", call, mode),
             memory: grant(&self.memory, "memory", call, mode),
             budget: grant(&self.budget, "budget", call, mode),
+            backtest: grant(&self.backtest, "backtest", call, mode),
         }
     }
 }
@@ -216,6 +223,19 @@ impl IntoInterface<dyn overseer_sandbox::Memory> for Unserved {
 impl IntoInterface<dyn overseer_sandbox::Budget> for Unserved {
     fn into_interface(self) -> Arc<dyn overseer_sandbox::Budget> {
         Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Backtest> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Backtest> {
+        Arc::new(self)
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Backtest for Unserved {
+    async fn run(&self, _spec: &str) -> Result<String, GuestError> {
+        Err(self.error())
     }
 }
 

@@ -23,6 +23,7 @@
 //! and scores them on the out-of-sample window after it.
 
 mod book;
+mod provider;
 mod run;
 mod services;
 pub mod walk;
@@ -42,6 +43,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use book::Entry;
+pub use provider::BacktestProvider;
 pub use run::{Control, Day, MAX_EVENTS_PER_BAR, Stage};
 pub use services::{LlmUse, Recorder};
 pub use walk::WalkForward;

@@ -321,6 +321,15 @@ pub mod market {
         AsOfTime, Bar, NewsItem, Timeframe, as_of, bars, latest, news, symbols,
     };
 
+    /// `date` (`YYYY-MM-DD`) `years` years earlier, as a date of the same form (29 February
+    /// becomes the 28th): the start of a lookback window.
+    pub fn years_before(date: &str, years: i32) -> String {
+        let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
+        let year: i32 = year.parse().unwrap_or(1970);
+        let rest = if rest == "02-29" { "02-28" } else { rest };
+        format!("{:04}-{rest}", year - years)
+    }
+
     /// The daily bars of `symbol` from `from` to the call's as-of day, oldest first.
     pub fn daily_until_as_of(symbol: &str, from: &str) -> Result<Vec<Bar>, super::Error> {
         bars(symbol, Timeframe::Day, from, &as_of().date)

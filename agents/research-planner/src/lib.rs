@@ -33,14 +33,6 @@ fn setting(key: &str, default: f64) -> f64 {
         .unwrap_or(default)
 }
 
-/// `date` (`YYYY-MM-DD`) `years` years earlier.
-fn years_before(date: &str, years: i32) -> String {
-    let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
-    let year: i32 = year.parse().unwrap_or(1970);
-    let rest = if rest == "02-29" { "02-28" } else { rest };
-    format!("{:04}-{rest}", year - years)
-}
-
 /// A task, unless its kind and symbol asked within the window (then `None`).
 struct Planned {
     kind: &'static str,
@@ -81,7 +73,7 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
     let bars = market::bars(
         symbol,
         Timeframe::Day,
-        &years_before(&as_of.date, 1),
+        &market::years_before(&as_of.date, 1),
         &as_of.date,
     )?;
     let Some(today) = bars.last().filter(|b| b.date == as_of.date) else {

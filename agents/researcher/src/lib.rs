@@ -77,14 +77,6 @@ fn evidence(metric: &str, symbol: &str, value: f64, source: &str, as_of: &str) -
     json!({ "metric": metric, "symbol": symbol, "value": value, "source": source, "as_of": as_of })
 }
 
-/// `date` (`YYYY-MM-DD`) `years` years earlier.
-fn years_before(date: &str, years: i32) -> String {
-    let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
-    let year: i32 = year.parse().unwrap_or(1970);
-    let rest = if rest == "02-29" { "02-28" } else { rest };
-    format!("{:04}-{rest}", year - years)
-}
-
 /// The closes a study uses, oldest first: the last `window` up to as-of.
 struct Series {
     symbol: String,
@@ -109,7 +101,7 @@ impl Series {
 
 /// The last `window` bars of each symbol up to `as_of`; symbols with too few are skipped.
 fn load(symbols: &[String], as_of: &str, window: usize) -> Result<Vec<Series>, Error> {
-    let from = years_before(as_of, 2);
+    let from = market::years_before(as_of, 2);
     let mut out = Vec::new();
     for symbol in symbols {
         let mut bars = market::bars(symbol, Timeframe::Day, &from, as_of)?;
@@ -147,7 +139,7 @@ fn validate(rule: &str, symbol: &str, as_of: &str) -> Value {
     let spec = json!({
         "agent": overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string()),
         "symbols": [symbol],
-        "from": years_before(as_of, 3),
+        "from": market::years_before(as_of, 3),
         "to": as_of,
         "config": { "live": "true", "rule": rule, "symbol": symbol },
         "walk_forward": {

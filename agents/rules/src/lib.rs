@@ -37,7 +37,12 @@ fn closes(symbol: &str, as_of: &str, close: f64) -> Result<Vec<f64>, Error> {
         if continues {
             closes.push(close);
         } else {
-            let bars = market::bars(symbol, Timeframe::Day, &years_before(as_of, 3), as_of)?;
+            let bars = market::bars(
+                symbol,
+                Timeframe::Day,
+                &market::years_before(as_of, 3),
+                as_of,
+            )?;
             *closes = bars.iter().map(|b| b.close).collect();
         }
         // Keep what the longest rule needs.
@@ -61,14 +66,6 @@ fn number(key: &str, default: f64) -> f64 {
         .ok()
         .filter(|v: &f64| v.is_finite())
         .unwrap_or(default)
-}
-
-/// `date` (`YYYY-MM-DD`) `years` years earlier.
-fn years_before(date: &str, years: i32) -> String {
-    let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
-    let year: i32 = year.parse().unwrap_or(1970);
-    let rest = if rest == "02-29" { "02-28" } else { rest };
-    format!("{:04}-{rest}", year - years)
 }
 
 /// Whether the rule wants to hold the symbol, given `closes` (oldest first), or `None`

@@ -77,14 +77,6 @@ pub fn trend(i: &Indicators) -> &'static str {
     }
 }
 
-/// A year before `date` (`YYYY-MM-DD`), as a date of the same form.
-fn year_before(date: &str) -> String {
-    let (year, rest) = date.split_once('-').unwrap_or((date, "01-01"));
-    let year: i32 = year.parse().unwrap_or(1970);
-    let rest = if rest == "02-29" { "02-28" } else { rest };
-    format!("{:04}-{rest}", year - 1)
-}
-
 /// The sentiment of one article, from −1 to 1.
 fn article_sentiment(
     analyzer: &vader_sentiment::SentimentIntensityAnalyzer,
@@ -157,7 +149,7 @@ impl Agent for WorldMonitor {
             let bars = market::bars(
                 &symbol,
                 market::Timeframe::Day,
-                &year_before(&as_of.date),
+                &market::years_before(&as_of.date, 1),
                 &as_of.date,
             )?;
             let Some(i) = indicators(&bars) else {

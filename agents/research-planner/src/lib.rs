@@ -169,7 +169,12 @@ impl Agent for Planner {
                     return Err(Error::invalid_input("market.tick: no bars"));
                 };
                 for symbol in bars.keys() {
-                    for planned in notable(symbol, &as_of)? {
+                    // One symbol the market cannot serve does not keep the others unread.
+                    let found = notable(symbol, &as_of).unwrap_or_else(|e| {
+                        overseer_guest::log::warn(&format!("{symbol}: {}", e.message()));
+                        Vec::new()
+                    });
+                    for planned in found {
                         tasks.extend(ask(planned, &as_of)?);
                     }
                 }

@@ -72,9 +72,14 @@ fn tick_due(as_of_ms: u64) -> Result<bool, Error> {
 /// Fewest closes a study needs.
 const MIN_CLOSES: usize = 60;
 
-/// One number and where it came from.
+/// One number and where it came from; a number that is not finite (too little data for
+/// it) is reported as `null` with a note, never as a figure.
 fn evidence(metric: &str, symbol: &str, value: f64, source: &str, as_of: &str) -> Value {
-    json!({ "metric": metric, "symbol": symbol, "value": value, "source": source, "as_of": as_of })
+    if value.is_finite() {
+        json!({ "metric": metric, "symbol": symbol, "value": value, "source": source, "as_of": as_of })
+    } else {
+        json!({ "metric": metric, "symbol": symbol, "value": null, "note": "not computable from the bars", "source": source, "as_of": as_of })
+    }
 }
 
 /// The closes a study uses, oldest first: the last `window` up to as-of.
@@ -195,7 +200,7 @@ fn correlation(a: &Series, b: &Series) -> Option<f64> {
         .collect();
     let xs = calculator::returns(&common.iter().map(|p| p.0).collect::<Vec<_>>());
     let ys = calculator::returns(&common.iter().map(|p| p.1).collect::<Vec<_>>());
-    if xs.len() < 2 {
+    if xs.len() < MIN_CLOSES {
         return None;
     }
     let (mx, my) = (calculator::mean(&xs), calculator::mean(&ys));
@@ -356,7 +361,9 @@ fn market_regime(series: &[Series], as_of: &str) -> Finding {
         calculator::mean(&moves)
     };
     evidence_out.push(evidence("mean_return_20d", "*", mean_move, "bars", as_of));
-    let mood = if breadth > 0.6 {
+    let mood = if counted == 0 {
+        "no data"
+    } else if breadth > 0.6 {
         "risk-on"
     } else if breadth < 0.4 {
         "risk-off"
@@ -407,6 +414,7 @@ fn alpha(series: &[Series], as_of: &str) -> Finding {
             }
         }
     }
+    momentum.retain(|(_, m)| m.is_finite());
     momentum.sort_by(|a, b| b.1.total_cmp(&a.1));
     let mut ideas = Vec::new();
     let mut idea: Option<(&'static str, String)> = None;

@@ -33,6 +33,10 @@ struct WebResearcher;
 const USER_AGENT: &str = "overseer-web-researcher/0.1";
 /// How long a robots.txt is kept, in milliseconds.
 const ROBOTS_TTL_MS: u64 = 3_600_000;
+/// Most bytes of a page parsed.
+const MAX_PARSED: usize = 1 << 20;
+/// Most links a page answers.
+const MAX_LINKS: usize = 500;
 /// Most pages one call follows.
 const MAX_FOLLOW: u64 = 10;
 
@@ -214,7 +218,13 @@ fn collapse(text: &str) -> String {
 
 /// The title, the visible text and the absolute links of an HTML page.
 fn extract(body: &str, base: &Url) -> (String, String, Vec<String>) {
-    let document = Html::parse_document(body);
+    // At most MAX_PARSED bytes are parsed (on a character boundary): a page of tiny tags
+    // makes a tree many times its size.
+    let mut end = body.len().min(MAX_PARSED);
+    while !body.is_char_boundary(end) {
+        end -= 1;
+    }
+    let document = Html::parse_document(&body[..end]);
     let select = |css: &str| Selector::parse(css).ok();
     let title = select("title")
         .and_then(|s| document.select(&s).next())
@@ -238,6 +248,7 @@ fn extract(body: &str, base: &Url) -> (String, String, Vec<String>) {
         }
     }
     let mut links: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     if let Some(anchors) = select("a[href]") {
         for a in document.select(&anchors) {
             let Some(href) = a.value().attr("href") else {
@@ -247,8 +258,12 @@ fn extract(body: &str, base: &Url) -> (String, String, Vec<String>) {
                 continue;
             };
             link.set_fragment(None);
-            if matches!(link.scheme(), "http" | "https") && !links.contains(&link.to_string()) {
-                links.push(link.to_string());
+            let link = link.to_string();
+            if link.starts_with("http") && seen.insert(link.clone()) {
+                links.push(link);
+                if links.len() == MAX_LINKS {
+                    break;
+                }
             }
         }
     }

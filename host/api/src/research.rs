@@ -109,8 +109,11 @@ async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         let Some(version) = slot.active() else {
             continue;
         };
+        // A track is a research agent with a specialisation to study (not the planner).
         let about = &version.manifest.agent;
-        if about.kind != Some(Kind::Research) {
+        if about.kind != Some(Kind::Research)
+            || !version.manifest.config.contains_key("specialisation")
+        {
             continue;
         }
         let every_ms = version.resolved.every.map(|d| d.as_millis() as u64);

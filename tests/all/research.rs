@@ -245,12 +245,16 @@ async fn bad_research_input_gets_a_clear_error() {
         body["error"]["message"].as_str().unwrap().contains("NOPE"),
         "{body}"
     );
-    daemon
-        .push_ok("r-odd", RESEARCHER, &track("astrology"))
+    // A track that names no specialisation it knows is unhealthy: refused at push.
+    let (status, body) = daemon
+        .push(
+            "r-odd",
+            overseer_tests::component(RESEARCHER),
+            Some(&track("astrology")),
+        )
         .await;
-    let (status, body) = daemon.invoke("r-odd", json!({})).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert_eq!(body["error"]["code"], "invalid_input");
+    assert_eq!(body["error"]["code"], "unhealthy");
     assert!(
         body["error"]["message"]
             .as_str()
@@ -453,5 +457,54 @@ async fn an_alpha_idea_carries_the_backtest_that_checked_it() {
         .await;
     let (_, body) = daemon.invoke("r-alpha2", json!({})).await;
     assert_eq!(body["output"]["validation"]["error"], "denied", "{body}");
+    daemon.stop().await;
+}
+
+/// MSFT rose 5.65 % on 2012-01-20 on heavy volume: one event, so one task carrying both.
+#[tokio::test]
+async fn a_move_on_heavy_volume_asks_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market_speed_ms = 100;
+    config.trading.start = "2012-01-18".parse().unwrap();
+    let daemon = Daemon::start_with(config).await;
+    daemon
+        .push_ok(
+            "research-planner",
+            "research-planner",
+            &manifest("research-planner"),
+        )
+        .await;
+    let clock = daemon
+        .daemon
+        .state
+        .trading
+        .as_ref()
+        .expect("trading is on")
+        .spawn_clock();
+    eventually(Duration::from_secs(30), "the week after", || async {
+        let (_, market) = daemon.get("/v1/market").await;
+        (market["as_of"].as_str()? >= "2012-01-25").then_some(())
+    })
+    .await;
+    clock.abort();
+    let (_, tasks) = daemon.get("/v1/research/tasks").await;
+    let that_day: Vec<&Value> = tasks["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["id"].as_str().unwrap().ends_with("MSFT-2012-01-20"))
+        .collect();
+    assert_eq!(that_day.len(), 1, "{tasks}");
+    let task = that_day[0];
+    assert_eq!(task["kind"], "large_move");
+    assert!(
+        task["evidence"]["volume_ratio_20d"].as_f64().unwrap() >= 3.0,
+        "{task}"
+    );
+    assert!(
+        task["question"].as_str().unwrap().contains("20-day volume"),
+        "{task}"
+    );
     daemon.stop().await;
 }

@@ -7,7 +7,8 @@
 //! - `large_move`: the close-to-close return `c_t / c_{t−1} − 1` is at least `move` (5 %) in
 //!   size → technical analysis; `high` priority at twice the threshold;
 //! - `volume_spike`: the day's volume is at least `volume_spike` (3) times the mean of the 20
-//!   days before → technical analysis;
+//!   days before → technical analysis (on a day of a large move, the move's task carries the
+//!   volume instead: one event, one task);
 //! - `drawdown`: the close is at least `drawdown` (20 %) below the highest close of the last
 //!   252 → risk assessment.
 //!
@@ -108,7 +109,13 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
         let before: Vec<f64> = bars[n - 21..n - 1].iter().map(|b| b.volume).collect();
         let mean = before.iter().sum::<f64>() / before.len() as f64;
         let ratio = if mean > 0.0 { today.volume / mean } else { 0.0 };
-        if ratio >= setting("volume_spike", 3.0) {
+        if ratio >= setting("volume_spike", 3.0)
+            && let Some(moved) = found.iter_mut().find(|p| p.kind == "large_move")
+        {
+            // One event, one task: a move on heavy volume asks once, with both numbers.
+            moved.question = format!("{} (on {ratio:.1}× its 20-day volume)", moved.question);
+            moved.evidence["volume_ratio_20d"] = json!(ratio);
+        } else if ratio >= setting("volume_spike", 3.0) {
             found.push(Planned {
                 kind: "volume_spike",
                 specialisation: "technical_analysis",

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 
 use overseer_guest::calculator;
 use overseer_guest::market::{self, Bar, Timeframe};
-use overseer_guest::{Agent, Error, Event, Info, backtest, kv, llm, log};
+use overseer_guest::{Agent, Error, Event, Health, Info, backtest, kv, llm, log};
 use serde_json::{Value, json};
 
 struct Researcher;
@@ -557,6 +557,26 @@ impl Agent for Researcher {
         }
     }
 
+    /// Unhealthy when its configuration names no specialisation it knows: such a track is
+    /// refused at push instead of failing every run.
+    fn health() -> Health {
+        let specialisation = overseer_guest::config("specialisation").unwrap_or_default();
+        if SPECIALISATIONS.contains(&specialisation.as_str()) {
+            Health {
+                ok: true,
+                detail: format!("studies {specialisation}"),
+            }
+        } else {
+            Health {
+                ok: false,
+                detail: format!(
+                    "config specialisation {specialisation:?} is not one of {}",
+                    SPECIALISATIONS.join(", ")
+                ),
+            }
+        }
+    }
+
     fn handle(event: Event) -> Result<String, Error> {
         let specialisation = overseer_guest::config("specialisation").unwrap_or_default();
         if !SPECIALISATIONS.contains(&specialisation.as_str()) {
@@ -633,6 +653,12 @@ impl Agent for Researcher {
             && let Some(text) = analysis(&specialisation, &finding)
         {
             result["analysis"] = json!(text);
+            // A model knows what happened after a past as-of: say so on replayed days.
+            let today_ms = overseer_guest::now_ms();
+            if today_ms.saturating_sub(as_of.at_ms) > 2 * DAY_MS {
+                result["analysis_note"] =
+                    json!("written by a model that may know what happened after the as-of day");
+            }
         }
         let text = result.to_string();
         overseer_guest::emit("research.result", &text)?;

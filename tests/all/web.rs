@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -44,10 +43,8 @@ async fn site() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
                     vec![0u8, 159, 146, 150],
                 )
                     .into_response(),
-                "/slow" => {
-                    tokio::time::sleep(Duration::from_secs(5)).await;
-                    html("<p>late</p>".to_string()).into_response()
-                }
+                // A page that never answers.
+                "/slow" => std::future::pending().await,
                 "/huge" => html("x".repeat(5 << 20)).into_response(),
                 _ => axum::http::StatusCode::NOT_FOUND.into_response(),
             }

@@ -11,9 +11,6 @@ use overseer_kernel::{Manifest, Push};
 use overseer_selfedit::builder;
 use overseer_trading::backtest::{Control, Spec};
 
-use crate::config::Config;
-use crate::daemon;
-
 const PACKAGE: &str = "fixture-sma-cross";
 
 /// Measure and print bars per second with instance reuse and with a fresh instance per
@@ -37,15 +34,7 @@ pub async fn speed(agents_dir: &Path, build_dir: &Path, rounds: usize) -> anyhow
         .iter()
         .find(|a| a.package == PACKAGE)
         .context("the build produced no sma-cross")?;
-    let data = tempfile::tempdir()?;
-    let mut config = Config {
-        data_dir: data.path().to_path_buf(),
-        token: Some(overseer_providers::Secret::new("bench")),
-        bundled: false,
-        ..Config::default()
-    };
-    config.trading.market_speed_ms = u64::MAX / 2;
-    let daemon = daemon::open(config).await?;
+    let (daemon, _data) = crate::bench_trading::quiet_daemon().await?;
     let mut manifest = Manifest::parse(&std::fs::read_to_string(artifact.dir.join("agent.toml"))?)?;
     manifest.name = None;
     daemon

@@ -16,6 +16,21 @@ use crate::daemon;
 
 const AGENTS: [&str; 3] = ["world-monitor", "strategy", "trade-executor"];
 
+/// A daemon in process on a temporary data directory (kept while the guard lives), without
+/// bundled agents, whose market clock moves only when stepped.
+pub(crate) async fn quiet_daemon() -> anyhow::Result<(daemon::Daemon, tempfile::TempDir)> {
+    let data = tempfile::tempdir()?;
+    let mut config = Config {
+        data_dir: data.path().to_path_buf(),
+        token: Some(overseer_providers::Secret::new("bench")),
+        bundled: false,
+        ..Config::default()
+    };
+    // The clock is stepped by the measurement, never by its timer.
+    config.trading.market_speed_ms = u64::MAX / 2;
+    Ok((daemon::open(config).await?, data))
+}
+
 /// Step the market `days` trading days through the three agents and print the figures.
 pub async fn pipeline(agents_dir: &Path, build_dir: &Path, days: usize) -> anyhow::Result<()> {
     println!("building the trading agents …");
@@ -25,16 +40,7 @@ pub async fn pipeline(agents_dir: &Path, build_dir: &Path, days: usize) -> anyho
         builder::build_rust(&dir, &target, &AGENTS, Duration::from_secs(900), isolation)
     })
     .await??;
-    let data = tempfile::tempdir()?;
-    let mut config = Config {
-        data_dir: data.path().to_path_buf(),
-        token: Some(overseer_providers::Secret::new("bench")),
-        bundled: false,
-        ..Config::default()
-    };
-    // The clock is stepped here, never by its timer.
-    config.trading.market_speed_ms = u64::MAX / 2;
-    let daemon = daemon::open(config).await?;
+    let (daemon, _data) = quiet_daemon().await?;
     let kernel = daemon.kernel.clone();
     for agent in AGENTS {
         let artifact = build

@@ -62,6 +62,32 @@ pub(crate) fn wit_bar(bar: &overseer_market::Bar) -> Bar {
     }
 }
 
+/// The newest bar of `symbol` known at `day`, as the contract shows it.
+pub(crate) fn latest_bar(
+    market: &dyn overseer_market::Market,
+    symbol: &str,
+    day: NaiveDate,
+) -> Result<Option<Bar>, GuestError> {
+    let bar = market
+        .latest(symbol, day)
+        .map_err(|e| guest_error(e.into()))?;
+    Ok(bar.as_ref().map(wit_bar))
+}
+
+/// `invalid-input` for a symbol `market` does not serve.
+pub(crate) fn known_symbol(
+    market: &dyn overseer_market::Market,
+    symbol: &str,
+) -> Result<(), GuestError> {
+    if market.symbols().iter().any(|s| s == symbol) {
+        Ok(())
+    } else {
+        Err(GuestError::InvalidInput(format!(
+            "unknown symbol {symbol:?}"
+        )))
+    }
+}
+
 /// Serves `market` from the trading side's market.
 pub struct MarketProvider {
     trading: Trading,
@@ -123,12 +149,7 @@ impl overseer_sandbox::Market for CallMarket {
     }
 
     async fn latest(&self, symbol: &str) -> Result<Option<Bar>, GuestError> {
-        let bar = self
-            .trading
-            .market()
-            .latest(symbol, self.as_of)
-            .map_err(|e| guest_error(e.into()))?;
-        Ok(bar.as_ref().map(wit_bar))
+        latest_bar(self.trading.market().as_ref(), symbol, self.as_of)
     }
 
     async fn news(
@@ -137,11 +158,7 @@ impl overseer_sandbox::Market for CallMarket {
         since_ms: u64,
         limit: u32,
     ) -> Result<Vec<NewsItem>, GuestError> {
-        if !self.trading.market().symbols().iter().any(|s| s == symbol) {
-            return Err(GuestError::InvalidInput(format!(
-                "unknown symbol {symbol:?}"
-            )));
-        }
+        known_symbol(self.trading.market().as_ref(), symbol)?;
         // The replayed market carries prices only: no articles.
         let Some(news) = self.trading.news() else {
             return Ok(Vec::new());

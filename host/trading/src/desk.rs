@@ -734,9 +734,7 @@ impl Trading {
                 }
                 continue;
             };
-            let Fill {
-                quantity, price, ..
-            } = fill;
+            let quantity = fill.quantity;
             let marks = self.marks(day);
             let mut account = self.inner.account.lock().await;
             // Cancelled (by its owner or a halt) since the list was read: it does not fill.
@@ -749,22 +747,8 @@ impl Trading {
             {
                 continue;
             }
-            let mut book = self.book(&account, &marks).await?;
-            // This order is in the book as open: take it out before checking it again.
-            let pending = match side {
-                Side::Buy => &mut book.pending_buys,
-                Side::Sell => &mut book.pending_sells,
-            };
-            if let Some(open) = pending.get_mut(&order.symbol) {
-                *open -= order.quantity;
-            }
-            let proposed = Proposed {
-                symbol: &order.symbol,
-                side,
-                quantity,
-                price,
-            };
-            if let Err(refusal) = account.gate.check(&proposed, &book, None) {
+            let book = self.book(&account, &marks).await?;
+            if let Err(refusal) = paper::check_fill(&mut account.gate, book, &order, side, &fill) {
                 drop(account);
                 order.status = "rejected".to_string();
                 order.reason = Some(format!("risk:{}: {}", refusal.code, refusal.message));

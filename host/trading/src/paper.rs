@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::desk::PositionView;
 use crate::ledger::{Closed, Ledger, Side};
 use crate::order::Fill;
-use crate::risk::{Book, Refusal};
+use crate::risk::{Book, Proposed, Refusal, RiskGate};
 
 /// Mark `order` filled by `fill` on `day`; answers the fill's record, stamped `at_ms`.
 pub(crate) fn mark_filled(
@@ -64,6 +64,35 @@ pub(crate) fn book<'a>(
         pending_sells,
         marks: marks.clone(),
     }
+}
+
+/// Check `order` again at its fill (`fill` of it on `side`) against `book`, in which it is
+/// still open: it is taken out of its side's pending shares first, so it is not counted
+/// twice. The throttle is not applied at a fill.
+///
+/// # Errors
+/// The gate's [`Refusal`].
+pub(crate) fn check_fill(
+    gate: &mut RiskGate,
+    mut book: Book,
+    order: &OrderRecord,
+    side: Side,
+    fill: &Fill,
+) -> Result<(), Refusal> {
+    let pending = match side {
+        Side::Buy => &mut book.pending_buys,
+        Side::Sell => &mut book.pending_sells,
+    };
+    if let Some(open) = pending.get_mut(&order.symbol) {
+        *open -= order.quantity;
+    }
+    let proposed = Proposed {
+        symbol: &order.symbol,
+        side,
+        quantity: fill.quantity,
+        price: fill.price,
+    };
+    gate.check(&proposed, &book, None)
 }
 
 /// Shares held per symbol.

@@ -197,22 +197,9 @@ impl Account {
     /// Fill open order `index` at `fill`, checked again by the gate at its price with the
     /// other open orders pending, as live.
     fn fill(&mut self, index: usize, side: Side, fill: Fill) {
-        let order = &self.orders[index];
-        let mut book = self.book();
-        let pending = match side {
-            Side::Buy => &mut book.pending_buys,
-            Side::Sell => &mut book.pending_sells,
-        };
-        if let Some(open) = pending.get_mut(&order.symbol) {
-            *open -= order.quantity;
-        }
-        let proposed = Proposed {
-            symbol: &order.symbol,
-            side,
-            quantity: fill.quantity,
-            price: fill.price,
-        };
-        if let Err(refusal) = self.gate.check(&proposed, &book, None) {
+        let book = self.book();
+        let checked = paper::check_fill(&mut self.gate, book, &self.orders[index], side, &fill);
+        if let Err(refusal) = checked {
             let reason = format!("risk:{}: {}", refusal.code, refusal.message);
             let order = self.orders[index].clone();
             self.refused(&order, &refusal);

@@ -285,6 +285,8 @@ struct Slot {
     total: u64,
     control: Control,
     finished: Mutex<Option<Result<Report, Failure>>>,
+    /// Turns true when `finished` is set.
+    ended: tokio::sync::watch::Sender<bool>,
 }
 
 /// The tunables an agent version's source marks (`overseer:tune NAME A..B`): the daemon
@@ -526,6 +528,7 @@ impl Backtester {
             total: plan.total,
             control: Control::default(),
             finished: Mutex::new(None),
+            ended: tokio::sync::watch::Sender::new(false),
         });
         services::lock(&self.runs).insert(id.clone(), slot.clone());
         let this = self.clone();
@@ -543,6 +546,7 @@ impl Backtester {
                 tracing::info!(id = run_id, code = e.code, error = %e, "backtest failed");
             }
             *services::lock(&slot.finished) = Some(result);
+            slot.ended.send_replace(true);
             if let Some(status) = this.current(&run_id)
                 && this.keep(&status)
             {
@@ -551,6 +555,20 @@ impl Backtester {
             }
         });
         Ok(id)
+    }
+
+    /// Where backtest `id` stands once it has ended, waiting for it until `until`; `None`
+    /// when it is still running then, or unknown.
+    pub async fn ended(&self, id: &str, until: tokio::time::Instant) -> Option<serde_json::Value> {
+        let slot = services::lock(&self.runs).get(id).cloned();
+        if let Some(slot) = slot {
+            let mut ended = slot.ended.subscribe();
+            tokio::time::timeout_at(until, ended.wait_for(|e| *e))
+                .await
+                .ok()?
+                .ok()?;
+        }
+        self.status(id)
     }
 
     /// Ask backtest `id` to stop at its next bar; false when it has already ended.

@@ -9,12 +9,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use overseer_kernel::capability::{CallContext, Provider};
 use overseer_sandbox::GuestError;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Backtester, Spec};
 
-/// How often a waiting call looks at its run.
-const POLL: Duration = Duration::from_millis(20);
 /// The call's deadline when its manifest names none (the host's default).
 const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 
@@ -66,18 +64,11 @@ impl overseer_sandbox::Backtest for AgentBacktests {
                 "busy" => GuestError::Unavailable(f.to_string()),
                 _ => GuestError::InvalidInput(format!("{}: {}", f.code, f.message)),
             })?;
-        let deadline = tokio::time::Instant::now() + self.wait;
-        let status = loop {
-            let status = self.backtester.status(&id).unwrap_or(Value::Null);
-            if status["state"] != "running" {
-                break status;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(GuestError::Unavailable(format!(
-                    "backtest {id} is still running: read it at GET /v1/backtests/{id}"
-                )));
-            }
-            tokio::time::sleep(POLL).await;
+        let until = tokio::time::Instant::now() + self.wait;
+        let Some(status) = self.backtester.ended(&id, until).await else {
+            return Err(GuestError::Unavailable(format!(
+                "backtest {id} is still running: read it at GET /v1/backtests/{id}"
+            )));
         };
         if status["state"] == "failed" {
             let error = &status["error"];

@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::book::Account;
-use crate::capability::{guest_error, order_request, parse_day, wit_bar, wit_order, wit_position};
+use crate::capability::{
+    guest_error, known_symbol, latest_bar, order_request, parse_day, wit_bar, wit_order,
+    wit_position,
+};
 use crate::desk::{Placer, as_of_ms};
 use crate::paper;
 
@@ -256,12 +259,7 @@ impl overseer_sandbox::Market for RunMarket {
     }
 
     async fn latest(&self, symbol: &str) -> Result<Option<Bar>, GuestError> {
-        let bar = self
-            .shared
-            .data
-            .latest(symbol, self.shared.day())
-            .map_err(|e| guest_error(e.into()))?;
-        Ok(bar.as_ref().map(wit_bar))
+        latest_bar(self.shared.data.as_ref(), symbol, self.shared.day())
     }
 
     async fn news(
@@ -270,11 +268,7 @@ impl overseer_sandbox::Market for RunMarket {
         _since_ms: u64,
         _limit: u32,
     ) -> Result<Vec<NewsItem>, GuestError> {
-        if !self.shared.data.symbols().iter().any(|s| s == symbol) {
-            return Err(GuestError::InvalidInput(format!(
-                "unknown symbol {symbol:?}"
-            )));
-        }
+        known_symbol(self.shared.data.as_ref(), symbol)?;
         // Bars only: a backtest has no archive of articles to replay.
         Ok(Vec::new())
     }

@@ -166,6 +166,36 @@ pub fn max_drawdown(values: &[f64]) -> f64 {
     worst
 }
 
+/// One-period historical value at risk and conditional value at risk (expected shortfall) of
+/// `returns` at `level` (0.95 for 95 %), as positive losses: with the returns sorted
+/// ascending and `k = ⌊(1 − level) · n⌋`, `VaR = −r_(k)` and `CVaR = −mean(r_(0) … r_(k))`
+/// (the historical-simulation estimator of Jorion, *Value at Risk*, ch. 5). `None` for an
+/// empty series.
+pub fn var_cvar(returns: &[f64], level: f64) -> Option<(f64, f64)> {
+    if returns.is_empty() {
+        return None;
+    }
+    let mut sorted = returns.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let k = (((1.0 - level) * sorted.len() as f64).floor() as usize).min(sorted.len() - 1);
+    let tail = &sorted[..=k];
+    Some((-sorted[k], -mean(tail)))
+}
+
+/// The Pearson correlation of two equally long series: their sample covariance over the
+/// product of their sample deviations (statrs). `None` when the lengths differ, with fewer
+/// than two pairs, or when either series is constant.
+pub fn correlation(xs: &[f64], ys: &[f64]) -> Option<f64> {
+    if xs.len() != ys.len() || xs.len() < 2 {
+        return None;
+    }
+    let (sx, sy) = (std_dev(xs), std_dev(ys));
+    if !(sx > 0.0 && sy > 0.0) {
+        return None;
+    }
+    Some(xs.iter().covariance(ys.iter()) / (sx * sy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,5 +227,15 @@ mod tests {
         let r = [0.01, -0.005, 0.02];
         let expected = (0.025 / 3.0) / std_dev(&r) * 252f64.sqrt();
         assert!((sharpe(&r, 0.0) - expected).abs() < 1e-12);
+        // Twenty returns: k = 1, VaR the second worst, CVaR the mean of the two worst.
+        let mut twenty: Vec<f64> = (0..20).map(|i| f64::from(i) / 100.0).collect();
+        twenty[0] = -0.05;
+        twenty[1] = -0.03;
+        let (var, cvar) = var_cvar(&twenty, 0.95).unwrap();
+        assert!((var - 0.03).abs() < 1e-12 && (cvar - 0.04).abs() < 1e-12);
+        assert_eq!(var_cvar(&[], 0.95), None);
+        let rho = correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).unwrap();
+        assert!(rho > 0.98 && rho < 1.0, "{rho}");
+        assert_eq!(correlation(&[1.0, 1.0], &[1.0, 2.0]), None);
     }
 }

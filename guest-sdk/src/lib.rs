@@ -360,6 +360,9 @@ pub mod budget {
 #[cfg(feature = "calculator")]
 pub mod calculator;
 
+#[cfg(feature = "research")]
+pub mod research;
+
 /// Publish `payload` (a JSON document) on `topic`; subscribed agents receive it.
 pub fn emit(topic: &str, payload: &str) -> Result<(), Error> {
     runtime::emit(topic, payload)

@@ -8,6 +8,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const RESEARCHER: &str = "researcher";
+const EXECUTOR: &str = "action-executor";
 
 /// The researcher's manifest as the track `name` with `specialisation`.
 fn track(specialisation: &str) -> String {
@@ -49,44 +50,102 @@ async fn daemon(speed_ms: u64) -> (Daemon, tempfile::TempDir) {
     (Daemon::start_with(config).await, dir)
 }
 
+/// The closes of `symbol` a result's evidence names (`bars:SYMBOL:FROM..TO`), oldest first.
+async fn closes_of(daemon: &Daemon, result: &Value, symbol: &str) -> Vec<f64> {
+    let prefix = format!("bars:{symbol}:");
+    let source = result["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["source"].as_str())
+        .find_map(|s| s.split(' ').find(|part| part.starts_with(&prefix)))
+        .unwrap_or_else(|| panic!("no bars of {symbol} in {result}"));
+    let (from, to) = source[prefix.len()..].split_once("..").unwrap();
+    let (_, bars) = daemon
+        .get(&format!("/v1/market/{symbol}/bars?from={from}&to={to}"))
+        .await;
+    bars["bars"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["close"].as_f64().unwrap())
+        .collect()
+}
+
+/// The six tracks as `serve` ships them (`agents/researcher/instances/`), on the default
+/// market clock: each has a result within two minutes, its numbers recomputed here from the
+/// bars it names.
 #[tokio::test]
-async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
-    // The clock stays on its first day: the results are the invoked ones.
-    let (daemon, _dir) = daemon(3_600_000).await;
-    let specialisations = [
-        "alpha_hunting",
-        "market_analysis",
-        "sentiment_analysis",
-        "technical_analysis",
-        "risk_assessment",
-        "fundamental_research",
-    ];
-    for specialisation in specialisations {
-        let name = format!("r-{}", specialisation.replace('_', "-"));
+async fn the_shipped_tracks_publish_within_two_minutes_with_evidence_recomputable_from_the_bars() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.market_speed_ms = overseer_trading::TradingConfig::default().market_speed_ms;
+    let daemon = Daemon::start_with(config).await;
+    daemon.push_ok("rules", "rules", &manifest("rules")).await;
+    let shipped =
+        overseer_selfedit::bundled_manifests(&overseer_tests::agents_dir().join(RESEARCHER))
+            .unwrap();
+    assert_eq!(shipped.len(), 6);
+    for track in &shipped {
+        let name = track.name.clone().unwrap();
         daemon
-            .push_ok(&name, RESEARCHER, &track(specialisation))
+            .push_ok(&name, RESEARCHER, &toml::to_string(track).unwrap())
             .await;
-        let (status, body) = daemon.invoke(&name, json!({})).await;
-        assert_eq!(status, StatusCode::OK, "{name}: {body}");
     }
-    let (_, listed) = daemon.get("/v1/research/results?limit=100").await;
-    let results = listed["results"].as_array().unwrap();
-    assert_eq!(results.len(), 6, "{listed}");
-    let of = |specialisation: &str| {
-        results
+    let started = std::time::Instant::now();
+    let clock = daemon
+        .daemon
+        .state
+        .trading
+        .as_ref()
+        .expect("trading is on")
+        .spawn_clock();
+    let tracks = eventually(
+        Duration::from_secs(120),
+        "a result from every track",
+        || async {
+            let (_, listed) = daemon.get("/v1/research/tracks").await;
+            let tracks = listed["tracks"].as_array()?.clone();
+            (tracks.len() == 6 && tracks.iter().all(|t| t["last_result"].is_object()))
+                .then_some(tracks)
+        },
+    )
+    .await;
+    clock.abort();
+    println!(
+        "six tracks with results {:.1} s after the clock started",
+        started.elapsed().as_secs_f64()
+    );
+    let now = overseer_store::now_ms();
+    for t in &tracks {
+        assert!(t["next_run_ms"].as_u64().unwrap() > now, "{t}");
+        assert!(t["market_every_days"].as_u64().unwrap() >= 1, "{t}");
+        assert!(t["last_failure"].is_null(), "{t}");
+    }
+    let every = |agent: &str| {
+        tracks
             .iter()
-            .find(|r| r["specialisation"] == specialisation)
+            .find(|t| t["agent"] == agent)
+            .map(|t| t["every_ms"].clone())
             .unwrap()
-            .clone()
     };
-    for r in results {
+    assert_eq!(every("research-market"), 600_000);
+    assert_eq!(every("research-fundamental"), 7_200_000);
+    let of = |specialisation: &str| {
+        tracks
+            .iter()
+            .find(|t| t["specialisation"] == specialisation)
+            .map(|t| t["last_result"].clone())
+            .unwrap()
+    };
+    for t in &tracks {
+        let r = &t["last_result"];
         let expected = if r["specialisation"] == "fundamental_research" {
             "unavailable"
         } else {
             "ok"
         };
         assert_eq!(r["status"], expected, "{r}");
-        assert_eq!(r["as_of"], "2012-01-03");
         assert!(r["thesis"].as_str().is_some_and(|t| !t.is_empty()), "{r}");
     }
     assert!(
@@ -98,18 +157,7 @@ async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
 
     // Risk: recompute AAPL's volatility, drawdown, VaR and CVaR from the bars it names.
     let risk = of("risk_assessment");
-    let source = risk["evidence"][0]["source"].as_str().unwrap();
-    let (_, range) = source.split_once("AAPL:").unwrap();
-    let (from, to) = range.split_once("..").unwrap();
-    let (_, bars) = daemon
-        .get(&format!("/v1/market/AAPL/bars?from={from}&to={to}"))
-        .await;
-    let closes: Vec<f64> = bars["bars"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|b| b["close"].as_f64().unwrap())
-        .collect();
+    let closes = closes_of(&daemon, &risk, "AAPL").await;
     assert_eq!(closes.len(), 253);
     let returns: Vec<f64> = closes.windows(2).map(|w| w[1] / w[0] - 1.0).collect();
     let n = returns.len() as f64;
@@ -138,8 +186,9 @@ async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
     let rho = metric(&risk, "correlation", "AAPL/IBM");
     assert!((-1.0..=1.0).contains(&rho) && rho > 0.0, "{rho}");
 
-    // Technical and market figures are on the same bars.
+    // Technical, market and alpha figures, each on the bars its result names.
     let technical = of("technical_analysis");
+    let closes = closes_of(&daemon, &technical, "AAPL").await;
     assert!(close(
         metric(&technical, "close", "AAPL"),
         *closes.last().unwrap()
@@ -149,32 +198,27 @@ async fn every_specialisation_publishes_evidence_recomputable_from_the_bars() {
     let rsi = metric(&technical, "rsi_14", "MSFT");
     assert!((0.0..=100.0).contains(&rsi));
     let market = of("market_analysis");
+    let closes = closes_of(&daemon, &market, "AAPL").await;
     let change = closes[closes.len() - 1] / closes[closes.len() - 21] - 1.0;
     assert!(close(metric(&market, "return_20d", "AAPL"), change));
     let alpha = of("alpha_hunting");
+    let closes = closes_of(&daemon, &alpha, "AAPL").await;
     let momentum = closes[closes.len() - 22] / closes[closes.len() - 127] - 1.0;
     assert!(close(metric(&alpha, "momentum_126_21", "AAPL"), momentum));
 
-    // The tracks, and a filter by track.
-    let (_, tracks) = daemon.get("/v1/research/tracks").await;
-    let tracks = tracks["tracks"].as_array().unwrap();
-    assert_eq!(tracks.len(), 6);
-    assert!(
-        tracks
-            .iter()
-            .all(|t| t["last_result"].is_object() && t["every_ms"] == 600_000)
-    );
+    // A filter by track.
     let (_, risk_only) = daemon
-        .get("/v1/research/results?track=risk_assessment")
+        .get("/v1/research/results?track=risk&limit=1000")
         .await;
-    assert_eq!(risk_only["results"].as_array().unwrap().len(), 1);
+    let risk_only = risk_only["results"].as_array().unwrap();
+    assert!(!risk_only.is_empty() && risk_only.iter().all(|r| r["track"] == "risk"));
 
     // The CLI's table, evidence and JSON.
     use clap::Parser;
     let client = ["--url", &daemon.url, "--token", overseer_tests::TOKEN];
     for args in [
         &["research"][..],
-        &["research", "--track", "risk_assessment", "--evidence"],
+        &["research", "--track", "risk", "--evidence"],
         &["research", "--json"],
     ] {
         let cli = overseer::cli::Cli::try_parse_from(
@@ -264,6 +308,71 @@ async fn bad_research_input_gets_a_clear_error() {
     );
     let (status, _) = daemon.get("/v1/research/results?since=yesterday").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // Tasks: an unknown kind or symbol, no id or an idea without its rule is refused, saying
+    // what was wrong.
+    let executor = manifest(EXECUTOR)
+        .replace("every = \"1m\"", "every = \"1s\"")
+        .replace("page_wait_ms = \"120000\"", "page_wait_ms = \"300\"");
+    daemon.push_ok("action-executor", EXECUTOR, &executor).await;
+    for (task, says) in [
+        (
+            json!({ "id": "t-1", "kind": "astrology", "symbols": ["AAPL"] }),
+            "unknown kind \"astrology\"",
+        ),
+        (
+            json!({ "id": "t-2", "kind": "question", "symbols": ["NOPE"] }),
+            "unknown symbol \"NOPE\"",
+        ),
+        (
+            json!({ "kind": "question", "symbols": ["AAPL"] }),
+            "id must be",
+        ),
+        (
+            json!({ "id": "t-3", "kind": "idea", "symbols": ["AAPL"] }),
+            "names the rule",
+        ),
+    ] {
+        let (status, body) = daemon.invoke("action-executor", task).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_input");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+    }
+    // A task whose page never comes (no web researcher here) is answered when the wait is
+    // over, its web action reported failed; asked again, it is not answered twice.
+    let task = json!({ "id": "t-4", "kind": "question", "symbols": ["AAPL"], "urls": ["http://127.0.0.1:9/notes"] });
+    let (status, body) = daemon.invoke("action-executor", task.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"]["state"], "waiting for pages");
+    let answered = || async {
+        let (_, listed) = daemon.get("/v1/research/results?limit=100").await;
+        listed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["task"] == "t-4")
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let result = eventually(Duration::from_secs(20), "the task answered", || async {
+        answered().await.first().cloned()
+    })
+    .await;
+    assert_eq!(result["status"], "partial", "{result}");
+    let web = &result["actions"][2];
+    assert_eq!(web["action"], "web");
+    assert_eq!(web["status"], "failed");
+    assert!(
+        web["message"]
+            .as_str()
+            .unwrap()
+            .contains("no page within 300 ms"),
+        "{web}"
+    );
+    let (_, again) = daemon.invoke("action-executor", task).await;
+    assert_eq!(again["output"]["skipped"], "taken already", "{again}");
+    assert_eq!(answered().await.len(), 1);
     daemon.stop().await;
 }
 
@@ -284,11 +393,7 @@ async fn a_ten_percent_move_makes_one_task_and_one_result_that_cites_it() {
         .push_ok("research-planner", "research-planner", &planner)
         .await;
     daemon
-        .push_ok(
-            "research-technical",
-            RESEARCHER,
-            &track("technical_analysis"),
-        )
+        .push_ok("action-executor", EXECUTOR, &manifest(EXECUTOR))
         .await;
     let clock = daemon
         .daemon
@@ -343,6 +448,22 @@ async fn a_ten_percent_move_makes_one_task_and_one_result_that_cites_it() {
         .collect();
     assert_eq!(answering.len(), 1);
     assert_eq!(result["as_of"], "2013-01-24");
+    assert_eq!(result["status"], "ok", "{result}");
+    assert_eq!(result["specialisation"], "technical_analysis");
+    let actions: Vec<&str> = result["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["market", "compute"], "{result}");
+    assert!(
+        result["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("AAPL moved -12.4%"),
+        "{result}"
+    );
     assert!(
         close(metric(&result, "return_1d", "AAPL"), change),
         "{result}"
@@ -402,7 +523,16 @@ async fn a_track_whose_new_version_traps_is_rolled_back_and_keeps_its_pace() {
     .await;
     clock.abort();
     let (_, tracks) = daemon.get("/v1/research/tracks").await;
-    assert_eq!(tracks["tracks"][0]["version"], 1);
+    let track = &tracks["tracks"][0];
+    assert_eq!(track["version"], 1);
+    assert_eq!(track["last_failure"]["version"], 2, "{track}");
+    assert!(
+        track["last_failure"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trap"),
+        "{track}"
+    );
     daemon.stop().await;
 }
 
@@ -457,6 +587,30 @@ async fn an_alpha_idea_carries_the_backtest_that_checked_it() {
         .await;
     let (_, body) = daemon.invoke("r-alpha2", json!({})).await;
     assert_eq!(body["output"]["validation"]["error"], "denied", "{body}");
+
+    // An idea asked of the action executor is backtested the same way.
+    daemon
+        .push_ok("action-executor", EXECUTOR, &manifest(EXECUTOR))
+        .await;
+    let idea = json!({ "id": "idea-aapl", "kind": "idea", "symbols": ["AAPL"], "rule": "momentum", "question": "does momentum pay on AAPL?" });
+    let (status, body) = daemon.invoke("action-executor", idea).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let answer = &body["output"];
+    assert_eq!(answer["status"], "ok", "{answer}");
+    assert_eq!(
+        answer["validation"]["out_of_sample"],
+        validation["out_of_sample"]
+    );
+    let id = answer["validation"]["backtest"].as_str().unwrap();
+    let (_, run) = daemon.get(&format!("/v1/backtests/{id}")).await;
+    assert_eq!(run["spec"]["to"], "2012-08-06");
+    assert!(
+        answer["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("momentum on AAPL: out-of-sample Sharpe"),
+        "{answer}"
+    );
     daemon.stop().await;
 }
 

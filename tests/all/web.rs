@@ -6,7 +6,9 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use overseer_tests::{Daemon, manifest};
+use std::time::Duration;
+
+use overseer_tests::{Daemon, FakeLlm, eventually, manifest, test_config};
 use serde_json::{Value, json};
 
 const INDEX: &str = r#"<html><head><title>Quarterly notes</title><style>p { color: red }</style></head>
@@ -46,6 +48,12 @@ async fn site() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
                 // A page that never answers.
                 "/slow" => std::future::pending().await,
                 "/huge" => html("x".repeat(5 << 20)).into_response(),
+                // Down once, then up.
+                "/flaky" if hits.lock().unwrap()["/flaky"] == 1 => {
+                    axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                }
+                "/flaky" => html("<p>Back up</p>".to_string()).into_response(),
+                "/down" => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
                 _ => axum::http::StatusCode::NOT_FOUND.into_response(),
             }
         }
@@ -177,6 +185,87 @@ async fn pages_are_read_politely_and_bad_ones_refused() {
             .unwrap()
             .contains("rate limit"),
         "{body}"
+    );
+    daemon.stop().await;
+}
+
+/// A task's pages, through the web researcher: a site that is down once is asked again after
+/// a backoff, the rate limit's wait is kept, a site that stays down is reported after its
+/// attempts, and the analysis is written from the pages read.
+#[tokio::test]
+async fn a_task_reads_its_pages_retrying_what_may_pass() {
+    let (origin, hits) = site().await;
+    let llm = FakeLlm::start(vec![
+        "AAPL closed higher; the pages say revenue rose.".to_string(),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.llm.url = Some(llm.url.clone());
+    config.llm.model = "fake-model".to_string();
+    let daemon = Daemon::start_with(config).await;
+    daemon
+        .push_ok("web-researcher", "web-researcher", &allowing(&origin, 200))
+        .await;
+    let executor =
+        manifest("action-executor").replace("backoff_ms = \"250\"", "backoff_ms = \"100\"");
+    daemon
+        .push_ok("action-executor", "action-executor", &executor)
+        .await;
+    let urls: Vec<String> = ["/a", "/flaky", "/down"]
+        .iter()
+        .map(|p| format!("{origin}{p}"))
+        .collect();
+    let task = json!({ "id": "q-pages", "kind": "question", "symbols": ["AAPL"], "question": "what do the pages say?", "urls": urls });
+    let (status, body) = daemon.invoke("action-executor", task).await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["output"]["state"], "waiting for pages", "{body}");
+    let result = eventually(Duration::from_secs(30), "the task's answer", || async {
+        let (_, listed) = daemon.get("/v1/research/results").await;
+        listed["results"]
+            .as_array()?
+            .iter()
+            .find(|r| r["task"] == "q-pages")
+            .cloned()
+    })
+    .await;
+    let hit = |path: &str| hits.lock().unwrap().get(path).copied().unwrap_or(0);
+    assert_eq!(hit("/flaky"), 2, "down once, asked again");
+    assert_eq!(hit("/down"), 3, "three attempts, then reported");
+    assert_eq!(hit("/a"), 1);
+    assert_eq!(result["status"], "partial", "{result}");
+    let pages: Vec<&str> = result["pages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["excerpt"].as_str().unwrap())
+        .collect();
+    assert!(
+        pages.contains(&"Page A text") && pages.contains(&"Back up"),
+        "{result}"
+    );
+    let web = result["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["action"] == "web")
+        .unwrap();
+    assert_eq!(web["status"], "failed", "{web}");
+    assert_eq!(web["attempts"], 6, "1 + 2 + 3: {web}");
+    assert_eq!(web["failed"][0]["url"], format!("{origin}/down"));
+    assert!(
+        web["message"].as_str().unwrap().contains("HTTP 500"),
+        "{web}"
+    );
+    // The analysis is grounded in the numbers and the pages.
+    assert_eq!(
+        result["analysis"],
+        "AAPL closed higher; the pages say revenue rose."
+    );
+    let prompt = llm.prompt(0);
+    assert!(
+        prompt.contains("Back up") && prompt.contains("return_1d"),
+        "{prompt}"
     );
     daemon.stop().await;
 }

@@ -1,6 +1,6 @@
 //! `research-planner`: turns notable events into research tasks on `research.task`,
 //! `{id, kind, specialisation, symbols, question, priority, due_ms, as_of, evidence}`, for the
-//! research tracks to take up.
+//! action executor to answer.
 //!
 //! On each `market.tick`, for each symbol with a bar that day (its last year of bars read
 //! from the market, as of the tick):

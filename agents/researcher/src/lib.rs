@@ -1,10 +1,10 @@
 //! `researcher`: one component, pushed once per research track. Its `[config]` names the
 //! track's specialisation; each run studies the symbols as of the market clock and publishes a
 //! structured result on `research.result`. A track runs on its wall-clock schedule
-//! (`[triggers] every`), on a `research.task` for its specialisation, when invoked, and on a
-//! `market.tick` once `market_every_days` days of market time have passed since its
-//! last run there: on the replayed market, whose days pass in seconds, that scales the
-//! track's pace with the market clock.
+//! (`[triggers] every`), when invoked, and on a `market.tick` once `market_every_days` days
+//! of market time have passed since its last run there: on the replayed market, whose days
+//! pass in seconds, that scales the track's pace with the market clock. Research tasks are
+//! the action executor's to answer, not the tracks'.
 //!
 //! `{track, specialisation, status, symbols, as_of, thesis, evidence: [{metric, symbol, value,
 //! source, as_of}], confidence, horizon, suggested_action, analysis?}`
@@ -35,22 +35,11 @@
 
 use std::collections::BTreeMap;
 
-use overseer_guest::calculator;
-use overseer_guest::market::{self, Bar, Timeframe};
-use overseer_guest::{Agent, Error, Event, Health, Info, backtest, kv, llm, log};
+use overseer_guest::research::{SPECIALISATIONS, Series, evidence, is_specialisation};
+use overseer_guest::{Agent, Error, Event, Health, Info, calculator, kv, market};
 use serde_json::{Value, json};
 
 struct Researcher;
-
-/// The specialisations a track may have.
-const SPECIALISATIONS: [&str; 6] = [
-    "alpha_hunting",
-    "market_analysis",
-    "sentiment_analysis",
-    "technical_analysis",
-    "risk_assessment",
-    "fundamental_research",
-];
 
 /// A day in milliseconds.
 const DAY_MS: u64 = 86_400_000;
@@ -72,59 +61,6 @@ fn tick_due(as_of_ms: u64) -> Result<bool, Error> {
 /// Fewest closes a study needs.
 const MIN_CLOSES: usize = 60;
 
-/// One number and where it came from; a number that is not finite (too little data for
-/// it) is reported as `null` with a note, never as a figure.
-fn evidence(metric: &str, symbol: &str, value: f64, source: &str, as_of: &str) -> Value {
-    if value.is_finite() {
-        json!({ "metric": metric, "symbol": symbol, "value": value, "source": source, "as_of": as_of })
-    } else {
-        json!({ "metric": metric, "symbol": symbol, "value": null, "note": "not computable from the bars", "source": source, "as_of": as_of })
-    }
-}
-
-/// The closes a study uses, oldest first: the last `window` up to as-of.
-struct Series {
-    symbol: String,
-    bars: Vec<Bar>,
-}
-
-impl Series {
-    fn closes(&self) -> Vec<f64> {
-        self.bars.iter().map(|b| b.close).collect()
-    }
-
-    /// `bars:SYMBOL:FIRST..LAST`: which bars a number was computed from.
-    fn source(&self) -> String {
-        match (self.bars.first(), self.bars.last()) {
-            (Some(first), Some(last)) => {
-                format!("bars:{}:{}..{}", self.symbol, first.date, last.date)
-            }
-            _ => format!("bars:{}", self.symbol),
-        }
-    }
-}
-
-/// The last `window` bars of each symbol up to `as_of`; symbols with too few are skipped.
-fn load(symbols: &[String], as_of: &str, window: usize) -> Result<Vec<Series>, Error> {
-    let from = market::years_before(as_of, 2);
-    let mut out = Vec::new();
-    for symbol in symbols {
-        let mut bars = market::bars(symbol, Timeframe::Day, &from, as_of)?;
-        if bars.len() > window {
-            bars.drain(..bars.len() - window);
-        }
-        if bars.len() >= MIN_CLOSES {
-            out.push(Series {
-                symbol: symbol.clone(),
-                bars,
-            });
-        } else {
-            log::info(&format!("{symbol}: {} bars, too few to study", bars.len()));
-        }
-    }
-    Ok(out)
-}
-
 /// What one run found.
 struct Finding {
     /// The backtest that checked an alpha idea.
@@ -136,58 +72,13 @@ struct Finding {
     suggested_action: String,
 }
 
-/// Check an alpha idea with the host's backtester: the `validate_with` agent (the `rules`
-/// strategy) trading `rule` on `symbol` over the three years to as-of, walk-forward (a year
-/// in sample, a quarter out, its lookback chosen from 20 to 120 bars in sample). The
-/// out-of-sample figures are the evidence; an error is reported, never hidden.
+/// Check an alpha idea with the host's backtester (the `validate_with` agent, `rules` by
+/// default): the out-of-sample figures are the evidence; an error is reported, never hidden.
 fn validate(rule: &str, symbol: &str, as_of: &str) -> Value {
-    let spec = json!({
-        "agent": overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string()),
-        "symbols": [symbol],
-        "from": market::years_before(as_of, 3),
-        "to": as_of,
-        "config": { "live": "true", "rule": rule, "symbol": symbol },
-        "walk_forward": {
-            "windows": "rolling",
-            "in_sample": 252,
-            "out_of_sample": 63,
-            "params": { "lookback": { "from": 20, "to": 120, "step": 20 } },
-        },
-    });
-    match backtest::run(&spec.to_string()) {
-        Ok(text) => {
-            let report: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let m = &report["metrics"];
-            json!({
-                "rule": rule,
-                "symbol": symbol,
-                "backtest": report["id"],
-                "out_of_sample": {
-                    "sharpe": m["sharpe"],
-                    "total_return": m["total_return"],
-                    "max_drawdown": m["max_drawdown"],
-                    "trades": m["trades"],
-                    "fees": m["fees"],
-                },
-                "in_sample_score": report["walk_forward"]["in_sample_score"],
-                "out_of_sample_score": report["walk_forward"]["out_of_sample_score"],
-                "buy_and_hold_return": report["benchmark"]["total_return"],
-            })
-        }
-        Err(e) => {
-            json!({ "rule": rule, "symbol": symbol, "error": e.code(), "message": e.message() })
-        }
-    }
-}
-
-/// One-day historical VaR and CVaR at 95 % of `returns` (as positive losses).
-fn var_cvar(returns: &[f64]) -> (f64, f64) {
-    let mut sorted = returns.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let k = (0.05 * sorted.len() as f64).floor() as usize;
-    let k = k.min(sorted.len().saturating_sub(1));
-    let tail = &sorted[..=k];
-    (-sorted[k], -(tail.iter().sum::<f64>() / tail.len() as f64))
+    let strategy = overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string());
+    overseer_guest::research::validate_rule(&strategy, rule, symbol, as_of).unwrap_or_else(
+        |e| json!({ "rule": rule, "symbol": symbol, "error": e.code(), "message": e.message() }),
+    )
 }
 
 /// The Pearson correlation of the two series' returns on the days both have.
@@ -203,11 +94,7 @@ fn correlation(a: &Series, b: &Series) -> Option<f64> {
     if xs.len() < MIN_CLOSES {
         return None;
     }
-    let (mx, my) = (calculator::mean(&xs), calculator::mean(&ys));
-    let cov: f64 = xs.iter().zip(&ys).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let vx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    let vy: f64 = ys.iter().map(|y| (y - my).powi(2)).sum();
-    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+    calculator::correlation(&xs, &ys)
 }
 
 fn risk(series: &[Series], as_of: &str) -> Finding {
@@ -218,7 +105,7 @@ fn risk(series: &[Series], as_of: &str) -> Finding {
         let returns = calculator::returns(&closes);
         let volatility = calculator::std_dev(&returns) * 252f64.sqrt();
         let drawdown = calculator::max_drawdown(&closes);
-        let (var, cvar) = var_cvar(&returns);
+        let (var, cvar) = calculator::var_cvar(&returns, 0.95).unwrap_or((f64::NAN, f64::NAN));
         let source = s.source();
         for (metric, value) in [
             ("volatility_annualised", volatility),
@@ -505,27 +392,6 @@ fn sentiment(symbols: &[String], as_of: &market::AsOfTime) -> Result<Finding, Er
     })
 }
 
-/// An analysis of `finding` by the LLM, when one is configured and answers.
-fn analysis(specialisation: &str, finding: &Finding) -> Option<String> {
-    llm::model()?;
-    let evidence = serde_json::to_string(&finding.evidence).ok()?;
-    let answer = llm::complete(&llm::Request {
-        messages: vec![
-            llm::Message::system(
-                "You are a market researcher. Write three sentences from the evidence given and nothing else; cite the numbers.",
-            ),
-            llm::Message::user(format!(
-                "Specialisation: {specialisation}. Thesis: {}. Evidence: {evidence}",
-                finding.thesis
-            )),
-        ],
-        max_tokens: Some(300),
-        temperature: Some(0.2),
-    })
-    .ok()?;
-    Some(answer.text.trim().to_string())
-}
-
 fn symbols(requested: Option<&Value>) -> Vec<String> {
     let listed: Vec<String> = match requested.and_then(Value::as_array) {
         Some(list) => list
@@ -553,7 +419,7 @@ impl Agent for Researcher {
             name: "researcher".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             description: "A research track: studies the market in its specialisation and publishes results with their evidence".to_string(),
-            subscriptions: vec!["research.task".to_string(), "market.tick".to_string()],
+            subscriptions: vec!["market.tick".to_string()],
         }
     }
 
@@ -561,7 +427,7 @@ impl Agent for Researcher {
     /// refused at push instead of failing every run.
     fn health() -> Health {
         let specialisation = overseer_guest::config("specialisation").unwrap_or_default();
-        if SPECIALISATIONS.contains(&specialisation.as_str()) {
+        if is_specialisation(&specialisation) {
             Health {
                 ok: true,
                 detail: format!("studies {specialisation}"),
@@ -579,16 +445,13 @@ impl Agent for Researcher {
 
     fn handle(event: Event) -> Result<String, Error> {
         let specialisation = overseer_guest::config("specialisation").unwrap_or_default();
-        if !SPECIALISATIONS.contains(&specialisation.as_str()) {
+        if !is_specialisation(&specialisation) {
             return Err(Error::invalid_input(format!(
                 "config specialisation {specialisation:?} is not one of {}",
                 SPECIALISATIONS.join(", ")
             )));
         }
         let request: Value = serde_json::from_str(&event.payload).unwrap_or(Value::Null);
-        if event.topic == "research.task" && request["specialisation"] != specialisation.as_str() {
-            return Ok(json!({ "skipped": "another specialisation's task" }).to_string());
-        }
         if event.topic == "market.tick" && !tick_due(market::as_of().at_ms)? {
             return Ok(json!({ "skipped": "not due on this tick" }).to_string());
         }
@@ -620,7 +483,7 @@ impl Agent for Researcher {
                 },
             ),
             other => {
-                let series = load(&symbols, &as_of.date, window)?;
+                let series = overseer_guest::research::load(&symbols, &as_of.date, window, MIN_CLOSES)?;
                 let finding = match other {
                     "risk_assessment" => risk(&series, &as_of.date),
                     "technical_analysis" => technical(&series, &as_of.date),
@@ -645,19 +508,24 @@ impl Agent for Researcher {
         if let Some(validation) = &finding.validation {
             result["validation"] = validation.clone();
         }
-        if event.topic == "research.task" {
-            result["task"] = request["id"].clone();
-            result["question"] = request["question"].clone();
-        }
-        if status == "ok"
-            && let Some(text) = analysis(&specialisation, &finding)
-        {
-            result["analysis"] = json!(text);
-            // A model knows what happened after a past as-of: say so on replayed days.
-            let today_ms = overseer_guest::now_ms();
-            if today_ms.saturating_sub(as_of.at_ms) > 2 * DAY_MS {
-                result["analysis_note"] =
-                    json!("written by a model that may know what happened after the as-of day");
+        if status == "ok" {
+            let subject = format!(
+                "Specialisation: {specialisation}. Thesis: {}",
+                finding.thesis
+            );
+            // The result stands without a written analysis: a model that fails is logged.
+            match overseer_guest::research::analysis(
+                &subject,
+                &json!(finding.evidence),
+                as_of.at_ms,
+            ) {
+                Ok(Some(Value::Object(written))) => {
+                    if let Some(fields) = result.as_object_mut() {
+                        fields.extend(written);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => overseer_guest::log::warn(&format!("no analysis: {}", e.message())),
             }
         }
         let text = result.to_string();

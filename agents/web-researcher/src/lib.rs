@@ -1,6 +1,8 @@
 //! `web-researcher`: reads web pages for the research agents, politely. A request (an
 //! invoke, or `research.fetch`) is `{"url": "https://…", "follow": 0}`; the answer is
-//! `{url, fetched_ms, status, title, text, links, followed}`:
+//! `{url, fetched_ms, status, title, text, links, followed}`, published on `research.page`
+//! for a `research.fetch` (with its `task` and `attempt`, and as `{url, error, message}` when
+//! the page cannot be had):
 //!
 //! - pages come through the host's `http` capability, so only the origins of the manifest's
 //!   `http_allow` are reached (none by default), and the host's size limit (4 MiB) and
@@ -13,7 +15,9 @@
 //!   be had disallows everything until it can;
 //! - once a request has its turn, a page that cannot be read is an answer
 //!   `{url, error, message}` (`denied`, `invalid-input`, `unavailable`, `failed`), so the
-//!   turn counts and a failing site is not asked again at once;
+//!   turn counts and a failing site is not asked again at once; a site answering 429 or
+//!   5xx is `unavailable` (worth asking again); a `research.fetch` the rate limit holds
+//!   back is answered `unavailable` with `retry_in_ms`, the wait for its turn;
 //! - only `text/html` and `text/plain` are read; anything else is `invalid-input`;
 //! - the text is the page's visible text (scripts and styles left out), whitespace collapsed,
 //!   at most `max_text` characters; links are absolute `http(s)` URLs, each once, parsed with
@@ -137,34 +141,37 @@ fn normalized(url: &Url) -> String {
     normal.to_string()
 }
 
+/// How long until the host of `url` may be asked again, in milliseconds (0: now).
+fn turn_wait_ms(url: &Url, now: u64) -> Result<u64, Error> {
+    let key = format!("last:{}", url.host_str().unwrap_or_default());
+    let last: Option<u64> = kv::get(&key)?.and_then(|v| v.parse().ok());
+    let interval = setting("min_interval_ms", 1_000);
+    Ok(last.map_or(0, |last| last.saturating_add(interval).saturating_sub(now)))
+}
+
 /// Hold the host to one request every `min_interval_ms`; `unavailable` when too soon.
 fn take_turn(url: &Url, now: u64) -> Result<(), Error> {
-    let host = url.host_str().unwrap_or_default().to_string();
-    let key = format!("last:{host}");
-    let interval = setting("min_interval_ms", 1_000);
-    let last: Option<u64> = kv::get(&key)?.and_then(|v| v.parse().ok());
-    if let Some(last) = last
-        && now < last.saturating_add(interval)
-    {
+    let host = url.host_str().unwrap_or_default();
+    let wait = turn_wait_ms(url, now)?;
+    if wait > 0 {
+        let interval = setting("min_interval_ms", 1_000);
         return Err(Error::unavailable(format!(
-            "rate limit for {host}: one request every {interval} ms; retry in {} ms",
-            last.saturating_add(interval) - now
+            "rate limit for {host}: one request every {interval} ms; retry in {wait} ms"
         )));
     }
-    kv::set(&key, &now.to_string())?;
+    kv::set(&format!("last:{host}"), &now.to_string())?;
     Ok(())
 }
 
 /// The page at `url`. Malformed or rate-limited requests are errors, and nothing is sent;
 /// once this host's turn is taken, every outcome is an answer (`{url, error, message}` when
 /// the page cannot be read), so the turn and the robots.txt read are kept.
-fn read(url: &Url) -> Result<Value, Error> {
+fn read(url: &Url, now: u64) -> Result<Value, Error> {
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
         return Err(Error::invalid_input(format!(
             "{url}: only http and https pages are read"
         )));
     }
-    let now = overseer_guest::now_ms();
     take_turn(url, now)?;
     Ok(fetch_page(url, now).unwrap_or_else(|e| {
         json!({ "url": url.as_str(), "fetched_ms": now, "error": e.code(), "message": e.message() })
@@ -178,6 +185,13 @@ fn fetch_page(url: &Url, now: u64) -> Result<Value, Error> {
         )));
     }
     let response = get(url)?;
+    // The site cannot serve it now: worth asking again later, unlike a 4xx.
+    if response.status == 429 || response.status >= 500 {
+        return Err(Error::unavailable(format!(
+            "{url}: HTTP {} from the site",
+            response.status
+        )));
+    }
     let content_type = response
         .headers
         .iter()
@@ -280,46 +294,71 @@ impl Agent for WebResearcher {
         }
     }
 
+    /// An invoke answers the page or the error. A `research.fetch` is always answered on
+    /// `research.page`, an error as `{url, error, message, retry_in_ms?}`, with the request's
+    /// `task` and `attempt` carried over, so whoever asked hears back and can retry.
     fn handle(event: Event) -> Result<String, Error> {
         let request: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Error::invalid_input(format!("request: {e}")))?;
-        let url = request["url"]
-            .as_str()
-            .ok_or_else(|| Error::invalid_input("request: no url"))?;
-        let url = Url::parse(url).map_err(|e| Error::invalid_input(format!("{url:?}: {e}")))?;
-        let mut page = read(&url)?;
-        let follow = request["follow"].as_u64().unwrap_or(0).min(MAX_FOLLOW) as usize;
-        let links: Vec<String> = page["links"]
-            .as_array()
-            .map(|l| {
-                l.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut followed = Vec::new();
-        for link in links.iter().take(follow) {
-            let entry = Url::parse(link)
-                .map_err(|e| Error::invalid_input(format!("{link}: {e}")))
-                .and_then(|next| read(&next))
-                .map(|mut read| {
-                    if let Some(fields) = read.as_object_mut() {
-                        fields.remove("links");
-                    }
-                    read
-                })
-                .unwrap_or_else(
-                    |e| json!({ "url": link, "error": e.code(), "message": e.message() }),
-                );
-            followed.push(entry);
+        let now = overseer_guest::now_ms();
+        if event.topic != "research.fetch" {
+            return read_request(&request, now).map(|page| page.to_string());
         }
-        page["followed"] = json!(followed);
-        if event.topic == "research.fetch" {
-            overseer_guest::emit("research.page", &page.to_string())?;
+        // Held back by the rate limit, nothing is sent: the answer says when to ask again.
+        let wait = match request["url"].as_str().and_then(|u| Url::parse(u).ok()) {
+            Some(url) => turn_wait_ms(&url, now)?,
+            None => 0,
+        };
+        let mut page = read_request(&request, now).unwrap_or_else(|e| {
+            json!({ "url": request["url"], "fetched_ms": now, "error": e.code(), "message": e.message() })
+        });
+        if wait > 0 && page.get("error").is_some() {
+            page["retry_in_ms"] = json!(wait);
         }
-        Ok(page.to_string())
+        for carried in ["task", "attempt"] {
+            if let Some(value) = request.get(carried) {
+                page[carried] = value.clone();
+            }
+        }
+        let text = page.to_string();
+        overseer_guest::emit("research.page", &text)?;
+        Ok(text)
     }
+}
+
+/// The page `request` asks for, and the pages it follows.
+fn read_request(request: &Value, now: u64) -> Result<Value, Error> {
+    let url = request["url"]
+        .as_str()
+        .ok_or_else(|| Error::invalid_input("request: no url"))?;
+    let url = Url::parse(url).map_err(|e| Error::invalid_input(format!("{url:?}: {e}")))?;
+    let mut page = read(&url, now)?;
+    let follow = request["follow"].as_u64().unwrap_or(0).min(MAX_FOLLOW) as usize;
+    let links: Vec<String> = page["links"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut followed = Vec::new();
+    for link in links.iter().take(follow) {
+        let entry = Url::parse(link)
+            .map_err(|e| Error::invalid_input(format!("{link}: {e}")))
+            .and_then(|next| read(&next, now))
+            .map(|mut read| {
+                if let Some(fields) = read.as_object_mut() {
+                    fields.remove("links");
+                }
+                read
+            })
+            .unwrap_or_else(|e| json!({ "url": link, "error": e.code(), "message": e.message() }));
+        followed.push(entry);
+    }
+    page["followed"] = json!(followed);
+    Ok(page)
 }
 
 overseer_guest::export!(WebResearcher);

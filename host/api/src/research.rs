@@ -1,6 +1,6 @@
-//! Research: the results the research tracks publish (`research.result`), the tasks asked of
-//! them (`research.task`), and the tracks themselves, read from the event log and the agents'
-//! manifests.
+//! Research: the results the research tracks and the action executor publish
+//! (`research.result`), the tasks the planner asks (`research.task`), and the tracks
+//! themselves, read from the event log, the agents' manifests, their logs and schedules.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -86,11 +86,30 @@ async fn results(
     Ok(Json(json!({ "results": found })))
 }
 
-/// Tasks asked of the tracks, newest first.
+/// Research tasks, newest first.
 async fn tasks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let mut found = published(&state, "research.task", 0).await?;
     found.truncate(200);
     Ok(Json(json!({ "tasks": found })))
+}
+
+/// Lines of an agent's log searched for its last failed run.
+const FAILURE_SCAN: u32 = 500;
+
+/// The newest failed run of `agent` among its last log lines: `{at_ms, version, message}`,
+/// as the host logged it.
+async fn last_failure(state: &AppState, agent: &str) -> ApiResult<Option<Value>> {
+    let lines = state
+        .kernel
+        .store
+        .logs(agent, FAILURE_SCAN)
+        .await
+        .map_err(overseer_kernel::Error::from)?;
+    Ok(lines
+        .iter()
+        .rev()
+        .find(|l| l.message.starts_with(overseer_kernel::INVOCATION_FAILED))
+        .map(|l| json!({ "at_ms": l.at_ms, "version": l.version, "message": l.message })))
 }
 
 /// Every research agent: its specialisation, schedule, state, last result and failures.
@@ -117,6 +136,11 @@ async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             continue;
         }
         let every_ms = version.resolved.every.map(|d| d.as_millis() as u64);
+        let market_every_days = version
+            .manifest
+            .config
+            .get("market_every_days")
+            .and_then(|d| d.parse::<u64>().ok());
         let latest = last.get(&slot.name);
         let last_ms = latest.and_then(|r| r["at_ms"].as_u64());
         tracks.push(json!({
@@ -132,6 +156,10 @@ async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "version_failures": version.failures.load(Ordering::Relaxed),
             "last_result_ms": last_ms,
             "last_result": latest,
+            "last_failure": last_failure(&state, &slot.name).await?,
+            // On its schedule; on the replayed market also every `market_every_days`.
+            "next_run_ms": state.kernel.schedules.next_run_ms(&slot.name),
+            "market_every_days": market_every_days,
         }));
     }
     Ok(Json(json!({ "tracks": tracks })))

@@ -61,7 +61,7 @@ pub enum Error {
     #[error("agent {0:?} is overloaded: its concurrency limit and queue are full")]
     Overloaded(String),
     /// The agent returned an error.
-    #[error("agent error from version {version}: {error}")]
+    #[error("agent error from version {version}: {}", error.message())]
     Guest { version: u32, error: GuestError },
     /// The agent faulted: a limit or a trap.
     #[error("version {version} faulted: {fault}")]

@@ -14,6 +14,9 @@ use crate::call::{Call, CallHost};
 use crate::capability::{CallContext, Capabilities, Mode, Trigger};
 use crate::error::{Error, Result};
 use crate::logs::Logs;
+
+/// How the host's log line of a failed call begins: `invocation failed: CODE (MESSAGE)`.
+pub const INVOCATION_FAILED: &str = "invocation failed";
 use crate::metrics::Metrics;
 use crate::quota::Quotas;
 use crate::registry::{Registry, Version};
@@ -236,7 +239,7 @@ impl Invoker {
                     } else {
                         "error"
                     },
-                    message: format!("invocation failed: {} ({error})", error.code()),
+                    message: format!("{INVOCATION_FAILED}: {} ({error})", error.code()),
                     at_ms: now_ms(),
                 });
                 Err(error)

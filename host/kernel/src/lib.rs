@@ -39,7 +39,7 @@ pub use call::{HOST_TOPICS, check_topic};
 pub use config::KernelConfig;
 pub use deploy::{Deployed, Import, Push, RollbackOutcome, SourceBlob};
 pub use error::{Error, Result};
-pub use invoke::Invoked;
+pub use invoke::{INVOCATION_FAILED, Invoked};
 pub use kernel::{Kernel, Parts};
 pub use lifecycle::{Cause, Lifecycle, Listener};
 pub use manifest::Manifest;

@@ -153,7 +153,8 @@ impl SelfEdit {
 }
 
 /// The manifests `dir` ships: `agent.toml`, or each of `instances/*.toml` laid over it.
-fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
+/// Errors: a file that cannot be read or parsed, or two instances with one name.
+pub fn manifests(dir: &Path) -> Result<Vec<Manifest>> {
     let read = |path: &Path| -> Result<toml::Table> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::Build(format!("{}: {e}", path.display())))?;
@@ -249,7 +250,7 @@ mod tests {
         assert_eq!(risk.config["specialisation"], "risk_assessment");
         assert_eq!(risk.config["window"], "253", "the base's settings stay");
         assert_eq!(risk.triggers.every.as_deref(), Some("1h"));
-        assert_eq!(risk.triggers.subscribe, ["research.task", "market.tick"]);
+        assert_eq!(risk.triggers.subscribe, ["market.tick"]);
         assert_eq!(risk.config["market_every_days"], "5");
         assert_eq!(risk.capabilities.grant, ["market", "llm"]);
         assert_eq!(

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use overseer_kernel::{Kernel, Listener};
 
 pub use builds::Built;
+pub use bundled::manifests as bundled_manifests;
 pub use config::BuildConfig;
 pub use edit::{EditRequest, compiler_errors};
 pub use error::{Error, Result};

@@ -166,6 +166,30 @@ pub fn max_drawdown(values: &[f64]) -> f64 {
     worst
 }
 
+/// The last value over the mean of the `period` values before it (a day's volume against
+/// its 20-day mean); `None` with fewer than `period + 1` values or a mean that is not
+/// positive.
+pub fn volume_ratio(values: &[f64], period: usize) -> Option<f64> {
+    let n = values.len();
+    if period == 0 || n <= period {
+        return None;
+    }
+    let before = mean(&values[n - 1 - period..n - 1]);
+    (before > 0.0).then(|| values[n - 1] / before)
+}
+
+/// How far the last value is below the highest of the last `period` (itself included), as a
+/// fraction: `1 − v_t / max(v_{t−period+1} … v_t)`; `None` for an empty series or a high
+/// that is not positive.
+pub fn drawdown_from_high(values: &[f64], period: usize) -> Option<f64> {
+    let last = *values.last()?;
+    let high = values[values.len().saturating_sub(period.max(1))..]
+        .iter()
+        .copied()
+        .fold(f64::MIN, f64::max);
+    (high > 0.0).then(|| 1.0 - last / high)
+}
+
 /// One-period historical value at risk and conditional value at risk (expected shortfall) of
 /// `returns` at `level` (0.95 for 95 %), as positive losses: with the returns sorted
 /// ascending and `k = ⌊(1 − level) · n⌋`, `VaR = −r_(k)` and `CVaR = −mean(r_(0) … r_(k))`
@@ -237,5 +261,10 @@ mod tests {
         let rho = correlation(&[1.0, 2.0, 3.0], &[2.0, 4.0, 7.0]).unwrap();
         assert!(rho > 0.98 && rho < 1.0, "{rho}");
         assert_eq!(correlation(&[1.0, 1.0], &[1.0, 2.0]), None);
+        assert_eq!(volume_ratio(&[1.0, 3.0, 6.0], 2), Some(3.0));
+        assert_eq!(volume_ratio(&[1.0, 6.0], 2), None);
+        assert_eq!(drawdown_from_high(&[100.0, 200.0, 150.0], 3), Some(0.25));
+        assert_eq!(drawdown_from_high(&[200.0, 100.0, 150.0], 2), Some(0.0));
+        assert_eq!(drawdown_from_high(&[], 5), None);
     }
 }

@@ -321,6 +321,9 @@ pub mod market {
         AsOfTime, Bar, NewsItem, Timeframe, as_of, bars, latest, news, symbols,
     };
 
+    /// A day in milliseconds: market time on the replay is counted in days.
+    pub const DAY_MS: u64 = 86_400_000;
+
     /// `date` (`YYYY-MM-DD`) `years` years earlier, as a date of the same form (29 February
     /// becomes the 28th): the start of a lookback window.
     pub fn years_before(date: &str, years: i32) -> String {
@@ -371,6 +374,12 @@ pub fn emit(topic: &str, payload: &str) -> Result<(), Error> {
 /// A value from the `[config]` table of the agent's manifest.
 pub fn config(key: &str) -> Option<String> {
     runtime::config(key)
+}
+
+/// A value from the `[config]` table parsed as `T` (surrounding blanks ignored); `None` when
+/// it is missing or does not parse.
+pub fn config_parsed<T: std::str::FromStr>(key: &str) -> Option<T> {
+    runtime::config(key).and_then(|v| v.trim().parse().ok())
 }
 
 /// Milliseconds since the Unix epoch, as the host sees it.

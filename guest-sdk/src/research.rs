@@ -5,7 +5,7 @@
 //! number came from (`bars:AAPL:2012-01-03..2013-01-03`), so anyone can fetch them and
 //! compute it again.
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::Error;
 use crate::market::{self, Bar, Timeframe};
@@ -19,6 +19,23 @@ pub const SPECIALISATIONS: [&str; 6] = [
     "risk_assessment",
     "fundamental_research",
 ];
+
+/// The kinds of research task, each with the specialisation it belongs to: a large one-day
+/// move or volume spike is technical, a drawdown or a risk refusal is risk, a question is
+/// market analysis and a trading idea is alpha hunting.
+pub const TASK_KINDS: [(&str, &str); 6] = [
+    ("large_move", "technical_analysis"),
+    ("volume_spike", "technical_analysis"),
+    ("drawdown", "risk_assessment"),
+    ("refusal", "risk_assessment"),
+    ("question", "market_analysis"),
+    ("idea", "alpha_hunting"),
+];
+
+/// The specialisation a task of `kind` belongs to, `None` for an unknown kind.
+pub fn task_specialisation(kind: &str) -> Option<&'static str> {
+    TASK_KINDS.iter().find(|(k, _)| *k == kind).map(|(_, s)| *s)
+}
 
 /// Whether `name` is one of the [`SPECIALISATIONS`].
 pub fn is_specialisation(name: &str) -> bool {
@@ -87,19 +104,16 @@ pub fn load(
     Ok(out)
 }
 
-/// Check a trading rule with the host's backtester (`grant = ["backtest"]`): the agent
-/// `strategy` (the bundled `rules`, or one configured like it: `live`, `rule`, `symbol`)
-/// trading `rule` on `symbol` over the three years to `as_of`, walk-forward (rolling: a year
-/// in sample, a quarter out, its `lookback` chosen from 20 to 120 bars in sample). Answers
-/// `{rule, symbol, backtest, out_of_sample: {sharpe, total_return, max_drawdown, trades,
-/// fees}, in_sample_score, out_of_sample_score, buy_and_hold_return}`, the out-of-sample
-/// figures being those of the stitched test windows. Errors are the backtest interface's.
-pub fn validate_rule(
-    strategy: &str,
-    rule: &str,
-    symbol: &str,
-    as_of: &str,
-) -> Result<Value, Error> {
+/// Check a trading rule with the host's backtester (`grant = ["backtest"]`): the strategy
+/// the manifest's `validate_with` names (the bundled `rules` when it names none, or one
+/// configured like it: `live`, `rule`, `symbol`) trading `rule` on `symbol` over the three
+/// years to `as_of`, walk-forward (rolling: a year in sample, a quarter out, its `lookback`
+/// chosen from 20 to 120 bars in sample). Answers `{rule, symbol, backtest, out_of_sample:
+/// {sharpe, total_return, max_drawdown, trades, fees}, in_sample_score, out_of_sample_score,
+/// buy_and_hold_return}`, the out-of-sample figures being those of the stitched test
+/// windows. Errors are the backtest interface's.
+pub fn validate_rule(rule: &str, symbol: &str, as_of: &str) -> Result<Value, Error> {
+    let strategy = crate::config("validate_with").unwrap_or_else(|| "rules".to_string());
     let spec = json!({
         "agent": strategy,
         "symbols": [symbol],
@@ -134,15 +148,17 @@ pub fn validate_rule(
     }))
 }
 
-/// A day in milliseconds.
-const DAY_MS: u64 = 86_400_000;
-
 /// A written analysis of `subject` (the thesis, the question) from `evidence` and nothing
 /// else, by the host's LLM (`grant = ["llm"]`): three sentences citing the numbers. Answers
-/// `{analysis, analysis_note?}`: the note says the model may know what came after `as_of_ms`
-/// when that is more than two days before now (a replayed day). `None` without a model;
-/// errors are the `llm` interface's.
-pub fn analysis(subject: &str, evidence: &Value, as_of_ms: u64) -> Result<Option<Value>, Error> {
+/// the fields to add to a result, `{analysis, analysis_note?}`: the note says the model may
+/// know what came after `as_of_ms` when that is more than two days before now (a replayed
+/// day). `None` without a model; errors are the `llm` interface's (whose host side retries
+/// what may pass).
+pub fn analysis(
+    subject: &str,
+    evidence: &Value,
+    as_of_ms: u64,
+) -> Result<Option<Map<String, Value>>, Error> {
     if crate::llm::model().is_none() {
         return Ok(None);
     }
@@ -156,10 +172,13 @@ pub fn analysis(subject: &str, evidence: &Value, as_of_ms: u64) -> Result<Option
         max_tokens: Some(300),
         temperature: Some(0.2),
     })?;
-    let mut out = json!({ "analysis": answer.text.trim() });
-    if crate::now_ms().saturating_sub(as_of_ms) > 2 * DAY_MS {
-        out["analysis_note"] =
-            json!("written by a model that may know what happened after the as-of day");
+    let mut out = Map::new();
+    out.insert("analysis".to_string(), json!(answer.text.trim()));
+    if crate::now_ms().saturating_sub(as_of_ms) > 2 * market::DAY_MS {
+        out.insert(
+            "analysis_note".to_string(),
+            json!("written by a model that may know what happened after the as-of day"),
+        );
     }
     Ok(Some(out))
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use overseer_tests::{Daemon, FakeLlm, eventually, manifest, test_config};
 use serde_json::{Value, json};
@@ -16,18 +16,36 @@ const INDEX: &str = r#"<html><head><title>Quarterly notes</title><style>p { colo
 <a href="/a">A</a> <a href="/private/b">B</a> <a href="http://example.invalid/x">X</a>
 <a href="/a#again">A again</a> <a href="mailto:ir@acme.invalid">mail</a></body></html>"#;
 
-/// A site on loopback; answers what each path was asked for how many times.
-async fn site() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
-    let hits: Arc<Mutex<HashMap<String, u32>>> = Arc::default();
+/// What a site was asked: how many times each path, and every request's path and time.
+#[derive(Clone, Default)]
+struct Hits {
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+    times: Arc<Mutex<Vec<(String, Instant)>>>,
+}
+
+impl Hits {
+    fn of(&self, path: &str) -> u32 {
+        self.counts.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+/// A site on loopback, and what it was asked.
+async fn site() -> (String, Hits) {
+    let hits = Hits::default();
     let counted = hits.clone();
     let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
         let hits = counted.clone();
         async move {
             *hits
+                .counts
                 .lock()
                 .unwrap()
                 .entry(uri.path().to_string())
                 .or_default() += 1;
+            hits.times
+                .lock()
+                .unwrap()
+                .push((uri.path().to_string(), Instant::now()));
             let html = |body: String| ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body);
             match uri.path() {
                 "/robots.txt" => (
@@ -49,7 +67,7 @@ async fn site() -> (String, Arc<Mutex<HashMap<String, u32>>>) {
                 "/slow" => std::future::pending().await,
                 "/huge" => html("x".repeat(5 << 20)).into_response(),
                 // Down once, then up.
-                "/flaky" if hits.lock().unwrap()["/flaky"] == 1 => {
+                "/flaky" if hits.of("/flaky") == 1 => {
                     axum::http::StatusCode::SERVICE_UNAVAILABLE.into_response()
                 }
                 "/flaky" => html("<p>Back up</p>".to_string()).into_response(),
@@ -129,7 +147,7 @@ async fn pages_are_read_politely_and_bad_ones_refused() {
         "not an allowed origin: {}",
         followed[2]
     );
-    let hit = |path: &str| hits.lock().unwrap().get(path).copied().unwrap_or(0);
+    let hit = |path: &str| hits.of(path);
     assert_eq!(hit("/private/b"), 0, "a disallowed path is never asked for");
     assert_eq!(hit("/robots.txt"), 1, "robots.txt is read once and kept");
 
@@ -190,8 +208,8 @@ async fn pages_are_read_politely_and_bad_ones_refused() {
 }
 
 /// A task's pages, through the web researcher: a site that is down once is asked again after
-/// a backoff, the rate limit's wait is kept, a site that stays down is reported after its
-/// attempts, and the analysis is written from the pages read.
+/// a backoff, the rate limit's interval is kept between requests, a site that stays down is
+/// reported after its attempts, and the analysis is written from the pages read.
 #[tokio::test]
 async fn a_task_reads_its_pages_retrying_what_may_pass() {
     let (origin, hits) = site().await;
@@ -205,7 +223,12 @@ async fn a_task_reads_its_pages_retrying_what_may_pass() {
     config.llm.model = "fake-model".to_string();
     let daemon = Daemon::start_with(config).await;
     daemon
-        .push_ok("web-researcher", "web-researcher", &allowing(&origin, 200))
+        .push_ok(
+            "web-researcher",
+            "web-researcher",
+            // A page's own timeout well above a loopback answer's time.
+            &allowing(&origin, 200).replace("timeout_ms = \"500\"", "timeout_ms = \"5000\""),
+        )
         .await;
     let executor =
         manifest("action-executor").replace("backoff_ms = \"250\"", "backoff_ms = \"100\"");
@@ -229,10 +252,28 @@ async fn a_task_reads_its_pages_retrying_what_may_pass() {
             .cloned()
     })
     .await;
-    let hit = |path: &str| hits.lock().unwrap().get(path).copied().unwrap_or(0);
+    let hit = |path: &str| hits.of(path);
     assert_eq!(hit("/flaky"), 2, "down once, asked again");
     assert_eq!(hit("/down"), 3, "three attempts, then reported");
     assert_eq!(hit("/a"), 1);
+    // One request to the host per 200 ms: the pages' requests (robots.txt comes with the
+    // first turn) are spaced by the interval, measured by the site's clock.
+    let times: Vec<Instant> = hits
+        .times
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(path, _)| path != "/robots.txt")
+        .map(|(_, at)| *at)
+        .collect();
+    assert_eq!(times.len(), 6);
+    for pair in times.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= Duration::from_millis(150),
+            "{gap:?} between two requests"
+        );
+    }
     assert_eq!(result["status"], "partial", "{result}");
     let pages: Vec<&str> = result["pages"]
         .as_array()

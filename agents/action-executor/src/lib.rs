@@ -10,7 +10,7 @@
 //! The actions a task gets, in order:
 //! - `market`: the last `window` daily bars (253: a year of returns) of each symbol to as-of;
 //! - `compute`: from those bars, with the SDK's calculator: the close, the day's return
-//!   `c_t / c_{t−1} − 1`, that return in deviations of the 60 before it, the day's volume
+//!   `c_t / c_{t−1} − 1`, its z-score against the 60 returns before it, the day's volume
 //!   over the mean of the 20 before it, annualised volatility `sd(r)·√252`, the fall from
 //!   the highest close of the last 252, RSI 14, SMA 20, and one-day historical VaR and CVaR
 //!   at 95 %;
@@ -19,14 +19,14 @@
 //!   figures);
 //! - `web`: each of the task's `urls` and of the `web_sources` templates, read by the web
 //!   researcher (`research.fetch` → `research.page`); the task is answered when every page
-//!   is in, or after `page_wait_ms` with the others reported failed;
+//!   is in, or on the first schedule tick after `page_wait_ms`, with the others reported
+//!   failed (at most 5 pages a task);
 //! - `llm`, when the host has a model: an analysis written from the evidence and the pages.
 //!
 //! An action that fails for a reason that may pass (`unavailable`, `failed`; for a page, a
 //! site answering 429 or 5xx, or one that cannot be reached) is tried again, up to
-//! `attempts` times, waiting `backoff_ms · 2^(n−1)` before try n + 1; a page the web
-//! researcher's rate limit held back is asked again when its turn comes, without counting
-//! as a try. Every action's outcome is in the result: a task whose actions failed is
+//! `attempts` times, waiting `backoff_ms · 2^(n−1)` before try n + 1 (the LLM's retries are
+//! the host's). Every action's outcome is in the result: a task whose actions failed is
 //! answered `partial` (or `failed` without bars), never dropped. A task with an unknown kind
 //! or symbol, or without an id, is `invalid-input` and makes no result.
 //!
@@ -35,21 +35,11 @@
 
 use std::time::Duration;
 
-use overseer_guest::research::{self, Series, evidence, is_specialisation};
+use overseer_guest::research::{self, Series, TASK_KINDS, evidence, is_specialisation};
 use overseer_guest::{Agent, Error, Event, Info, calculator, kv, log, market};
 use serde_json::{Map, Value, json};
 
 struct Executor;
-
-/// The kinds of task, each with the specialisation it belongs to when the task names none.
-const KINDS: [(&str, &str); 6] = [
-    ("large_move", "technical_analysis"),
-    ("volume_spike", "technical_analysis"),
-    ("drawdown", "risk_assessment"),
-    ("refusal", "risk_assessment"),
-    ("question", "market_analysis"),
-    ("idea", "alpha_hunting"),
-];
 
 /// Most symbols one task may name.
 const MAX_SYMBOLS: usize = 20;
@@ -59,16 +49,12 @@ const MAX_URLS: usize = 5;
 const EXCERPT: usize = 1_000;
 /// The longest wait between two attempts, in milliseconds.
 const MAX_BACKOFF_MS: u64 = 10_000;
-/// Most times one page is asked again after the rate limit held it back.
-const MAX_HELD: u64 = 20;
 /// How long an answered task's id is remembered, so a task delivered again is not answered
 /// twice: a week, in milliseconds.
 const REMEMBER_MS: u64 = 7 * 86_400_000;
 
 fn setting(key: &str, default: u64) -> u64 {
-    overseer_guest::config(key)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    overseer_guest::config_parsed(key).unwrap_or(default)
 }
 
 /// A task, checked.
@@ -113,8 +99,8 @@ fn parse(payload: &Value) -> Result<Task, Error> {
         ));
     }
     let asked = payload["kind"].as_str().unwrap_or_default();
-    let Some((kind, default)) = KINDS.iter().find(|(k, _)| *k == asked) else {
-        let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
+    let Some((kind, default)) = TASK_KINDS.iter().find(|(k, _)| *k == asked) else {
+        let known: Vec<&str> = TASK_KINDS.iter().map(|(k, _)| *k).collect();
         return Err(Error::invalid_input(format!(
             "task {id}: unknown kind {asked:?}; one of {}",
             known.join(", ")
@@ -221,32 +207,26 @@ fn compute(series: &[Series], as_of: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for s in series {
         let closes = s.closes();
-        let n = closes.len();
         let returns = calculator::returns(&closes);
         let source = s.source();
         let day = returns.last().copied();
+        // The day's return as a z-score against the 60 returns before it.
         let before = &returns[returns.len().saturating_sub(61)..returns.len().saturating_sub(1)];
-        let sigma = day.map(|r| r / calculator::std_dev(before));
+        let zscore = day.map(|r| (r - calculator::mean(before)) / calculator::std_dev(before));
         let volumes: Vec<f64> = s.bars.iter().map(|b| b.volume).collect();
-        let volume_ratio =
-            (n > 20).then(|| volumes[n - 1] / calculator::mean(&volumes[n - 21..n - 1]));
-        let high = closes[n.saturating_sub(252)..]
-            .iter()
-            .copied()
-            .fold(f64::MIN, f64::max);
         let (var, cvar) = calculator::var_cvar(&returns, 0.95).unzip();
         for (metric, value) in [
             ("close", closes.last().copied()),
             ("return_1d", day),
-            ("return_sigma_60d", sigma),
-            ("volume_ratio_20d", volume_ratio),
+            ("return_zscore_60d", zscore),
+            ("volume_ratio_20d", calculator::volume_ratio(&volumes, 20)),
             (
                 "volatility_annualised",
                 Some(calculator::std_dev(&returns) * calculator::PERIODS_PER_YEAR.sqrt()),
             ),
             (
                 "drawdown_from_252d_high",
-                closes.last().map(|c| 1.0 - c / high),
+                calculator::drawdown_from_high(&closes, 252),
             ),
             ("rsi_14", calculator::rsi(&closes, 14)),
             ("sma_20", calculator::sma(&closes, 20)),
@@ -292,12 +272,12 @@ fn conclude(result: &mut Value) {
             lines.push(format!("{symbol}: no bars to read"));
             continue;
         }
-        unusual |= get("return_sigma_60d").is_some_and(|s| s.abs() >= 3.0);
+        unusual |= get("return_zscore_60d").is_some_and(|s| s.abs() >= 3.0);
         lines.push(match kind.as_str() {
             "large_move" | "volume_spike" => format!(
                 "{symbol} moved {} on {as_of}, {}σ of its 60 days before, on {}× its 20-day volume; RSI 14 {}, {} from its year's high",
                 pct(get("return_1d")),
-                num(get("return_sigma_60d"), 1),
+                num(get("return_zscore_60d"), 1),
                 num(get("volume_ratio_20d"), 1),
                 num(get("rsi_14"), 0),
                 pct(get("drawdown_from_252d_high").map(|d| -d)),
@@ -334,12 +314,15 @@ fn conclude(result: &mut Value) {
             "the idea could not be backtested".to_string()
         });
     }
-    let beats = validation["out_of_sample"]["sharpe"]
-        .as_f64()
-        .unwrap_or(0.0)
-        > 0.5
-        && validation["out_of_sample"]["total_return"].as_f64()
-            > validation["buy_and_hold_return"].as_f64();
+    let oos = &validation["out_of_sample"];
+    let beats = match (
+        oos["sharpe"].as_f64(),
+        oos["total_return"].as_f64(),
+        validation["buy_and_hold_return"].as_f64(),
+    ) {
+        (Some(sharpe), Some(total), Some(hold)) => sharpe > 0.5 && total > hold,
+        _ => false,
+    };
     let suggested = match kind.as_str() {
         "idea" if beats => "trade it on paper behind the risk gate and watch it",
         "idea" => "do not trade it: it does not beat buy and hold out of sample",
@@ -351,14 +334,12 @@ fn conclude(result: &mut Value) {
     };
     let actions = result["actions"].as_array().cloned().unwrap_or_default();
     let ok = actions.iter().filter(|a| a["status"] == "ok").count();
-    let failed = actions.iter().filter(|a| a["status"] == "failed").count();
-    let no_bars = actions
-        .iter()
-        .any(|a| a["action"] == "market" && a["status"] == "failed");
-    result["status"] = json!(match (no_bars, failed) {
+    let failed = actions.iter().any(|a| a["status"] == "failed");
+    // Without bars there are no numbers: nothing to conclude from.
+    result["status"] = json!(match (evidence.is_empty(), failed) {
         (true, _) => "failed",
-        (false, 0) => "ok",
-        _ => "partial",
+        (false, false) => "ok",
+        (false, true) => "partial",
     });
     result["thesis"] = json!(lines.join("; "));
     result["suggested_action"] = json!(suggested);
@@ -382,35 +363,41 @@ fn answered_key(id: &str) -> String {
     format!("answered:{id}")
 }
 
-/// Answer a task: the analysis when there is a model, the conclusion, one `research.result`,
-/// and the task remembered as answered.
+/// Answer a task: the analysis when there is a model and numbers to write from, the
+/// conclusion, one `research.result`, and the task remembered as answered.
 fn finish(mut result: Value, as_of_ms: u64) -> Result<Value, Error> {
     let id = result["task"].as_str().unwrap_or_default().to_string();
-    if result["status"] != "failed" {
+    let evidence = result["evidence"].clone();
+    if evidence.as_array().is_some_and(|e| !e.is_empty()) {
         let subject = format!(
             "Question: {}. Pages read: {}",
             result["question"].as_str().unwrap_or_default(),
             result["pages"]
         );
-        let evidence = result["evidence"].clone();
-        let (written, report) =
-            retried("llm", || research::analysis(&subject, &evidence, as_of_ms));
-        match written {
-            Some(None) => {}
-            Some(Some(Value::Object(fields))) => {
-                push_action(&mut result, report);
+        // One call: the host's client retries what may pass, within its own deadline.
+        match research::analysis(&subject, &evidence, as_of_ms) {
+            Ok(None) => {}
+            Ok(Some(fields)) => {
+                push_action(
+                    &mut result,
+                    json!({ "action": "llm", "status": "ok", "attempts": 1 }),
+                );
                 if let Some(out) = result.as_object_mut() {
                     out.extend(fields);
                 }
             }
-            _ => push_action(&mut result, report),
+            Err(e) => push_action(
+                &mut result,
+                json!({ "action": "llm", "status": "failed", "attempts": 1, "error": e.code(), "message": e.message() }),
+            ),
         }
     }
     conclude(&mut result);
-    let text = result.to_string();
-    overseer_guest::emit("research.result", &text)?;
+    // The call's writes and events are committed together at its end; marked answered
+    // first, so a refused write never leaves a result that will be sent again.
     kv::set(&answered_key(&id), &overseer_guest::now_ms().to_string())?;
     kv::delete(&pending_key(&id))?;
+    overseer_guest::emit("research.result", &result.to_string())?;
     overseer_guest::metric("tasks_answered", 1.0);
     Ok(result)
 }
@@ -434,7 +421,8 @@ fn urls(task: &Task) -> Vec<String> {
             urls.push(template.replace("{symbol}", symbol));
         }
     }
-    urls.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    urls.retain(|url| seen.insert(url.clone()));
     urls.truncate(MAX_URLS);
     urls
 }
@@ -473,10 +461,8 @@ fn take(payload: &Value) -> Result<Value, Error> {
         ],
     });
     if let (Some(rule), Some(symbol)) = (&task.rule, task.symbols.first()) {
-        let strategy =
-            overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string());
         let (validation, report) = retried("backtest", || {
-            research::validate_rule(&strategy, rule, symbol, &as_of.date)
+            research::validate_rule(rule, symbol, &as_of.date)
         });
         result["validation"] = validation.unwrap_or(Value::Null);
         push_action(&mut result, report);
@@ -485,18 +471,21 @@ fn take(payload: &Value) -> Result<Value, Error> {
     if urls.is_empty() {
         return finish(result, as_of.at_ms);
     }
-    let mut pages = Map::new();
-    for url in &urls {
-        fetch(url, &task.id, 1)?;
-        pages.insert(url.clone(), json!({ "attempts": 1 }));
-    }
+    let pages: Map<String, Value> = urls
+        .iter()
+        .map(|url| (url.clone(), json!({ "attempts": 1 })))
+        .collect();
     let pending = json!({
         "since_ms": overseer_guest::now_ms(),
         "as_of_ms": as_of.at_ms,
         "result": result,
         "pages": pages,
     });
+    // Kept before asked: a fetch is never out without the task that waits for it.
     kv::set(&pending_key(&task.id), &pending.to_string())?;
+    for url in &urls {
+        fetch(url, &task.id, 1)?;
+    }
     Ok(json!({ "task": task.id, "state": "waiting for pages", "urls": urls }))
 }
 
@@ -516,18 +505,6 @@ fn on_page(page: &Value) -> Result<Value, Error> {
     }
     let attempt = page["attempt"].as_u64().unwrap_or(1);
     let error = page["error"].as_str();
-    // Held back by the web researcher's rate limit: nothing was sent, so the same attempt
-    // is asked again when its turn comes.
-    let held = entry["held"].as_u64().unwrap_or(0);
-    if let Some(turn_ms) = page["retry_in_ms"].as_u64()
-        && held < MAX_HELD
-    {
-        std::thread::sleep(Duration::from_millis(turn_ms.min(MAX_BACKOFF_MS)));
-        fetch(url, id, attempt)?;
-        entry["held"] = json!(held + 1);
-        kv::set(&pending_key(id), &pending.to_string())?;
-        return Ok(json!({ "task": id, "held": url, "attempt": attempt }));
-    }
     if let Some(code) = error
         && retryable(code)
         && attempt < u64::from(max_attempts())
@@ -589,11 +566,13 @@ fn settle(id: &str, mut pending: Value, timed_out: bool) -> Result<Value, Error>
     finish(result, pending["as_of_ms"].as_u64().unwrap_or(0))
 }
 
-/// Answer the tasks that waited longer than `page_wait_ms` for their pages; on a schedule,
-/// also forget answered tasks older than a week.
-fn sweep(now: u64, prune: bool) -> Result<Vec<String>, Error> {
+/// On a schedule: answer the task that has waited longest past `page_wait_ms` for its
+/// pages (one per call, so one slow answer does not hold up the others), and forget
+/// answered tasks older than a week. A task that cannot be answered is logged and left for
+/// the next tick.
+fn sweep(now: u64) -> Result<Option<String>, Error> {
     let wait = setting("page_wait_ms", 120_000);
-    let mut answered = Vec::new();
+    let mut overdue: Option<(u64, String, Value)> = None;
     for key in kv::keys("pending:")? {
         let Some(pending) = kv::get(&key)?.and_then(|t| serde_json::from_str::<Value>(&t).ok())
         else {
@@ -601,21 +580,30 @@ fn sweep(now: u64, prune: bool) -> Result<Vec<String>, Error> {
             continue;
         };
         let since = pending["since_ms"].as_u64().unwrap_or(0);
-        if now >= since.saturating_add(wait) {
-            let id = key.trim_start_matches("pending:").to_string();
-            settle(&id, pending, true)?;
-            answered.push(id);
+        if now >= since.saturating_add(wait) && overdue.as_ref().is_none_or(|(s, ..)| since < *s) {
+            overdue = Some((
+                since,
+                key.trim_start_matches("pending:").to_string(),
+                pending,
+            ));
         }
     }
-    if prune {
-        for key in kv::keys("answered:")? {
-            let at: u64 = kv::get(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0);
-            if now >= at.saturating_add(REMEMBER_MS) {
-                kv::delete(&key)?;
-            }
+    for key in kv::keys("answered:")? {
+        let at: u64 = kv::get(&key)?.and_then(|v| v.parse().ok()).unwrap_or(0);
+        if now >= at.saturating_add(REMEMBER_MS) {
+            kv::delete(&key)?;
         }
     }
-    Ok(answered)
+    let Some((_, id, pending)) = overdue else {
+        return Ok(None);
+    };
+    match settle(&id, pending, true) {
+        Ok(_) => Ok(Some(id)),
+        Err(e) => {
+            log::warn(&format!("task {id} not answered yet: {}", e.message()));
+            Ok(None)
+        }
+    }
 }
 
 impl Agent for Executor {
@@ -633,10 +621,8 @@ impl Agent for Executor {
     fn handle(event: Event) -> Result<String, Error> {
         let payload: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Error::invalid_input(format!("{}: {e}", event.topic)))?;
-        let now = overseer_guest::now_ms();
-        let timed_out = sweep(now, event.topic == "schedule")?;
         let answer = match event.topic.as_str() {
-            "schedule" => json!({ "answered": timed_out }),
+            "schedule" => json!({ "answered": sweep(overseer_guest::now_ms())? }),
             "research.page" => on_page(&payload)?,
             _ => take(&payload)?,
         };

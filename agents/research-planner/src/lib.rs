@@ -19,17 +19,16 @@
 //! runs on for days, or a tick delivered twice, asks once (a condition that lasts past the
 //! window asks again). A task is due a day after its as-of (`due_ms`).
 
-use overseer_guest::market::{self, Timeframe};
-use overseer_guest::{Agent, Error, Event, Info, kv};
+use overseer_guest::market::{self, DAY_MS, Timeframe};
+use overseer_guest::research::task_specialisation;
+use overseer_guest::{Agent, Error, Event, Info, calculator, kv};
 use serde_json::{Value, json};
 
 struct Planner;
 
-const DAY_MS: u64 = 86_400_000;
-
+/// A positive threshold from the config, or `default`.
 fn setting(key: &str, default: f64) -> f64 {
-    overseer_guest::config(key)
-        .and_then(|v| v.trim().parse().ok())
+    overseer_guest::config_parsed(key)
         .filter(|v: &f64| v.is_finite() && *v > 0.0)
         .unwrap_or(default)
 }
@@ -37,7 +36,6 @@ fn setting(key: &str, default: f64) -> f64 {
 /// A task, unless its kind and symbol asked within the window (then `None`).
 struct Planned {
     kind: &'static str,
-    specialisation: &'static str,
     symbol: String,
     question: String,
     priority: &'static str,
@@ -57,7 +55,7 @@ fn ask(planned: Planned, as_of: &market::AsOfTime) -> Result<Option<Value>, Erro
     let task = json!({
         "id": format!("{}-{}-{}", planned.kind, planned.symbol, as_of.date),
         "kind": planned.kind,
-        "specialisation": planned.specialisation,
+        "specialisation": task_specialisation(planned.kind),
         "symbols": [planned.symbol],
         "question": planned.question,
         "priority": planned.priority,
@@ -89,7 +87,6 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
         if change.abs() >= threshold {
             found.push(Planned {
                 kind: "large_move",
-                specialisation: "technical_analysis",
                 symbol: symbol.to_string(),
                 question: format!(
                     "{symbol} moved {:+.1}% on {}: what do its indicators say now?",
@@ -105,10 +102,8 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
             });
         }
     }
-    if n >= 21 {
-        let before: Vec<f64> = bars[n - 21..n - 1].iter().map(|b| b.volume).collect();
-        let mean = before.iter().sum::<f64>() / before.len() as f64;
-        let ratio = if mean > 0.0 { today.volume / mean } else { 0.0 };
+    let volumes: Vec<f64> = bars.iter().map(|b| b.volume).collect();
+    if let Some(ratio) = calculator::volume_ratio(&volumes, 20) {
         if ratio >= setting("volume_spike", 3.0)
             && let Some(moved) = found.iter_mut().find(|p| p.kind == "large_move")
         {
@@ -118,7 +113,6 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
         } else if ratio >= setting("volume_spike", 3.0) {
             found.push(Planned {
                 kind: "volume_spike",
-                specialisation: "technical_analysis",
                 symbol: symbol.to_string(),
                 question: format!(
                     "{symbol} traded {ratio:.1}× its 20-day volume on {}: what changed?",
@@ -129,20 +123,11 @@ fn notable(symbol: &str, as_of: &market::AsOfTime) -> Result<Vec<Planned>, Error
             });
         }
     }
-    let start = n.saturating_sub(252);
-    let high = bars[start..]
-        .iter()
-        .map(|b| b.close)
-        .fold(f64::MIN, f64::max);
-    let fall = if high > 0.0 {
-        1.0 - today.close / high
-    } else {
-        0.0
-    };
+    let closes: Vec<f64> = bars.iter().map(|b| b.close).collect();
+    let fall = calculator::drawdown_from_high(&closes, 252).unwrap_or(0.0);
     if fall >= setting("drawdown", 0.2) {
         found.push(Planned {
             kind: "drawdown",
-            specialisation: "risk_assessment",
             symbol: symbol.to_string(),
             question: format!(
                 "{symbol} is {:.1}% below its year's high: how much risk does it carry now?",
@@ -193,7 +178,6 @@ impl Agent for Planner {
                 let code = payload["code"].as_str().unwrap_or("refused");
                 let planned = Planned {
                     kind: "refusal",
-                    specialisation: "risk_assessment",
                     symbol: symbol.to_string(),
                     question: format!(
                         "the risk gate refused an order for {symbol} ({code}): is the risk as high as the gate says?"

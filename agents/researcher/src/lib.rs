@@ -41,17 +41,13 @@ use serde_json::{Value, json};
 
 struct Researcher;
 
-/// A day in milliseconds.
-const DAY_MS: u64 = 86_400_000;
-
 /// Whether a `market.tick` is due a run: `market_every_days` days of market time since the
 /// last run on a tick (kept in kv; written only when the run succeeds).
 fn tick_due(as_of_ms: u64) -> Result<bool, Error> {
-    let every: u64 = overseer_guest::config("market_every_days")
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(1);
+    let every: u64 = overseer_guest::config_parsed("market_every_days").unwrap_or(1);
     let last: Option<u64> = kv::get("last_tick_run")?.and_then(|v| v.parse().ok());
-    if last.is_some_and(|last| as_of_ms < last.saturating_add(every.saturating_mul(DAY_MS))) {
+    if last.is_some_and(|last| as_of_ms < last.saturating_add(every.saturating_mul(market::DAY_MS)))
+    {
         return Ok(false);
     }
     kv::set("last_tick_run", &as_of_ms.to_string())?;
@@ -75,8 +71,7 @@ struct Finding {
 /// Check an alpha idea with the host's backtester (the `validate_with` agent, `rules` by
 /// default): the out-of-sample figures are the evidence; an error is reported, never hidden.
 fn validate(rule: &str, symbol: &str, as_of: &str) -> Value {
-    let strategy = overseer_guest::config("validate_with").unwrap_or_else(|| "rules".to_string());
-    overseer_guest::research::validate_rule(&strategy, rule, symbol, as_of).unwrap_or_else(
+    overseer_guest::research::validate_rule(rule, symbol, as_of).unwrap_or_else(
         |e| json!({ "rule": rule, "symbol": symbol, "error": e.code(), "message": e.message() }),
     )
 }
@@ -456,8 +451,7 @@ impl Agent for Researcher {
             return Ok(json!({ "skipped": "not due on this tick" }).to_string());
         }
         let track = overseer_guest::config("track").unwrap_or_else(|| specialisation.clone());
-        let window: usize = overseer_guest::config("window")
-            .and_then(|w| w.parse().ok())
+        let window: usize = overseer_guest::config_parsed("window")
             .unwrap_or(253)
             .clamp(MIN_CLOSES, 2000);
         let asked = (event.topic != "market.tick")
@@ -519,12 +513,12 @@ impl Agent for Researcher {
                 &json!(finding.evidence),
                 as_of.at_ms,
             ) {
-                Ok(Some(Value::Object(written))) => {
+                Ok(Some(written)) => {
                     if let Some(fields) = result.as_object_mut() {
                         fields.extend(written);
                     }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 Err(e) => overseer_guest::log::warn(&format!("no analysis: {}", e.message())),
             }
         }

@@ -7,17 +7,18 @@
 //! - pages come through the host's `http` capability, so only the origins of the manifest's
 //!   `http_allow` are reached (none by default), and the host's size limit (4 MiB) and
 //!   timeout hold; this agent asks for `timeout_ms` (10 s) and sends its own user agent;
-//! - one request per host every `min_interval_ms` (1 s): a request sooner is `unavailable`,
-//!   naming when to retry, and sends nothing;
+//! - one request per host every `min_interval_ms` (1 s): an invoke sooner is `unavailable`,
+//!   naming when to retry, and sends nothing; a `research.fetch` waits for its host's turn
+//!   (up to 10 s);
 //! - each origin's `robots.txt` is read first (and kept an hour), and a path it disallows for
 //!   this agent's user agent is refused (RFC 9309, with the `texting_robots` crate; paths
 //!   compared with unreserved escapes decoded and slashes collapsed); a robots.txt that cannot
-//!   be had disallows everything until it can;
+//!   be had disallows everything until it can (the page is `unavailable`, worth asking
+//!   again);
 //! - once a request has its turn, a page that cannot be read is an answer
 //!   `{url, error, message}` (`denied`, `invalid-input`, `unavailable`, `failed`), so the
 //!   turn counts and a failing site is not asked again at once; a site answering 429 or
-//!   5xx is `unavailable` (worth asking again); a `research.fetch` the rate limit holds
-//!   back is answered `unavailable` with `retry_in_ms`, the wait for its turn;
+//!   5xx is `unavailable` (worth asking again);
 //! - only `text/html` and `text/plain` are read; anything else is `invalid-input`;
 //! - the text is the page's visible text (scripts and styles left out), whitespace collapsed,
 //!   at most `max_text` characters; links are absolute `http(s)` URLs, each once, parsed with
@@ -43,11 +44,12 @@ const MAX_PARSED: usize = 1 << 20;
 const MAX_LINKS: usize = 500;
 /// Most pages one call follows.
 const MAX_FOLLOW: u64 = 10;
+/// Longest wait for a host's turn before reading a page asked for on `research.fetch`, in
+/// milliseconds; a longer one is answered `unavailable`.
+const MAX_TURN_WAIT_MS: u64 = 10_000;
 
 fn setting(key: &str, default: u64) -> u64 {
-    overseer_guest::config(key)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
+    overseer_guest::config_parsed(key).unwrap_or(default)
 }
 
 /// A GET of `url` with this agent's user agent and timeout.
@@ -70,8 +72,8 @@ const MAX_ROBOTS_BYTES: usize = 500 << 10;
 
 /// Whether the origin's robots.txt lets this agent read `url`, read as RFC 9309 says: a
 /// robots.txt that is missing (4xx) disallows nothing; one that cannot be had (a redirect,
-/// 5xx, or no answer) disallows everything, and is asked for again next time. A readable
-/// one is kept in kv for an hour.
+/// 429, 5xx, or no answer) disallows everything: `unavailable`, and asked for again next
+/// time. A readable one is kept in kv for an hour.
 fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
     let origin = origin_of(url);
     let key = format!("robots:{origin}");
@@ -91,7 +93,20 @@ fn allowed_by_robots(url: &Url, now: u64) -> Result<bool, Error> {
                     String::from_utf8_lossy(&r.body[..end]).into_owned()
                 }
                 Ok(r) if (400..500).contains(&r.status) && r.status != 429 => String::new(),
-                Ok(_) | Err(_) => return Ok(false),
+                Ok(r) => {
+                    return Err(Error::unavailable(format!(
+                        "{origin}/robots.txt answered HTTP {}: nothing is read there until it can be had",
+                        r.status
+                    )));
+                }
+                // An origin the host does not allow stays refused.
+                Err(e @ (Error::Denied(_) | Error::InvalidInput(_))) => return Err(e),
+                Err(e) => {
+                    return Err(Error::unavailable(format!(
+                        "{origin}/robots.txt cannot be had ({}): nothing is read there until it can",
+                        e.message()
+                    )));
+                }
             };
             kv::set(
                 &key,
@@ -181,7 +196,7 @@ fn read(url: &Url, now: u64) -> Result<Value, Error> {
 fn fetch_page(url: &Url, now: u64) -> Result<Value, Error> {
     if !allowed_by_robots(url, now)? {
         return Err(Error::denied(format!(
-            "{url}: robots.txt disallows it for {USER_AGENT}, or cannot be read"
+            "{url}: robots.txt disallows it for {USER_AGENT}"
         )));
     }
     let response = get(url)?;
@@ -294,9 +309,10 @@ impl Agent for WebResearcher {
         }
     }
 
-    /// An invoke answers the page or the error. A `research.fetch` is always answered on
-    /// `research.page`, an error as `{url, error, message, retry_in_ms?}`, with the request's
-    /// `task` and `attempt` carried over, so whoever asked hears back and can retry.
+    /// An invoke answers the page or the error. A `research.fetch` waits for the host's
+    /// turn and is always answered on `research.page`, an error as `{url, error, message}`,
+    /// with the request's `task` and `attempt` carried over, so whoever asked hears back and
+    /// can retry.
     fn handle(event: Event) -> Result<String, Error> {
         let request: Value = serde_json::from_str(&event.payload)
             .map_err(|e| Error::invalid_input(format!("request: {e}")))?;
@@ -304,17 +320,19 @@ impl Agent for WebResearcher {
         if event.topic != "research.fetch" {
             return read_request(&request, now).map(|page| page.to_string());
         }
-        // Held back by the rate limit, nothing is sent: the answer says when to ask again.
+        // Asked by another agent: wait for this host's turn (up to `MAX_TURN_WAIT_MS`)
+        // rather than answer that it is too soon.
         let wait = match request["url"].as_str().and_then(|u| Url::parse(u).ok()) {
             Some(url) => turn_wait_ms(&url, now)?,
             None => 0,
         };
+        if wait > 0 && wait <= MAX_TURN_WAIT_MS {
+            std::thread::sleep(std::time::Duration::from_millis(wait));
+        }
+        let now = overseer_guest::now_ms();
         let mut page = read_request(&request, now).unwrap_or_else(|e| {
             json!({ "url": request["url"], "fetched_ms": now, "error": e.code(), "message": e.message() })
         });
-        if wait > 0 && page.get("error").is_some() {
-            page["retry_in_ms"] = json!(wait);
-        }
         for carried in ["task", "attempt"] {
             if let Some(value) = request.get(carried) {
                 page[carried] = value.clone();

@@ -315,6 +315,13 @@ pub mod backtest {
     pub use super::bindings::overseer::agent::backtest::run;
 }
 
+/// Companies' filings (their financial statements), bounded by the call's as-of day: only
+/// those filed by then. Needs `grant = ["fundamentals"]`; a host without a provider answers
+/// `unavailable`.
+pub mod fundamentals {
+    pub use super::bindings::overseer::agent::fundamentals::{Filing, LineItem, filings};
+}
+
 /// Market data bounded by the call's as-of time. Needs `grant = ["market"]`.
 pub mod market {
     pub use super::bindings::overseer::agent::market::{

@@ -14,6 +14,7 @@ pub use generated::overseer::agent::broker::{
     AccountInfo as Account, Amount, Order, OrderRequest, OrderType, Position, Side, TimeInForce,
 };
 pub use generated::overseer::agent::budget::{AgentBudget, BudgetCaps};
+pub use generated::overseer::agent::fundamentals::{Filing, LineItem};
 pub use generated::overseer::agent::http::{Request as HttpRequest, Response as HttpResponse};
 pub use generated::overseer::agent::llm::{
     Completion as LlmCompletion, Message as LlmMessage, Request as LlmRequest, Role as LlmRole,
@@ -27,7 +28,7 @@ pub use generated::overseer::agent::source::{
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
 pub(crate) use generated::overseer::agent::{
-    backtest, broker, budget, http, kv, llm, market, memory, runtime, source, types,
+    backtest, broker, budget, fundamentals, http, kv, llm, market, memory, runtime, source, types,
 };
 pub(crate) use generated::{Agent, AgentPre};
 

@@ -16,9 +16,10 @@ mod validate;
 
 pub use bindings::{
     Account, AgentBudget, AgentSource, Amount, AsOfTime, Bar, BudgetCaps, EditOutcome, Event,
-    Finding, GuestError, Health, HttpRequest, HttpResponse, Info, Level, LlmCompletion, LlmMessage,
-    LlmRequest, LlmRole, LlmUsage, NewsItem, Order, OrderRequest, OrderType, Position, Proposal,
-    Recalled, Side, SourceChange, SourceFile, SourceLogLine, TimeInForce, Timeframe,
+    Filing, Finding, GuestError, Health, HttpRequest, HttpResponse, Info, Level, LineItem,
+    LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, NewsItem, Order, OrderRequest,
+    OrderType, Position, Proposal, Recalled, Side, SourceChange, SourceFile, SourceLogLine,
+    TimeInForce, Timeframe,
 };
 pub use cache::{CacheKey, CacheStats};
 pub use engine::{
@@ -27,9 +28,9 @@ pub use engine::{
 };
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
-pub use linker::{MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
+pub use linker::{MAX_FILINGS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
 pub use services::{
-    Backtest, Broker, Budget, Capability, Http, Kv, Llm, Market, Memory, MemoryServices, Runtime,
-    Services, Source,
+    Backtest, Broker, Budget, Capability, Fundamentals, Http, Kv, Llm, Market, Memory,
+    MemoryServices, Runtime, Services, Source,
 };
 pub use session::{Replay, Session};

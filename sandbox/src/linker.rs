@@ -5,10 +5,10 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    Account, Agent, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Finding,
-    GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order,
-    OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe, backtest,
-    broker, budget, http, kv, llm, market, memory, runtime, source, types,
+    Account, Agent, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing,
+    Finding, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem,
+    Order, OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe,
+    backtest, broker, budget, fundamentals, http, kv, llm, market, memory, runtime, source, types,
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
@@ -564,6 +564,33 @@ impl budget::Host for HostState {
 impl backtest::Host for HostState {
     async fn run(&mut self, spec: String) -> wasmtime::Result<Result<String, GuestError>> {
         guarded!(self.services.backtest.get("backtest"), backtest => backtest.run(&spec))
+    }
+}
+
+/// Most filings one `fundamentals.filings` call answers.
+pub const MAX_FILINGS: u32 = 20;
+
+impl fundamentals::Host for HostState {
+    async fn filings(
+        &mut self,
+        symbol: String,
+        timeframe: String,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<Filing>, GuestError>> {
+        let check = self
+            .services
+            .fundamentals
+            .get("fundamentals")
+            .and_then(|f| match timeframe.as_str() {
+                "annual" | "quarterly" if (1..=MAX_FILINGS).contains(&limit) => Ok(f),
+                "annual" | "quarterly" => Err(GuestError::InvalidInput(format!(
+                    "limit {limit}: 1 to {MAX_FILINGS} filings"
+                ))),
+                other => Err(GuestError::InvalidInput(format!(
+                    "timeframe {other:?}: annual or quarterly"
+                ))),
+            });
+        guarded!(check, fundamentals => fundamentals.filings(&symbol, &timeframe, limit))
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::bindings::{
-    Account, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Finding, GuestError,
-    HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order, OrderRequest,
-    Position, Proposal, Recalled, SourceLogLine, Timeframe,
+    Account, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing, Finding,
+    GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order,
+    OrderRequest, Position, Proposal, Recalled, SourceLogLine, Timeframe,
 };
 
 /// `runtime`: logging, the bus, metrics and the manifest's configuration.
@@ -146,6 +146,19 @@ pub trait Backtest: Send + Sync {
     async fn run(&self, spec: &str) -> Result<String, GuestError>;
 }
 
+/// `fundamentals`: companies' filings, bounded by the call's as-of day.
+#[async_trait]
+pub trait Fundamentals: Send + Sync {
+    /// Up to `limit` filings of `symbol` with `timeframe` (`annual`, `quarterly`) filed on or
+    /// before as-of, newest first.
+    async fn filings(
+        &self,
+        symbol: &str,
+        timeframe: &str,
+        limit: u32,
+    ) -> Result<Vec<Filing>, GuestError>;
+}
+
 /// How an agent reaches one granted interface.
 pub enum Capability<T: ?Sized> {
     /// The manifest does not grant it: every call answers `denied`.
@@ -188,6 +201,7 @@ pub struct Services {
     pub memory: Capability<dyn Memory>,
     pub budget: Capability<dyn Budget>,
     pub backtest: Capability<dyn Backtest>,
+    pub fundamentals: Capability<dyn Fundamentals>,
 }
 
 impl Services {
@@ -204,6 +218,7 @@ impl Services {
             memory: Capability::Denied,
             budget: Capability::Denied,
             backtest: Capability::Denied,
+            fundamentals: Capability::Denied,
         }
     }
 

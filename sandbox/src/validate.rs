@@ -19,6 +19,7 @@ const SERVED: &[&str] = &[
     "overseer:agent/memory@0.1.0",
     "overseer:agent/budget@0.1.0",
     "overseer:agent/backtest@0.1.0",
+    "overseer:agent/fundamentals@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

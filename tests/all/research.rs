@@ -1,6 +1,7 @@
 //! Research tracks: the researcher component under six names, each result's evidence
 //! recomputed from the bars it names.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use overseer_tests::{Daemon, eventually, manifest, test_config};
@@ -659,6 +660,130 @@ async fn a_move_on_heavy_volume_asks_once() {
     assert!(
         task["question"].as_str().unwrap().contains("20-day volume"),
         "{task}"
+    );
+    daemon.stop().await;
+}
+
+/// A request's query pairs.
+type Query = Vec<(String, String)>;
+
+/// Polygon's financials of AAPL, as the service answers them (FY2012, filed after the
+/// replay's first day, among them).
+const FINANCIALS: &str =
+    include_str!("../../host/providers/tests/fixtures/polygon-financials.json");
+
+/// With a Polygon key, the fundamental track reads the filings known at its as-of: growth,
+/// margins and returns recomputed here from the filings the service sent; never a filing made
+/// after the as-of day.
+#[tokio::test]
+async fn the_fundamental_track_reads_the_filings_known_at_its_as_of() {
+    let queries: Arc<Mutex<Vec<Query>>> = Arc::default();
+    let seen = queries.clone();
+    let app = axum::Router::new().route(
+        "/vX/reference/financials",
+        axum::routing::get(
+            move |axum::extract::Query(query): axum::extract::Query<Query>| {
+                let seen = seen.clone();
+                async move {
+                    let aapl = query.contains(&("ticker".to_string(), "AAPL".to_string()));
+                    seen.lock().unwrap().push(query);
+                    let body = if aapl {
+                        FINANCIALS.to_string()
+                    } else {
+                        json!({ "results": [], "status": "OK", "request_id": "e", "count": 0 })
+                            .to_string()
+                    };
+                    (
+                        [(axum::http::header::CONTENT_TYPE, "application/json")],
+                        body,
+                    )
+                }
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.trading.polygon.url = url;
+    config.trading.polygon.key = Some(overseer_providers::Secret::new("pk"));
+    let daemon = Daemon::start_with(config).await;
+    let shipped =
+        overseer_selfedit::bundled_manifests(&overseer_tests::agents_dir().join(RESEARCHER))
+            .unwrap();
+    let fundamental = shipped
+        .iter()
+        .find(|m| m.name.as_deref() == Some("research-fundamental"))
+        .unwrap();
+    let manifest = toml::to_string(fundamental).unwrap();
+    daemon
+        .push_ok("research-fundamental", RESEARCHER, &manifest)
+        .await;
+    let (status, body) = daemon
+        .invoke(
+            "research-fundamental",
+            json!({ "symbols": ["AAPL", "MSFT"] }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let result = &body["output"];
+    assert_eq!(result["status"], "ok", "{result}");
+    let growth = metric(result, "revenue_growth_1y", "AAPL");
+    assert!(close(growth, 108_249e6 / 65_225e6 - 1.0), "{growth}");
+    assert!(close(
+        metric(result, "net_margin", "AAPL"),
+        25_922e6 / 108_249e6
+    ));
+    assert!(close(
+        metric(result, "return_on_equity", "AAPL"),
+        25_922e6 / 76_615e6
+    ));
+    assert!(close(
+        metric(result, "liabilities_to_equity", "AAPL"),
+        39_756e6 / 76_615e6
+    ));
+    assert!(close(metric(result, "eps_diluted", "AAPL"), 27.68));
+    let evidence = &result["evidence"][0];
+    assert_eq!(
+        evidence["source"], "filing:AAPL:FY2011:2011-10-26",
+        "{result}"
+    );
+    assert_eq!(evidence["as_of"], "2011-10-26");
+    assert!(
+        result["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("MSFT: no annual filing yet"),
+        "{result}"
+    );
+    let queries = queries.lock().unwrap().clone();
+    assert_eq!(queries.len(), 2);
+    assert!(
+        queries
+            .iter()
+            .all(|q| q.contains(&("filing_date.lte".to_string(), "2012-01-03".to_string()))),
+        "{queries:?}"
+    );
+
+    // A track without the grant says why it has nothing.
+    let ungranted = manifest.replace(", \"fundamentals\"]", "]");
+    daemon
+        .push_ok(
+            "research-fundamental-2",
+            RESEARCHER,
+            &ungranted.replace("research-fundamental", "research-fundamental-2"),
+        )
+        .await;
+    let (_, body) = daemon.invoke("research-fundamental-2", json!({})).await;
+    assert_eq!(body["output"]["status"], "unavailable", "{body}");
+    assert!(
+        body["output"]["thesis"]
+            .as_str()
+            .unwrap()
+            .contains("not granted"),
+        "{body}"
     );
     daemon.stop().await;
 }

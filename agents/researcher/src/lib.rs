@@ -28,13 +28,16 @@
 //!   the result carries that backtest's id and out-of-sample figures as `validation`.
 //! - `sentiment_analysis`: the provider's news of the last week and its sentiment scores; the
 //!   replayed market has none, and the result says so.
-//! - `fundamental_research`: no financial statements reach agents yet; the result is
-//!   `unavailable` with that reason.
+//! - `fundamental_research`: from each symbol's two latest annual filings known at as-of
+//!   (`fundamentals` interface: Polygon's financials when the host has a key), revenue and
+//!   its growth on the year, net margin, return on equity, liabilities over equity and
+//!   diluted EPS; without a provider the result is `unavailable` with the host's reason.
 //!
 //! With an LLM configured, an `analysis` written from the evidence (and nothing else) is added.
 
 use std::collections::BTreeMap;
 
+use overseer_guest::fundamentals::{self, Filing};
 use overseer_guest::research::{SPECIALISATIONS, Series, evidence, is_specialisation};
 use overseer_guest::{Agent, Error, Event, Health, Info, calculator, kv, market};
 use serde_json::{Value, json};
@@ -387,6 +390,98 @@ fn sentiment(symbols: &[String], as_of: &market::AsOfTime) -> Result<Finding, Er
     })
 }
 
+/// A figure of a filing by the provider's name for it.
+fn item(filing: &Filing, name: &str) -> Option<f64> {
+    filing
+        .items
+        .iter()
+        .find(|i| i.name == name)
+        .map(|i| i.value)
+}
+
+/// Fundamentals from each symbol's two latest annual filings known at as-of: revenue, its
+/// growth on the year before, net margin (net income / revenue), return on equity (net
+/// income / equity), liabilities over equity and diluted EPS, each sourced to its filing
+/// (`filing:AAPL:FY2011:2011-10-26`) and dated by the day it was filed. Without a provider
+/// of filings the result is `unavailable`, saying why.
+fn fundamental(symbols: &[String]) -> Result<(&'static str, Finding), Error> {
+    let mut evidence_out = Vec::new();
+    let mut lines = Vec::new();
+    for symbol in symbols {
+        let filings = match fundamentals::filings(symbol, "annual", 2) {
+            Ok(filings) => filings,
+            Err(Error::Unavailable(reason) | Error::Denied(reason)) => {
+                let finding = Finding {
+                    validation: None,
+                    thesis: format!("fundamental research is unavailable: {reason}"),
+                    evidence: Vec::new(),
+                    confidence: 0.0,
+                    horizon: "1y",
+                    suggested_action: "none".to_string(),
+                };
+                return Ok(("unavailable", finding));
+            }
+            Err(e) => return Err(e),
+        };
+        let Some(latest) = filings.first() else {
+            lines.push(format!("{symbol}: no annual filing yet"));
+            continue;
+        };
+        let source = format!(
+            "filing:{symbol}:{}{}:{}",
+            latest.fiscal_period, latest.fiscal_year, latest.filing_date
+        );
+        let revenue = item(latest, "revenues");
+        let income = item(latest, "net_income_loss");
+        let equity = item(latest, "equity");
+        let growth = filings
+            .get(1)
+            .and_then(|prior| item(prior, "revenues"))
+            .zip(revenue)
+            .map(|(before, now)| now / before - 1.0);
+        let ratio = |a: Option<f64>, b: Option<f64>| a.zip(b).map(|(a, b)| a / b);
+        for (metric, value) in [
+            ("revenue", revenue),
+            ("revenue_growth_1y", growth),
+            ("net_margin", ratio(income, revenue)),
+            ("return_on_equity", ratio(income, equity)),
+            (
+                "liabilities_to_equity",
+                ratio(item(latest, "liabilities"), equity),
+            ),
+            ("eps_diluted", item(latest, "diluted_earnings_per_share")),
+        ] {
+            if let Some(value) = value {
+                evidence_out.push(evidence(
+                    metric,
+                    symbol,
+                    value,
+                    &source,
+                    &latest.filing_date,
+                ));
+            }
+        }
+        let pct = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:+.1}%", v * 100.0));
+        lines.push(format!(
+            "{symbol} {}{}: revenue {} on the year, net margin {}, return on equity {}",
+            latest.fiscal_period,
+            latest.fiscal_year,
+            pct(growth),
+            pct(ratio(income, revenue)),
+            pct(ratio(income, equity)),
+        ));
+    }
+    let finding = Finding {
+        validation: None,
+        thesis: lines.join("; "),
+        confidence: if evidence_out.is_empty() { 0.0 } else { 0.6 },
+        evidence: evidence_out,
+        horizon: "1y",
+        suggested_action: "weigh growth and margins against the price's trend".to_string(),
+    };
+    Ok(("ok", finding))
+}
+
 fn symbols(requested: Option<&Value>) -> Vec<String> {
     let listed: Vec<String> = match requested.and_then(Value::as_array) {
         Some(list) => list
@@ -465,19 +560,10 @@ impl Agent for Researcher {
         let as_of = market::as_of();
         let (status, finding) = match specialisation.as_str() {
             "sentiment_analysis" => ("ok", sentiment(&symbols, &as_of)?),
-            "fundamental_research" => (
-                "unavailable",
-                Finding {
-                    validation: None,
-                    thesis: "no financial statements reach agents on this host: fundamental research is unavailable".to_string(),
-                    evidence: Vec::new(),
-                    confidence: 0.0,
-                    horizon: "1y",
-                    suggested_action: "none".to_string(),
-                },
-            ),
+            "fundamental_research" => fundamental(&symbols)?,
             other => {
-                let series = overseer_guest::research::load(&symbols, &as_of.date, window, MIN_CLOSES)?;
+                let series =
+                    overseer_guest::research::load(&symbols, &as_of.date, window, MIN_CLOSES)?;
                 let finding = match other {
                     "risk_assessment" => risk(&series, &as_of.date),
                     "technical_analysis" => technical(&series, &as_of.date),

@@ -13,7 +13,17 @@ use crate::error::{Error, Result};
 /// Interfaces a manifest may grant. `runtime` and `kv` are every agent's; the others only its
 /// manifest's to give.
 pub const INTERFACES: &[&str] = &[
-    "runtime", "kv", "llm", "http", "source", "market", "broker", "memory", "budget", "backtest",
+    "runtime",
+    "kv",
+    "llm",
+    "http",
+    "source",
+    "market",
+    "broker",
+    "memory",
+    "budget",
+    "backtest",
+    "fundamentals",
 ];
 
 /// Interfaces that reach beyond the agent itself (other agents' source and edits, capital, the

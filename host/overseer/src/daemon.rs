@@ -103,6 +103,15 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         kernel
             .capabilities
             .serve_broker(Arc::new(BrokerProvider::new(trading.clone())));
+        // Filings come from Polygon whenever it has a key, whatever market replays the prices.
+        if let Some(key) = &config.trading.polygon.key {
+            let polygon =
+                overseer_providers::polygon::Polygon::new(&config.trading.polygon.url, key)
+                    .map_err(|e| anyhow::anyhow!("the Polygon client: {e}"))?;
+            kernel.capabilities.serve_fundamentals(Arc::new(
+                overseer_trading::fundamentals::FundamentalsProvider::new(trading.clone(), polygon),
+            ));
+        }
         (Some(trading), connected.live)
     } else {
         (None, None)

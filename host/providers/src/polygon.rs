@@ -1,5 +1,6 @@
 //! Polygon.io: daily aggregates (`GET /v2/aggs/ticker/{T}/range/1/day/{from}/{to}`, adjusted
-//! for splits) and news with its per-ticker sentiment insights (`GET /v2/reference/news`),
+//! for splits), news with its per-ticker sentiment insights (`GET /v2/reference/news`) and
+//! companies' financials from their SEC filings (`GET /vX/reference/financials`),
 //! authenticated with `Authorization: Bearer <key>`.
 
 use std::time::Duration;
@@ -28,6 +29,33 @@ pub struct Article {
     pub sentiment: Option<f64>,
 }
 
+/// One figure of a filing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LineItem {
+    /// `income_statement`, `balance_sheet`, `cash_flow_statement`, `comprehensive_income`.
+    pub statement: String,
+    /// Polygon's concept: `revenues`, `net_income_loss`, `equity`, …
+    pub name: String,
+    pub value: f64,
+    /// `USD`, `USD / shares`, …
+    pub unit: String,
+}
+
+/// The figures of one annual or quarterly report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Filing {
+    /// `annual` or `quarterly`.
+    pub timeframe: String,
+    pub fiscal_year: String,
+    /// `FY`, `Q1` … `Q4`.
+    pub fiscal_period: String,
+    pub start_date: Option<NaiveDate>,
+    pub end_date: Option<NaiveDate>,
+    /// The day it was filed with the SEC.
+    pub filing_date: NaiveDate,
+    pub items: Vec<LineItem>,
+}
+
 /// A client of Polygon.
 #[derive(Clone)]
 pub struct Polygon {
@@ -49,6 +77,28 @@ struct Aggregate {
     l: f64,
     c: f64,
     v: f64,
+}
+
+#[derive(Deserialize)]
+struct Financials {
+    #[serde(default)]
+    results: Vec<FinancialsResult>,
+}
+
+#[derive(Deserialize)]
+struct FinancialsResult {
+    #[serde(default)]
+    timeframe: String,
+    #[serde(default)]
+    fiscal_year: String,
+    #[serde(default)]
+    fiscal_period: String,
+    start_date: Option<NaiveDate>,
+    end_date: Option<NaiveDate>,
+    filing_date: Option<NaiveDate>,
+    /// Statement → concept → `{label, order, unit, value, …}`.
+    #[serde(default)]
+    financials: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -149,6 +199,67 @@ impl Polygon {
                 })
             })
             .collect()
+    }
+
+    /// Up to `limit` (1 to 100) `timeframe` (`annual`, `quarterly`) filings of `symbol` filed
+    /// on or before `filed_by`, newest first: the figures known on that day. A result without
+    /// a filing date is left out (when it became known cannot be told), as is any filed
+    /// later, whatever the service answers.
+    ///
+    /// # Errors
+    /// [`RestError`].
+    pub async fn financials(
+        &self,
+        symbol: &str,
+        timeframe: &str,
+        filed_by: NaiveDate,
+        limit: u32,
+    ) -> Result<Vec<Filing>, RestError> {
+        let answer: Financials = self
+            .rest
+            .get(
+                "/vX/reference/financials",
+                &[
+                    ("ticker", symbol.to_string()),
+                    ("timeframe", timeframe.to_string()),
+                    ("filing_date.lte", filed_by.to_string()),
+                    ("order", "desc".to_string()),
+                    ("sort", "filing_date".to_string()),
+                    ("limit", limit.clamp(1, 100).to_string()),
+                ],
+            )
+            .await?;
+        Ok(answer
+            .results
+            .into_iter()
+            .filter_map(|r| {
+                let filing_date = r.filing_date.filter(|d| *d <= filed_by)?;
+                let items = r
+                    .financials
+                    .iter()
+                    .filter_map(|(statement, concepts)| Some((statement, concepts.as_object()?)))
+                    .flat_map(|(statement, concepts)| {
+                        concepts.iter().filter_map(move |(name, point)| {
+                            Some(LineItem {
+                                statement: statement.clone(),
+                                name: name.clone(),
+                                value: point["value"].as_f64().filter(|v| v.is_finite())?,
+                                unit: point["unit"].as_str().unwrap_or_default().to_string(),
+                            })
+                        })
+                    })
+                    .collect();
+                Some(Filing {
+                    timeframe: r.timeframe,
+                    fiscal_year: r.fiscal_year,
+                    fiscal_period: r.fiscal_period,
+                    start_date: r.start_date,
+                    end_date: r.end_date,
+                    filing_date,
+                    items,
+                })
+            })
+            .collect())
     }
 
     /// Up to `limit` articles about `symbol` published from `since` to `until`, newest first.

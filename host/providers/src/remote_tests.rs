@@ -19,10 +19,46 @@ use crate::alpaca::{Alpaca, NewOrder};
 use crate::polygon::Polygon;
 use crate::rest::RestError;
 
+/// A request's query pairs.
+type QueryPairs = Vec<(String, String)>;
+
 #[derive(Clone, Default)]
 struct Fake {
     limited: Arc<AtomicU32>,
     orders: Arc<std::sync::Mutex<Vec<Value>>>,
+    /// The query of every financials request.
+    financials: Arc<std::sync::Mutex<Vec<QueryPairs>>>,
+}
+
+/// Polygon's financials of AAPL, FY2009 to FY2012, as the service answers them (one without
+/// a filing date); shared with the daemon's tests.
+const FINANCIALS: &str = include_str!("../tests/fixtures/polygon-financials.json");
+
+/// Every filing of the fixture, whatever the filters: the client must keep to its as-of.
+async fn polygon_financials(
+    State(fake): State<Fake>,
+    headers: HeaderMap,
+    Query(query): Query<QueryPairs>,
+) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some("Bearer pk") {
+        return polygon_error(StatusCode::UNAUTHORIZED, "error", "Unknown API Key");
+    }
+    let ticker = query
+        .iter()
+        .find(|(k, _)| k == "ticker")
+        .map(|(_, v)| v.clone());
+    fake.financials.lock().unwrap().push(query);
+    match ticker.as_deref() {
+        Some("AAPL") => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            FINANCIALS,
+        )
+            .into_response(),
+        Some(_) => Json(json!({ "results": [], "status": "OK", "request_id": "e", "count": 0 }))
+            .into_response(),
+        None => polygon_error(StatusCode::BAD_REQUEST, "error", "ticker is required"),
+    }
 }
 
 fn date(text: &str) -> NaiveDate {
@@ -305,6 +341,7 @@ async fn fake() -> (String, Fake) {
             get(aggregates),
         )
         .route("/v2/reference/news", get(polygon_news))
+        .route("/vX/reference/financials", get(polygon_financials))
         .route("/v2/stocks/{symbol}/bars", get(alpaca_bars))
         .route("/v1beta1/news", get(alpaca_news))
         .route("/v2/account", get(alpaca_account))
@@ -351,6 +388,68 @@ async fn polygon_bars_and_news_read_the_documented_shapes() {
     assert_eq!(news[0].published_ms, 1_719_254_033_000);
     let msft = client.news("MSFT", since, until, 10).await.unwrap();
     assert_eq!(msft[0].sentiment, Some(-1.0));
+}
+
+#[tokio::test]
+async fn polygon_financials_keep_to_what_was_filed_by_the_day() {
+    let (url, fake) = fake().await;
+    let client = polygon(&url, "pk");
+    let filings = client
+        .financials("AAPL", "annual", date("2012-01-03"), 4)
+        .await
+        .unwrap();
+    // FY2012 was filed after the day, FY2009 has no filing date: neither is known.
+    let years: Vec<&str> = filings.iter().map(|f| f.fiscal_year.as_str()).collect();
+    assert_eq!(years, ["2011", "2010"]);
+    let fy2011 = &filings[0];
+    assert_eq!(fy2011.filing_date, date("2011-10-26"));
+    assert_eq!(fy2011.end_date, Some(date("2011-09-24")));
+    assert_eq!(
+        (fy2011.timeframe.as_str(), fy2011.fiscal_period.as_str()),
+        ("annual", "FY")
+    );
+    let revenues = fy2011.items.iter().find(|i| i.name == "revenues").unwrap();
+    assert_eq!(
+        (
+            revenues.statement.as_str(),
+            revenues.value,
+            revenues.unit.as_str()
+        ),
+        ("income_statement", 108_249_000_000.0, "USD")
+    );
+    let eps = fy2011
+        .items
+        .iter()
+        .find(|i| i.name == "diluted_earnings_per_share")
+        .unwrap();
+    assert_eq!((eps.value, eps.unit.as_str()), (27.68, "USD / shares"));
+    assert_eq!(fy2011.items.len(), 10);
+    let query = fake.financials.lock().unwrap()[0].clone();
+    for (key, value) in [
+        ("ticker", "AAPL"),
+        ("timeframe", "annual"),
+        ("filing_date.lte", "2012-01-03"),
+        ("order", "desc"),
+        ("sort", "filing_date"),
+        ("limit", "4"),
+    ] {
+        assert!(
+            query.contains(&(key.to_string(), value.to_string())),
+            "{key}: {query:?}"
+        );
+    }
+    assert!(
+        client
+            .financials("MSFT", "annual", date("2012-01-03"), 4)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let error = polygon(&url, "wrong")
+        .financials("AAPL", "annual", date("2012-01-03"), 4)
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), "provider_unauthorized");
 }
 
 #[tokio::test]

@@ -20,7 +20,7 @@ use crate::order::{Amount, OrderRequest, OrderType, TimeInForce};
 
 /// The as-of day of a call: its event's, else the market clock's. An event's as-of is never
 /// later than the clock.
-fn call_as_of(trading: &Trading, call: &CallContext) -> NaiveDate {
+pub(crate) fn call_as_of(trading: &Trading, call: &CallContext) -> NaiveDate {
     let clock = trading.as_of();
     call.as_of_ms
         .map(as_of_day)

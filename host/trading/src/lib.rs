@@ -10,6 +10,7 @@ mod capability;
 mod config;
 mod desk;
 mod error;
+pub mod fundamentals;
 mod ledger;
 pub mod live;
 pub mod memory;

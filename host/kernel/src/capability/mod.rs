@@ -78,6 +78,7 @@ pub struct Capabilities {
     memory: Registered<dyn overseer_sandbox::Memory>,
     budget: Registered<dyn overseer_sandbox::Budget>,
     backtest: Registered<dyn overseer_sandbox::Backtest>,
+    fundamentals: Registered<dyn overseer_sandbox::Fundamentals>,
 }
 
 fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
@@ -125,6 +126,14 @@ impl Capabilities {
         set(&self.backtest, provider);
     }
 
+    /// Serve `fundamentals` with `provider`.
+    pub fn serve_fundamentals(
+        &self,
+        provider: Arc<dyn Provider<dyn overseer_sandbox::Fundamentals>>,
+    ) {
+        set(&self.fundamentals, provider);
+    }
+
     /// The real `llm` service for `call`, when a provider serves it: for runs outside the
     /// bus (backtests) that wrap it, still under the provider's budgets.
     pub fn llm(&self, call: &CallContext) -> Option<Arc<dyn overseer_sandbox::Llm>> {
@@ -152,6 +161,7 @@ impl Capabilities {
             memory: grant(&self.memory, "memory", call, mode),
             budget: grant(&self.budget, "budget", call, mode),
             backtest: grant(&self.backtest, "backtest", call, mode),
+            fundamentals: grant(&self.fundamentals, "fundamentals", call, mode),
         }
     }
 }
@@ -229,6 +239,26 @@ impl IntoInterface<dyn overseer_sandbox::Budget> for Unserved {
 impl IntoInterface<dyn overseer_sandbox::Backtest> for Unserved {
     fn into_interface(self) -> Arc<dyn overseer_sandbox::Backtest> {
         Arc::new(self)
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Fundamentals> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Fundamentals> {
+        Arc::new(self)
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Fundamentals for Unserved {
+    async fn filings(
+        &self,
+        _symbol: &str,
+        _timeframe: &str,
+        _limit: u32,
+    ) -> Result<Vec<overseer_sandbox::Filing>, GuestError> {
+        Err(GuestError::Unavailable(
+            "no provider of financial statements on this host: configure a Polygon key (OVERSEER_POLYGON_KEY)".to_string(),
+        ))
     }
 }
 

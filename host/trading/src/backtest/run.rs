@@ -365,6 +365,9 @@ fn services(setup: &Setup, stage: &Stage, shared: &Arc<Shared>) -> Services {
     if granted("budget") {
         services.budget = Capability::Served(Arc::new(Outside));
     }
+    if granted("fundamentals") {
+        services.fundamentals = Capability::Served(Arc::new(Outside));
+    }
     if granted("backtest") {
         services.backtest = Capability::Served(Arc::new(super::provider::NoBacktests));
     }

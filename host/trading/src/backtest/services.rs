@@ -474,6 +474,18 @@ impl Outside {
 }
 
 #[async_trait]
+impl overseer_sandbox::Fundamentals for Outside {
+    async fn filings(
+        &self,
+        _symbol: &str,
+        _timeframe: &str,
+        _limit: u32,
+    ) -> Result<Vec<overseer_sandbox::Filing>, GuestError> {
+        Err(Outside::denied("fundamentals"))
+    }
+}
+
+#[async_trait]
 impl overseer_sandbox::Http for Outside {
     async fn fetch(&self, _request: HttpRequest) -> Result<HttpResponse, GuestError> {
         Err(Outside::denied("http"))

@@ -132,6 +132,17 @@ impl Daemon {
         }
     }
 
+    /// Start the market clock: one replayed day per `market_speed_ms`. Abort the handle to
+    /// stop it.
+    pub fn start_clock(&self) -> tokio::task::JoinHandle<()> {
+        self.daemon
+            .state
+            .trading
+            .as_ref()
+            .expect("trading is on")
+            .spawn_clock()
+    }
+
     /// Stop serving and hand back the temporary data directory, if this daemon owned one.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
         if let Some(stop) = self.stop.take() {

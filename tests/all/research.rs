@@ -94,13 +94,7 @@ async fn the_shipped_tracks_publish_within_two_minutes_with_evidence_recomputabl
             .await;
     }
     let started = std::time::Instant::now();
-    let clock = daemon
-        .daemon
-        .state
-        .trading
-        .as_ref()
-        .expect("trading is on")
-        .spawn_clock();
+    let clock = daemon.start_clock();
     let tracks = eventually(
         Duration::from_secs(120),
         "a result from every track",
@@ -242,13 +236,7 @@ async fn the_tracks_keep_pace_with_the_market_clock() {
             .push_ok(name, RESEARCHER, &track(specialisation))
             .await;
     }
-    let clock = daemon
-        .daemon
-        .state
-        .trading
-        .as_ref()
-        .expect("trading is on")
-        .spawn_clock();
+    let clock = daemon.start_clock();
     // Daily on the replay: each track studies a later day as the market moves.
     let results = eventually(Duration::from_secs(20), "results on later days", || async {
         let (_, listed) = daemon.get("/v1/research/results?limit=1000").await;
@@ -396,13 +384,7 @@ async fn a_ten_percent_move_makes_one_task_and_one_result_that_cites_it() {
     daemon
         .push_ok("action-executor", EXECUTOR, &manifest(EXECUTOR))
         .await;
-    let clock = daemon
-        .daemon
-        .state
-        .trading
-        .as_ref()
-        .expect("trading is on")
-        .spawn_clock();
+    let clock = daemon.start_clock();
     let task_id = "large_move-AAPL-2013-01-24";
     let result = eventually(Duration::from_secs(30), "the task's result", || async {
         let (_, listed) = daemon.get("/v1/research/results?limit=1000").await;
@@ -485,13 +467,7 @@ async fn a_track_whose_new_version_traps_is_rolled_back_and_keeps_its_pace() {
         track("risk_assessment")
     );
     daemon.push_ok("r-risk", RESEARCHER, &watched).await;
-    let clock = daemon
-        .daemon
-        .state
-        .trading
-        .as_ref()
-        .expect("trading is on")
-        .spawn_clock();
+    let clock = daemon.start_clock();
     let results = || async {
         let (_, listed) = daemon
             .get("/v1/research/results?track=risk_assessment&limit=1000")
@@ -630,13 +606,7 @@ async fn a_move_on_heavy_volume_asks_once() {
             &manifest("research-planner"),
         )
         .await;
-    let clock = daemon
-        .daemon
-        .state
-        .trading
-        .as_ref()
-        .expect("trading is on")
-        .spawn_clock();
+    let clock = daemon.start_clock();
     eventually(Duration::from_secs(30), "the week after", || async {
         let (_, market) = daemon.get("/v1/market").await;
         (market["as_of"].as_str()? >= "2012-01-25").then_some(())

@@ -12,6 +12,7 @@
 
 mod agents;
 mod alerts;
+mod audit;
 mod backtests;
 mod budgets;
 mod edits;
@@ -104,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         .merge(trading::routes())
         .merge(backtests::routes())
         .merge(research::routes())
+        .merge(audit::routes())
         .merge(budgets::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -148,8 +150,13 @@ fn access(method: &Method, path: &str) -> Access {
         return Access::Open;
     }
     // Event payloads and agents' memories say what agents saw and did; research results and
-    // tasks are event payloads too.
-    if path == "/v1/events" || path == "/v1/memory" || path.starts_with("/v1/research/") {
+    // tasks are event payloads too, and the audit trail says who changed what and why.
+    if path == "/v1/events"
+        || path == "/v1/memory"
+        || path.starts_with("/v1/research/")
+        || path == "/v1/audit"
+        || path.starts_with("/v1/audit/")
+    {
         return Access::Private;
     }
     // /v1/agents/{name}/{what}/…: agent names have no '/'.
@@ -309,6 +316,8 @@ mod tests {
         assert_eq!(access(&get, "/metrics"), Access::Read);
         for private in [
             "/v1/events",
+            "/v1/audit",
+            "/v1/audit/verify",
             "/v1/agents/echo/logs",
             "/v1/agents/echo/source",
             "/v1/agents/echo/source/",

@@ -7,6 +7,7 @@ use overseer_sandbox::Sandbox;
 use overseer_store::Store;
 
 use crate::alerts::Alerts;
+use crate::audit::AuditTrail;
 use crate::bus::Bus;
 use crate::capability::Capabilities;
 use crate::config::KernelConfig;
@@ -46,6 +47,8 @@ pub struct Parts {
     pub quotas: Arc<Quotas>,
     /// Prunes the store on a timer.
     pub retainer: Arc<Retainer>,
+    /// Writes the lifecycle to the audit trail.
+    pub audit: Arc<AuditTrail>,
 }
 
 /// The kernel of one daemon. Cheap to clone.
@@ -126,6 +129,8 @@ impl Kernel {
         let schedules = Arc::new(Schedules::new(registry.clone(), Arc::downgrade(&invoker)));
         hooks.listen(&(supervisor.clone() as Arc<dyn Listener>));
         hooks.listen(&(schedules.clone() as Arc<dyn Listener>));
+        let audit = Arc::new(AuditTrail::new(store.clone()));
+        hooks.listen(&(audit.clone() as Arc<dyn Listener>));
         Ok(Kernel {
             parts: Arc::new(Parts {
                 config,
@@ -145,6 +150,7 @@ impl Kernel {
                 schedules,
                 quotas,
                 retainer,
+                audit,
             }),
         })
     }

@@ -13,6 +13,7 @@
 //! `alerts` → `deploy` → `supervisor` → `invoke` → `schedule` → `kernel`.
 
 pub mod alerts;
+pub mod audit;
 pub mod bus;
 mod call;
 pub mod capability;

@@ -40,6 +40,8 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// The audit trail, oldest first; `audit verify` walks its hash chain.
+    Audit(crate::audit_cli::AuditArgs),
     /// List agents.
     Agents {
         #[command(flatten)]
@@ -188,6 +190,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::run(Config::load(&args)?).await,
         Command::Trading(command) => trading_cli::run(command).await,
+        Command::Audit(args) => crate::audit_cli::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

@@ -2,6 +2,7 @@
 //! self-editing and the API into a daemon; every other command talks to a running daemon over
 //! HTTP, or builds, scaffolds, drills and measures on this machine.
 
+pub mod audit_cli;
 pub mod backtest_cli;
 pub mod bench;
 pub mod bench_backtest;

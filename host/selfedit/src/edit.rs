@@ -234,6 +234,14 @@ impl SelfEdit {
             })
             .await?;
         tracing::info!(agent, edit = id, proposer, base = ?request.base_version, "edit proposed");
+        overseer_store::audit::record(
+            &**store,
+            &proposer,
+            "edit.proposed",
+            agent,
+            &json!({ "edit": id, "base_version": base.as_ref().map(|(n, _)| *n), "reason": request.reason }),
+        )
+        .await;
         let selfedit = self.clone();
         let agent_name = agent.to_string();
         tokio::spawn(async move {
@@ -409,21 +417,20 @@ impl SelfEdit {
         let Ok(Some(edit)) = self.kernel().store.edit(agent, id).await else {
             return;
         };
-        let event = host_event(
-            format!("edit.{}", edit.state),
-            json!({
-                "agent": edit.agent,
-                "edit": edit.id,
-                "state": edit.state,
-                "stage": edit.stage,
-                "code": edit.code,
-                "message": edit.message,
-                "version": edit.version,
-                "proposer": edit.proposer,
-            })
-            .to_string(),
-            "overseer",
-        );
+        let outcome = json!({
+            "agent": edit.agent,
+            "edit": edit.id,
+            "state": edit.state,
+            "stage": edit.stage,
+            "code": edit.code,
+            "message": edit.message,
+            "version": edit.version,
+            "proposer": edit.proposer,
+        });
+        let action = format!("edit.{}", edit.state);
+        overseer_store::audit::record(&*self.kernel().store, "host", &action, agent, &outcome)
+            .await;
+        let event = host_event(action, outcome.to_string(), "overseer");
         if let Err(e) = self.kernel().bus.publish(event).await {
             tracing::warn!(error = %e, "could not publish an edit event");
         }

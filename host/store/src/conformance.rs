@@ -1325,6 +1325,131 @@ pub async fn refusals_and_memories_are_pruned_oldest_first(store: &Store) {
     assert_eq!(orders.len(), 1);
 }
 
+/// The audit trail: concurrent appends chain without gaps, and an intruder's change — a
+/// modified entry (with or without its hash made again), a removed one, a swapped pair — is
+/// found where it was made.
+pub async fn the_audit_trail_finds_what_was_changed_behind_its_back(store: &Store) {
+    use crate::audit::{NewAudit, hash, verify};
+    let mut appends = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let store = store.clone();
+        appends.spawn(async move {
+            let detail = format!("{{\"n\":{n}}}");
+            store
+                .append_audit(&NewAudit {
+                    actor: "person",
+                    action: "activate",
+                    subject: &format!("agent-{n}"),
+                    detail: &detail,
+                })
+                .await
+                .unwrap()
+        });
+    }
+    while let Some(done) = appends.join_next().await {
+        done.unwrap();
+    }
+    let trail = |store: Store| async move { verify(&store.audit(0, 1000).await.unwrap()) };
+    let clean = trail(store.clone()).await;
+    assert!(clean.ok, "{clean:?}");
+    assert_eq!(clean.entries, 12);
+    let entries = store.audit(0, 1000).await.unwrap();
+    assert_eq!(
+        entries.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=12).collect::<Vec<_>>()
+    );
+    assert_eq!(clean.head, entries[11].hash);
+    assert_eq!(store.audit(10, 5).await.unwrap().len(), 2);
+    let found = |v: &crate::audit::Verification| {
+        v.problems
+            .iter()
+            .map(|p| (p.seq, p.problem))
+            .collect::<Vec<_>>()
+    };
+
+    // Modified: the detail rewritten.
+    store
+        .execute_raw("UPDATE audit SET detail = '{\"n\":99}' WHERE seq = 4")
+        .await
+        .unwrap();
+    assert_eq!(found(&trail(store.clone()).await), [(4, "modified")]);
+    // …and its hash made again to match: the next entry no longer follows it.
+    let four = &store.audit(3, 1).await.unwrap()[0];
+    let forged = hash(
+        4,
+        four.at_ms,
+        &NewAudit {
+            actor: &four.actor,
+            action: &four.action,
+            subject: &four.subject,
+            detail: &four.detail,
+        },
+        &four.prev_hash,
+    );
+    store
+        .execute_raw(&format!("UPDATE audit SET hash = '{forged}' WHERE seq = 4"))
+        .await
+        .unwrap();
+    assert_eq!(found(&trail(store.clone()).await), [(5, "broken_chain")]);
+    // Put back as it was.
+    let original = &entries[3];
+    store
+        .execute_raw(&format!(
+            "UPDATE audit SET detail = '{}', hash = '{}' WHERE seq = 4",
+            original.detail, original.hash
+        ))
+        .await
+        .unwrap();
+    assert!(trail(store.clone()).await.ok);
+
+    // Removed.
+    store
+        .execute_raw("DELETE FROM audit WHERE seq = 7")
+        .await
+        .unwrap();
+    assert_eq!(
+        found(&trail(store.clone()).await),
+        [(8, "missing"), (8, "broken_chain")]
+    );
+    let seven = &entries[6];
+    store
+        .execute_raw(&format!(
+            "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, prev_hash, hash) \
+             VALUES (7, {}, '{}', '{}', '{}', '{}', '{}', '{}')",
+            seven.at_ms,
+            seven.actor,
+            seven.action,
+            seven.subject,
+            seven.detail,
+            seven.prev_hash,
+            seven.hash
+        ))
+        .await
+        .unwrap();
+    assert!(trail(store.clone()).await.ok);
+
+    // Swapped: entries 2 and 3 trade places.
+    for sql in [
+        "UPDATE audit SET seq = 1000 WHERE seq = 2",
+        "UPDATE audit SET seq = 2 WHERE seq = 3",
+        "UPDATE audit SET seq = 3 WHERE seq = 1000",
+    ] {
+        store.execute_raw(sql).await.unwrap();
+    }
+    let swapped = trail(store.clone()).await;
+    assert!(!swapped.ok);
+    assert_eq!(
+        found(&swapped),
+        [
+            (2, "modified"),
+            (2, "broken_chain"),
+            (3, "modified"),
+            (3, "broken_chain"),
+            (4, "broken_chain")
+        ]
+    );
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -1386,5 +1511,6 @@ mod tests {
         orders_are_one_per_client_id_and_fill_with_their_fills,
         memories_are_recalled_by_relevance_within_their_collection,
         refusals_and_memories_are_pruned_oldest_first,
+        the_audit_trail_finds_what_was_changed_behind_its_back,
     );
 }

@@ -10,6 +10,7 @@
 //! writer come from unique keys, row locks and retries on PostgreSQL. Later aggregates (leases,
 //! audit, trading, prompts, governance) are new traits beside these.
 
+pub mod audit;
 mod error;
 mod postgres;
 mod records;
@@ -207,6 +208,16 @@ pub trait MemoryStore: Send + Sync {
     async fn forget(&self, collection: &str, id: i64) -> Result<bool>;
 }
 
+/// The audit trail (see [`audit`]): appended to, never changed, never pruned.
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Append `entry` after the last one, numbered next and chained to its hash, in one
+    /// transaction that no other append interleaves with. Answers it as stored.
+    async fn append_audit(&self, entry: &audit::NewAudit<'_>) -> Result<audit::AuditRecord>;
+    /// Up to `limit` entries numbered after `after`, oldest first.
+    async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>>;
+}
+
 /// Retention: what has been kept long enough goes.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -217,6 +228,7 @@ pub trait Housekeeping: Send + Sync {
 }
 
 /// A database that holds every aggregate.
+#[async_trait]
 pub trait Backend:
     Registry
     + KvStore
@@ -227,10 +239,16 @@ pub trait Backend:
     + UsageStore
     + TradingStore
     + MemoryStore
+    + AuditStore
     + Housekeeping
 {
     /// `sqlite` or `postgres`.
     fn kind(&self) -> &'static str;
+
+    /// Run `sql` as it is, past every rule of the store: for tests that play an intruder
+    /// with access to the database. Answers the rows it changed.
+    #[cfg(any(test, feature = "testing"))]
+    async fn execute_raw(&self, sql: &str) -> Result<u64>;
 }
 
 /// The database of a daemon: cheap to clone, and every aggregate's trait through `Deref`.

@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, MemoryStore,
-    Registry, TradingStore, UsageStore, now_ms,
+    AlertStore, AuditStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore,
+    MemoryStore, Registry, TradingStore, UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -94,9 +94,18 @@ where
     Err(Error::Contended(ATTEMPTS))
 }
 
+#[async_trait]
 impl Backend for Postgres {
     fn kind(&self) -> &'static str {
         "postgres"
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::raw_sql(sql)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
 }
 
@@ -1158,6 +1167,65 @@ impl MemoryStore for Postgres {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl AuditStore for Postgres {
+    async fn append_audit(&self, entry: &audit::NewAudit<'_>) -> Result<audit::AuditRecord> {
+        let mut tx = self.pool.begin().await?;
+        // One append at a time: the lock is held to the end of the transaction, so no other
+        // append reads the same last entry.
+        sqlx::query("LOCK TABLE audit IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, audit::GENESIS.to_string()),
+        };
+        let at_ms = ms();
+        let hash = audit::hash(seq, u64::try_from(at_ms).unwrap_or(0), entry, &prev_hash);
+        sqlx::query(
+            "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(seq)
+        .bind(at_ms)
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.subject)
+        .bind(entry.detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(audit::AuditRecord {
+            seq,
+            at_ms: u64::try_from(at_ms).unwrap_or(0),
+            actor: entry.actor.to_string(),
+            action: entry.action.to_string(),
+            subject: entry.subject.to_string(),
+            detail: entry.detail.to_string(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
+             WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }
 

@@ -467,3 +467,30 @@ pub(crate) fn query_words(query: &str) -> Vec<String> {
     words.truncate(32);
     words
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct AuditRow {
+    seq: i64,
+    at_ms: i64,
+    actor: String,
+    action: String,
+    subject: String,
+    detail: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl From<AuditRow> for crate::audit::AuditRecord {
+    fn from(row: AuditRow) -> Self {
+        crate::audit::AuditRecord {
+            seq: row.seq,
+            at_ms: u64::try_from(row.at_ms).unwrap_or(0),
+            actor: row.actor,
+            action: row.action,
+            subject: row.subject,
+            detail: row.detail,
+            prev_hash: row.prev_hash,
+            hash: row.hash,
+        }
+    }
+}

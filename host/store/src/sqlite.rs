@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore, MemoryStore,
-    Registry, TradingStore, UsageStore, now_ms,
+    AlertStore, AuditStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore,
+    MemoryStore, Registry, TradingStore, UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -105,9 +105,18 @@ fn ms() -> i64 {
     int(now_ms())
 }
 
+#[async_trait]
 impl Backend for Sqlite {
     fn kind(&self) -> &'static str {
         "sqlite"
+    }
+
+    #[cfg(any(test, feature = "testing"))]
+    async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::raw_sql(sql)
+            .execute(&self.writer)
+            .await?
+            .rows_affected())
     }
 }
 
@@ -1138,6 +1147,61 @@ impl MemoryStore for Sqlite {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+}
+
+#[async_trait]
+impl AuditStore for Sqlite {
+    async fn append_audit(&self, entry: &audit::NewAudit<'_>) -> Result<audit::AuditRecord> {
+        // The one writer connection: no other append runs between the read and the insert.
+        let mut tx = self.writer.begin().await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *tx)
+                .await?;
+        let (seq, prev_hash) = match last {
+            Some((seq, hash)) => (seq + 1, hash),
+            None => (1, audit::GENESIS.to_string()),
+        };
+        let at_ms = ms();
+        let hash = audit::hash(seq, u64::try_from(at_ms).unwrap_or(0), entry, &prev_hash);
+        sqlx::query(
+            "INSERT INTO audit (seq, at_ms, actor, action, subject, detail, prev_hash, hash) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq)
+        .bind(at_ms)
+        .bind(entry.actor)
+        .bind(entry.action)
+        .bind(entry.subject)
+        .bind(entry.detail)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(audit::AuditRecord {
+            seq,
+            at_ms: u64::try_from(at_ms).unwrap_or(0),
+            actor: entry.actor.to_string(),
+            action: entry.action.to_string(),
+            subject: entry.subject.to_string(),
+            detail: entry.detail.to_string(),
+            prev_hash,
+            hash,
+        })
+    }
+
+    async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
+             WHERE seq > ? ORDER BY seq LIMIT ?",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
     }
 }
 

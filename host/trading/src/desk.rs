@@ -14,7 +14,7 @@ use overseer_kernel::capability::Trigger;
 use overseer_market::{Bar, Market, MarketClock, Timeframe};
 use overseer_providers::alpaca::{Alpaca, NewOrder};
 use overseer_store::{
-    EquityPoint, FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, now_ms,
+    EquityPoint, FillRecord, OrderFilter, OrderRecord, RefusalRecord, Store, audit, now_ms,
 };
 use serde::Serialize;
 use serde_json::json;
@@ -562,8 +562,16 @@ impl Trading {
         drop(account);
         self.keep_risk(&status).await;
         self.cancel_open("trading halted").await?;
-        self.publish("risk.halted", json!({ "reason": "kill switch" }), "risk")
-            .await;
+        let detail = json!({ "reason": "kill switch" });
+        audit::record(
+            &*self.inner.store,
+            "person",
+            "risk.halted",
+            "trading",
+            &detail,
+        )
+        .await;
+        self.publish("risk.halted", detail, "risk").await;
         Ok(status)
     }
 
@@ -579,8 +587,16 @@ impl Trading {
         let status = account.gate.status();
         drop(account);
         self.keep_risk(&status).await;
-        self.publish("risk.resumed", json!({ "state": status.state }), "risk")
-            .await;
+        let detail = json!({ "state": status.state });
+        audit::record(
+            &*self.inner.store,
+            "person",
+            "risk.resumed",
+            "trading",
+            &detail,
+        )
+        .await;
+        self.publish("risk.resumed", detail, "risk").await;
         Ok(status)
     }
 
@@ -635,13 +651,11 @@ impl Trading {
                 self.cancel_open("trading halted").await?;
             }
             let status = self.risk().await;
-            self.publish_at(
-                &format!("risk.{}", after.as_str()),
-                json!({ "state": after, "reason": status.reason, "equity": equity }),
-                "risk",
-                day,
-            )
-            .await;
+            let action = format!("risk.{}", after.as_str());
+            let detail =
+                json!({ "state": after, "reason": status.reason, "equity": equity, "day": day });
+            audit::record(&*self.inner.store, "host", &action, "trading", &detail).await;
+            self.publish_at(&action, detail, "risk", day).await;
         }
         let bars: BTreeMap<String, Bar> = self
             .inner

@@ -18,6 +18,7 @@ mod http;
 mod isolation;
 mod languages;
 mod limits;
+mod overseer;
 mod process;
 mod push;
 mod repair;

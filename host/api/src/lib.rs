@@ -17,6 +17,7 @@ mod backtests;
 mod budgets;
 mod edits;
 mod error;
+mod overseer;
 mod research;
 mod system;
 mod trading;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub embeddings: Option<overseer_providers::Embeddings>,
     /// The agents' LLM budgets, for `/v1/budgets`.
     pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
+    /// The Overseer's loops, for `/v1/overseer`; `None` when they are off.
+    pub overseer: Option<Arc<overseer_meta::Overseer>>,
 }
 
 impl AppState {
@@ -90,6 +93,7 @@ impl AppState {
             backtests: None,
             budgets: None,
             embeddings: None,
+            overseer: None,
         }
     }
 }
@@ -106,6 +110,7 @@ pub fn app(state: AppState) -> Router {
         .merge(backtests::routes())
         .merge(research::routes())
         .merge(audit::routes())
+        .merge(overseer::routes())
         .merge(budgets::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

@@ -14,6 +14,7 @@ use crate::call::{Call, CallHost};
 use crate::capability::{CallContext, Capabilities, Mode, Trigger};
 use crate::error::{Error, Result};
 use crate::logs::Logs;
+use crate::telemetry::CallSample;
 
 /// How the host's log line of a failed call begins: `invocation failed: CODE (MESSAGE)`.
 pub const INVOCATION_FAILED: &str = "invocation failed";
@@ -211,6 +212,16 @@ impl Invoker {
                 self.metrics
                     .invocation(agent, "ok", seconds, outcome.fuel_used);
                 self.metrics.peak_memory(agent, outcome.peak_memory);
+                self.metrics.recent().record(
+                    agent,
+                    CallSample {
+                        at_ms: now_ms(),
+                        seconds,
+                        outcome: "ok",
+                        fuel: outcome.fuel_used,
+                        peak_memory: outcome.peak_memory as u64,
+                    },
+                );
                 Ok(Invoked {
                     version: version.number,
                     output: outcome.value,
@@ -231,6 +242,16 @@ impl Invoker {
                     other => Error::Internal(other.to_string()),
                 };
                 self.metrics.invocation(agent, error.code(), seconds, 0);
+                self.metrics.recent().record(
+                    agent,
+                    CallSample {
+                        at_ms: now_ms(),
+                        seconds,
+                        outcome: error.code(),
+                        fuel: 0,
+                        peak_memory: 0,
+                    },
+                );
                 self.logs.write_host(LogLine {
                     agent: agent.to_string(),
                     version: Some(version.number),

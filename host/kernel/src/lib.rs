@@ -34,6 +34,7 @@ pub mod registry;
 pub mod retention;
 pub mod schedule;
 pub mod supervisor;
+pub mod telemetry;
 pub mod window;
 
 pub use call::{HOST_TOPICS, check_topic};

@@ -13,6 +13,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::telemetry::RecentCalls;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AgentLabel {
     agent: String,
@@ -74,6 +76,8 @@ pub struct Metrics {
     llm_requests: Family<OutcomeLabels, Counter>,
     llm_tokens: Family<TokenLabels, Counter>,
     encode: Mutex<()>,
+    /// Each agent's recent calls, for windows the counters cannot give (percentiles).
+    recent: RecentCalls,
 }
 
 fn latency_histogram() -> Histogram {
@@ -208,11 +212,17 @@ impl Default for Metrics {
             llm_requests,
             llm_tokens,
             encode: Mutex::new(()),
+            recent: RecentCalls::default(),
         }
     }
 }
 
 impl Metrics {
+    /// Each agent's recent calls.
+    pub fn recent(&self) -> &RecentCalls {
+        &self.recent
+    }
+
     pub fn quarantine(&self, agent: &str) {
         self.quarantines.get_or_create(&label(agent)).inc();
     }

@@ -41,7 +41,11 @@ pub enum Command {
         client: ClientArgs,
     },
     /// The audit trail, oldest first; `audit verify` walks its hash chain.
-    Audit(crate::audit_cli::AuditArgs),
+    Audit(crate::meta_cli::AuditArgs),
+    /// The Overseer's loops; `loops run NAME` runs one now.
+    Loops(crate::meta_cli::LoopsArgs),
+    /// A daily report of the Overseer, as Markdown, JSON or HTML.
+    Report(crate::meta_cli::ReportArgs),
     /// List agents.
     Agents {
         #[command(flatten)]
@@ -190,7 +194,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => daemon::run(Config::load(&args)?).await,
         Command::Trading(command) => trading_cli::run(command).await,
-        Command::Audit(args) => crate::audit_cli::run(args).await,
+        Command::Audit(args) => crate::meta_cli::run(args).await,
+        Command::Loops(args) => crate::meta_cli::loops(args).await,
+        Command::Report(args) => crate::meta_cli::report(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

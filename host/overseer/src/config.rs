@@ -87,6 +87,9 @@ pub struct ServeArgs {
     /// paper endpoint.
     #[arg(long)]
     pub live_trading: bool,
+    /// Divide every Overseer loop interval by this (60: its hourly loops run every minute).
+    #[arg(long, env = "OVERSEER_CLOCK_FACTOR")]
+    pub overseer_clock: Option<f64>,
 }
 
 /// Every setting of the daemon, with its default. Secrets are [`Secret`]s: never printed,
@@ -157,6 +160,8 @@ pub struct Config {
     /// An OpenAI-compatible embeddings endpoint for memory's cosine ranking
     /// (`[embeddings]` in the file); none by default.
     pub embeddings: EmbeddingsConfig,
+    /// The Overseer's loops: intervals, clock factor, thresholds (`[overseer]` in the file).
+    pub overseer: overseer_meta::OverseerConfig,
 }
 
 impl Default for Config {
@@ -196,6 +201,7 @@ impl Default for Config {
             trading: TradingConfig::default(),
             llm_budget: LlmBudgetConfig::default(),
             embeddings: EmbeddingsConfig::default(),
+            overseer: overseer_meta::OverseerConfig::default(),
         }
     }
 }
@@ -281,6 +287,12 @@ impl Config {
             config.trading.alpaca.secret = Some(secret.clone()).filter(|k| !k.expose().is_empty());
         }
         config.trading.live_trading = args.live_trading;
+        if let Some(factor) = args.overseer_clock {
+            if !(factor.is_finite() && factor > 0.0) {
+                anyhow::bail!("--overseer-clock {factor}: a positive number");
+            }
+            config.overseer.clock_factor = factor;
+        }
         Ok(config)
     }
 

@@ -149,6 +149,10 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     state.budgets = Some(budgets);
     state.embeddings = embeddings;
     state.allowed_hosts = config.allowed_hosts.clone().into();
+    state.overseer = config
+        .overseer
+        .enabled
+        .then(|| overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone()));
     Ok(Daemon {
         config,
         kernel,
@@ -264,6 +268,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         });
     } else {
         start_clock();
+    }
+    if let Some(overseer) = &daemon.state.overseer {
+        overseer.start();
+        println!(
+            "the Overseer's loops are running (health every {:?})",
+            overseer.interval("health").unwrap_or_default()
+        );
     }
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -2,7 +2,6 @@
 //! self-editing and the API into a daemon; every other command talks to a running daemon over
 //! HTTP, or builds, scaffolds, drills and measures on this machine.
 
-pub mod audit_cli;
 pub mod backtest_cli;
 pub mod bench;
 pub mod bench_backtest;
@@ -12,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod drill;
+pub mod meta_cli;
 pub mod scaffold;
 pub mod trading_cli;
 

@@ -1450,6 +1450,80 @@ pub async fn the_audit_trail_finds_what_was_changed_behind_its_back(store: &Stor
     );
 }
 
+/// The Overseer's loop runs read back newest first, by loop; a day's report is replaced by
+/// a later one of the same day; audit entries are read by time.
+pub async fn loop_runs_and_reports_are_kept(store: &Store) {
+    for (name, n) in [("health", 1), ("healing", 2), ("health", 3)] {
+        let looked = serde_json::json!({ "agents": n });
+        let did = serde_json::json!({ "alerts": [] });
+        store
+            .insert_loop_run(&NewLoopRun {
+                name,
+                started_ms: n,
+                ended_ms: n + 1,
+                looked_at: &looked,
+                did: &did,
+                error: (n == 2).then_some("store unavailable"),
+            })
+            .await
+            .unwrap();
+    }
+    let all = store.loop_runs(None, 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].looked_at["agents"], 3, "newest first");
+    let health = store.loop_runs(Some("health"), 10).await.unwrap();
+    assert_eq!(health.len(), 2);
+    assert!(
+        health
+            .iter()
+            .all(|r| r.name == "health" && r.error.is_none())
+    );
+    let healing = store.loop_runs(Some("healing"), 10).await.unwrap();
+    assert_eq!(healing[0].error.as_deref(), Some("store unavailable"));
+    assert_eq!(store.loop_runs(Some("health"), 1).await.unwrap().len(), 1);
+
+    for (date, at, body) in [
+        ("2026-11-30", 10, serde_json::json!({ "n": 1 })),
+        ("2026-12-01", 20, serde_json::json!({ "n": 2 })),
+        ("2026-12-01", 30, serde_json::json!({ "n": 3 })),
+    ] {
+        store.put_report(date, at, &body).await.unwrap();
+    }
+    let reports = store.reports(10).await.unwrap();
+    assert_eq!(
+        reports,
+        [
+            ReportSummary {
+                date: "2026-12-01".to_string(),
+                generated_ms: 30
+            },
+            ReportSummary {
+                date: "2026-11-30".to_string(),
+                generated_ms: 10
+            },
+        ]
+    );
+    assert_eq!(store.report("2026-12-01").await.unwrap().unwrap()["n"], 3);
+    assert!(store.report("2026-01-01").await.unwrap().is_none());
+
+    let before = now_ms();
+    for action in ["activate", "rollback"] {
+        store
+            .append_audit(&crate::audit::NewAudit {
+                actor: "host",
+                action,
+                subject: "echo",
+                detail: "{}",
+            })
+            .await
+            .unwrap();
+    }
+    let after = now_ms() + 1;
+    let between = store.audit_between(before, after).await.unwrap();
+    assert_eq!(between.len(), 2);
+    assert!(store.audit_between(0, before).await.unwrap().is_empty());
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -1512,5 +1586,6 @@ mod tests {
         memories_are_recalled_by_relevance_within_their_collection,
         refusals_and_memories_are_pruned_oldest_first,
         the_audit_trail_finds_what_was_changed_behind_its_back,
+        loop_runs_and_reports_are_kept,
     );
 }

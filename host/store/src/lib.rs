@@ -216,6 +216,27 @@ pub trait AuditStore: Send + Sync {
     async fn append_audit(&self, entry: &audit::NewAudit<'_>) -> Result<audit::AuditRecord>;
     /// Up to `limit` entries numbered after `after`, oldest first.
     async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>>;
+    /// The entries written from `from_ms` (inclusive) to `to_ms` (exclusive), oldest first.
+    async fn audit_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<audit::AuditRecord>>;
+}
+
+/// What the Overseer keeps: the runs of its loops and its daily reports.
+#[async_trait]
+pub trait OverseerStore: Send + Sync {
+    /// Keep a finished loop run; answers its id.
+    async fn insert_loop_run(&self, run: &NewLoopRun<'_>) -> Result<i64>;
+    /// Loop runs newest first, of one loop when `name` is given.
+    async fn loop_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<LoopRunRecord>>;
+    /// Keep the report of `date`, replacing the one kept before it.
+    async fn put_report(
+        &self,
+        date: &str,
+        generated_ms: u64,
+        body: &serde_json::Value,
+    ) -> Result<()>;
+    async fn report(&self, date: &str) -> Result<Option<serde_json::Value>>;
+    /// The reports kept, newest date first.
+    async fn reports(&self, limit: u32) -> Result<Vec<ReportSummary>>;
 }
 
 /// Retention: what has been kept long enough goes.
@@ -240,6 +261,7 @@ pub trait Backend:
     + TradingStore
     + MemoryStore
     + AuditStore
+    + OverseerStore
     + Housekeeping
 {
     /// `sqlite` or `postgres`.

@@ -20,7 +20,7 @@ use crate::records::*;
 use crate::rows::*;
 use crate::{
     AlertStore, AuditStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore,
-    MemoryStore, Registry, TradingStore, UsageStore, audit, now_ms,
+    MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1226,6 +1226,89 @@ impl AuditStore for Postgres {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn audit_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<audit::AuditRecord>> {
+        let rows: Vec<AuditRow> = sqlx::query_as(
+            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
+             WHERE at_ms >= $1 AND at_ms < $2 ORDER BY seq",
+        )
+        .bind(i64::try_from(from_ms).unwrap_or(i64::MAX))
+        .bind(i64::try_from(to_ms).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+}
+
+#[async_trait]
+impl OverseerStore for Postgres {
+    async fn insert_loop_run(&self, run: &NewLoopRun<'_>) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO loop_runs (loop, started_ms, ended_ms, looked_at, did, error) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(run.name)
+        .bind(i64::try_from(run.started_ms).unwrap_or(i64::MAX))
+        .bind(i64::try_from(run.ended_ms).unwrap_or(i64::MAX))
+        .bind(run.looked_at.to_string())
+        .bind(run.did.to_string())
+        .bind(run.error)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    async fn loop_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<LoopRunRecord>> {
+        let rows: Vec<LoopRunRow> = sqlx::query_as(
+            "SELECT id, loop AS name, started_ms, ended_ms, looked_at, did, error FROM loop_runs \
+             WHERE ($1::TEXT IS NULL OR loop = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn put_report(
+        &self,
+        date: &str,
+        generated_ms: u64,
+        body: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO reports (date, generated_ms, body) VALUES ($1, $2, $3) \
+             ON CONFLICT (date) DO UPDATE SET generated_ms = excluded.generated_ms, body = excluded.body",
+        )
+        .bind(date)
+        .bind(i64::try_from(generated_ms).unwrap_or(i64::MAX))
+        .bind(body.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn report(&self, date: &str) -> Result<Option<serde_json::Value>> {
+        let body: Option<String> = sqlx::query_scalar("SELECT body FROM reports WHERE date = $1")
+            .bind(date)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(body.and_then(|b| serde_json::from_str(&b).ok()))
+    }
+
+    async fn reports(&self, limit: u32) -> Result<Vec<ReportSummary>> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT date, generated_ms FROM reports ORDER BY date DESC LIMIT $1")
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(date, generated_ms)| ReportSummary {
+                date,
+                generated_ms: u64::try_from(generated_ms).unwrap_or(0),
+            })
+            .collect())
     }
 }
 

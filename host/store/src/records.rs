@@ -663,3 +663,38 @@ pub struct MemoryRecord {
     /// better; 0 when read without a query.
     pub rank: f64,
 }
+
+/// One run of one of the Overseer's loops, about to be kept.
+#[derive(Debug, Clone, Copy)]
+pub struct NewLoopRun<'a> {
+    /// `health`, `healing`, `performance`, `optimisation` or `governance`.
+    pub name: &'a str,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    /// What it read, as JSON.
+    pub looked_at: &'a Value,
+    /// What it did, as JSON.
+    pub did: &'a Value,
+    /// Why it stopped short, when it did.
+    pub error: Option<&'a str>,
+}
+
+/// A kept loop run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LoopRunRecord {
+    pub id: i64,
+    #[serde(rename = "loop")]
+    pub name: String,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub looked_at: Value,
+    pub did: Value,
+    pub error: Option<String>,
+}
+
+/// A daily report as kept: its date and when it was made (the body is read on its own).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ReportSummary {
+    pub date: String,
+    pub generated_ms: u64,
+}

@@ -4,6 +4,8 @@
 
 use std::str::FromStr;
 
+use serde_json::Value;
+
 use crate::error::{Error, Result};
 use crate::records::*;
 
@@ -491,6 +493,31 @@ impl From<AuditRow> for crate::audit::AuditRecord {
             detail: row.detail,
             prev_hash: row.prev_hash,
             hash: row.hash,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct LoopRunRow {
+    id: i64,
+    name: String,
+    started_ms: i64,
+    ended_ms: i64,
+    looked_at: String,
+    did: String,
+    error: Option<String>,
+}
+
+impl From<LoopRunRow> for LoopRunRecord {
+    fn from(row: LoopRunRow) -> Self {
+        LoopRunRecord {
+            id: row.id,
+            name: row.name,
+            started_ms: u64::try_from(row.started_ms).unwrap_or(0),
+            ended_ms: u64::try_from(row.ended_ms).unwrap_or(0),
+            looked_at: serde_json::from_str(&row.looked_at).unwrap_or(Value::Null),
+            did: serde_json::from_str(&row.did).unwrap_or(Value::Null),
+            error: row.error,
         }
     }
 }

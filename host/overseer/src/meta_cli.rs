@@ -1,6 +1,8 @@
-//! `overseer audit`: the audit trail of a running daemon, oldest first, and `overseer audit
-//! verify`, a walk of its hash chain that fails (exit code 1) on an entry modified, removed
-//! or moved, or, given the head hash kept from an earlier walk, on entries cut off its end.
+//! The Overseer's commands, against a running daemon: `overseer audit`, the audit trail
+//! oldest first, and `overseer audit verify`, a walk of its hash chain that exits with 1 on
+//! an entry modified, removed or moved, or, given the head hash kept from an earlier walk,
+//! on entries cut off its end; `overseer loops`, the loops and their last runs; and
+//! `overseer report`, a daily report.
 
 use clap::{Args, Subcommand};
 use serde_json::Value;
@@ -106,4 +108,82 @@ async fn holds(c: &ClientArgs, hash: &str) -> anyhow::Result<bool> {
             _ => return Ok(false),
         }
     }
+}
+
+/// `overseer loops`: the Overseer's loops, when each runs next and what its last run did;
+/// `overseer loops run NAME` runs one now.
+#[derive(Debug, Args)]
+pub struct LoopsArgs {
+    #[command(subcommand)]
+    command: Option<LoopsCommand>,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum LoopsCommand {
+    /// Run a loop now and print its run.
+    Run {
+        /// `health`, `healing`, `performance`, `optimisation` or `governance`.
+        name: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+pub async fn loops(args: LoopsArgs) -> anyhow::Result<()> {
+    match args.command {
+        Some(LoopsCommand::Run { name, client: c }) => {
+            let run = send(c.post(&c.client()?, &format!("/v1/overseer/loops/{name}/run"))).await?;
+            println!("{}", serde_json::to_string_pretty(&run)?);
+        }
+        None => {
+            let c = args.client;
+            let value = send(c.client()?.get(c.url("/v1/overseer"))).await?;
+            println!("clock factor {}", value["clock_factor"]);
+            for l in value["loops"].as_array().into_iter().flatten() {
+                let last = &l["last_run"];
+                println!(
+                    "{:<13} every {:>9} ms  last {:<13}  did {}",
+                    l["name"].as_str().unwrap_or_default(),
+                    l["every_ms"],
+                    last["ended_ms"]
+                        .as_u64()
+                        .map_or("never".to_string(), |ms| ms.to_string()),
+                    if last.is_null() {
+                        Value::Null
+                    } else {
+                        last["did"].clone()
+                    },
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `overseer report`: a daily report, as Markdown (or JSON, or the HTML page).
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// `YYYY-MM-DD`, or `latest`.
+    #[arg(long, default_value = "latest")]
+    date: String,
+    /// `md`, `json` or `html`.
+    #[arg(long, default_value = "md")]
+    format: String,
+    #[command(flatten)]
+    client: ClientArgs,
+}
+
+pub async fn report(args: ReportArgs) -> anyhow::Result<()> {
+    let c = args.client;
+    let path = format!("/v1/reports/{}.{}", args.date, args.format);
+    let response = c.client()?.get(c.url(&path)).send().await?;
+    let status = response.status();
+    let text = response.text().await?;
+    if !status.is_success() {
+        anyhow::bail!("{status}: {text}");
+    }
+    println!("{text}");
+    Ok(())
 }

@@ -1,0 +1,172 @@
+//! The Overseer: its loops (interval, next run, last run), their kept runs, a run on demand,
+//! and the daily reports as JSON, Markdown and HTML.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use overseer_meta::{LOOPS, Overseer, report};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiResult, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/overseer", get(loops))
+        .route("/v1/overseer/runs", get(runs))
+        .route("/v1/overseer/loops/{name}/run", post(run_now))
+        .route("/v1/reports", get(reports))
+        .route("/v1/reports/{file}", get(report_file))
+}
+
+fn overseer(state: &AppState) -> ApiResult<&Arc<Overseer>> {
+    state.overseer.as_ref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overseer_disabled",
+            "the Overseer's loops are off ([overseer] enabled = false)",
+        )
+    })
+}
+
+/// Each loop: its interval, when it runs next, and its last run.
+async fn loops(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let overseer = overseer(&state)?;
+    let mut loops = Vec::new();
+    for name in LOOPS {
+        let last = state
+            .kernel
+            .store
+            .loop_runs(Some(name), 1)
+            .await
+            .map_err(overseer_kernel::Error::from)?;
+        loops.push(json!({
+            "name": name,
+            "every_ms": overseer.interval(name).map(|d| d.as_millis() as u64),
+            "next_run_ms": overseer.next_run_ms(name),
+            "last_run": last.first(),
+        }));
+    }
+    Ok(Json(json!({
+        "clock_factor": overseer.config().clock_factor,
+        "loops": loops,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RunsQuery {
+    #[serde(rename = "loop")]
+    name: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Kept runs, newest first.
+async fn runs(
+    State(state): State<AppState>,
+    query: Result<Query<RunsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if let Some(name) = &query.name
+        && !LOOPS.contains(&name.as_str())
+    {
+        return Err(ApiError::invalid(format!(
+            "loop {name:?}: one of {}",
+            LOOPS.join(", ")
+        )));
+    }
+    let runs = state
+        .kernel
+        .store
+        .loop_runs(query.name.as_deref(), query.limit.unwrap_or(50).min(1000))
+        .await
+        .map_err(overseer_kernel::Error::from)?;
+    Ok(Json(json!({ "runs": runs })))
+}
+
+/// Run a loop now, as its interval would, and answer the run.
+async fn run_now(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let overseer = overseer(&state)?;
+    match overseer.run(&name).await {
+        None => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_loop",
+            format!("no loop {name:?}: one of {}", LOOPS.join(", ")),
+        )),
+        Some(Ok(run)) => Ok(Json(json!(run))),
+        Some(Err(e)) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "store_failed",
+            format!("the run was not kept: {e}"),
+        )),
+    }
+}
+
+/// The reports kept, newest first.
+async fn reports(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let reports = state
+        .kernel
+        .store
+        .reports(366)
+        .await
+        .map_err(overseer_kernel::Error::from)?;
+    Ok(Json(json!({ "reports": reports })))
+}
+
+/// `DATE.json`, `DATE.md` or `DATE.html` (`latest` for the newest date).
+async fn report_file(
+    State(state): State<AppState>,
+    Path(file): Path<String>,
+) -> ApiResult<Response> {
+    let Some((date, format)) = file.rsplit_once('.') else {
+        return Err(ApiError::invalid(format!(
+            "{file:?}: DATE.json, DATE.md or DATE.html"
+        )));
+    };
+    if !matches!(format, "json" | "md" | "html") {
+        return Err(ApiError::invalid(format!(
+            "{file:?}: the formats are json, md and html"
+        )));
+    }
+    let store = &state.kernel.store;
+    let date = if date == "latest" {
+        let newest = store
+            .reports(1)
+            .await
+            .map_err(overseer_kernel::Error::from)?;
+        newest.first().map(|r| r.date.clone()).unwrap_or_default()
+    } else {
+        date.to_string()
+    };
+    let Some(body) = store
+        .report(&date)
+        .await
+        .map_err(overseer_kernel::Error::from)?
+    else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "no_report",
+            format!("no report of {date:?}"),
+        ));
+    };
+    Ok(match format {
+        "json" => Json(body).into_response(),
+        "md" => (
+            [(header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+            report::markdown(&body),
+        )
+            .into_response(),
+        _ => (
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            report::html(&body),
+        )
+            .into_response(),
+    })
+}

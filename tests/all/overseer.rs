@@ -1,0 +1,325 @@
+//! The Overseer: its loops run at their scaled intervals and keep their runs; the health
+//! loop opens a performance alert for a slow agent and resolves it with the figures once it
+//! is fast again; healing resolves a rollback alert once the agent serves without failing;
+//! the daily report holds the numbers of what happened, as JSON, Markdown and HTML.
+
+use std::time::Duration;
+
+use overseer_tests::{Daemon, WAIT, component, eventually, test_config};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+async fn run(daemon: &Daemon, name: &str) -> Value {
+    let (status, run) = daemon
+        .post(&format!("/v1/overseer/loops/{name}/run"), String::new())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert!(run["error"].is_null(), "{run}");
+    run
+}
+
+#[tokio::test]
+async fn the_loops_run_at_their_scaled_intervals_and_keep_their_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    // A day in two seconds: every other loop at the 50 ms floor.
+    config.overseer.clock_factor = 43_200.0;
+    let daemon = Daemon::start_with(config).await;
+    let overseer = daemon
+        .daemon
+        .state
+        .overseer
+        .clone()
+        .expect("the Overseer is on");
+    let handles = overseer.start();
+    let runs = |name: &'static str| {
+        let daemon = &daemon;
+        async move {
+            let (_, body) = daemon
+                .get(&format!("/v1/overseer/runs?loop={name}&limit=100"))
+                .await;
+            body["runs"].as_array().cloned().unwrap_or_default()
+        }
+    };
+    eventually(
+        Duration::from_secs(20),
+        "every loop has run, governance once",
+        || async {
+            let mut all = true;
+            for name in ["health", "healing", "performance", "optimisation"] {
+                all &= runs(name).await.len() >= 3;
+            }
+            (all && !runs("governance").await.is_empty()).then_some(())
+        },
+    )
+    .await;
+    for handle in handles {
+        handle.abort();
+    }
+    let (_, loops) = daemon.get("/v1/overseer").await;
+    assert_eq!(loops["clock_factor"], 43_200.0);
+    let listed = loops["loops"].as_array().unwrap();
+    assert_eq!(listed.len(), 5);
+    for l in listed {
+        assert!(l["last_run"]["ended_ms"].as_u64().is_some(), "{l}");
+        assert!(l["next_run_ms"].as_u64().is_some(), "{l}");
+    }
+    let every = |name: &str| {
+        listed.iter().find(|l| l["name"] == name).unwrap()["every_ms"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(every("governance"), 2000);
+    assert_eq!(every("health"), 50);
+    // Health runs come at their interval, not faster: ended times at least 50 ms apart.
+    let health = runs("health").await;
+    for pair in health.windows(2) {
+        let gap = pair[0]["started_ms"].as_u64().unwrap() - pair[1]["started_ms"].as_u64().unwrap();
+        assert!(gap >= 45, "{gap} ms between two health runs");
+    }
+    let governance = &runs("governance").await[0];
+    let date = governance["did"]["report"].as_str().unwrap();
+    let (status, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let (status, _) = daemon.get("/v1/overseer/runs?loop=astrology").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, body) = daemon
+        .post("/v1/overseer/loops/astrology/run", String::new())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["error"]["code"], "unknown_loop");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_slow_agent_is_flagged_and_cleared_and_the_report_counts_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.overseer.window_secs = 2;
+    config.overseer.min_calls = 5;
+    let daemon = Daemon::start_with(config).await;
+    daemon
+        .push_ok("slow", "fixture-flaky", "[limits]\ntimeout_ms = 200\n")
+        .await;
+    for _ in 0..6 {
+        daemon.call_ok("slow", json!({ "spin_ms": 130 })).await;
+    }
+    let health = run(&daemon, "health").await;
+    let opened = &health["did"]["opened"];
+    assert_eq!(opened.as_array().unwrap().len(), 1, "{health}");
+    let alert = daemon
+        .alert_of("state=open", "performance_degradation")
+        .await;
+    assert_eq!(alert["agent"], "slow");
+    let p95 = alert["evidence"]["p95_ms"].as_f64().unwrap();
+    assert!(p95 >= 100.0, "{alert}");
+    // A second run while it is still slow opens nothing more.
+    let again = run(&daemon, "health").await;
+    assert!(
+        again["did"]["opened"].as_array().unwrap().is_empty(),
+        "{again}"
+    );
+
+    // Fast again: once the slow calls leave the window, the alert is resolved with figures.
+    let resolved = eventually(Duration::from_secs(20), "the alert resolved", || async {
+        daemon.call_ok("slow", json!({ "n": 1 })).await;
+        let health = run(&daemon, "health").await;
+        health["did"]["resolved"].as_array()?.first().cloned()
+    })
+    .await;
+    assert!(
+        resolved["resolution"]
+            .as_str()
+            .unwrap()
+            .contains("p95 latency back to"),
+        "{resolved}"
+    );
+    let (_, closed) = daemon.get(&format!("/v1/alerts/{}", alert["id"])).await;
+    assert!(closed["resolved_ms"].is_u64(), "{closed}");
+
+    // The day's report holds the numbers of what happened.
+    let governance = run(&daemon, "governance").await;
+    let date = governance["did"]["report"].as_str().unwrap().to_string();
+    let (_, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    let slow = report["performance"]["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "slow")
+        .unwrap()
+        .clone();
+    let (_, agent) = daemon.get("/v1/agents/slow").await;
+    let counters = &agent["counters"];
+    assert_eq!(
+        slow["calls"], counters["invocations_ok"],
+        "every call of the day: {slow} {agent}"
+    );
+    assert_eq!(slow["fuel"], counters["fuel_consumed"], "{slow} {agent}");
+    assert_eq!(slow["failures"], 0);
+    assert_eq!(report["health"]["alerts"]["opened"], 1, "{report}");
+    assert_eq!(report["health"]["alerts"]["resolved"], 1, "{report}");
+    assert_eq!(report["activities"]["by_action"]["activate"], 1, "{report}");
+    let (status, reports) = daemon.get("/v1/reports").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(reports["reports"][0]["date"], date.as_str());
+    for (format, needle) in [("md", "# Daily report"), ("html", "<canvas id=\"calls\">")] {
+        let response = reqwest::Client::new()
+            .get(daemon.url(&format!("/v1/reports/latest.{format}")))
+            .bearer_auth(overseer_tests::TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap();
+        assert!(
+            text.contains(needle),
+            "{format}: {}",
+            &text[..text.len().min(300)]
+        );
+    }
+    let (status, body) = daemon.get("/v1/reports/2001-01-01.json").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = daemon.get("/v1/reports/latest.pdf").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn healing_resolves_a_rollback_alert_once_the_agent_serves_without_failing() {
+    let daemon = Daemon::start().await;
+    let manifest = "[deploy]\nwatch_calls = 5\nmin_calls = 3\nwatch = \"20s\"\n";
+    daemon.push_ok("svc", "echo", manifest).await;
+    for n in 0..5 {
+        daemon.call_ok("svc", json!({ "n": n })).await;
+    }
+    daemon.wait_verdict("svc", 1, "stable").await;
+    let (status, body) = daemon.push("svc", component("fixture-flaky"), None).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    for _ in 0..3 {
+        daemon.invoke("svc", json!({ "fail": "error" })).await;
+    }
+    let alert = daemon.alert_of("state=open", "rollback").await;
+    // Not yet: nothing has been served since.
+    let healing = run(&daemon, "healing").await;
+    assert!(
+        healing["did"]["resolved"].as_array().unwrap().is_empty(),
+        "{healing}"
+    );
+    eventually(WAIT, "version 1 answering", || async {
+        let (_, body) = daemon.invoke("svc", json!({ "n": 9 })).await;
+        (body["version"] == 1).then_some(())
+    })
+    .await;
+    let healing = run(&daemon, "healing").await;
+    let resolved = &healing["did"]["resolved"][0];
+    assert_eq!(resolved["alert"], alert["id"], "{healing}");
+    assert!(
+        resolved["resolution"]
+            .as_str()
+            .unwrap()
+            .contains("without a failure"),
+        "{resolved}"
+    );
+    let (_, closed) = daemon.get(&format!("/v1/alerts/{}", alert["id"])).await;
+    assert!(closed["resolved_ms"].is_u64(), "{closed}");
+    daemon.stop().await;
+}
+
+/// Chromium from the machine (`chromium`, or `OVERSEER_TEST_CHROMIUM`); CI installs it.
+fn chromium() -> Option<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("OVERSEER_TEST_CHROMIUM") {
+        return Some(path.into());
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|dir| dir.join(name))
+                    .find(|candidate| candidate.is_file())
+            })
+        })
+}
+
+#[tokio::test]
+async fn the_html_report_draws_its_charts_in_headless_chromium() {
+    let Some(chromium) = chromium() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI installs chromium: the report's charts must be checked"
+        );
+        eprintln!("no chromium on this machine: the report's charts are not checked");
+        return;
+    };
+    let daemon = Daemon::start().await;
+    daemon.push_ok("echo", "echo", "").await;
+    for n in 0..4 {
+        daemon.call_ok("echo", json!({ "n": n })).await;
+    }
+    run(&daemon, "governance").await;
+    let html = reqwest::Client::new()
+        .get(daemon.url("/v1/reports/latest.html"))
+        .bearer_auth(overseer_tests::TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    daemon.stop().await;
+    let dir = tempfile::tempdir().unwrap();
+    let page = dir.path().join("report.html");
+    std::fs::write(&page, &html).unwrap();
+    let shot = dir.path().join("report.png");
+    let url = format!("file://{}", page.display());
+    let headless = |extra: &[String]| {
+        let mut command = std::process::Command::new(&chromium);
+        command
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--window-size=1280,1600",
+            ])
+            .arg(format!(
+                "--user-data-dir={}",
+                dir.path().join("profile").display()
+            ))
+            .args(extra)
+            .arg(&url);
+        command.output().expect("chromium runs")
+    };
+    let dom = headless(&["--dump-dom".to_string()]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(
+        dom.contains("data-charts=\"3\""),
+        "three charts drawn: {}",
+        &dom[..dom.len().min(400)]
+    );
+    // Chart.js sizes each canvas it draws on.
+    assert_eq!(dom.matches("<canvas").count(), 3);
+    let sized = dom
+        .split("<canvas")
+        .skip(1)
+        .filter(|c| {
+            c.split('>')
+                .next()
+                .is_some_and(|tag| tag.contains("style=\"display: block"))
+        })
+        .count();
+    assert_eq!(sized, 3, "{dom}");
+    let shot_arg = format!("--screenshot={}", shot.display());
+    let out = headless(&[shot_arg]);
+    let png = std::fs::read(&shot).unwrap_or_else(|e| {
+        panic!(
+            "no screenshot ({e}): {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+}

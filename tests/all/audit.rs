@@ -61,8 +61,8 @@ async fn pushes_rollbacks_retirement_and_the_kill_switch_are_on_the_trail() {
         [
             ("push", "activate", "echo"),
             ("push", "activate", "echo"),
-            ("person", "activate", "echo"),
-            ("person", "rollback", "echo"),
+            ("request", "activate", "echo"),
+            ("request", "rollback", "echo"),
             ("person", "risk.halted", "trading"),
             ("person", "risk.resumed", "trading"),
             ("person", "retire", "echo"),

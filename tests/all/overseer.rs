@@ -323,3 +323,197 @@ async fn the_html_report_draws_its_charts_in_headless_chromium() {
         png.len()
     );
 }
+
+/// A day in one second: decisions fall due, and approvals time out, within the test.
+async fn fast_daemon() -> (Daemon, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.overseer.clock_factor = 86_400.0;
+    let daemon = Daemon::start_with(config).await;
+    (daemon, dir)
+}
+
+/// The meeting rolls back an agent failing most of its calls (a low-risk decision, applied
+/// at once), and on its date the decision is measured against the calls since.
+#[tokio::test]
+async fn the_meeting_rolls_back_a_failing_agent_and_the_decision_is_measured_on_its_date() {
+    let (daemon, _dir) = fast_daemon().await;
+    daemon.push_ok("svc", "echo", "").await;
+    // Version 2 passes its watch, then fails: the supervisor lets it be, the meeting does not.
+    let manifest = "[deploy]\ncanary = 0\nwatch_calls = 1\nmin_calls = 1\n[supervision]\nmax_failures = 1000\n";
+    let (status, body) = daemon
+        .push("svc", component("fixture-flaky"), Some(manifest))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    daemon.call_ok("svc", json!({ "n": 0 })).await;
+    daemon.wait_verdict("svc", 2, "stable").await;
+    for _ in 0..12 {
+        daemon.invoke("svc", json!({ "fail": "error" })).await;
+    }
+    let governance = run(&daemon, "governance").await;
+    let made = governance["did"]["decisions"].as_array().unwrap().clone();
+    assert_eq!(made.len(), 1, "{governance}");
+    assert_eq!(made[0]["title"], "roll back svc");
+    let id = made[0]["decision"].as_i64().unwrap();
+    let (_, decision) = daemon.get(&format!("/v1/decisions/{id}")).await;
+    assert_eq!(decision["policy"], "auto");
+    assert_eq!(decision["state"], "applied", "{decision}");
+    assert_eq!(decision["body"]["kind"], "system_improvement");
+    assert_eq!(decision["body"]["metric"]["name"], "error_rate");
+    assert_eq!(
+        daemon.agent("svc").await["active_version"],
+        1,
+        "the decision changed the system"
+    );
+    // The next meeting does not decide it again.
+    let again = run(&daemon, "governance").await;
+    assert!(
+        again["did"]["decisions"].as_array().unwrap().is_empty(),
+        "{again}"
+    );
+    // Served without failing since: on its date the decision has met its target.
+    for n in 0..3 {
+        daemon.call_ok("svc", json!({ "n": n })).await;
+    }
+    let evaluated = eventually(Duration::from_secs(20), "the decision measured", || async {
+        let healing = run(&daemon, "healing").await;
+        healing["did"]["decisions_evaluated"]
+            .as_array()?
+            .first()
+            .cloned()
+    })
+    .await;
+    assert_eq!(evaluated["decision"], id);
+    assert_eq!(evaluated["outcome"], "met", "{evaluated}");
+    let (_, decision) = daemon.get(&format!("/v1/decisions/{id}")).await;
+    assert_eq!(decision["outcome"], "met");
+    assert_eq!(decision["measured"]["calls"], 3, "{decision}");
+    // The next meeting sees that history.
+    let governance = run(&daemon, "governance").await;
+    let date = governance["did"]["report"].as_str().unwrap();
+    let (_, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    let history = report["decisions"]["history"].as_array().unwrap();
+    assert!(
+        history
+            .iter()
+            .any(|d| d["id"] == id && d["outcome"] == "met"),
+        "{report}"
+    );
+    daemon.stop().await;
+}
+
+fn halt(title: &str) -> Value {
+    json!({
+        "kind": "risk_management",
+        "title": title,
+        "priority": "critical",
+        "expected_impact": "no new exposure",
+        "effort": "low",
+        "rationale": "a test",
+        "actions": [{ "type": "halt_trading" }],
+        "metric": { "name": "calls", "agent": "echo", "comparator": "at_least", "target": 0.0, "due_in_secs": 86400 },
+    })
+}
+
+/// Touching capital waits for a person: applied only after approval; a rejected decision and
+/// one nobody approved in time are never applied.
+#[tokio::test]
+async fn decisions_on_capital_wait_for_a_person_and_are_applied_only_when_approved() {
+    let (daemon, _dir) = fast_daemon().await;
+    daemon.push_ok("echo", "echo", "").await;
+    let risk = || async { daemon.get("/v1/risk").await.1["risk"]["state"].clone() };
+    let propose = |decision: Value| {
+        let daemon = &daemon;
+        async move { daemon.post("/v1/decisions", decision.to_string()).await }
+    };
+    // Rejected: never applied.
+    let (status, rejected) = propose(halt("halt, then rejected")).await;
+    assert_eq!(status, StatusCode::CREATED, "{rejected}");
+    assert_eq!(rejected["state"], "awaiting_approval");
+    assert_eq!(rejected["policy"], "person");
+    let (status, body) = daemon
+        .post(
+            &format!("/v1/decisions/{}/reject", rejected["id"]),
+            json!({ "reason": "not today" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["state"], "rejected");
+    assert_eq!(risk().await, "active");
+    let (status, body) = daemon
+        .post(
+            &format!("/v1/decisions/{}/approve", rejected["id"]),
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "not_awaiting");
+
+    // Timed out: a day (a second here) without approval, never applied.
+    let (_, lapsed) = propose(halt("halt, then forgotten")).await;
+    let expired = eventually(
+        Duration::from_secs(20),
+        "the approval timed out",
+        || async {
+            let healing = run(&daemon, "healing").await;
+            healing["did"]["decisions_expired"]
+                .as_array()?
+                .first()
+                .cloned()
+        },
+    )
+    .await;
+    assert_eq!(expired, lapsed["id"]);
+    let (_, lapsed) = daemon.get(&format!("/v1/decisions/{}", lapsed["id"])).await;
+    assert_eq!(lapsed["state"], "expired", "{lapsed}");
+    assert_eq!(risk().await, "active");
+
+    // Approved: applied at once.
+    let (_, waiting) = propose(halt("halt, approved")).await;
+    assert_eq!(risk().await, "active", "nothing happens before approval");
+    let (status, approved) = daemon
+        .post(
+            &format!("/v1/decisions/{}/approve", waiting["id"]),
+            json!({ "reason": "the drawdown is real" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{approved}");
+    assert_eq!(approved["state"], "applied", "{approved}");
+    assert_eq!(approved["decided_by"], "person");
+    assert_eq!(risk().await, "halted");
+
+    // Bad input: not a decision, an unknown agent, an unknown decision.
+    let mut unknown_action = halt("x");
+    unknown_action["actions"] = json!([{ "type": "sell_everything" }]);
+    let mut unknown_agent = halt("y");
+    unknown_agent["metric"]["agent"] = json!("nobody");
+    for bad in [json!({ "title": "no kind" }), unknown_action, unknown_agent] {
+        let (status, body) = propose(bad).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(body["error"]["code"], "invalid_decision");
+    }
+    let (status, _) = daemon
+        .post("/v1/decisions/9999/approve", String::new())
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // Every step is on the audit trail.
+    let (_, audit) = daemon.get("/v1/audit?limit=1000").await;
+    let actions: Vec<&str> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "decision",
+        "rejection",
+        "decision.expired",
+        "approval",
+        "decision.applied",
+        "risk.halted",
+    ] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+    daemon.stop().await;
+}

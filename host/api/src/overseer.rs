@@ -8,6 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use overseer_meta::governance::{self, GovernanceError};
 use overseer_meta::{LOOPS, Overseer, report};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -21,6 +22,106 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/overseer/loops/{name}/run", post(run_now))
         .route("/v1/reports", get(reports))
         .route("/v1/reports/{file}", get(report_file))
+        .route("/v1/decisions", get(decisions).post(propose))
+        .route("/v1/decisions/{id}", get(decision))
+        .route("/v1/decisions/{id}/approve", post(approve))
+        .route("/v1/decisions/{id}/reject", post(reject))
+}
+
+impl From<GovernanceError> for ApiError {
+    fn from(e: GovernanceError) -> Self {
+        let status = match &e {
+            GovernanceError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            GovernanceError::NotFound(_) => StatusCode::NOT_FOUND,
+            GovernanceError::NotAwaiting { .. } => StatusCode::CONFLICT,
+            GovernanceError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecisionsQuery {
+    state: Option<String>,
+    limit: Option<u32>,
+}
+
+/// Decisions newest first, in one state when asked.
+async fn decisions(
+    State(state): State<AppState>,
+    query: Result<Query<DecisionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let found = state
+        .kernel
+        .store
+        .decisions(query.state.as_deref(), query.limit.unwrap_or(50).min(1000))
+        .await
+        .map_err(overseer_kernel::Error::from)?;
+    Ok(Json(json!({ "decisions": found })))
+}
+
+async fn decision(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let found = state
+        .kernel
+        .store
+        .decision(id)
+        .await
+        .map_err(overseer_kernel::Error::from)?
+        .ok_or(GovernanceError::NotFound(id))?;
+    Ok(Json(json!(found)))
+}
+
+/// A person's decision, taken through the same policy as the meeting's.
+async fn propose(
+    State(state): State<AppState>,
+    body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let overseer = overseer(&state)?;
+    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let decision = governance::parse(&body)?;
+    let record = overseer.propose("request", "person", &decision).await?;
+    Ok((StatusCode::CREATED, Json(json!(record))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Verdict {
+    #[serde(default)]
+    reason: String,
+}
+
+/// The reason an approval or rejection gives: `{"reason": "…"}`, or no body.
+fn verdict(body: &[u8]) -> ApiResult<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(String::new());
+    }
+    let verdict: Verdict = serde_json::from_slice(body)
+        .map_err(|e| ApiError::invalid(format!("{{\"reason\": …}} expected: {e}")))?;
+    Ok(verdict.reason)
+}
+
+/// Approve a decision waiting for a person: it is applied at once.
+async fn approve(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let reason = verdict(&body)?;
+    let record = overseer(&state)?.approve(id, "person", &reason).await?;
+    Ok(Json(json!(record)))
+}
+
+/// Reject a decision waiting for a person: it is never applied.
+async fn reject(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    let reason = verdict(&body)?;
+    let record = overseer(&state)?.reject(id, "person", &reason).await?;
+    Ok(Json(json!(record)))
 }
 
 fn overseer(state: &AppState) -> ApiResult<&Arc<Overseer>> {

@@ -19,11 +19,12 @@ impl AuditTrail {
     }
 }
 
-/// Who brought a change about: a person's push or rollback, or the host's remediation.
+/// Who brought a change about: a push, a rollback asked for (by a person or a decision), or
+/// the host's remediation.
 fn actor(cause: Cause) -> &'static str {
     match cause {
         Cause::Push => "push",
-        Cause::Rollback => "person",
+        Cause::Rollback => "request",
         Cause::Remediation | Cause::Start => "host",
     }
 }

@@ -30,6 +30,8 @@ pub struct OverseerConfig {
     pub recovered_share: f64,
     /// An alert open this long (in seconds, scaled) is escalated once.
     pub escalate_after_secs: u64,
+    /// A decision waiting for a person this long (in seconds, scaled) expires unapplied.
+    pub approval_timeout_secs: u64,
 }
 
 /// The shortest interval any loop runs at, whatever the clock factor.
@@ -50,6 +52,7 @@ impl Default for OverseerConfig {
             slow_share: 0.5,
             recovered_share: 0.4,
             escalate_after_secs: 1800,
+            approval_timeout_secs: 86_400,
         }
     }
 }

@@ -4,10 +4,10 @@
 //! | loop | every | looks at | does |
 //! | --- | --- | --- | --- |
 //! | `health` | 60 s | each active agent's calls over the window | opens a `performance_degradation` alert when its p95 latency reaches `slow_share` of its deadline; resolves it, with the figures, once back under `recovered_share` (or without calls) |
-//! | `healing` | 5 min | the open alerts | resolves a `rollback` alert once the agent has served calls without a failure; escalates an alert open past `escalate_after` (`alert.escalated`, once) |
+//! | `healing` | 5 min | the open alerts and the decisions | resolves a `rollback` alert once the agent has served calls without a failure; escalates an alert open past `escalate_after` (`alert.escalated`, once); expires decisions nobody approved in time; measures decisions whose date has come |
 //! | `performance` | hourly | every agent's calls and LLM tokens over the hour | the review: per-agent figures, the slowest, the busiest, the hungriest for fuel |
 //! | `optimisation` | hourly | the same figures | recommendations for slow, failing and fuel-hungry agents, published as `overseer.recommendation` |
-//! | `governance` | daily | the day's report | builds and keeps the daily report |
+//! | `governance` | daily | the day's report and the history of decisions | builds and keeps the daily report; the meeting takes decisions on it (see [`crate::governance`]) |
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, Weak};
@@ -21,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::config::OverseerConfig;
+use crate::governance::{self, Capital, Reach};
 use crate::report;
 use crate::telemetry::{self, Window};
 
@@ -40,6 +41,7 @@ pub type Failure = String;
 pub struct Overseer {
     kernel: Kernel,
     config: OverseerConfig,
+    reach: Reach,
     state: Mutex<State>,
 }
 
@@ -52,16 +54,30 @@ struct State {
 }
 
 impl Overseer {
-    pub fn new(kernel: Kernel, config: OverseerConfig) -> Arc<Overseer> {
+    /// The Overseer of `kernel`; `reach` is what decisions may act on beyond the kernel.
+    pub fn new(kernel: Kernel, config: OverseerConfig, reach: Reach) -> Arc<Overseer> {
         Arc::new(Overseer {
             kernel,
             config,
+            reach,
             state: Mutex::new(State::default()),
         })
     }
 
     pub fn config(&self) -> &OverseerConfig {
         &self.config
+    }
+
+    pub(crate) fn kernel(&self) -> &Kernel {
+        &self.kernel
+    }
+
+    pub(crate) fn budgets(&self) -> Option<&Arc<overseer_kernel::capability::LlmBudgets>> {
+        self.reach.budgets.as_ref()
+    }
+
+    pub(crate) fn capital(&self) -> Option<&Arc<dyn Capital>> {
+        self.reach.capital.as_ref()
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -295,9 +311,11 @@ impl Overseer {
                 escalated.push(json!({ "alert": alert.id, "agent": alert.agent, "type": alert.kind, "priority": alert.priority }));
             }
         }
+        let expired = self.expire_overdue().await.map_err(|e| e.to_string())?;
+        let evaluated = self.evaluate_due().await.map_err(|e| e.to_string())?;
         Ok((
             json!({ "open_alerts": open.len() }),
-            json!({ "resolved": resolved, "escalated": escalated }),
+            json!({ "resolved": resolved, "escalated": escalated, "decisions_expired": expired, "decisions_evaluated": evaluated }),
         ))
     }
 
@@ -360,8 +378,14 @@ impl Overseer {
         let window_ms = millis(self.config.scaled(self.config.governance_secs));
         let from_ms = to_ms.saturating_sub(window_ms);
         let windows = self.windows(window_ms);
-        let body = report::build(&self.kernel, &self.config, &windows, from_ms, to_ms).await?;
+        let mut body = report::build(&self.kernel, &self.config, &windows, from_ms, to_ms).await?;
         let date = body["date"].as_str().unwrap_or_default().to_string();
+        // The meeting: it sees the history of earlier decisions, and decides on the report.
+        body["decisions"] = json!({
+            "history": governance::history(self).await.map_err(|e| e.to_string())?,
+        });
+        let made = self.meeting(&body).await.map_err(|e| e.to_string())?;
+        body["decisions"]["made"] = json!(made);
         self.kernel
             .store
             .put_report(&date, to_ms, &body)
@@ -369,7 +393,7 @@ impl Overseer {
             .map_err(|e| e.to_string())?;
         Ok((
             json!({ "from_ms": from_ms, "to_ms": to_ms, "agents": windows.len() }),
-            json!({ "report": date, "recommendations": body["recommendations"].as_array().map_or(0, Vec::len) }),
+            json!({ "report": date, "recommendations": body["recommendations"].as_array().map_or(0, Vec::len), "decisions": made }),
         ))
     }
 }

@@ -149,10 +149,16 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     state.budgets = Some(budgets);
     state.embeddings = embeddings;
     state.allowed_hosts = config.allowed_hosts.clone().into();
-    state.overseer = config
-        .overseer
-        .enabled
-        .then(|| overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone()));
+    state.overseer = config.overseer.enabled.then(|| {
+        let reach = overseer_meta::Reach {
+            budgets: state.budgets.clone(),
+            capital: state
+                .trading
+                .clone()
+                .map(|trading| Arc::new(KillSwitch(trading)) as Arc<dyn overseer_meta::Capital>),
+        };
+        overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone(), reach)
+    });
     Ok(Daemon {
         config,
         kernel,
@@ -160,6 +166,22 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         state,
         live,
     })
+}
+
+/// The trading side's kill switch, as governance decisions reach it.
+struct KillSwitch(overseer_trading::Trading);
+
+#[async_trait::async_trait]
+impl overseer_meta::Capital for KillSwitch {
+    async fn halt(&self) -> Result<serde_json::Value, String> {
+        let status = self.0.kill().await.map_err(|e| e.to_string())?;
+        Ok(serde_json::json!(status))
+    }
+
+    async fn resume(&self) -> Result<serde_json::Value, String> {
+        let status = self.0.resume().await.map_err(|e| e.to_string())?;
+        Ok(serde_json::json!(status))
+    }
 }
 
 /// The token in `path`, or a new random one written there with mode 0600.

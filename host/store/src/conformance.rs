@@ -1524,6 +1524,80 @@ pub async fn loop_runs_and_reports_are_kept(store: &Store) {
     assert!(store.audit_between(0, before).await.unwrap().is_empty());
 }
 
+/// A decision waits in one state until one decider moves it: an approval and a timeout
+/// cannot both win; what applying it did and its outcome are kept.
+pub async fn decisions_move_once_and_keep_their_outcome(store: &Store) {
+    let body = json!({ "kind": "risk_management", "title": "halt" });
+    let waiting = store
+        .insert_decision(&NewDecision {
+            meeting: "2026-12-01",
+            proposer: "governance",
+            body: &body,
+            policy: "person",
+            state: "awaiting_approval",
+            due_ms: 5,
+        })
+        .await
+        .unwrap();
+    assert_eq!(waiting.state, "awaiting_approval");
+    assert_eq!(waiting.body, body);
+    let approved = store
+        .transition_decision(waiting.id, "awaiting_approval", "approved", "person", "ok")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(approved.decided_by.as_deref(), Some("person"));
+    // The timeout comes too late: the decision is no longer waiting.
+    assert!(
+        store
+            .transition_decision(
+                waiting.id,
+                "awaiting_approval",
+                "expired",
+                "host",
+                "timeout"
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store
+        .record_applied(waiting.id, "applied", &json!({ "risk": "halted" }))
+        .await
+        .unwrap();
+    store
+        .record_outcome(waiting.id, "met", &json!({ "value": 0.0 }))
+        .await
+        .unwrap();
+    let done = store.decision(waiting.id).await.unwrap().unwrap();
+    assert_eq!(
+        (done.state.as_str(), done.outcome.as_deref()),
+        ("applied", Some("met"))
+    );
+    assert_eq!(done.applied, Some(json!({ "risk": "halted" })));
+    assert!(done.evaluated_ms.is_some());
+    let other = store
+        .insert_decision(&NewDecision {
+            meeting: "2026-12-01",
+            proposer: "person",
+            body: &json!({}),
+            policy: "auto",
+            state: "approved",
+            due_ms: 9,
+        })
+        .await
+        .unwrap();
+    assert_eq!(store.decisions(None, 10).await.unwrap()[0].id, other.id);
+    assert_eq!(store.decisions(Some("applied"), 10).await.unwrap().len(), 1);
+    assert!(
+        store
+            .decisions(Some("expired"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -1587,5 +1661,6 @@ mod tests {
         refusals_and_memories_are_pruned_oldest_first,
         the_audit_trail_finds_what_was_changed_behind_its_back,
         loop_runs_and_reports_are_kept,
+        decisions_move_once_and_keep_their_outcome,
     );
 }

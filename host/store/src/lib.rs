@@ -239,6 +239,36 @@ pub trait OverseerStore: Send + Sync {
     async fn reports(&self, limit: u32) -> Result<Vec<ReportSummary>>;
 }
 
+/// Governance: decisions, their approval and what became of them.
+#[async_trait]
+pub trait GovernanceStore: Send + Sync {
+    async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord>;
+    async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>>;
+    /// Decisions newest first, in one state when `state` is given.
+    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>>;
+    /// Move a decision from state `from` to `to`, saying who and why, only if it is in
+    /// `from`: of two deciders (an approval and the timeout) one wins. Answers the decision as
+    /// it now is, or `None` when it was not in `from`.
+    async fn transition_decision(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<DecisionRecord>>;
+    /// Record what applying it did, in state `applied` or `failed`.
+    async fn record_applied(&self, id: i64, state: &str, applied: &serde_json::Value)
+    -> Result<()>;
+    /// Record the outcome measured on its date.
+    async fn record_outcome(
+        &self,
+        id: i64,
+        outcome: &str,
+        measured: &serde_json::Value,
+    ) -> Result<()>;
+}
+
 /// Retention: what has been kept long enough goes.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -262,6 +292,7 @@ pub trait Backend:
     + MemoryStore
     + AuditStore
     + OverseerStore
+    + GovernanceStore
     + Housekeeping
 {
     /// `sqlite` or `postgres`.

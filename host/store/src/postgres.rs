@@ -19,8 +19,8 @@ use crate::error::{Error, Result};
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, AuditStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore,
-    MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
+    AlertStore, AuditStore, Backend, EditStore, EventLog, GovernanceStore, Housekeeping, KvStore,
+    LogStore, MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1309,6 +1309,102 @@ impl OverseerStore for Postgres {
                 generated_ms: u64::try_from(generated_ms).unwrap_or(0),
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl GovernanceStore for Postgres {
+    async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord> {
+        let row: DecisionRow = sqlx::query_as(
+            "INSERT INTO decisions (meeting, proposer, made_ms, body, policy, state, due_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
+        )
+        .bind(decision.meeting)
+        .bind(decision.proposer)
+        .bind(ms())
+        .bind(decision.body.to_string())
+        .bind(decision.policy)
+        .bind(decision.state)
+        .bind(i64::try_from(decision.due_ms).unwrap_or(i64::MAX))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>> {
+        let row: Option<DecisionRow> =
+            sqlx::query_as("SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(
+            "SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE ($1::TEXT IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
+        )
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn transition_decision(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<DecisionRecord>> {
+        let row: Option<DecisionRow> = sqlx::query_as(
+            "UPDATE decisions SET state = $1, decided_by = $2, decided_ms = $3, reason = $4 \
+             WHERE id = $5 AND state = $6 RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
+        )
+        .bind(to)
+        .bind(by)
+        .bind(ms())
+        .bind(reason)
+        .bind(id)
+        .bind(from)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn record_applied(
+        &self,
+        id: i64,
+        state: &str,
+        applied: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query("UPDATE decisions SET state = $1, applied = $2 WHERE id = $3")
+            .bind(state)
+            .bind(applied.to_string())
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        id: i64,
+        outcome: &str,
+        measured: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE decisions SET outcome = $1, measured = $2, evaluated_ms = $3 WHERE id = $4",
+        )
+        .bind(outcome)
+        .bind(measured.to_string())
+        .bind(ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

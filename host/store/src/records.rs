@@ -698,3 +698,43 @@ pub struct ReportSummary {
     pub date: String,
     pub generated_ms: u64,
 }
+
+/// A decision about to be kept.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDecision<'a> {
+    /// The meeting (a report's date) or request that made it.
+    pub meeting: &'a str,
+    /// `governance`, an agent's name, or `person`.
+    pub proposer: &'a str,
+    /// The decision itself, as JSON (kind, title, actions, metric, …).
+    pub body: &'a Value,
+    /// `auto` (applied at once) or `person` (waits for approval).
+    pub policy: &'a str,
+    /// `awaiting_approval` or `approved` (about to be applied).
+    pub state: &'a str,
+    /// When its metric is measured, in milliseconds since the epoch.
+    pub due_ms: u64,
+}
+
+/// A kept decision and what became of it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DecisionRecord {
+    pub id: i64,
+    pub meeting: String,
+    pub proposer: String,
+    pub made_ms: u64,
+    pub body: Value,
+    pub policy: String,
+    /// `awaiting_approval`, `approved`, `applied`, `failed`, `rejected` or `expired`.
+    pub state: String,
+    pub decided_by: Option<String>,
+    pub decided_ms: Option<u64>,
+    pub reason: Option<String>,
+    /// What applying it did, or why it could not be applied.
+    pub applied: Option<Value>,
+    pub due_ms: u64,
+    /// `met`, `missed` or `inconclusive`, once measured.
+    pub outcome: Option<String>,
+    pub measured: Option<Value>,
+    pub evaluated_ms: Option<u64>,
+}

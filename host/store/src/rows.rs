@@ -521,3 +521,46 @@ impl From<LoopRunRow> for LoopRunRecord {
         }
     }
 }
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct DecisionRow {
+    id: i64,
+    meeting: String,
+    proposer: String,
+    made_ms: i64,
+    body: String,
+    policy: String,
+    state: String,
+    decided_by: Option<String>,
+    decided_ms: Option<i64>,
+    reason: Option<String>,
+    applied: Option<String>,
+    due_ms: i64,
+    outcome: Option<String>,
+    measured: Option<String>,
+    evaluated_ms: Option<i64>,
+}
+
+impl From<DecisionRow> for DecisionRecord {
+    fn from(row: DecisionRow) -> Self {
+        let json = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+        let ms = |v: i64| u64::try_from(v).unwrap_or(0);
+        DecisionRecord {
+            id: row.id,
+            meeting: row.meeting,
+            proposer: row.proposer,
+            made_ms: ms(row.made_ms),
+            body: serde_json::from_str(&row.body).unwrap_or(Value::Null),
+            policy: row.policy,
+            state: row.state,
+            decided_by: row.decided_by,
+            decided_ms: row.decided_ms.map(ms),
+            reason: row.reason,
+            applied: json(row.applied),
+            due_ms: ms(row.due_ms),
+            outcome: row.outcome,
+            measured: json(row.measured),
+            evaluated_ms: row.evaluated_ms.map(ms),
+        }
+    }
+}

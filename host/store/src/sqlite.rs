@@ -17,8 +17,8 @@ use crate::error::Result;
 use crate::records::*;
 use crate::rows::*;
 use crate::{
-    AlertStore, AuditStore, Backend, EditStore, EventLog, Housekeeping, KvStore, LogStore,
-    MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
+    AlertStore, AuditStore, Backend, EditStore, EventLog, GovernanceStore, Housekeeping, KvStore,
+    LogStore, MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -1286,6 +1286,103 @@ impl OverseerStore for Sqlite {
                 generated_ms: u64::try_from(generated_ms).unwrap_or(0),
             })
             .collect())
+    }
+}
+
+#[async_trait]
+impl GovernanceStore for Sqlite {
+    async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord> {
+        let row: DecisionRow = sqlx::query_as(
+            "INSERT INTO decisions (meeting, proposer, made_ms, body, policy, state, due_ms) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
+        )
+        .bind(decision.meeting)
+        .bind(decision.proposer)
+        .bind(ms())
+        .bind(decision.body.to_string())
+        .bind(decision.policy)
+        .bind(decision.state)
+        .bind(i64::try_from(decision.due_ms).unwrap_or(i64::MAX))
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>> {
+        let row: Option<DecisionRow> =
+            sqlx::query_as("SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(
+            "SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(state)
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn transition_decision(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<Option<DecisionRecord>> {
+        let row: Option<DecisionRow> = sqlx::query_as(
+            "UPDATE decisions SET state = ?, decided_by = ?, decided_ms = ?, reason = ? \
+             WHERE id = ? AND state = ? RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
+        )
+        .bind(to)
+        .bind(by)
+        .bind(ms())
+        .bind(reason)
+        .bind(id)
+        .bind(from)
+        .fetch_optional(&self.writer)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn record_applied(
+        &self,
+        id: i64,
+        state: &str,
+        applied: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query("UPDATE decisions SET state = ?, applied = ? WHERE id = ?")
+            .bind(state)
+            .bind(applied.to_string())
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn record_outcome(
+        &self,
+        id: i64,
+        outcome: &str,
+        measured: &serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE decisions SET outcome = ?, measured = ?, evaluated_ms = ? WHERE id = ?",
+        )
+        .bind(outcome)
+        .bind(measured.to_string())
+        .bind(ms())
+        .bind(id)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 }
 

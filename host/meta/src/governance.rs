@@ -1,0 +1,575 @@
+//! Governance: typed decisions, one policy for all of them, approval by a person, and the
+//! outcome of each measured on its date.
+//!
+//! A decision is `{kind, title, priority, expected_impact, effort, rationale, actions,
+//! metric}` ([`Decision`]); anything else is refused (`invalid_decision`). The policy:
+//! rolling an agent back and moving an LLM budget within the caps are low-risk and applied at
+//! once (`auto`); halting or resuming trading (capital) and asking for a new agent (new code
+//! and grants) wait for a person (`person`): `approve` applies, `reject` never does, and a
+//! decision nobody approves within `approval_timeout_secs` expires unapplied (default deny).
+//! On its due date the decision's metric is measured over the agent's calls since it was
+//! decided: `met`, `missed`, or `inconclusive` without calls. Every step is on the audit
+//! trail.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use overseer_store::{DecisionRecord, NewDecision, audit, now_ms};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::loops::Overseer;
+use crate::telemetry;
+
+/// What a decision is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    SystemImprovement,
+    NewAgent,
+    CodeOptimization,
+    ResourceAllocation,
+    RiskManagement,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Priority {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Effort {
+    Low,
+    Medium,
+    High,
+}
+
+/// What applying a decision does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Back to the agent's previous servable version.
+    Rollback { agent: String },
+    /// The agent's LLM budget per day, within the host's caps.
+    SetBudget {
+        agent: String,
+        tokens_per_day: u64,
+        usd_per_day: f64,
+    },
+    /// Throw the kill switch: nothing trades.
+    HaltTrading,
+    /// Release it.
+    ResumeTrading,
+    /// Ask for a new agent: recorded for a person to build and push.
+    NewAgent { name: String, purpose: String },
+}
+
+impl Action {
+    /// Whether a person must approve it: capital, new code and its grants.
+    fn needs_person(&self) -> bool {
+        matches!(
+            self,
+            Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. }
+        )
+    }
+}
+
+/// The figure a decision promises to move.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MetricName {
+    /// Failed calls over calls.
+    ErrorRate,
+    /// The 95th percentile of call latency, in milliseconds.
+    P95Ms,
+    /// Calls.
+    Calls,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Comparator {
+    AtMost,
+    AtLeast,
+}
+
+/// A decision's acceptance metric: on its due date, `name` of `agent`'s calls since the
+/// decision must be `comparator` `target`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metric {
+    pub name: MetricName,
+    pub agent: String,
+    pub comparator: Comparator,
+    pub target: f64,
+    /// Seconds of loop time from the decision to its measurement (scaled by the clock
+    /// factor).
+    pub due_in_secs: u64,
+}
+
+/// One typed decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub kind: Kind,
+    pub title: String,
+    pub priority: Priority,
+    pub expected_impact: String,
+    pub effort: Effort,
+    pub rationale: String,
+    pub actions: Vec<Action>,
+    pub metric: Metric,
+}
+
+/// Why a decision was not taken or could not move.
+#[derive(Debug, thiserror::Error)]
+pub enum GovernanceError {
+    /// Not a decision, or one that names what does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no decision {0}")]
+    NotFound(i64),
+    /// It is not waiting for a person (approved, rejected or expired already).
+    #[error("decision {id} is {state}, not awaiting approval")]
+    NotAwaiting { id: i64, state: String },
+    #[error("{0}")]
+    Store(#[from] overseer_store::Error),
+}
+
+impl GovernanceError {
+    /// The stable code the API reports.
+    pub fn code(&self) -> &'static str {
+        match self {
+            GovernanceError::Invalid(_) => "invalid_decision",
+            GovernanceError::NotFound(_) => "decision_not_found",
+            GovernanceError::NotAwaiting { .. } => "not_awaiting",
+            GovernanceError::Store(_) => "store_failed",
+        }
+    }
+}
+
+/// The trading side's kill switch, as governance reaches it.
+#[async_trait]
+pub trait Capital: Send + Sync {
+    /// Halt trading; answers the risk gate's state.
+    async fn halt(&self) -> Result<Value, String>;
+    /// Resume trading; answers the risk gate's state.
+    async fn resume(&self) -> Result<Value, String>;
+}
+
+/// Read a decision from JSON, refusing anything that is not one.
+pub fn parse(value: &Value) -> Result<Decision, GovernanceError> {
+    let decision: Decision = serde_json::from_value(value.clone())
+        .map_err(|e| GovernanceError::Invalid(format!("not a decision: {e}")))?;
+    if decision.title.trim().is_empty() {
+        return Err(GovernanceError::Invalid("a decision has a title".into()));
+    }
+    if !decision.metric.target.is_finite() {
+        return Err(GovernanceError::Invalid(
+            "the metric's target is a number".into(),
+        ));
+    }
+    Ok(decision)
+}
+
+impl Overseer {
+    /// Take a decision through the policy: kept, then applied at once (`auto`) or left
+    /// waiting for a person (`person`).
+    pub async fn propose(
+        &self,
+        meeting: &str,
+        proposer: &str,
+        decision: &Decision,
+    ) -> Result<DecisionRecord, GovernanceError> {
+        for agent in decision
+            .actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Rollback { agent } | Action::SetBudget { agent, .. } => Some(agent),
+                _ => None,
+            })
+            .chain(std::iter::once(&decision.metric.agent))
+        {
+            if self.kernel().registry.get(agent).is_none() {
+                return Err(GovernanceError::Invalid(format!(
+                    "no agent {agent:?} to act on or measure"
+                )));
+            }
+        }
+        let person = decision.actions.iter().any(Action::needs_person);
+        let due_ms = now_ms().saturating_add(
+            u64::try_from(
+                self.config()
+                    .scaled(decision.metric.due_in_secs)
+                    .as_millis(),
+            )
+            .unwrap_or(u64::MAX),
+        );
+        let body = json!(decision);
+        let record = self
+            .kernel()
+            .store
+            .insert_decision(&NewDecision {
+                meeting,
+                proposer,
+                body: &body,
+                policy: if person { "person" } else { "auto" },
+                state: if person {
+                    "awaiting_approval"
+                } else {
+                    "approved"
+                },
+                due_ms,
+            })
+            .await?;
+        let subject = format!("decision {}", record.id);
+        audit::record(&*self.kernel().store, proposer, "decision", &subject, &body).await;
+        if person {
+            return Ok(record);
+        }
+        Ok(self.apply(record, decision).await?)
+    }
+
+    /// A person's approval: the decision is applied.
+    pub async fn approve(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<DecisionRecord, GovernanceError> {
+        let record = self.decide(id, "approved", by, reason).await?;
+        let decision = parse(&record.body)?;
+        Ok(self.apply(record, &decision).await?)
+    }
+
+    /// A person's rejection: the decision is never applied.
+    pub async fn reject(
+        &self,
+        id: i64,
+        by: &str,
+        reason: &str,
+    ) -> Result<DecisionRecord, GovernanceError> {
+        self.decide(id, "rejected", by, reason).await
+    }
+
+    /// Move a waiting decision to `to`, or say why it cannot move.
+    async fn decide(
+        &self,
+        id: i64,
+        to: &str,
+        by: &str,
+        reason: &str,
+    ) -> Result<DecisionRecord, GovernanceError> {
+        let store = &self.kernel().store;
+        let Some(record) = store
+            .transition_decision(id, "awaiting_approval", to, by, reason)
+            .await?
+        else {
+            return Err(match store.decision(id).await? {
+                Some(d) => GovernanceError::NotAwaiting { id, state: d.state },
+                None => GovernanceError::NotFound(id),
+            });
+        };
+        let action = if to == "approved" {
+            "approval"
+        } else {
+            "rejection"
+        };
+        audit::record(
+            &**store,
+            by,
+            action,
+            &format!("decision {id}"),
+            &json!({ "reason": reason }),
+        )
+        .await;
+        Ok(record)
+    }
+
+    /// Apply an approved decision's actions, in order, stopping at the first that fails.
+    async fn apply(
+        &self,
+        record: DecisionRecord,
+        decision: &Decision,
+    ) -> Result<DecisionRecord, overseer_store::Error> {
+        let mut done = Vec::new();
+        let mut failure = None;
+        for action in &decision.actions {
+            match self.act(action).await {
+                Ok(result) => done.push(json!({ "action": action, "result": result })),
+                Err(e) => {
+                    failure = Some(json!({ "action": action, "error": e }));
+                    break;
+                }
+            }
+        }
+        let state = if failure.is_some() {
+            "failed"
+        } else {
+            "applied"
+        };
+        let applied = json!({ "done": done, "failed": failure });
+        let store = &self.kernel().store;
+        store.record_applied(record.id, state, &applied).await?;
+        audit::record(
+            &**store,
+            "host",
+            &format!("decision.{state}"),
+            &format!("decision {}", record.id),
+            &applied,
+        )
+        .await;
+        Ok(store.decision(record.id).await?.unwrap_or(record))
+    }
+
+    async fn act(&self, action: &Action) -> Result<Value, String> {
+        match action {
+            Action::Rollback { agent } => {
+                let deployed = self
+                    .kernel()
+                    .deployer
+                    .rollback(agent, None)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "agent": deployed.agent, "version": deployed.version }))
+            }
+            Action::SetBudget {
+                agent,
+                tokens_per_day,
+                usd_per_day,
+            } => {
+                let budgets = self.budgets().ok_or("no LLM budgets on this host")?;
+                let view = budgets
+                    .set(agent, *tokens_per_day, *usd_per_day)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!(view))
+            }
+            Action::HaltTrading => {
+                self.capital()
+                    .ok_or("no trading on this host")?
+                    .halt()
+                    .await
+            }
+            Action::ResumeTrading => {
+                self.capital()
+                    .ok_or("no trading on this host")?
+                    .resume()
+                    .await
+            }
+            Action::NewAgent { name, purpose } => Ok(json!({
+                "requested": name,
+                "purpose": purpose,
+                "next": "a person writes and pushes it",
+            })),
+        }
+    }
+
+    /// Expire decisions waiting for a person past the approval timeout: never applied.
+    pub(crate) async fn expire_overdue(&self) -> Result<Vec<i64>, overseer_store::Error> {
+        let timeout_ms = u64::try_from(
+            self.config()
+                .scaled(self.config().approval_timeout_secs)
+                .as_millis(),
+        )
+        .unwrap_or(u64::MAX);
+        let now = now_ms();
+        let mut expired = Vec::new();
+        let store = &self.kernel().store;
+        for d in store.decisions(Some("awaiting_approval"), 1000).await? {
+            if d.made_ms.saturating_add(timeout_ms) > now {
+                continue;
+            }
+            let reason = format!("no approval within {timeout_ms} ms: not applied");
+            if store
+                .transition_decision(d.id, "awaiting_approval", "expired", "host", &reason)
+                .await?
+                .is_some()
+            {
+                audit::record(
+                    &**store,
+                    "host",
+                    "decision.expired",
+                    &format!("decision {}", d.id),
+                    &json!({ "reason": reason }),
+                )
+                .await;
+                expired.push(d.id);
+            }
+        }
+        Ok(expired)
+    }
+
+    /// Measure every applied decision whose date has come.
+    pub(crate) async fn evaluate_due(&self) -> Result<Vec<Value>, overseer_store::Error> {
+        let now = now_ms();
+        let store = &self.kernel().store;
+        let mut evaluated = Vec::new();
+        for d in store.decisions(Some("applied"), 1000).await? {
+            if d.outcome.is_some() || d.due_ms > now {
+                continue;
+            }
+            let Ok(decision) = parse(&d.body) else {
+                continue;
+            };
+            let m = &decision.metric;
+            let since = d.decided_ms.unwrap_or(d.made_ms);
+            let calls = self.kernel().metrics.recent().since(&m.agent, since);
+            let w = telemetry::window(&m.agent, &calls, now.saturating_sub(since));
+            let value = match m.name {
+                MetricName::ErrorRate => (w.calls > 0).then_some(w.error_rate),
+                MetricName::P95Ms => w.p95_ms,
+                MetricName::Calls => Some(w.calls as f64),
+            };
+            let outcome = match (value, m.comparator) {
+                (None, _) => "inconclusive",
+                (Some(v), Comparator::AtMost) if v <= m.target => "met",
+                (Some(v), Comparator::AtLeast) if v >= m.target => "met",
+                _ => "missed",
+            };
+            let measured = json!({ "metric": m.name, "agent": m.agent, "value": value, "target": m.target, "comparator": m.comparator, "calls": w.calls, "since_ms": since });
+            store.record_outcome(d.id, outcome, &measured).await?;
+            audit::record(
+                &**store,
+                "host",
+                "decision.outcome",
+                &format!("decision {}", d.id),
+                &json!({ "outcome": outcome, "measured": measured }),
+            )
+            .await;
+            evaluated.push(json!({ "decision": d.id, "outcome": outcome, "value": value }));
+        }
+        Ok(evaluated)
+    }
+
+    /// The meeting's rules over the day's report: roll back an agent that fails more than a
+    /// fifth of its calls (when it has a version to go back to), and track a slow one's
+    /// latency. Conditions a decision still open covers make none.
+    pub(crate) async fn meeting(
+        &self,
+        report: &Value,
+    ) -> Result<Vec<Value>, overseer_store::Error> {
+        let meeting = report["date"].as_str().unwrap_or_default().to_string();
+        let open: Vec<String> = self
+            .kernel()
+            .store
+            .decisions(None, 200)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.outcome.is_none()
+                    && matches!(
+                        d.state.as_str(),
+                        "awaiting_approval" | "approved" | "applied"
+                    )
+            })
+            .filter_map(|d| d.body["title"].as_str().map(str::to_string))
+            .collect();
+        let day = self.config().governance_secs;
+        let mut made = Vec::new();
+        for a in report["performance"]["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let agent = a["agent"].as_str().unwrap_or_default().to_string();
+            let calls = a["calls"].as_u64().unwrap_or(0) as usize;
+            if calls < self.config().min_calls {
+                continue;
+            }
+            let error_rate = a["error_rate"].as_f64().unwrap_or(0.0);
+            let candidates = [
+                (error_rate > 0.2).then(|| Decision {
+                    kind: Kind::SystemImprovement,
+                    title: format!("roll back {agent}"),
+                    priority: Priority::High,
+                    expected_impact: format!(
+                        "{agent}'s error rate from {:.0}% to under 1%",
+                        error_rate * 100.0
+                    ),
+                    effort: Effort::Low,
+                    rationale: format!(
+                        "{agent} failed {:.0}% of {calls} calls in the day",
+                        error_rate * 100.0
+                    ),
+                    actions: vec![Action::Rollback {
+                        agent: agent.clone(),
+                    }],
+                    metric: Metric {
+                        name: MetricName::ErrorRate,
+                        agent: agent.clone(),
+                        comparator: Comparator::AtMost,
+                        target: 0.01,
+                        due_in_secs: day,
+                    },
+                }),
+                report["recommendations"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|r| r["agent"] == agent.as_str() && r["metric"] == "p95_ms")
+                    .map(|r| Decision {
+                        kind: Kind::CodeOptimization,
+                        title: format!("speed up {agent}"),
+                        priority: Priority::Medium,
+                        expected_impact: format!(
+                            "{agent}'s p95 latency under {:.0} ms",
+                            r["target"].as_f64().unwrap_or(0.0)
+                        ),
+                        effort: Effort::Medium,
+                        rationale: r["message"].as_str().unwrap_or_default().to_string(),
+                        actions: Vec::new(),
+                        metric: Metric {
+                            name: MetricName::P95Ms,
+                            agent: agent.clone(),
+                            comparator: Comparator::AtMost,
+                            target: r["target"].as_f64().unwrap_or(0.0),
+                            due_in_secs: day,
+                        },
+                    }),
+            ];
+            for decision in candidates.into_iter().flatten() {
+                if open.contains(&decision.title) {
+                    continue;
+                }
+                // A rollback with nothing to go back to is no decision.
+                if decision
+                    .actions
+                    .iter()
+                    .any(|a| matches!(a, Action::Rollback { .. }))
+                    && self.kernel().store.servable_versions(&agent).await?.len() < 2
+                {
+                    continue;
+                }
+                match self.propose(&meeting, "governance", &decision).await {
+                    Ok(record) => made.push(json!({ "decision": record.id, "title": decision.title, "state": record.state })),
+                    Err(e) => tracing::warn!(error = %e, "a decision of the meeting was not taken"),
+                }
+            }
+        }
+        Ok(made)
+    }
+}
+
+/// The decision history a meeting sees: the latest outcomes.
+pub(crate) async fn history(overseer: &Overseer) -> Result<Vec<Value>, overseer_store::Error> {
+    Ok(overseer
+        .kernel()
+        .store
+        .decisions(None, 50)
+        .await?
+        .into_iter()
+        .map(|d| json!({ "id": d.id, "title": d.body["title"], "state": d.state, "outcome": d.outcome, "measured": d.measured }))
+        .collect())
+}
+
+/// What the Overseer needs from outside the kernel to apply decisions.
+pub struct Reach {
+    pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
+    pub capital: Option<Arc<dyn Capital>>,
+}

@@ -322,6 +322,14 @@ pub mod fundamentals {
     pub use super::bindings::overseer::agent::fundamentals::{Filing, LineItem, filings};
 }
 
+/// The Overseer's view of every agent, and decisions proposed through the host's policy.
+/// Privileged: needs `grant = ["fleet"]`, which only a person's push can give.
+pub mod fleet {
+    pub use super::bindings::overseer::agent::fleet::{
+        AgentWindow, Alert, alerts, propose, telemetry,
+    };
+}
+
 /// Market data bounded by the call's as-of time. Needs `grant = ["market"]`.
 pub mod market {
     pub use super::bindings::overseer::agent::market::{

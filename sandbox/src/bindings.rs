@@ -14,6 +14,7 @@ pub use generated::overseer::agent::broker::{
     AccountInfo as Account, Amount, Order, OrderRequest, OrderType, Position, Side, TimeInForce,
 };
 pub use generated::overseer::agent::budget::{AgentBudget, BudgetCaps};
+pub use generated::overseer::agent::fleet::{AgentWindow, Alert as FleetAlert};
 pub use generated::overseer::agent::fundamentals::{Filing, LineItem};
 pub use generated::overseer::agent::http::{Request as HttpRequest, Response as HttpResponse};
 pub use generated::overseer::agent::llm::{
@@ -28,7 +29,8 @@ pub use generated::overseer::agent::source::{
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
 pub(crate) use generated::overseer::agent::{
-    backtest, broker, budget, fundamentals, http, kv, llm, market, memory, runtime, source, types,
+    backtest, broker, budget, fleet, fundamentals, http, kv, llm, market, memory, runtime, source,
+    types,
 };
 pub(crate) use generated::{Agent, AgentPre};
 

@@ -15,11 +15,11 @@ mod stdio;
 mod validate;
 
 pub use bindings::{
-    Account, AgentBudget, AgentSource, Amount, AsOfTime, Bar, BudgetCaps, EditOutcome, Event,
-    Filing, Finding, GuestError, Health, HttpRequest, HttpResponse, Info, Level, LineItem,
-    LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, NewsItem, Order, OrderRequest,
-    OrderType, Position, Proposal, Recalled, Side, SourceChange, SourceFile, SourceLogLine,
-    TimeInForce, Timeframe,
+    Account, AgentBudget, AgentSource, AgentWindow, Amount, AsOfTime, Bar, BudgetCaps, EditOutcome,
+    Event, Filing, Finding, FleetAlert, GuestError, Health, HttpRequest, HttpResponse, Info, Level,
+    LineItem, LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, NewsItem, Order,
+    OrderRequest, OrderType, Position, Proposal, Recalled, Side, SourceChange, SourceFile,
+    SourceLogLine, TimeInForce, Timeframe,
 };
 pub use cache::{CacheKey, CacheStats};
 pub use engine::{
@@ -30,7 +30,7 @@ pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{MAX_FILINGS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
 pub use services::{
-    Backtest, Broker, Budget, Capability, Fundamentals, Http, Kv, Llm, Market, Memory,
+    Backtest, Broker, Budget, Capability, Fleet, Fundamentals, Http, Kv, Llm, Market, Memory,
     MemoryServices, Runtime, Services, Source,
 };
 pub use session::{Replay, Session};

@@ -5,10 +5,11 @@ use wasmtime::component::{HasSelf, Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::{
-    Account, Agent, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing,
-    Finding, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem,
-    Order, OrderRequest, Position, Proposal, Recalled, SourceChange, SourceLogLine, Timeframe,
-    backtest, broker, budget, fundamentals, http, kv, llm, market, memory, runtime, source, types,
+    Account, Agent, AgentBudget, AgentSource, AgentWindow, AsOfTime, Bar, BudgetCaps, EditOutcome,
+    Filing, Finding, FleetAlert, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion,
+    LlmRequest, NewsItem, Order, OrderRequest, Position, Proposal, Recalled, SourceChange,
+    SourceLogLine, Timeframe, backtest, broker, budget, fleet, fundamentals, http, kv, llm, market,
+    memory, runtime, source, types,
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
@@ -564,6 +565,46 @@ impl budget::Host for HostState {
 impl backtest::Host for HostState {
     async fn run(&mut self, spec: String) -> wasmtime::Result<Result<String, GuestError>> {
         guarded!(self.services.backtest.get("backtest"), backtest => backtest.run(&spec))
+    }
+}
+
+/// The longest window `fleet.telemetry` reads: a day, in milliseconds.
+pub const MAX_FLEET_WINDOW_MS: u64 = 86_400_000;
+
+impl fleet::Host for HostState {
+    async fn telemetry(
+        &mut self,
+        window_ms: u64,
+    ) -> wasmtime::Result<Result<Vec<AgentWindow>, GuestError>> {
+        let check = self.services.fleet.get("fleet").and_then(|f| {
+            if (1..=MAX_FLEET_WINDOW_MS).contains(&window_ms) {
+                Ok(f)
+            } else {
+                Err(GuestError::InvalidInput(format!(
+                    "window {window_ms} ms: 1 ms to a day"
+                )))
+            }
+        });
+        guarded!(check, fleet => fleet.telemetry(window_ms))
+    }
+
+    async fn alerts(
+        &mut self,
+        open_only: bool,
+        limit: u32,
+    ) -> wasmtime::Result<Result<Vec<FleetAlert>, GuestError>> {
+        guarded!(self.services.fleet.get("fleet"), fleet => fleet.alerts(open_only, limit.min(1000)))
+    }
+
+    async fn propose(&mut self, decision: String) -> wasmtime::Result<Result<String, GuestError>> {
+        let check = self.services.fleet.get("fleet").and_then(|f| {
+            if decision.len() > MAX_VALUE_BYTES {
+                Err(too_large("decision", decision.len(), MAX_VALUE_BYTES))
+            } else {
+                Ok(f)
+            }
+        });
+        guarded!(check, fleet => fleet.propose(&decision))
     }
 }
 

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 
 use crate::bindings::{
-    Account, AgentBudget, AgentSource, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing, Finding,
-    GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest, NewsItem, Order,
-    OrderRequest, Position, Proposal, Recalled, SourceLogLine, Timeframe,
+    Account, AgentBudget, AgentSource, AgentWindow, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing,
+    Finding, FleetAlert, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest,
+    NewsItem, Order, OrderRequest, Position, Proposal, Recalled, SourceLogLine, Timeframe,
 };
 
 /// `runtime`: logging, the bus, metrics and the manifest's configuration.
@@ -159,6 +159,17 @@ pub trait Fundamentals: Send + Sync {
     ) -> Result<Vec<Filing>, GuestError>;
 }
 
+/// `fleet`: the Overseer's view of every agent, and requests its policy decides.
+#[async_trait]
+pub trait Fleet: Send + Sync {
+    /// Every serving agent's calls over the last `window_ms`.
+    async fn telemetry(&self, window_ms: u64) -> Result<Vec<AgentWindow>, GuestError>;
+    /// The newest alerts, only open ones when `open_only`.
+    async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<FleetAlert>, GuestError>;
+    /// Propose a decision (JSON); the decision as the policy left it (JSON).
+    async fn propose(&self, decision: &str) -> Result<String, GuestError>;
+}
+
 /// How an agent reaches one granted interface.
 pub enum Capability<T: ?Sized> {
     /// The manifest does not grant it: every call answers `denied`.
@@ -202,6 +213,7 @@ pub struct Services {
     pub budget: Capability<dyn Budget>,
     pub backtest: Capability<dyn Backtest>,
     pub fundamentals: Capability<dyn Fundamentals>,
+    pub fleet: Capability<dyn Fleet>,
 }
 
 impl Services {
@@ -219,6 +231,7 @@ impl Services {
             budget: Capability::Denied,
             backtest: Capability::Denied,
             fundamentals: Capability::Denied,
+            fleet: Capability::Denied,
         }
     }
 

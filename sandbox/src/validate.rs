@@ -20,6 +20,7 @@ const SERVED: &[&str] = &[
     "overseer:agent/budget@0.1.0",
     "overseer:agent/backtest@0.1.0",
     "overseer:agent/fundamentals@0.1.0",
+    "overseer:agent/fleet@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

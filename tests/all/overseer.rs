@@ -517,3 +517,148 @@ async fn decisions_on_capital_wait_for_a_person_and_are_applied_only_when_approv
     }
     daemon.stop().await;
 }
+
+/// The fleet answers a meta-agent that holds the grant and denies one that does not; what it
+/// asks for is decided by the policy, never by the agent: capital waits for a person, a
+/// budget within the caps is applied by the host.
+#[tokio::test]
+async fn the_fleet_answers_meta_agents_and_their_requests_go_through_the_policy() {
+    let daemon = Daemon::start().await;
+    daemon.push_ok("echo", "echo", "").await;
+    for n in 0..3 {
+        daemon.call_ok("echo", json!({ "n": n })).await;
+    }
+    let probe = |agent: &'static str, probe: Value| {
+        let daemon = &daemon;
+        async move {
+            let (status, body) = daemon.invoke(agent, probe).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            body["output"].clone()
+        }
+    };
+    daemon.push_ok("plain", "fixture-prober", "").await;
+    let denied = probe("plain", json!({ "call": "fleet_telemetry" })).await;
+    assert_eq!(denied["error"], "denied", "{denied}");
+
+    daemon
+        .push_ok(
+            "meta",
+            "fixture-prober",
+            "[capabilities]\ngrant = [\"fleet\"]\n",
+        )
+        .await;
+    let telemetry = probe("meta", json!({ "call": "fleet_telemetry" })).await;
+    let echo = telemetry["ok"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["agent"] == "echo")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        (echo["calls"].as_u64(), echo["version"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let alerts = probe("meta", json!({ "call": "fleet_alerts" })).await;
+    assert!(alerts["ok"].is_array(), "{alerts}");
+
+    // Capital: the agent's request waits for a person, and the gate is untouched.
+    let halt = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": halt("halt from an agent") }),
+    )
+    .await;
+    assert_eq!(halt["ok"]["state"], "awaiting_approval", "{halt}");
+    assert_eq!(halt["ok"]["proposer"], "meta");
+    let (_, risk) = daemon.get("/v1/risk").await;
+    assert_eq!(risk["risk"]["state"], "active");
+    // A budget within the caps: applied by the host.
+    let budget = json!({
+        "kind": "resource_allocation", "title": "less for echo", "priority": "low",
+        "expected_impact": "spend less", "effort": "low", "rationale": "it asks no model",
+        "actions": [{ "type": "set_budget", "agent": "echo", "tokens_per_day": 1000, "usd_per_day": 0.1 }],
+        "metric": { "name": "calls", "agent": "echo", "comparator": "at_least", "target": 0.0, "due_in_secs": 3600 },
+    });
+    let applied = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": budget }),
+    )
+    .await;
+    assert_eq!(applied["ok"]["state"], "applied", "{applied}");
+    let (_, budgets) = daemon.get("/v1/budgets").await;
+    let echo_budget = budgets["budgets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["agent"] == "echo")
+        .cloned()
+        .unwrap();
+    assert_eq!(echo_budget["budget"]["tokens"], 1000, "{echo_budget}");
+    let bad = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": { "title": "no kind" } }),
+    )
+    .await;
+    assert_eq!(bad["error"], "invalid_input", "{bad}");
+    daemon.stop().await;
+}
+
+/// The performance analyst reads the fleet: a slow agent is recommended for work, and the
+/// recommendation is tracked until the agent is fast again.
+#[tokio::test]
+async fn the_performance_analyst_tracks_its_recommendations_to_their_target() {
+    let daemon = Daemon::start().await;
+    let analyst = overseer_tests::manifest("performance-analyst")
+        .replace("window_ms = \"3600000\"", "window_ms = \"1500\"");
+    daemon
+        .push_ok("performance-analyst", "performance-analyst", &analyst)
+        .await;
+    daemon
+        .push_ok("slow", "fixture-flaky", "[limits]\ntimeout_ms = 200\n")
+        .await;
+    for _ in 0..4 {
+        daemon.call_ok("slow", json!({ "spin_ms": 130 })).await;
+    }
+    let (status, body) = daemon.invoke("performance-analyst", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report = &body["output"];
+    let slow = report["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["agent"] == "slow")
+        .cloned()
+        .unwrap();
+    assert_eq!(slow["trend"], "new");
+    assert!(slow["deadline_share"].as_f64().unwrap() >= 0.5, "{slow}");
+    let recommended = &report["recommendations"][0];
+    assert_eq!(
+        (
+            recommended["agent"].as_str(),
+            recommended["metric"].as_str()
+        ),
+        (Some("slow"), Some("p95_share"))
+    );
+    assert_eq!(report["tracked"][0]["status"], "open");
+    // Fast again: once the slow calls leave the window, the recommendation is met.
+    let met = eventually(
+        Duration::from_secs(20),
+        "the recommendation met",
+        || async {
+            daemon.call_ok("slow", json!({ "n": 1 })).await;
+            let (_, body) = daemon.invoke("performance-analyst", json!({})).await;
+            let tracked = body["output"]["tracked"].as_array()?.clone();
+            tracked
+                .into_iter()
+                .find(|t| t["agent"] == "slow" && t["status"] == "met")
+        },
+    )
+    .await;
+    assert!(met["value"].as_f64().unwrap() <= 0.4, "{met}");
+    let (_, events) = daemon.get("/v1/events?topic=performance.report").await;
+    assert!(
+        events["events"].as_array().unwrap().len() >= 2,
+        "kept in the store"
+    );
+    daemon.stop().await;
+}

@@ -24,12 +24,13 @@ pub const INTERFACES: &[&str] = &[
     "budget",
     "backtest",
     "fundamentals",
+    "fleet",
 ];
 
 /// Interfaces that reach beyond the agent itself (other agents' source and edits, capital, the
 /// LLM budgets): granted only by a person's push, never taken on through an edit proposed by
 /// an agent.
-pub const PRIVILEGED: &[&str] = &["source", "broker", "budget"];
+pub const PRIVILEGED: &[&str] = &["source", "broker", "budget", "fleet"];
 
 /// Topics under the host's sources that a manifest may let its agent publish on
 /// (`capabilities.publish`): the world monitor's snapshots, the strategy's signals, and the

@@ -157,7 +157,13 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
                 .clone()
                 .map(|trading| Arc::new(KillSwitch(trading)) as Arc<dyn overseer_meta::Capital>),
         };
-        overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone(), reach)
+        let overseer = overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone(), reach);
+        kernel
+            .capabilities
+            .serve_fleet(Arc::new(overseer_meta::fleet::FleetProvider::new(
+                &overseer,
+            )));
+        overseer
     });
     Ok(Daemon {
         config,

@@ -79,6 +79,7 @@ pub struct Capabilities {
     budget: Registered<dyn overseer_sandbox::Budget>,
     backtest: Registered<dyn overseer_sandbox::Backtest>,
     fundamentals: Registered<dyn overseer_sandbox::Fundamentals>,
+    fleet: Registered<dyn overseer_sandbox::Fleet>,
 }
 
 fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
@@ -134,6 +135,11 @@ impl Capabilities {
         set(&self.fundamentals, provider);
     }
 
+    /// Serve `fleet` with `provider`.
+    pub fn serve_fleet(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Fleet>>) {
+        set(&self.fleet, provider);
+    }
+
     /// The real `llm` service for `call`, when a provider serves it: for runs outside the
     /// bus (backtests) that wrap it, still under the provider's budgets.
     pub fn llm(&self, call: &CallContext) -> Option<Arc<dyn overseer_sandbox::Llm>> {
@@ -162,6 +168,7 @@ impl Capabilities {
             budget: grant(&self.budget, "budget", call, mode),
             backtest: grant(&self.backtest, "backtest", call, mode),
             fundamentals: grant(&self.fundamentals, "fundamentals", call, mode),
+            fleet: grant(&self.fleet, "fleet", call, mode),
         }
     }
 }
@@ -259,6 +266,34 @@ impl overseer_sandbox::Fundamentals for Unserved {
         Err(GuestError::Unavailable(
             "no provider of financial statements on this host: configure a Polygon key (OVERSEER_POLYGON_KEY)".to_string(),
         ))
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Fleet> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Fleet> {
+        Arc::new(self)
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Fleet for Unserved {
+    async fn telemetry(
+        &self,
+        _window_ms: u64,
+    ) -> Result<Vec<overseer_sandbox::AgentWindow>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn alerts(
+        &self,
+        _open_only: bool,
+        _limit: u32,
+    ) -> Result<Vec<overseer_sandbox::FleetAlert>, GuestError> {
+        Err(self.error())
+    }
+
+    async fn propose(&self, _decision: &str) -> Result<String, GuestError> {
+        Err(self.error())
     }
 }
 

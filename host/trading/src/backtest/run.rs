@@ -368,6 +368,9 @@ fn services(setup: &Setup, stage: &Stage, shared: &Arc<Shared>) -> Services {
     if granted("fundamentals") {
         services.fundamentals = Capability::Served(Arc::new(Outside));
     }
+    if granted("fleet") {
+        services.fleet = Capability::Served(Arc::new(Outside));
+    }
     if granted("backtest") {
         services.backtest = Capability::Served(Arc::new(super::provider::NoBacktests));
     }

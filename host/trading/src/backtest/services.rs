@@ -474,6 +474,28 @@ impl Outside {
 }
 
 #[async_trait]
+impl overseer_sandbox::Fleet for Outside {
+    async fn telemetry(
+        &self,
+        _window_ms: u64,
+    ) -> Result<Vec<overseer_sandbox::AgentWindow>, GuestError> {
+        Err(Outside::denied("fleet"))
+    }
+
+    async fn alerts(
+        &self,
+        _open_only: bool,
+        _limit: u32,
+    ) -> Result<Vec<overseer_sandbox::FleetAlert>, GuestError> {
+        Err(Outside::denied("fleet"))
+    }
+
+    async fn propose(&self, _decision: &str) -> Result<String, GuestError> {
+        Err(Outside::denied("fleet"))
+    }
+}
+
+#[async_trait]
 impl overseer_sandbox::Fundamentals for Outside {
     async fn filings(
         &self,

@@ -604,3 +604,30 @@ pub fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
     let s = overseer::bench::summarize(samples);
     (s.p50 / 1000.0, s.p99 / 1000.0)
 }
+
+/// `overseer drill NAME --fault FAULT` against `daemon`, with the fixtures built for the tests.
+pub async fn drill(daemon: &Daemon, name: &str, fault: &str) -> overseer::drill::Report {
+    use clap::Parser;
+    let agents = agents_dir();
+    let build = agents_target_dir();
+    let cli = overseer::cli::Cli::try_parse_from([
+        "overseer",
+        "drill",
+        name,
+        "--fault",
+        fault,
+        "--url",
+        &daemon.url,
+        "--token",
+        TOKEN,
+        "--agents-dir",
+        agents.to_str().expect("a UTF-8 path"),
+        "--build-dir",
+        build.to_str().expect("a UTF-8 path"),
+    ])
+    .expect("a drill's arguments");
+    let overseer::cli::Command::Drill(args) = cli.command else {
+        panic!("parsed as drill");
+    };
+    overseer::drill::run(args).await.expect("the drill runs")
+}

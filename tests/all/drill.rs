@@ -1,37 +1,10 @@
 //! `overseer drill` pushes a faulty build of a live agent; the host rejects it before the swap
 //! or rolls it back after, and the drill reports which, with the alerts.
 
-use clap::Parser;
-use overseer::cli::{Cli, Command};
-use overseer::drill::{self, Outcome, Report};
-use overseer_tests::{Daemon, TOKEN, agents_dir, agents_target_dir, component};
+use overseer::drill::{Outcome, Report};
+use overseer_tests::{Daemon, component, drill};
 use reqwest::StatusCode;
 use serde_json::json;
-
-async fn drill(daemon: &Daemon, name: &str, fault: &str) -> Report {
-    let agents = agents_dir();
-    let build = agents_target_dir();
-    let cli = Cli::try_parse_from([
-        "overseer",
-        "drill",
-        name,
-        "--fault",
-        fault,
-        "--url",
-        &daemon.url,
-        "--token",
-        TOKEN,
-        "--agents-dir",
-        agents.to_str().unwrap(),
-        "--build-dir",
-        build.to_str().unwrap(),
-    ])
-    .unwrap();
-    let Command::Drill(args) = cli.command else {
-        panic!("parsed as drill");
-    };
-    drill::run(args).await.unwrap()
-}
 
 fn rejected_at(report: &Report) -> (&str, &str) {
     match &report.outcome {

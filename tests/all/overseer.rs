@@ -329,6 +329,8 @@ async fn fast_daemon() -> (Daemon, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
     config.overseer.clock_factor = 86_400.0;
+    // The health window stays a minute of wall time: the meeting sees the test's calls.
+    config.overseer.window_secs = 60 * 86_400;
     let daemon = Daemon::start_with(config).await;
     (daemon, dir)
 }
@@ -660,5 +662,154 @@ async fn the_performance_analyst_tracks_its_recommendations_to_their_target() {
         events["events"].as_array().unwrap().len() >= 2,
         "kept in the store"
     );
+    daemon.stop().await;
+}
+
+/// Faults of every kind in one daemon, handled end to end: trap, timeout, memory and error
+/// burst are rolled back and their alerts resolved by healing once the agents serve again; a
+/// bad-health build never goes live; a slow agent and a dependency that goes away are
+/// flagged by the health loop and cleared when they recover. The day's report then holds
+/// exactly what the API and the audit trail say happened.
+#[tokio::test]
+async fn a_fault_campaign_is_handled_by_the_loops_and_counted_in_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.overseer.window_secs = 2;
+    config.overseer.min_calls = 5;
+    let daemon = Daemon::start_with(config).await;
+
+    // Builds that go live and fail: each rolled back by its watch window.
+    for (name, fault) in [
+        ("trapper", "trap"),
+        ("spinner", "timeout"),
+        ("hog", "memory"),
+        ("burst", "error-burst"),
+    ] {
+        daemon
+            .push_ok(name, "echo", "[limits]\ntimeout_ms = 300\n")
+            .await;
+        let report = overseer_tests::drill(&daemon, name, fault).await;
+        assert!(
+            matches!(report.outcome, overseer::drill::Outcome::RolledBack { .. }),
+            "{fault}: {report:?}"
+        );
+    }
+    // A build that says it is unhealthy never goes live.
+    daemon.push_ok("sick", "echo", "").await;
+    let report = overseer_tests::drill(&daemon, "sick", "bad-health").await;
+    assert!(
+        matches!(report.outcome, overseer::drill::Outcome::Rejected { .. }),
+        "{report:?}"
+    );
+    // A slow agent.
+    daemon
+        .push_ok("slow", "fixture-flaky", "[limits]\ntimeout_ms = 200\n")
+        .await;
+    for _ in 0..6 {
+        daemon.call_ok("slow", json!({ "spin_ms": 130 })).await;
+    }
+    // A dependency that goes away.
+    daemon.push_ok("dep", "echo", "").await;
+    daemon
+        .push_ok("needs-dep", "echo", "[agent]\ndependencies = [\"dep\"]\n")
+        .await;
+    let (status, body) = daemon.delete("/v1/agents/dep").await;
+    assert!(status.is_success(), "{body}");
+
+    let health = run(&daemon, "health").await;
+    let opened: Vec<&str> = health["did"]["opened"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["agent"].as_str().unwrap())
+        .collect();
+    assert!(
+        opened.contains(&"slow") && opened.contains(&"needs-dep"),
+        "{health}"
+    );
+
+    // Recovery: the dependency is back (its version active again), every agent serves
+    // without failing.
+    let (status, body) = daemon.push("dep", component("echo"), None).await;
+    assert!(status.is_success(), "{body}");
+    eventually(Duration::from_secs(30), "every alert resolved", || async {
+        for name in ["trapper", "spinner", "hog", "burst", "slow", "needs-dep"] {
+            daemon.call_ok(name, json!({ "n": 1 })).await;
+        }
+        run(&daemon, "health").await;
+        run(&daemon, "healing").await;
+        daemon.alerts("state=open").await.is_empty().then_some(())
+    })
+    .await;
+
+    // The day's report, against what the API and the trail say.
+    let governance = run(&daemon, "governance").await;
+    let date = governance["did"]["report"].as_str().unwrap().to_string();
+    let (_, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    let alerts = daemon.alerts("limit=1000").await;
+    let mut by_type = serde_json::Map::new();
+    for a in &alerts {
+        let n = by_type
+            .entry(a["type"].as_str().unwrap())
+            .or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap() + 1);
+    }
+    assert_eq!(
+        report["health"]["alerts"]["by_type"],
+        Value::Object(by_type),
+        "{report}"
+    );
+    assert_eq!(report["health"]["alerts"]["opened"], alerts.len());
+    assert_eq!(report["health"]["alerts"]["resolved"], alerts.len());
+    assert_eq!(report["health"]["alerts"]["open"], 0);
+    for kind in ["rollback", "performance_degradation", "dependency_missing"] {
+        assert!(
+            alerts.iter().any(|a| a["type"] == kind),
+            "{kind}: {alerts:?}"
+        );
+    }
+    let (_, trail) = daemon.get("/v1/audit?limit=1000").await;
+    let mut by_action = serde_json::Map::new();
+    let to_ms = report["to_ms"].as_u64().unwrap();
+    for e in trail["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["at_ms"].as_u64().unwrap() < to_ms)
+    {
+        let n = by_action
+            .entry(e["action"].as_str().unwrap())
+            .or_insert(json!(0));
+        *n = json!(n.as_u64().unwrap() + 1);
+    }
+    assert_eq!(
+        report["activities"]["by_action"],
+        Value::Object(by_action),
+        "{report}"
+    );
+    assert_eq!(report["activities"]["by_action"]["rollback"], 4);
+    assert_eq!(report["activities"]["by_action"]["retire"], 1);
+    // What the host fixed already, the meeting does not decide on again.
+    let made = &report["decisions"]["made"];
+    assert!(
+        made.as_array()
+            .unwrap()
+            .iter()
+            .all(|d| !d["title"].as_str().unwrap().starts_with("roll back")),
+        "{made}"
+    );
+    for a in report["performance"]["agents"].as_array().unwrap() {
+        let name = a["agent"].as_str().unwrap();
+        let (_, agent) = daemon.get(&format!("/v1/agents/{name}")).await;
+        let counters = &agent["counters"];
+        // Every call of the day, as the counters have them (failures included).
+        let failed: u64 = a["failures"].as_u64().unwrap();
+        assert_eq!(
+            a["calls"].as_u64().unwrap() - failed,
+            counters["invocations_ok"].as_u64().unwrap(),
+            "{name}: {a} {agent}"
+        );
+        assert_eq!(a["fuel"], counters["fuel_consumed"], "{name}");
+    }
     daemon.stop().await;
 }

@@ -15,6 +15,8 @@ pub const PERFORMANCE_DEGRADATION: &str = "performance_degradation";
 pub const ROLLBACK: &str = "rollback";
 /// An agent was remediated after repeated failures: back to a stable version, or out of routing.
 pub const QUARANTINE: &str = "quarantine";
+/// An agent needs another (its manifest's `[agent] dependencies`) that is not serving.
+pub const DEPENDENCY_MISSING: &str = "dependency_missing";
 /// The host itself cannot do its work (a version it cannot load, a store it cannot write).
 pub const SYSTEM_FAILURE: &str = "system_failure";
 

@@ -449,7 +449,9 @@ impl Overseer {
 
     /// The meeting's rules over the day's report: roll back an agent that fails more than a
     /// fifth of its calls (when it has a version to go back to), and track a slow one's
-    /// latency. Conditions a decision still open covers make none.
+    /// latency; each only while it still holds over the health window's recent calls (an
+    /// agent the host rolled back already is not rolled back again). Conditions a decision
+    /// still open covers make none.
     pub(crate) async fn meeting(
         &self,
         report: &Value,
@@ -471,6 +473,14 @@ impl Overseer {
             .filter_map(|d| d.body["title"].as_str().map(str::to_string))
             .collect();
         let day = self.config().governance_secs;
+        // Decide only on what still holds: the day's figures, and the health window's now.
+        let window_ms = u64::try_from(self.config().scaled(self.config().window_secs).as_millis())
+            .unwrap_or(u64::MAX);
+        let now: std::collections::HashMap<String, crate::telemetry::Window> = self
+            .windows(window_ms)
+            .into_iter()
+            .map(|(w, _)| (w.agent.clone(), w))
+            .collect();
         let mut made = Vec::new();
         for a in report["performance"]["agents"]
             .as_array()
@@ -479,10 +489,19 @@ impl Overseer {
         {
             let agent = a["agent"].as_str().unwrap_or_default().to_string();
             let calls = a["calls"].as_u64().unwrap_or(0) as usize;
+            let Some(current) = now
+                .get(&agent)
+                .filter(|w| w.calls >= self.config().min_calls)
+            else {
+                continue;
+            };
             if calls < self.config().min_calls {
                 continue;
             }
-            let error_rate = a["error_rate"].as_f64().unwrap_or(0.0);
+            let error_rate = a["error_rate"]
+                .as_f64()
+                .unwrap_or(0.0)
+                .min(current.error_rate);
             let candidates = [
                 (error_rate > 0.2).then(|| Decision {
                     kind: Kind::SystemImprovement,
@@ -513,6 +532,9 @@ impl Overseer {
                     .into_iter()
                     .flatten()
                     .find(|r| r["agent"] == agent.as_str() && r["metric"] == "p95_ms")
+                    .filter(|r| {
+                        current.p95_ms.unwrap_or(0.0) > r["target"].as_f64().unwrap_or(f64::MAX)
+                    })
                     .map(|r| Decision {
                         kind: Kind::CodeOptimization,
                         title: format!("speed up {agent}"),

@@ -3,7 +3,7 @@
 //!
 //! | loop | every | looks at | does |
 //! | --- | --- | --- | --- |
-//! | `health` | 60 s | each active agent's calls over the window | opens a `performance_degradation` alert when its p95 latency reaches `slow_share` of its deadline; resolves it, with the figures, once back under `recovered_share` (or without calls) |
+//! | `health` | 60 s | each active agent's calls over the window, and its dependencies | opens a `performance_degradation` alert when its p95 latency reaches `slow_share` of its deadline and resolves it, with the figures, once back under `recovered_share` (or without calls); a `dependency_missing` alert while an agent its manifest depends on is not serving, resolved once all serve |
 //! | `healing` | 5 min | the open alerts and the decisions | resolves a `rollback` alert once the agent has served calls without a failure; escalates an alert open past `escalate_after` (`alert.escalated`, once); expires decisions nobody approved in time; measures decisions whose date has come |
 //! | `performance` | hourly | every agent's calls and LLM tokens over the hour | the review: per-agent figures, the slowest, the busiest, the hungriest for fuel |
 //! | `optimisation` | hourly | the same figures | recommendations for slow, failing and fuel-hungry agents, published as `overseer.recommendation` |
@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use overseer_kernel::Kernel;
-use overseer_kernel::alerts::{PERFORMANCE_DEGRADATION, ROLLBACK};
+use overseer_kernel::alerts::{DEPENDENCY_MISSING, PERFORMANCE_DEGRADATION, ROLLBACK};
 use overseer_kernel::bus::host_event;
 use overseer_store::{AlertFilter, LoopRunRecord, NewLoopRun, now_ms};
 use serde_json::{Value, json};
@@ -245,10 +245,85 @@ impl Overseer {
                 _ => {}
             }
         }
+        self.dependencies(&open, &mut opened, &mut resolved).await?;
         Ok((
             json!({ "agents": looked, "open_alerts": open.len(), "window_ms": window_ms }),
             json!({ "opened": opened, "resolved": resolved }),
         ))
+    }
+
+    /// Each serving agent's dependencies (`[agent] dependencies`): a `dependency_missing`
+    /// alert while one is not serving, resolved once all serve again.
+    async fn dependencies(
+        &self,
+        open: &[overseer_store::AlertRecord],
+        opened: &mut Vec<Value>,
+        resolved: &mut Vec<Value>,
+    ) -> Result<(), Failure> {
+        let serving = |name: &str| {
+            self.kernel
+                .registry
+                .get(name)
+                .is_some_and(|s| s.active().is_some() && !s.quarantined())
+        };
+        for slot in self.kernel.registry.slots() {
+            let Some(active) = slot.active() else {
+                continue;
+            };
+            let missing: Vec<&String> = active
+                .manifest
+                .agent
+                .dependencies
+                .iter()
+                .filter(|d| !serving(d))
+                .collect();
+            let alert = open
+                .iter()
+                .find(|a| a.agent == slot.name && a.kind == DEPENDENCY_MISSING);
+            match (alert, missing.is_empty()) {
+                (None, false) => {
+                    let message = format!(
+                        "{} needs {}, not serving",
+                        slot.name,
+                        missing
+                            .iter()
+                            .map(|m| m.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    );
+                    let alert = self
+                        .kernel
+                        .alerts
+                        .raise(
+                            &slot.name,
+                            DEPENDENCY_MISSING,
+                            "high",
+                            &message,
+                            json!({ "missing": missing }),
+                        )
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    opened
+                        .push(json!({ "alert": alert.id, "agent": slot.name, "message": message }));
+                }
+                (Some(alert), true) => {
+                    let resolution = format!(
+                        "its dependencies serve again: {}",
+                        active.manifest.agent.dependencies.join(", ")
+                    );
+                    self.kernel
+                        .alerts
+                        .resolve_one(alert.id, &resolution)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    resolved.push(
+                        json!({ "alert": alert.id, "agent": slot.name, "resolution": resolution }),
+                    );
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     async fn healing(&self) -> Result<(Value, Value), Failure> {

@@ -606,6 +606,17 @@ impl fleet::Host for HostState {
         });
         guarded!(check, fleet => fleet.propose(&decision))
     }
+
+    async fn check(&mut self, decision: String) -> wasmtime::Result<Result<String, GuestError>> {
+        let check = self.services.fleet.get("fleet").and_then(|f| {
+            if decision.len() > MAX_VALUE_BYTES {
+                Err(too_large("decision", decision.len(), MAX_VALUE_BYTES))
+            } else {
+                Ok(f)
+            }
+        });
+        guarded!(check, fleet => fleet.check(&decision))
+    }
 }
 
 /// Most filings one `fundamentals.filings` call answers.

@@ -168,6 +168,8 @@ pub trait Fleet: Send + Sync {
     async fn alerts(&self, open_only: bool, limit: u32) -> Result<Vec<FleetAlert>, GuestError>;
     /// Propose a decision (JSON); the decision as the policy left it (JSON).
     async fn propose(&self, decision: &str) -> Result<String, GuestError>;
+    /// Check a decision (JSON) without taking it; the policy it would get.
+    async fn check(&self, decision: &str) -> Result<String, GuestError>;
 }
 
 /// How an agent reaches one granted interface.

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use overseer_tests::{Daemon, WAIT, component, eventually, test_config};
+use overseer_tests::{Daemon, FakeLlm, WAIT, component, eventually, test_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -811,5 +811,90 @@ async fn a_fault_campaign_is_handled_by_the_loops_and_counted_in_the_report() {
         );
         assert_eq!(a["fuel"], counters["fuel_consumed"], "{name}");
     }
+    daemon.stop().await;
+}
+
+/// With a model, the meeting is the `governance` agent's: an answer that is not JSON, or
+/// holds a decision the host's check refuses, is asked again with what was wrong; a valid one
+/// goes through the policy. When no valid answer comes, the host's rules decide.
+#[tokio::test]
+async fn the_governance_agent_decides_with_a_model_and_is_asked_again_when_invalid() {
+    let rollback = json!({
+        "kind": "system_improvement", "title": "roll back svc on the model's advice",
+        "priority": "high", "expected_impact": "svc back under 1% errors", "effort": "low",
+        "rationale": "svc failed 12 of 13 calls",
+        "actions": [{ "type": "rollback", "agent": "svc" }],
+        "metric": { "name": "error_rate", "agent": "svc", "comparator": "at_most", "target": 0.01, "due_in_secs": 86400 },
+    });
+    let mut astrology = rollback.clone();
+    astrology["kind"] = json!("astrology");
+    let llm = FakeLlm::start(vec![
+        "We should roll back svc.".to_string(),
+        json!({ "decisions": [astrology] }).to_string(),
+        format!(
+            "Here it is:\n```json\n{}\n```",
+            json!({ "decisions": [rollback] })
+        ),
+        "No idea.".to_string(),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.llm.url = Some(llm.url.clone());
+    config.llm.model = "fake-model".to_string();
+    config.overseer.clock_factor = 86_400.0;
+    config.overseer.window_secs = 60 * 86_400;
+    let daemon = Daemon::start_with(config).await;
+    daemon
+        .push_ok(
+            "governance",
+            "governance",
+            &overseer_tests::manifest("governance"),
+        )
+        .await;
+    daemon.push_ok("svc", "echo", "").await;
+    let manifest = "[deploy]\ncanary = 0\nwatch_calls = 1\nmin_calls = 1\n[supervision]\nmax_failures = 1000\n";
+    let (status, body) = daemon
+        .push("svc", component("fixture-flaky"), Some(manifest))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    daemon.call_ok("svc", json!({ "n": 0 })).await;
+    daemon.wait_verdict("svc", 2, "stable").await;
+    for _ in 0..12 {
+        daemon.invoke("svc", json!({ "fail": "error" })).await;
+    }
+
+    let governance = run(&daemon, "governance").await;
+    let made = governance["did"]["decisions"].as_array().unwrap().clone();
+    assert_eq!(made.len(), 1, "{governance}");
+    assert_eq!(made[0]["title"], "roll back svc on the model's advice");
+    assert_eq!(made[0]["state"], "applied");
+    assert_eq!(daemon.agent("svc").await["active_version"], 1);
+    let date = governance["did"]["report"].as_str().unwrap();
+    let (_, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    assert_eq!(report["decisions"]["source"], "agent", "{report}");
+    assert_eq!(llm.requests().len(), 3, "asked again twice");
+    assert!(
+        llm.prompt(1).contains("no JSON object"),
+        "{}",
+        llm.prompt(1)
+    );
+    assert!(
+        llm.prompt(2).contains("decision 1: not a decision"),
+        "{}",
+        llm.prompt(2)
+    );
+    assert!(
+        llm.prompt(0).contains("\"svc\""),
+        "the report reaches the model"
+    );
+
+    // No valid answer: the rules decide (and find nothing left to do).
+    let governance = run(&daemon, "governance").await;
+    let date = governance["did"]["report"].as_str().unwrap();
+    let (_, report) = daemon.get(&format!("/v1/reports/{date}.json")).await;
+    let source = report["decisions"]["source"]["rules"].as_str().unwrap();
+    assert!(source.contains("no valid answer in 3 attempts"), "{report}");
+    assert_eq!(llm.requests().len(), 6);
     daemon.stop().await;
 }

@@ -51,6 +51,19 @@ struct CallFleet {
     shadow: bool,
 }
 
+/// `decision` read and checked as the policy would take it: `invalid-input` naming what is
+/// wrong.
+fn checked(decision: &str, overseer: &Overseer) -> Result<governance::Decision, GuestError> {
+    let value: serde_json::Value = serde_json::from_str(decision)
+        .map_err(|e| GuestError::InvalidInput(format!("not JSON: {e}")))?;
+    let decision =
+        governance::parse(&value).map_err(|e| GuestError::InvalidInput(e.to_string()))?;
+    overseer
+        .validate(&decision)
+        .map_err(|e| GuestError::InvalidInput(e.to_string()))?;
+    Ok(decision)
+}
+
 impl CallFleet {
     fn overseer(&self) -> Result<Arc<Overseer>, GuestError> {
         self.overseer
@@ -116,18 +129,21 @@ impl overseer_sandbox::Fleet for CallFleet {
     }
 
     async fn propose(&self, decision: &str) -> Result<String, GuestError> {
-        let value: serde_json::Value = serde_json::from_str(decision)
-            .map_err(|e| GuestError::InvalidInput(format!("not JSON: {e}")))?;
-        let decision =
-            governance::parse(&value).map_err(|e| GuestError::InvalidInput(e.to_string()))?;
+        let overseer = self.overseer()?;
+        let decision = checked(decision, &overseer)?;
         if self.shadow {
             return Ok(json!({ "state": "shadow", "body": decision }).to_string());
         }
-        let overseer = self.overseer()?;
         match overseer.propose("request", &self.agent, &decision).await {
             Ok(record) => Ok(json!(record).to_string()),
             Err(GovernanceError::Invalid(message)) => Err(GuestError::InvalidInput(message)),
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn check(&self, decision: &str) -> Result<String, GuestError> {
+        let overseer = self.overseer()?;
+        let decision = checked(decision, &overseer)?;
+        Ok(json!({ "policy": governance::policy(&decision) }).to_string())
     }
 }

@@ -153,6 +153,9 @@ impl GovernanceError {
     }
 }
 
+/// The agent the daily meeting asks first, when it serves.
+pub const GOVERNANCE_AGENT: &str = "governance";
+
 /// The trading side's kill switch, as governance reaches it.
 #[async_trait]
 pub trait Capital: Send + Sync {
@@ -177,15 +180,19 @@ pub fn parse(value: &Value) -> Result<Decision, GovernanceError> {
     Ok(decision)
 }
 
+/// The policy a decision gets: `person` when an action touches capital or asks for a new
+/// agent, else `auto`.
+pub fn policy(decision: &Decision) -> &'static str {
+    if decision.actions.iter().any(Action::needs_person) {
+        "person"
+    } else {
+        "auto"
+    }
+}
+
 impl Overseer {
-    /// Take a decision through the policy: kept, then applied at once (`auto`) or left
-    /// waiting for a person (`person`).
-    pub async fn propose(
-        &self,
-        meeting: &str,
-        proposer: &str,
-        decision: &Decision,
-    ) -> Result<DecisionRecord, GovernanceError> {
+    /// Whether every agent a decision acts on or measures exists.
+    pub fn validate(&self, decision: &Decision) -> Result<(), GovernanceError> {
         for agent in decision
             .actions
             .iter()
@@ -201,7 +208,19 @@ impl Overseer {
                 )));
             }
         }
-        let person = decision.actions.iter().any(Action::needs_person);
+        Ok(())
+    }
+
+    /// Take a decision through the policy: kept, then applied at once (`auto`) or left
+    /// waiting for a person (`person`).
+    pub async fn propose(
+        &self,
+        meeting: &str,
+        proposer: &str,
+        decision: &Decision,
+    ) -> Result<DecisionRecord, GovernanceError> {
+        self.validate(decision)?;
+        let person = policy(decision) == "person";
         let due_ms = now_ms().saturating_add(
             u64::try_from(
                 self.config()
@@ -455,9 +474,18 @@ impl Overseer {
     pub(crate) async fn meeting(
         &self,
         report: &Value,
-    ) -> Result<Vec<Value>, overseer_store::Error> {
+    ) -> Result<(Vec<Value>, Value), overseer_store::Error> {
         let meeting = report["date"].as_str().unwrap_or_default().to_string();
-        let open: Vec<String> = self
+        let (candidates, source) = match self.ask_agent(report).await {
+            Ok(decisions) => (decisions, json!("agent")),
+            Err(reason) => (self.rules(report), json!({ "rules": reason })),
+        };
+        Ok((self.take(&meeting, candidates).await?, source))
+    }
+
+    /// The titles of the decisions still open: waiting, or applied and not yet measured.
+    async fn open_titles(&self) -> Result<Vec<String>, overseer_store::Error> {
+        Ok(self
             .kernel()
             .store
             .decisions(None, 200)
@@ -471,7 +499,78 @@ impl Overseer {
                     )
             })
             .filter_map(|d| d.body["title"].as_str().map(str::to_string))
-            .collect();
+            .collect())
+    }
+
+    /// Take a meeting's decisions through the policy, but none an open decision covers, nor
+    /// a rollback of an agent with nothing to go back to.
+    async fn take(
+        &self,
+        meeting: &str,
+        candidates: Vec<Decision>,
+    ) -> Result<Vec<Value>, overseer_store::Error> {
+        let open = self.open_titles().await?;
+        let mut made = Vec::new();
+        for decision in candidates {
+            if open.contains(&decision.title) {
+                continue;
+            }
+            let mut nothing_to_go_back_to = false;
+            for action in &decision.actions {
+                if let Action::Rollback { agent } = action {
+                    nothing_to_go_back_to |=
+                        self.kernel().store.servable_versions(agent).await?.len() < 2;
+                }
+            }
+            if nothing_to_go_back_to {
+                continue;
+            }
+            match self.propose(meeting, "governance", &decision).await {
+                Ok(record) => made.push(json!({ "decision": record.id, "title": decision.title, "state": record.state })),
+                Err(e) => made.push(json!({ "title": decision.title, "refused": e.to_string() })),
+            }
+        }
+        Ok(made)
+    }
+
+    /// The decisions the serving `governance` agent answers for the report; `Err` with the
+    /// reason the rules decide instead (no such agent, no model, no valid answer, a fault).
+    async fn ask_agent(&self, report: &Value) -> Result<Vec<Decision>, String> {
+        let kernel = self.kernel();
+        if kernel
+            .registry
+            .get(GOVERNANCE_AGENT)
+            .and_then(|s| s.active())
+            .is_none()
+        {
+            return Err(format!("no {GOVERNANCE_AGENT} agent serving"));
+        }
+        let event = overseer_kernel::bus::host_event(
+            "governance.meeting".to_string(),
+            json!({ "report": report }).to_string(),
+            "overseer",
+        );
+        let invoked = kernel
+            .invoker
+            .invoke(GOVERNANCE_AGENT, event)
+            .await
+            .map_err(|e| format!("the {GOVERNANCE_AGENT} agent failed: {e}"))?;
+        let answer: Value = serde_json::from_str(&invoked.output)
+            .map_err(|e| format!("the {GOVERNANCE_AGENT} agent's answer: {e}"))?;
+        let Some(decisions) = answer["decisions"].as_array() else {
+            return Err(answer["reason"]
+                .as_str()
+                .unwrap_or("the agent answered no decisions")
+                .to_string());
+        };
+        decisions
+            .iter()
+            .map(|d| parse(d).map_err(|e| format!("the {GOVERNANCE_AGENT} agent's answer: {e}")))
+            .collect()
+    }
+
+    /// The rules' decisions on the report.
+    fn rules(&self, report: &Value) -> Vec<Decision> {
         let day = self.config().governance_secs;
         // Decide only on what still holds: the day's figures, and the health window's now.
         let window_ms = u64::try_from(self.config().scaled(self.config().window_secs).as_millis())
@@ -555,26 +654,9 @@ impl Overseer {
                         },
                     }),
             ];
-            for decision in candidates.into_iter().flatten() {
-                if open.contains(&decision.title) {
-                    continue;
-                }
-                // A rollback with nothing to go back to is no decision.
-                if decision
-                    .actions
-                    .iter()
-                    .any(|a| matches!(a, Action::Rollback { .. }))
-                    && self.kernel().store.servable_versions(&agent).await?.len() < 2
-                {
-                    continue;
-                }
-                match self.propose(&meeting, "governance", &decision).await {
-                    Ok(record) => made.push(json!({ "decision": record.id, "title": decision.title, "state": record.state })),
-                    Err(e) => tracing::warn!(error = %e, "a decision of the meeting was not taken"),
-                }
-            }
+            made.extend(candidates.into_iter().flatten());
         }
-        Ok(made)
+        made
     }
 }
 

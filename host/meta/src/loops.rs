@@ -459,8 +459,9 @@ impl Overseer {
         body["decisions"] = json!({
             "history": governance::history(self).await.map_err(|e| e.to_string())?,
         });
-        let made = self.meeting(&body).await.map_err(|e| e.to_string())?;
+        let (made, source) = self.meeting(&body).await.map_err(|e| e.to_string())?;
         body["decisions"]["made"] = json!(made);
+        body["decisions"]["source"] = source;
         self.kernel
             .store
             .put_report(&date, to_ms, &body)

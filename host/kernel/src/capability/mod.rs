@@ -295,6 +295,10 @@ impl overseer_sandbox::Fleet for Unserved {
     async fn propose(&self, _decision: &str) -> Result<String, GuestError> {
         Err(self.error())
     }
+
+    async fn check(&self, _decision: &str) -> Result<String, GuestError> {
+        Err(self.error())
+    }
 }
 
 #[async_trait]

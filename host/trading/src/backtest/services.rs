@@ -493,6 +493,10 @@ impl overseer_sandbox::Fleet for Outside {
     async fn propose(&self, _decision: &str) -> Result<String, GuestError> {
         Err(Outside::denied("fleet"))
     }
+
+    async fn check(&self, _decision: &str) -> Result<String, GuestError> {
+        Err(Outside::denied("fleet"))
+    }
 }
 
 #[async_trait]

@@ -1,0 +1,132 @@
+//! `governance`: the daily meeting with a model. The host's governance loop invokes it with
+//! the day's report (`{report}`); it asks the model for decisions as JSON, checks each with
+//! the host (`fleet.check`: the same parser and policy a proposal meets), and when the answer
+//! is not JSON or holds an invalid decision, tells the model what was wrong and asks again, up
+//! to `attempts` times. It answers `{decisions: [...], attempts, source: "llm"}`, or
+//! `{decisions: null, reason, errors?}` when there is no model or no valid answer, and the
+//! host's rules decide instead. It never takes a decision itself: the host proposes what it
+//! answers, through the policy.
+
+use overseer_guest::llm::{self, Message};
+use overseer_guest::{Agent, Error, Event, Info, fleet};
+use serde_json::{Value, json};
+
+struct Governance;
+
+/// What the model is told: its role, the schema of a decision, and to answer JSON only.
+const INSTRUCTIONS: &str = r#"You chair the daily governance meeting of a fleet of software agents. From the day's report, decide what to do, if anything. Answer with JSON only, of this shape:
+{"decisions": [{
+  "kind": "system_improvement" | "new_agent" | "code_optimization" | "resource_allocation" | "risk_management",
+  "title": "short imperative",
+  "priority": "low" | "medium" | "high" | "critical",
+  "expected_impact": "what changes, with numbers",
+  "effort": "low" | "medium" | "high",
+  "rationale": "the report's numbers that call for it",
+  "actions": [ {"type": "rollback", "agent": "NAME"} | {"type": "set_budget", "agent": "NAME", "tokens_per_day": N, "usd_per_day": X} | {"type": "halt_trading"} | {"type": "resume_trading"} | {"type": "new_agent", "name": "NAME", "purpose": "…"} ],
+  "metric": {"name": "error_rate" | "p95_ms" | "calls", "agent": "NAME", "comparator": "at_most" | "at_least", "target": X, "due_in_secs": N}
+}]}
+Name only agents of the report. An empty list is a fine answer."#;
+
+/// The JSON object in a model's answer: all of it, or the part from its first `{` to its
+/// last `}` (models wrap JSON in prose and fences).
+fn json_in(answer: &str) -> Result<Value, String> {
+    let start = answer.find('{').ok_or("no JSON object in the answer")?;
+    let end = answer.rfind('}').ok_or("no JSON object in the answer")?;
+    serde_json::from_str(&answer[start..=end]).map_err(|e| format!("not JSON: {e}"))
+}
+
+/// The decisions of an answer, each checked with the host; every problem found.
+fn check(answer: &str) -> Result<Vec<Value>, Vec<String>> {
+    let value = json_in(answer).map_err(|e| vec![e])?;
+    let Some(decisions) = value["decisions"].as_array() else {
+        return Err(vec!["no \"decisions\" list".to_string()]);
+    };
+    let mut problems = Vec::new();
+    for (n, decision) in decisions.iter().enumerate() {
+        if let Err(e) = fleet::check(&decision.to_string()) {
+            problems.push(format!("decision {}: {}", n + 1, e.message()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(decisions.clone())
+    } else {
+        Err(problems)
+    }
+}
+
+impl Agent for Governance {
+    fn describe() -> Info {
+        Info {
+            name: "governance".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            description: "Typed decisions on the day's report, from a model, checked by the host"
+                .to_string(),
+            subscriptions: Vec::new(),
+        }
+    }
+
+    fn handle(event: Event) -> Result<String, Error> {
+        let payload: Value = serde_json::from_str(&event.payload)
+            .map_err(|e| Error::invalid_input(format!("the meeting's payload: {e}")))?;
+        let report = &payload["report"];
+        if !report.is_object() {
+            return Err(Error::invalid_input(
+                "the meeting needs {\"report\": {...}}",
+            ));
+        }
+        if llm::model().is_none() {
+            return Ok(
+                json!({ "decisions": null, "reason": "no model: the host's rules decide" })
+                    .to_string(),
+            );
+        }
+        let summary = json!({
+            "date": report["date"],
+            "health": report["health"],
+            "performance": report["performance"],
+            "recommendations": report["recommendations"],
+            "history": report["decisions"]["history"],
+        });
+        let mut messages = vec![
+            Message::system(INSTRUCTIONS),
+            Message::user(format!("The day's report: {summary}")),
+        ];
+        let attempts: u32 = overseer_guest::config_parsed("attempts")
+            .unwrap_or(3)
+            .clamp(1, 5);
+        let mut problems = Vec::new();
+        for attempt in 1..=attempts {
+            let answer = match llm::chat(messages.clone()) {
+                Ok(answer) => answer.text,
+                Err(e) => {
+                    return Ok(json!({ "decisions": null, "reason": format!("the model failed: {}", e.message()), "attempts": attempt }).to_string());
+                }
+            };
+            match check(&answer) {
+                Ok(decisions) => {
+                    return Ok(
+                        json!({ "decisions": decisions, "attempts": attempt, "source": "llm" })
+                            .to_string(),
+                    );
+                }
+                Err(found) => {
+                    messages.push(Message::assistant(answer));
+                    messages.push(Message::user(format!(
+                        "That answer cannot be taken: {}. Answer again with JSON only, of the shape given.",
+                        found.join("; ")
+                    )));
+                    problems = found;
+                }
+            }
+        }
+        Ok(json!({
+            "decisions": null,
+            "reason": format!("no valid answer in {attempts} attempts: the host's rules decide"),
+            "errors": problems,
+            "attempts": attempts,
+        })
+        .to_string())
+    }
+}
+
+overseer_guest::export!(Governance);

@@ -335,13 +335,10 @@ async fn fast_daemon() -> (Daemon, tempfile::TempDir) {
     (daemon, dir)
 }
 
-/// The meeting rolls back an agent failing most of its calls (a low-risk decision, applied
-/// at once), and on its date the decision is measured against the calls since.
-#[tokio::test]
-async fn the_meeting_rolls_back_a_failing_agent_and_the_decision_is_measured_on_its_date() {
-    let (daemon, _dir) = fast_daemon().await;
+/// `svc` at version 2, failing 12 of its last 13 calls, with version 1 to go back to: the
+/// version passed its watch, so the supervisor lets it be.
+async fn failing_svc(daemon: &Daemon) {
     daemon.push_ok("svc", "echo", "").await;
-    // Version 2 passes its watch, then fails: the supervisor lets it be, the meeting does not.
     let manifest = "[deploy]\ncanary = 0\nwatch_calls = 1\nmin_calls = 1\n[supervision]\nmax_failures = 1000\n";
     let (status, body) = daemon
         .push("svc", component("fixture-flaky"), Some(manifest))
@@ -352,6 +349,14 @@ async fn the_meeting_rolls_back_a_failing_agent_and_the_decision_is_measured_on_
     for _ in 0..12 {
         daemon.invoke("svc", json!({ "fail": "error" })).await;
     }
+}
+
+/// The meeting rolls back an agent failing most of its calls (a low-risk decision, applied
+/// at once), and on its date the decision is measured against the calls since.
+#[tokio::test]
+async fn the_meeting_rolls_back_a_failing_agent_and_the_decision_is_measured_on_its_date() {
+    let (daemon, _dir) = fast_daemon().await;
+    failing_svc(&daemon).await;
     let governance = run(&daemon, "governance").await;
     let made = governance["did"]["decisions"].as_array().unwrap().clone();
     assert_eq!(made.len(), 1, "{governance}");
@@ -852,17 +857,7 @@ async fn the_governance_agent_decides_with_a_model_and_is_asked_again_when_inval
             &overseer_tests::manifest("governance"),
         )
         .await;
-    daemon.push_ok("svc", "echo", "").await;
-    let manifest = "[deploy]\ncanary = 0\nwatch_calls = 1\nmin_calls = 1\n[supervision]\nmax_failures = 1000\n";
-    let (status, body) = daemon
-        .push("svc", component("fixture-flaky"), Some(manifest))
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    daemon.call_ok("svc", json!({ "n": 0 })).await;
-    daemon.wait_verdict("svc", 2, "stable").await;
-    for _ in 0..12 {
-        daemon.invoke("svc", json!({ "fail": "error" })).await;
-    }
+    failing_svc(&daemon).await;
 
     let governance = run(&daemon, "governance").await;
     let made = governance["did"]["decisions"].as_array().unwrap().clone();

@@ -175,10 +175,9 @@ impl Overseer {
             .collect()
     }
 
-    async fn health(&self) -> Result<(Value, Value), Failure> {
-        let window_ms = millis(self.config.scaled(self.config.window_secs));
-        let open = self
-            .kernel
+    /// Every open alert.
+    async fn open_alerts(&self) -> Result<Vec<overseer_store::AlertRecord>, Failure> {
+        self.kernel
             .store
             .alerts(&AlertFilter {
                 open: Some(true),
@@ -186,7 +185,12 @@ impl Overseer {
                 limit: 10_000,
             })
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())
+    }
+
+    async fn health(&self) -> Result<(Value, Value), Failure> {
+        let window_ms = millis(self.config.scaled(self.config.window_secs));
+        let open = self.open_alerts().await?;
         let (mut looked, mut opened, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
         for (w, deadline_ms) in self.windows(window_ms) {
             let deadline_ms = deadline_ms.unwrap_or(f64::INFINITY);
@@ -328,16 +332,7 @@ impl Overseer {
 
     async fn healing(&self) -> Result<(Value, Value), Failure> {
         let now = now_ms();
-        let open = self
-            .kernel
-            .store
-            .alerts(&AlertFilter {
-                open: Some(true),
-                agent: None,
-                limit: 10_000,
-            })
-            .await
-            .map_err(|e| e.to_string())?;
+        let open = self.open_alerts().await?;
         let window_ms = millis(self.config.scaled(self.config.window_secs));
         let escalate_ms = millis(self.config.scaled(self.config.escalate_after_secs));
         let (mut resolved, mut escalated) = (Vec::new(), Vec::new());

@@ -326,7 +326,7 @@ pub mod fundamentals {
 /// Privileged: needs `grant = ["fleet"]`, which only a person's push can give.
 pub mod fleet {
     pub use super::bindings::overseer::agent::fleet::{
-        AgentWindow, Alert, alerts, check, propose, telemetry,
+        AgentWindow, Alert, alerts, check, propose, raise_alert, telemetry,
     };
 }
 

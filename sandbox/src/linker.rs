@@ -617,6 +617,37 @@ impl fleet::Host for HostState {
         });
         guarded!(check, fleet => fleet.check(&decision))
     }
+
+    async fn raise_alert(
+        &mut self,
+        agent: String,
+        kind: String,
+        priority: String,
+        message: String,
+    ) -> wasmtime::Result<Result<i64, GuestError>> {
+        let check = self.services.fleet.get("fleet").and_then(|f| {
+            check_name("agent", &agent)?;
+            let kind_ok = (1..=64).contains(&kind.len())
+                && kind
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !kind_ok {
+                return Err(GuestError::InvalidInput(format!(
+                    "alert kind {kind:?}: 1 to 64 of a-z 0-9 _"
+                )));
+            }
+            if !matches!(priority.as_str(), "critical" | "high" | "medium" | "low") {
+                return Err(GuestError::InvalidInput(format!(
+                    "priority {priority:?}: critical, high, medium or low"
+                )));
+            }
+            if message.len() > MAX_KV_KEY_BYTES * 8 {
+                return Err(too_large("message", message.len(), MAX_KV_KEY_BYTES * 8));
+            }
+            Ok(f)
+        });
+        guarded!(check, fleet => fleet.raise_alert(&agent, &kind, &priority, &message))
+    }
 }
 
 /// Most filings one `fundamentals.filings` call answers.

@@ -170,6 +170,14 @@ pub trait Fleet: Send + Sync {
     async fn propose(&self, decision: &str) -> Result<String, GuestError>;
     /// Check a decision (JSON) without taking it; the policy it would get.
     async fn check(&self, decision: &str) -> Result<String, GuestError>;
+    /// Open an alert about `agent`; its id.
+    async fn raise_alert(
+        &self,
+        agent: &str,
+        kind: &str,
+        priority: &str,
+        message: &str,
+    ) -> Result<i64, GuestError>;
 }
 
 /// How an agent reaches one granted interface.

@@ -566,6 +566,7 @@ async fn the_fleet_answers_meta_agents_and_their_requests_go_through_the_policy(
         (echo["calls"].as_u64(), echo["version"].as_u64()),
         (Some(3), Some(1))
     );
+    assert_eq!(echo["llm_tokens"], 0);
     let alerts = probe("meta", json!({ "call": "fleet_alerts" })).await;
     assert!(alerts["ok"].is_array(), "{alerts}");
 
@@ -607,6 +608,54 @@ async fn the_fleet_answers_meta_agents_and_their_requests_go_through_the_policy(
     )
     .await;
     assert_eq!(bad["error"], "invalid_input", "{bad}");
+
+    // Pausing an unprivileged agent is the host's to do at once; pausing a privileged one
+    // waits for a person.
+    let pause = |agent: &str, action: &str| {
+        json!({
+            "kind": "system_improvement", "title": format!("{action} {agent}"), "priority": "medium",
+            "expected_impact": "quiet", "effort": "low", "rationale": "a test",
+            "actions": [{ "type": action, "agent": agent }],
+            "metric": { "name": "calls", "agent": agent, "comparator": "at_least", "target": 0.0, "due_in_secs": 3600 },
+        })
+    };
+    let paused = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": pause("echo", "pause") }),
+    )
+    .await;
+    assert_eq!(paused["ok"]["state"], "applied", "{paused}");
+    let (status, body) = daemon.invoke("echo", json!("hello")).await;
+    assert_eq!(body["error"]["code"], "quarantined", "{status} {body}");
+    let resumed = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": pause("echo", "resume") }),
+    )
+    .await;
+    assert_eq!(resumed["ok"]["state"], "applied", "{resumed}");
+    daemon.call_ok("echo", json!("back")).await;
+    let privileged = probe(
+        "meta",
+        json!({ "call": "fleet_propose", "decision": pause("meta", "pause") }),
+    )
+    .await;
+    assert_eq!(
+        privileged["ok"]["state"], "awaiting_approval",
+        "{privileged}"
+    );
+
+    // An alert raised by an agent names who raised it.
+    let raised = probe("meta", json!({ "call": "fleet_raise", "agent": "echo", "kind": "suspicious_output", "priority": "medium" })).await;
+    let id = raised["ok"].as_i64().expect("an alert id");
+    let (_, alert) = daemon.get(&format!("/v1/alerts/{id}")).await;
+    assert_eq!(alert["type"], "suspicious_output");
+    assert_eq!(alert["evidence"]["raised_by"], "meta");
+    let bad_kind = probe(
+        "meta",
+        json!({ "call": "fleet_raise", "agent": "echo", "kind": "Not A Kind" }),
+    )
+    .await;
+    assert_eq!(bad_kind["error"], "invalid_input", "{bad_kind}");
     daemon.stop().await;
 }
 

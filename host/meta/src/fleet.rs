@@ -80,6 +80,17 @@ fn unavailable(e: impl std::fmt::Display) -> GuestError {
 impl overseer_sandbox::Fleet for CallFleet {
     async fn telemetry(&self, window_ms: u64) -> Result<Vec<AgentWindow>, GuestError> {
         let overseer = self.overseer()?;
+        let mut tokens: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for spend in overseer
+            .kernel()
+            .store
+            .llm_spend_since(overseer_store::now_ms().saturating_sub(window_ms))
+            .await
+            .map_err(unavailable)?
+        {
+            *tokens.entry(spend.agent).or_default() +=
+                spend.prompt_tokens + spend.completion_tokens;
+        }
         Ok(overseer
             .windows(window_ms)
             .into_iter()
@@ -96,6 +107,7 @@ impl overseer_sandbox::Fleet for CallFleet {
                     deadline_ms: deadline_ms.map_or(0, |d| d as u64),
                     fuel: w.fuel,
                     peak_memory: w.peak_memory,
+                    llm_tokens: tokens.get(&w.agent).copied().unwrap_or(0),
                     agent: w.agent,
                 }
             })
@@ -141,9 +153,33 @@ impl overseer_sandbox::Fleet for CallFleet {
         }
     }
 
+    async fn raise_alert(
+        &self,
+        agent: &str,
+        kind: &str,
+        priority: &str,
+        message: &str,
+    ) -> Result<i64, GuestError> {
+        let overseer = self.overseer()?;
+        if overseer.kernel().registry.get(agent).is_none() {
+            return Err(GuestError::InvalidInput(format!("no agent {agent:?}")));
+        }
+        if self.shadow {
+            return Ok(0);
+        }
+        let evidence = json!({ "raised_by": self.agent });
+        let alert = overseer
+            .kernel()
+            .alerts
+            .raise(agent, kind, priority, message, evidence)
+            .await
+            .map_err(unavailable)?;
+        Ok(alert.id)
+    }
+
     async fn check(&self, decision: &str) -> Result<String, GuestError> {
         let overseer = self.overseer()?;
         let decision = checked(decision, &overseer)?;
-        Ok(json!({ "policy": governance::policy(&decision) }).to_string())
+        Ok(json!({ "policy": governance::policy(&decision, &overseer) }).to_string())
     }
 }

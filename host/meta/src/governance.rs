@@ -3,9 +3,10 @@
 //!
 //! A decision is `{kind, title, priority, expected_impact, effort, rationale, actions,
 //! metric}` ([`Decision`]); anything else is refused (`invalid_decision`). The policy:
-//! rolling an agent back and moving an LLM budget within the caps are low-risk and applied at
-//! once (`auto`); halting or resuming trading (capital) and asking for a new agent (new code
-//! and grants) wait for a person (`person`): `approve` applies, `reject` never does, and a
+//! rolling an agent back, moving an LLM budget within the caps, and pausing or resuming an
+//! agent without privileged grants are low-risk and applied at once (`auto`); halting or
+//! resuming trading (capital), asking for a new agent (new code and grants), and pausing or
+//! resuming a privileged agent wait for a person (`person`): `approve` applies, `reject` never does, and a
 //! decision nobody approves within `approval_timeout_secs` expires unapplied (default deny).
 //! On its due date the decision's metric is measured over the agent's calls since it was
 //! decided: `met`, `missed`, or `inconclusive` without calls. Every step is on the audit
@@ -61,6 +62,10 @@ pub enum Action {
         tokens_per_day: u64,
         usd_per_day: f64,
     },
+    /// Take the agent out of routing: its calls answer `quarantined` until it resumes.
+    Pause { agent: String },
+    /// Put a paused (or quarantined) agent back into routing.
+    Resume { agent: String },
     /// Throw the kill switch: nothing trades.
     HaltTrading,
     /// Release it.
@@ -70,12 +75,15 @@ pub enum Action {
 }
 
 impl Action {
-    /// Whether a person must approve it: capital, new code and its grants.
-    fn needs_person(&self) -> bool {
-        matches!(
-            self,
-            Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. }
-        )
+    /// The agent the action is done to, when it is done to one.
+    fn agent(&self) -> Option<&String> {
+        match self {
+            Action::Rollback { agent }
+            | Action::SetBudget { agent, .. }
+            | Action::Pause { agent }
+            | Action::Resume { agent } => Some(agent),
+            Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. } => None,
+        }
     }
 }
 
@@ -180,14 +188,24 @@ pub fn parse(value: &Value) -> Result<Decision, GovernanceError> {
     Ok(decision)
 }
 
-/// The policy a decision gets: `person` when an action touches capital or asks for a new
-/// agent, else `auto`.
-pub fn policy(decision: &Decision) -> &'static str {
-    if decision.actions.iter().any(Action::needs_person) {
-        "person"
-    } else {
-        "auto"
-    }
+/// The policy a decision gets: `person` when an action touches capital (the kill switch),
+/// asks for a new agent, or pauses or resumes an agent holding a privileged grant (a trader,
+/// the code editor, a meta-agent); else `auto`.
+pub fn policy(decision: &Decision, overseer: &Overseer) -> &'static str {
+    let privileged = |agent: &String| {
+        overseer
+            .kernel()
+            .registry
+            .get(agent)
+            .and_then(|s| s.active())
+            .is_some_and(|v| v.manifest.privileged())
+    };
+    let person = decision.actions.iter().any(|a| match a {
+        Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. } => true,
+        Action::Pause { agent } | Action::Resume { agent } => privileged(agent),
+        Action::Rollback { .. } | Action::SetBudget { .. } => false,
+    });
+    if person { "person" } else { "auto" }
 }
 
 impl Overseer {
@@ -196,10 +214,7 @@ impl Overseer {
         for agent in decision
             .actions
             .iter()
-            .filter_map(|a| match a {
-                Action::Rollback { agent } | Action::SetBudget { agent, .. } => Some(agent),
-                _ => None,
-            })
+            .filter_map(Action::agent)
             .chain(std::iter::once(&decision.metric.agent))
         {
             if self.kernel().registry.get(agent).is_none() {
@@ -220,7 +235,7 @@ impl Overseer {
         decision: &Decision,
     ) -> Result<DecisionRecord, GovernanceError> {
         self.validate(decision)?;
-        let person = policy(decision) == "person";
+        let person = policy(decision, self) == "person";
         let due_ms = now_ms().saturating_add(
             u64::try_from(
                 self.config()
@@ -368,6 +383,24 @@ impl Overseer {
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(json!(view))
+            }
+            Action::Pause { agent } => {
+                let paused = self
+                    .kernel()
+                    .deployer
+                    .pause(agent)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "agent": agent, "paused": paused }))
+            }
+            Action::Resume { agent } => {
+                let released = self
+                    .kernel()
+                    .deployer
+                    .release(agent, "resumed by a decision")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!({ "agent": agent, "resumed": released }))
             }
             Action::HaltTrading => {
                 self.capital()

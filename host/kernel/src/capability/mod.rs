@@ -299,6 +299,16 @@ impl overseer_sandbox::Fleet for Unserved {
     async fn check(&self, _decision: &str) -> Result<String, GuestError> {
         Err(self.error())
     }
+
+    async fn raise_alert(
+        &self,
+        _agent: &str,
+        _kind: &str,
+        _priority: &str,
+        _message: &str,
+    ) -> Result<i64, GuestError> {
+        Err(self.error())
+    }
 }
 
 #[async_trait]

@@ -338,6 +338,37 @@ impl Deployer {
         drop(self.locks.deploy(agent).await);
     }
 
+    /// Take a serving agent out of routing on request (a decision to pause it): its calls
+    /// answer `quarantined` until it is released. False when it was out already.
+    ///
+    /// # Errors
+    /// [`Error::AgentNotFound`]; [`Error::NoActiveVersion`] for an agent with nothing to
+    /// pause.
+    pub async fn pause(&self, agent: &str) -> Result<bool> {
+        check_name(agent)?;
+        let _deploying = self.locks.deploy(agent).await;
+        let slot = self
+            .registry
+            .get(agent)
+            .ok_or_else(|| Error::AgentNotFound(agent.to_string()))?;
+        let active = slot
+            .active()
+            .ok_or_else(|| Error::NoActiveVersion(agent.to_string()))?;
+        if slot.quarantined() {
+            return Ok(false);
+        }
+        self.store.quarantine(agent, None).await?;
+        slot.set_quarantined(true);
+        self.metrics.quarantine(agent);
+        self.hooks
+            .publish(Lifecycle::Quarantined {
+                agent: agent.to_string(),
+                version: Some(active.number),
+            })
+            .await;
+        Ok(true)
+    }
+
     /// Put a quarantined agent back into routing; supervision watches its active version from
     /// now on. False when it was not quarantined.
     pub async fn release(&self, agent: &str, how: &str) -> Result<bool> {

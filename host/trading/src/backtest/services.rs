@@ -497,6 +497,16 @@ impl overseer_sandbox::Fleet for Outside {
     async fn check(&self, _decision: &str) -> Result<String, GuestError> {
         Err(Outside::denied("fleet"))
     }
+
+    async fn raise_alert(
+        &self,
+        _agent: &str,
+        _kind: &str,
+        _priority: &str,
+        _message: &str,
+    ) -> Result<i64, GuestError> {
+        Err(Outside::denied("fleet"))
+    }
 }
 
 #[async_trait]

@@ -475,6 +475,31 @@ async fn decisions_on_capital_wait_for_a_person_and_are_applied_only_when_approv
     assert_eq!(lapsed["state"], "expired", "{lapsed}");
     assert_eq!(risk().await, "active");
 
+    // Approved too late: the decision has expired, and nothing is applied.
+    let (_, late) = propose(halt("halt, approved too late")).await;
+    let made_ms = late["made_ms"].as_u64().unwrap();
+    eventually(
+        Duration::from_secs(10),
+        "the approval time passed",
+        || async { (overseer_store::now_ms() > made_ms + 1100).then_some(()) },
+    )
+    .await;
+    let (status, body) = daemon
+        .post(
+            &format!("/v1/decisions/{}/approve", late["id"]),
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired"),
+        "{body}"
+    );
+    assert_eq!(risk().await, "active");
+
     // Approved: applied at once.
     let (_, waiting) = propose(halt("halt, approved")).await;
     assert_eq!(risk().await, "active", "nothing happens before approval");

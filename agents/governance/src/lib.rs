@@ -22,7 +22,7 @@ const INSTRUCTIONS: &str = r#"You chair the daily governance meeting of a fleet 
   "expected_impact": "what changes, with numbers",
   "effort": "low" | "medium" | "high",
   "rationale": "the report's numbers that call for it",
-  "actions": [ {"type": "rollback", "agent": "NAME"} | {"type": "set_budget", "agent": "NAME", "tokens_per_day": N, "usd_per_day": X} | {"type": "halt_trading"} | {"type": "resume_trading"} | {"type": "new_agent", "name": "NAME", "purpose": "…"} ],
+  "actions": [ {"type": "rollback", "agent": "NAME"} | {"type": "set_budget", "agent": "NAME", "tokens_per_day": N, "usd_per_day": X} | {"type": "pause", "agent": "NAME"} | {"type": "resume", "agent": "NAME"} | {"type": "halt_trading"} | {"type": "resume_trading"} | {"type": "new_agent", "name": "NAME", "purpose": "…"} ],
   "metric": {"name": "error_rate" | "p95_ms" | "calls", "agent": "NAME", "comparator": "at_most" | "at_least", "target": X, "due_in_secs": N}
 }]}
 Name only agents of the report. An empty list is a fine answer."#;
@@ -32,7 +32,10 @@ Name only agents of the report. An empty list is a fine answer."#;
 fn json_in(answer: &str) -> Result<Value, String> {
     let start = answer.find('{').ok_or("no JSON object in the answer")?;
     let end = answer.rfind('}').ok_or("no JSON object in the answer")?;
-    serde_json::from_str(&answer[start..=end]).map_err(|e| format!("not JSON: {e}"))
+    let object = answer
+        .get(start..=end)
+        .ok_or("no JSON object in the answer")?;
+    serde_json::from_str(object).map_err(|e| format!("not JSON: {e}"))
 }
 
 /// The decisions of an answer, each checked with the host; every problem found.

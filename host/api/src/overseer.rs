@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use overseer_meta::governance::{self, GovernanceError};
-use overseer_meta::{LOOPS, Overseer, report};
+use overseer_meta::{LOOPS, Overseer, RunError, report};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -202,10 +202,15 @@ async fn run_now(
             format!("no loop {name:?}: one of {}", LOOPS.join(", ")),
         )),
         Some(Ok(run)) => Ok(Json(json!(run))),
+        Some(Err(e @ RunError::Running(_))) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "loop_running",
+            e.to_string(),
+        )),
         Some(Err(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_failed",
-            format!("the run was not kept: {e}"),
+            e.to_string(),
         )),
     }
 }

@@ -66,7 +66,14 @@ impl OverseerConfig {
         } else {
             1.0
         };
-        Duration::from_secs_f64(secs as f64 / factor).max(MIN_INTERVAL)
+        Duration::try_from_secs_f64(secs as f64 / factor)
+            .unwrap_or(Duration::MAX)
+            .max(MIN_INTERVAL)
+    }
+
+    /// [`OverseerConfig::scaled`] in milliseconds.
+    pub fn scaled_ms(&self, secs: u64) -> u64 {
+        u64::try_from(self.scaled(secs).as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -84,5 +91,7 @@ mod tests {
         assert_eq!(config.scaled(60), MIN_INTERVAL);
         config.clock_factor = 0.0;
         assert_eq!(config.scaled(60), Duration::from_secs(60));
+        config.clock_factor = 1e-300;
+        assert_eq!(config.scaled_ms(u64::MAX), u64::MAX, "no overflow");
     }
 }

@@ -161,6 +161,12 @@ impl GovernanceError {
     }
 }
 
+/// The longest wait a decision's metric may name: ten years, in seconds.
+pub const MAX_DUE_SECS: u64 = 10 * 365 * 86_400;
+
+/// Decisions read at once when looking for those overdue or due.
+const OPEN_DECISIONS: u32 = 10_000;
+
 /// The agent the daily meeting asks first, when it serves.
 pub const GOVERNANCE_AGENT: &str = "governance";
 
@@ -179,6 +185,11 @@ pub fn parse(value: &Value) -> Result<Decision, GovernanceError> {
         .map_err(|e| GovernanceError::Invalid(format!("not a decision: {e}")))?;
     if decision.title.trim().is_empty() {
         return Err(GovernanceError::Invalid("a decision has a title".into()));
+    }
+    if decision.metric.due_in_secs > MAX_DUE_SECS {
+        return Err(GovernanceError::Invalid(format!(
+            "the metric's due_in_secs is at most {MAX_DUE_SECS} (ten years)"
+        )));
     }
     if !decision.metric.target.is_finite() {
         return Err(GovernanceError::Invalid(
@@ -236,14 +247,8 @@ impl Overseer {
     ) -> Result<DecisionRecord, GovernanceError> {
         self.validate(decision)?;
         let person = policy(decision, self) == "person";
-        let due_ms = now_ms().saturating_add(
-            u64::try_from(
-                self.config()
-                    .scaled(decision.metric.due_in_secs)
-                    .as_millis(),
-            )
-            .unwrap_or(u64::MAX),
-        );
+        // Until it is applied, its date is the proposal's plus the wait it names.
+        let due_ms = now_ms().saturating_add(self.config().scaled_ms(decision.metric.due_in_secs));
         let body = json!(decision);
         let record = self
             .kernel()
@@ -269,15 +274,27 @@ impl Overseer {
         Ok(self.apply(record, decision).await?)
     }
 
-    /// A person's approval: the decision is applied.
+    /// A person's approval: the decision is applied. One whose approval time has passed
+    /// expires instead, unapplied, even before the healing loop gets to it.
     pub async fn approve(
         &self,
         id: i64,
         by: &str,
         reason: &str,
     ) -> Result<DecisionRecord, GovernanceError> {
-        let record = self.decide(id, "approved", by, reason).await?;
-        let decision = parse(&record.body)?;
+        let store = &self.kernel().store;
+        let waiting = store
+            .decision(id)
+            .await?
+            .ok_or(GovernanceError::NotFound(id))?;
+        // Read before it moves: a decision that cannot be read is never left approved.
+        let decision = parse(&waiting.body)?;
+        if waiting.state == "awaiting_approval"
+            && waiting.made_ms.saturating_add(self.approval_timeout_ms()) <= now_ms()
+        {
+            self.expire(id).await?;
+        }
+        let record = self.decide(id, "approved", by, reason, "approval").await?;
         Ok(self.apply(record, &decision).await?)
     }
 
@@ -288,16 +305,22 @@ impl Overseer {
         by: &str,
         reason: &str,
     ) -> Result<DecisionRecord, GovernanceError> {
-        self.decide(id, "rejected", by, reason).await
+        self.decide(id, "rejected", by, reason, "rejection").await
     }
 
-    /// Move a waiting decision to `to`, or say why it cannot move.
+    fn approval_timeout_ms(&self) -> u64 {
+        self.config().scaled_ms(self.config().approval_timeout_secs)
+    }
+
+    /// Move a waiting decision to `to` and put `action` on the trail, or say why it cannot
+    /// move.
     async fn decide(
         &self,
         id: i64,
         to: &str,
         by: &str,
         reason: &str,
+        action: &str,
     ) -> Result<DecisionRecord, GovernanceError> {
         let store = &self.kernel().store;
         let Some(record) = store
@@ -309,11 +332,6 @@ impl Overseer {
                 None => GovernanceError::NotFound(id),
             });
         };
-        let action = if to == "approved" {
-            "approval"
-        } else {
-            "rejection"
-        };
         audit::record(
             &**store,
             by,
@@ -323,6 +341,22 @@ impl Overseer {
         )
         .await;
         Ok(record)
+    }
+
+    /// Expire a waiting decision (default deny); false when it was not waiting.
+    async fn expire(&self, id: i64) -> Result<bool, overseer_store::Error> {
+        let reason = format!(
+            "no approval within {} ms: not applied",
+            self.approval_timeout_ms()
+        );
+        match self
+            .decide(id, "expired", "host", &reason, "decision.expired")
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(GovernanceError::Store(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
     }
 
     /// Apply an approved decision's actions, in order, stopping at the first that fails.
@@ -349,7 +383,11 @@ impl Overseer {
         };
         let applied = json!({ "done": done, "failed": failure });
         let store = &self.kernel().store;
-        store.record_applied(record.id, state, &applied).await?;
+        // Its metric is measured `due_in_secs` after it was applied.
+        let due_ms = now_ms().saturating_add(self.config().scaled_ms(decision.metric.due_in_secs));
+        store
+            .record_applied(record.id, state, &applied, due_ms)
+            .await?;
         audit::record(
             &**store,
             "host",
@@ -424,33 +462,15 @@ impl Overseer {
 
     /// Expire decisions waiting for a person past the approval timeout: never applied.
     pub(crate) async fn expire_overdue(&self) -> Result<Vec<i64>, overseer_store::Error> {
-        let timeout_ms = u64::try_from(
-            self.config()
-                .scaled(self.config().approval_timeout_secs)
-                .as_millis(),
-        )
-        .unwrap_or(u64::MAX);
-        let now = now_ms();
+        let deadline = now_ms().saturating_sub(self.approval_timeout_ms());
         let mut expired = Vec::new();
-        let store = &self.kernel().store;
-        for d in store.decisions(Some("awaiting_approval"), 1000).await? {
-            if d.made_ms.saturating_add(timeout_ms) > now {
-                continue;
-            }
-            let reason = format!("no approval within {timeout_ms} ms: not applied");
-            if store
-                .transition_decision(d.id, "awaiting_approval", "expired", "host", &reason)
-                .await?
-                .is_some()
-            {
-                audit::record(
-                    &**store,
-                    "host",
-                    "decision.expired",
-                    &format!("decision {}", d.id),
-                    &json!({ "reason": reason }),
-                )
-                .await;
+        for d in self
+            .kernel()
+            .store
+            .decisions(Some("awaiting_approval"), OPEN_DECISIONS)
+            .await?
+        {
+            if d.made_ms <= deadline && self.expire(d.id).await? {
                 expired.push(d.id);
             }
         }
@@ -462,12 +482,19 @@ impl Overseer {
         let now = now_ms();
         let store = &self.kernel().store;
         let mut evaluated = Vec::new();
-        for d in store.decisions(Some("applied"), 1000).await? {
+        for d in store.decisions(Some("applied"), OPEN_DECISIONS).await? {
             if d.outcome.is_some() || d.due_ms > now {
                 continue;
             }
-            let Ok(decision) = parse(&d.body) else {
-                continue;
+            let decision = match parse(&d.body) {
+                Ok(decision) => decision,
+                Err(e) => {
+                    let measured = json!({ "error": e.to_string() });
+                    store
+                        .record_outcome(d.id, "inconclusive", &measured)
+                        .await?;
+                    continue;
+                }
             };
             let m = &decision.metric;
             let since = d.decided_ms.unwrap_or(d.made_ms);
@@ -511,7 +538,7 @@ impl Overseer {
         let meeting = report["date"].as_str().unwrap_or_default().to_string();
         let (candidates, source) = match self.ask_agent(report).await {
             Ok(decisions) => (decisions, json!("agent")),
-            Err(reason) => (self.rules(report), json!({ "rules": reason })),
+            Err(reason) => (self.rules(report).await?, json!({ "rules": reason })),
         };
         Ok((self.take(&meeting, candidates).await?, source))
     }
@@ -521,7 +548,7 @@ impl Overseer {
         Ok(self
             .kernel()
             .store
-            .decisions(None, 200)
+            .decisions(None, OPEN_DECISIONS)
             .await?
             .into_iter()
             .filter(|d| {
@@ -542,22 +569,26 @@ impl Overseer {
         meeting: &str,
         candidates: Vec<Decision>,
     ) -> Result<Vec<Value>, overseer_store::Error> {
-        let open = self.open_titles().await?;
+        let mut open = self.open_titles().await?;
+        let mut rolled_back: Vec<String> = Vec::new();
         let mut made = Vec::new();
         for decision in candidates {
             if open.contains(&decision.title) {
                 continue;
             }
-            let mut nothing_to_go_back_to = false;
+            // One rollback of an agent a meeting, and none with nothing to go back to.
+            let mut skip = false;
             for action in &decision.actions {
                 if let Action::Rollback { agent } = action {
-                    nothing_to_go_back_to |=
-                        self.kernel().store.servable_versions(agent).await?.len() < 2;
+                    skip |= rolled_back.contains(agent)
+                        || self.kernel().store.servable_versions(agent).await?.len() < 2;
+                    rolled_back.push(agent.clone());
                 }
             }
-            if nothing_to_go_back_to {
+            if skip {
                 continue;
             }
+            open.push(decision.title.clone());
             match self.propose(meeting, "governance", &decision).await {
                 Ok(record) => made.push(json!({ "decision": record.id, "title": decision.title, "state": record.state })),
                 Err(e) => made.push(json!({ "title": decision.title, "refused": e.to_string() })),
@@ -603,16 +634,29 @@ impl Overseer {
     }
 
     /// The rules' decisions on the report.
-    fn rules(&self, report: &Value) -> Vec<Decision> {
+    async fn rules(&self, report: &Value) -> Result<Vec<Decision>, overseer_store::Error> {
         let day = self.config().governance_secs;
-        // Decide only on what still holds: the day's figures, and the health window's now.
-        let window_ms = u64::try_from(self.config().scaled(self.config().window_secs).as_millis())
-            .unwrap_or(u64::MAX);
-        let now: std::collections::HashMap<String, crate::telemetry::Window> = self
-            .windows(window_ms)
-            .into_iter()
-            .map(|(w, _)| (w.agent.clone(), w))
-            .collect();
+        // Decide only on what still holds: the day's figures, and the calls of the health
+        // window since the active version went live (a version the host rolled back already
+        // is not judged again).
+        let window_ms = self.config().scaled_ms(self.config().window_secs);
+        let since = now_ms().saturating_sub(window_ms);
+        let mut now = std::collections::HashMap::new();
+        for slot in self.kernel().registry.slots() {
+            let live = self
+                .kernel()
+                .store
+                .activations(&slot.name, 1)
+                .await?
+                .first()
+                .map_or(0, |a| a.at_ms);
+            let from = since.max(live);
+            let calls = self.kernel().metrics.recent().since(&slot.name, from);
+            now.insert(
+                slot.name.clone(),
+                telemetry::window(&slot.name, &calls, now_ms().saturating_sub(from)),
+            );
+        }
         let mut made = Vec::new();
         for a in report["performance"]["agents"]
             .as_array()
@@ -689,7 +733,7 @@ impl Overseer {
             ];
             made.extend(candidates.into_iter().flatten());
         }
-        made
+        Ok(made)
     }
 }
 

@@ -13,4 +13,4 @@ pub mod telemetry;
 
 pub use config::OverseerConfig;
 pub use governance::{Capital, Reach};
-pub use loops::{LOOPS, Overseer};
+pub use loops::{LOOPS, Overseer, RunError};

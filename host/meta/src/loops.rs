@@ -37,6 +37,29 @@ pub const LOOPS: [&str; 5] = [
 /// What went wrong in a run.
 pub type Failure = String;
 
+/// Why a run was not kept.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// A run of the loop is under way (its interval's, or another request's).
+    #[error("the {0} loop is running")]
+    Running(&'static str),
+    /// The run happened but could not be kept.
+    #[error("the run was not kept: {0}")]
+    NotKept(String),
+}
+
+/// Holds a loop's place while it runs.
+struct Running<'a> {
+    overseer: &'a Overseer,
+    name: &'static str,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.overseer.state().running.remove(self.name);
+    }
+}
+
 /// The Overseer of one daemon.
 pub struct Overseer {
     kernel: Kernel,
@@ -49,6 +72,8 @@ pub struct Overseer {
 struct State {
     /// When each loop's next run is due, in milliseconds since the epoch.
     next_ms: HashMap<&'static str, u64>,
+    /// The loops running now: one run of a loop at a time.
+    running: HashSet<&'static str>,
     /// Alerts escalated already.
     escalated: HashSet<i64>,
 }
@@ -115,9 +140,17 @@ impl Overseer {
             .collect()
     }
 
-    /// Run loop `name` now and keep the run. `None` for an unknown loop.
-    pub async fn run(&self, name: &str) -> Option<Result<LoopRunRecord, Failure>> {
+    /// Run loop `name` now and keep the run. `None` for an unknown loop; one run of a loop at
+    /// a time (a decision is never taken twice by two meetings at once).
+    pub async fn run(&self, name: &str) -> Option<Result<LoopRunRecord, RunError>> {
         let name = *LOOPS.iter().find(|l| **l == name)?;
+        if !self.state().running.insert(name) {
+            return Some(Err(RunError::Running(name)));
+        }
+        let _running = Running {
+            overseer: self,
+            name,
+        };
         let started_ms = now_ms();
         let outcome = match name {
             "health" => self.health().await,
@@ -144,7 +177,7 @@ impl Overseer {
             .store
             .insert_loop_run(&run)
             .await
-            .map_err(|e| e.to_string());
+            .map_err(|e| RunError::NotKept(e.to_string()));
         Some(kept.map(|id| LoopRunRecord {
             id,
             name: name.to_string(),
@@ -189,7 +222,7 @@ impl Overseer {
     }
 
     async fn health(&self) -> Result<(Value, Value), Failure> {
-        let window_ms = millis(self.config.scaled(self.config.window_secs));
+        let window_ms = self.config.scaled_ms(self.config.window_secs);
         let open = self.open_alerts().await?;
         let (mut looked, mut opened, mut resolved) = (Vec::new(), Vec::new(), Vec::new());
         for (w, deadline_ms) in self.windows(window_ms) {
@@ -333,8 +366,8 @@ impl Overseer {
     async fn healing(&self) -> Result<(Value, Value), Failure> {
         let now = now_ms();
         let open = self.open_alerts().await?;
-        let window_ms = millis(self.config.scaled(self.config.window_secs));
-        let escalate_ms = millis(self.config.scaled(self.config.escalate_after_secs));
+        let window_ms = self.config.scaled_ms(self.config.window_secs);
+        let escalate_ms = self.config.scaled_ms(self.config.escalate_after_secs);
         let (mut resolved, mut escalated) = (Vec::new(), Vec::new());
         for alert in &open {
             let slot = self.kernel.registry.get(&alert.agent);
@@ -390,7 +423,7 @@ impl Overseer {
     }
 
     async fn performance(&self) -> Result<(Value, Value), Failure> {
-        let window_ms = millis(self.config.scaled(self.config.performance_secs));
+        let window_ms = self.config.scaled_ms(self.config.performance_secs);
         let windows: Vec<Window> = self
             .windows(window_ms)
             .into_iter()
@@ -422,7 +455,7 @@ impl Overseer {
     }
 
     async fn optimisation(&self) -> Result<(Value, Value), Failure> {
-        let window_ms = millis(self.config.scaled(self.config.optimisation_secs));
+        let window_ms = self.config.scaled_ms(self.config.optimisation_secs);
         let windows = self.windows(window_ms);
         let recommendations = report::recommendations(&windows, &self.config);
         for r in &recommendations {
@@ -445,7 +478,7 @@ impl Overseer {
 
     async fn governance(&self) -> Result<(Value, Value), Failure> {
         let to_ms = now_ms();
-        let window_ms = millis(self.config.scaled(self.config.governance_secs));
+        let window_ms = self.config.scaled_ms(self.config.governance_secs);
         let from_ms = to_ms.saturating_sub(window_ms);
         let windows = self.windows(window_ms);
         let mut body = report::build(&self.kernel, &self.config, &windows, from_ms, to_ms).await?;
@@ -493,7 +526,7 @@ async fn run_loop(overseer: Weak<Overseer>, name: &'static str) {
             Some(Ok(run)) if run.error.is_some() => {
                 tracing::warn!(name, error = ?run.error, "an Overseer loop stopped short");
             }
-            Some(Err(e)) => tracing::warn!(name, error = %e, "an Overseer loop run was not kept"),
+            Some(Err(e)) => tracing::warn!(name, error = %e, "an Overseer loop run was not made"),
             _ => {}
         }
     }

@@ -325,8 +325,14 @@ pub fn html(report: &Value) -> String {
         ));
     }
     let h = &report["health"];
-    // `</` cannot end the script from inside the data.
-    let data = report.to_string().replace("</", "<\\/");
+    // Nothing in the data can end or re-open the script element: `<`, `>` and `&` are
+    // written as JSON escapes, which parse back to the same text.
+    let data = report
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026");
+
     format!(
         r#"<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>overseer daily report {date}</title>
@@ -369,4 +375,31 @@ document.body.dataset.charts = Chart.instances ? Object.keys(Chart.instances).le
         resolved = h["alerts"]["resolved"],
         open = h["alerts"]["open"],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_in_the_report_cannot_break_out_of_the_page() {
+        let hostile = "</script><script>alert(1)</script><!--<script>";
+        let report = json!({
+            "date": hostile,
+            "recommendations": [{ "message": hostile }],
+            "performance": { "agents": [{ "agent": hostile }] },
+        });
+        let page = html(&report);
+        assert_eq!(
+            page.matches("<script").count(),
+            3,
+            "the page's own three scripts only"
+        );
+        assert!(!page.contains("alert(1)</script>"));
+        // The embedded JSON reads back to the same text.
+        let start = page.find("application/json\">").unwrap() + "application/json\">".len();
+        let end = start + page[start..].find("</script>").unwrap();
+        let data: Value = serde_json::from_str(&page[start..end]).unwrap();
+        assert_eq!(data["date"], hostile);
+    }
 }

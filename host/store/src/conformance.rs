@@ -1562,7 +1562,7 @@ pub async fn decisions_move_once_and_keep_their_outcome(store: &Store) {
             .is_none()
     );
     store
-        .record_applied(waiting.id, "applied", &json!({ "risk": "halted" }))
+        .record_applied(waiting.id, "applied", &json!({ "risk": "halted" }), 77)
         .await
         .unwrap();
     store
@@ -1575,6 +1575,7 @@ pub async fn decisions_move_once_and_keep_their_outcome(store: &Store) {
         ("applied", Some("met"))
     );
     assert_eq!(done.applied, Some(json!({ "risk": "halted" })));
+    assert_eq!(done.due_ms, 77, "due from its application");
     assert!(done.evaluated_ms.is_some());
     let other = store
         .insert_decision(&NewDecision {

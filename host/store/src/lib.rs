@@ -257,9 +257,15 @@ pub trait GovernanceStore: Send + Sync {
         by: &str,
         reason: &str,
     ) -> Result<Option<DecisionRecord>>;
-    /// Record what applying it did, in state `applied` or `failed`.
-    async fn record_applied(&self, id: i64, state: &str, applied: &serde_json::Value)
-    -> Result<()>;
+    /// Record what applying it did, in state `applied` or `failed`, and when its metric is
+    /// due (counted from its application).
+    async fn record_applied(
+        &self,
+        id: i64,
+        state: &str,
+        applied: &serde_json::Value,
+        due_ms: u64,
+    ) -> Result<()>;
     /// Record the outcome measured on its date.
     async fn record_outcome(
         &self,

@@ -1253,7 +1253,7 @@ impl OverseerStore for Postgres {
         .bind(i64::try_from(run.ended_ms).unwrap_or(i64::MAX))
         .bind(run.looked_at.to_string())
         .bind(run.did.to_string())
-        .bind(run.error)
+        .bind(run.error.map(|e| text(e).into_owned()))
         .fetch_one(&self.pool)
         .await?)
     }
@@ -1366,7 +1366,7 @@ impl GovernanceStore for Postgres {
         .bind(to)
         .bind(by)
         .bind(ms())
-        .bind(reason)
+        .bind(text(reason).into_owned())
         .bind(id)
         .bind(from)
         .fetch_optional(&self.pool)
@@ -1379,10 +1379,12 @@ impl GovernanceStore for Postgres {
         id: i64,
         state: &str,
         applied: &serde_json::Value,
+        due_ms: u64,
     ) -> Result<()> {
-        sqlx::query("UPDATE decisions SET state = $1, applied = $2 WHERE id = $3")
+        sqlx::query("UPDATE decisions SET state = $1, applied = $2, due_ms = $3 WHERE id = $4")
             .bind(state)
             .bind(applied.to_string())
+            .bind(i64::try_from(due_ms).unwrap_or(i64::MAX))
             .bind(id)
             .execute(&self.pool)
             .await?;

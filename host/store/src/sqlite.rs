@@ -1357,10 +1357,12 @@ impl GovernanceStore for Sqlite {
         id: i64,
         state: &str,
         applied: &serde_json::Value,
+        due_ms: u64,
     ) -> Result<()> {
-        sqlx::query("UPDATE decisions SET state = ?, applied = ? WHERE id = ?")
+        sqlx::query("UPDATE decisions SET state = ?, applied = ?, due_ms = ? WHERE id = ?")
             .bind(state)
             .bind(applied.to_string())
+            .bind(i64::try_from(due_ms).unwrap_or(i64::MAX))
             .bind(id)
             .execute(&self.writer)
             .await?;

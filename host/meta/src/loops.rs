@@ -208,6 +208,22 @@ impl Overseer {
             .collect()
     }
 
+    /// Resolve `alert` with `resolution`, and list it among what a run `resolved`.
+    async fn resolve(
+        &self,
+        alert: &overseer_store::AlertRecord,
+        resolution: String,
+        resolved: &mut Vec<Value>,
+    ) -> Result<(), Failure> {
+        self.kernel
+            .alerts
+            .resolve_one(alert.id, &resolution)
+            .await
+            .map_err(|e| e.to_string())?;
+        resolved.push(json!({ "alert": alert.id, "agent": alert.agent, "resolution": resolution }));
+        Ok(())
+    }
+
     /// Every open alert.
     async fn open_alerts(&self) -> Result<Vec<overseer_store::AlertRecord>, Failure> {
         self.kernel
@@ -270,14 +286,7 @@ impl Overseer {
                         ),
                         None => format!("no calls in the last {window_ms} ms: nothing slow to see"),
                     };
-                    self.kernel
-                        .alerts
-                        .resolve_one(alert.id, &resolution)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    resolved.push(
-                        json!({ "alert": alert.id, "agent": w.agent, "resolution": resolution }),
-                    );
+                    self.resolve(alert, resolution, &mut resolved).await?;
                 }
                 _ => {}
             }
@@ -348,14 +357,7 @@ impl Overseer {
                         "its dependencies serve again: {}",
                         active.manifest.agent.dependencies.join(", ")
                     );
-                    self.kernel
-                        .alerts
-                        .resolve_one(alert.id, &resolution)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    resolved.push(
-                        json!({ "alert": alert.id, "agent": slot.name, "resolution": resolution }),
-                    );
+                    self.resolve(alert, resolution, resolved).await?;
                 }
                 _ => {}
             }
@@ -388,12 +390,7 @@ impl Overseer {
                         "serving version {} again: {} calls without a failure since the rollback",
                         active.number, w.calls
                     );
-                    self.kernel
-                        .alerts
-                        .resolve_one(alert.id, &resolution)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    resolved.push(json!({ "alert": alert.id, "agent": alert.agent, "resolution": resolution }));
+                    self.resolve(alert, resolution, &mut resolved).await?;
                     continue;
                 }
             }

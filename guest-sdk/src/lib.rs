@@ -381,6 +381,9 @@ pub mod calculator;
 #[cfg(feature = "research")]
 pub mod research;
 
+#[cfg(feature = "answers")]
+pub mod answer;
+
 /// Publish `payload` (a JSON document) on `topic`; subscribed agents receive it.
 pub fn emit(topic: &str, payload: &str) -> Result<(), Error> {
     runtime::emit(topic, payload)

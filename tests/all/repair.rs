@@ -29,12 +29,19 @@ fn patch(line: &str) -> String {
     overseer_selfedit::patch::diff(&a, &b)
 }
 
-/// The fix, as a model would answer it: prose around a fenced diff.
+/// The fix, as models answer: prose, the current code quoted in a ```rust block (with a
+/// `---` of its own), then the diff in a ```diff block with CRLF line endings that runs to the
+/// end of the answer without its closing fence or a final newline.
 fn fix_answer() -> String {
     let diff = patch(
         "        let share = 100u32\n            .checked_div(divisor)\n            .ok_or_else(|| Error::invalid_input(\"the divisor must not be zero\"))?;\n",
     );
-    format!("The divisor is not checked. This fixes it:\n\n```diff\n{diff}```\n")
+    let crlf = diff.replace('\n', "\r\n");
+    format!(
+        "The divisor is not checked:\r\n\r\n```rust\r\n// --- the line that traps ---\r\n{}```\r\n\r\nThis fixes it:\r\n\r\n```diff\r\n{}",
+        BUG.replace('\n', "\r\n"),
+        crlf.trim_end()
+    )
 }
 
 /// A patch that applies but does not compile.
@@ -130,6 +137,13 @@ async fn the_code_editor_repairs_a_trapping_agent_and_its_alert_resolves() {
     let edits = repaired(&daemon).await;
     let fix = &edits[0];
     assert_eq!(fix["version"], 2, "{fix}");
+    assert!(
+        fix["build_log"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("the patch was read leniently: line endings normalised to LF"),
+        "what was read leniently is on the record: {fix}"
+    );
     assert!(
         fix["reason"]
             .as_str()

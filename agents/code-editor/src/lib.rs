@@ -311,7 +311,7 @@ fn attempt(task: &mut Task) -> Result<Value, Error> {
             Err(e) => return give_up(task, &format!("the LLM failed: {}", e.message())),
         };
         task.attempts += 1;
-        let Some(diff) = extract_diff(&answer.text) else {
+        let Some(diff) = overseer_guest::answer::diff(&answer.text) else {
             task.history.push(json!({
                 "diff": answer.text,
                 "error": "the answer held no unified diff",
@@ -414,41 +414,6 @@ fn evidence(task: &Task) -> Result<(u32, String), Error> {
             .push_str("\nWrite a new patch against the source above that avoids these failures.\n");
     }
     Ok((files.version, prompt))
-}
-
-/// The first unified diff in the model's answer: a ```diff block, or the text from the first
-/// `--- ` line.
-fn extract_diff(text: &str) -> Option<String> {
-    let mut in_block = false;
-    let mut block = String::new();
-    for line in text.lines() {
-        let fence = line.trim_start().starts_with("```");
-        if !in_block && fence {
-            in_block = true;
-            block.clear();
-            continue;
-        }
-        if in_block && fence {
-            if block.contains("\n+++ ") || block.starts_with("+++ ") || block.contains("--- ") {
-                return Some(block);
-            }
-            in_block = false;
-            continue;
-        }
-        if in_block {
-            block.push_str(line);
-            block.push('\n');
-        }
-    }
-    let start = text.find("--- ")?;
-    let rest = &text[start..];
-    rest.contains("\n+++ ").then(|| {
-        let mut diff = rest.to_string();
-        if !diff.ends_with('\n') {
-            diff.push('\n');
-        }
-        diff
-    })
 }
 
 fn first_line(text: &str) -> &str {

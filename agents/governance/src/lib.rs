@@ -27,20 +27,10 @@ const INSTRUCTIONS: &str = r#"You chair the daily governance meeting of a fleet 
 }]}
 Name only agents of the report. An empty list is a fine answer."#;
 
-/// The JSON object in a model's answer: all of it, or the part from its first `{` to its
-/// last `}` (models wrap JSON in prose and fences).
-fn json_in(answer: &str) -> Result<Value, String> {
-    let start = answer.find('{').ok_or("no JSON object in the answer")?;
-    let end = answer.rfind('}').ok_or("no JSON object in the answer")?;
-    let object = answer
-        .get(start..=end)
-        .ok_or("no JSON object in the answer")?;
-    serde_json::from_str(object).map_err(|e| format!("not JSON: {e}"))
-}
-
 /// The decisions of an answer, each checked with the host; every problem found.
 fn check(answer: &str) -> Result<Vec<Value>, Vec<String>> {
-    let value = json_in(answer).map_err(|e| vec![e])?;
+    let value = overseer_guest::answer::json(answer)
+        .ok_or_else(|| vec!["no JSON object in the answer".to_string()])?;
     let Some(decisions) = value["decisions"].as_array() else {
         return Err(vec!["no \"decisions\" list".to_string()]);
     };

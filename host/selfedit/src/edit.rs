@@ -285,8 +285,8 @@ impl SelfEdit {
                     .await;
             }
         };
-        let candidate = match patch::apply_patch(&current, &edit.diff) {
-            Ok(candidate) => candidate,
+        let (candidate, leniencies) = match patch::apply_leniently(&current, &edit.diff) {
+            Ok(applied) => (applied.snapshot, applied.notes),
             Err(e) => {
                 let message = format!(
                     "the change no longer applies to the active source: {}",
@@ -326,11 +326,21 @@ impl SelfEdit {
             Err(e) => return Err(e),
         };
 
+        // What was read leniently heads the build's log (GNU patch says it too).
+        let log = if leniencies.is_empty() {
+            built.log.clone()
+        } else {
+            format!(
+                "the patch was read leniently: {}\n{}",
+                leniencies.join("; "),
+                built.log
+            )
+        };
         store
             .update_edit(
                 id,
                 &EditUpdate {
-                    build_log: Some(&built.log),
+                    build_log: Some(&log),
                     ..EditUpdate::state(EditState::Checking)
                 },
             )

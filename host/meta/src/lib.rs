@@ -5,6 +5,7 @@
 //! decisions taken through one policy and measured on their date.
 
 pub mod config;
+pub mod experiment;
 pub mod fleet;
 pub mod governance;
 pub mod loops;

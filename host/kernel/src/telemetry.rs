@@ -3,7 +3,7 @@
 //! [`KEPT`] of each agent are kept; older ones are in the counters of `/metrics` only.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 /// Calls kept per agent: an hour of one call a second.
 pub const KEPT: usize = 4096;
@@ -22,17 +22,35 @@ pub struct CallSample {
     pub peak_memory: u64,
 }
 
-/// The recent calls of every agent.
+/// The recent calls of every agent: a ring per agent behind its own lock, so that calls of
+/// different agents never wait for each other (the map's write lock is taken once per agent).
 #[derive(Default)]
 pub struct RecentCalls {
-    agents: Mutex<HashMap<String, VecDeque<CallSample>>>,
+    agents: RwLock<HashMap<String, Arc<Mutex<VecDeque<CallSample>>>>>,
 }
 
 impl RecentCalls {
+    fn ring(&self, agent: &str) -> Arc<Mutex<VecDeque<CallSample>>> {
+        let known = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent)
+            .cloned();
+        known.unwrap_or_else(|| {
+            self.agents
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(agent.to_string())
+                .or_default()
+                .clone()
+        })
+    }
+
     /// Keep `sample` of `agent`, dropping its oldest beyond [`KEPT`].
     pub fn record(&self, agent: &str, sample: CallSample) {
-        let mut agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        let calls = agents.entry(agent.to_string()).or_default();
+        let ring = self.ring(agent);
+        let mut calls = ring.lock().unwrap_or_else(|p| p.into_inner());
         if calls.len() == KEPT {
             calls.pop_front();
         }
@@ -41,23 +59,27 @@ impl RecentCalls {
 
     /// `agent`'s calls that ended at or after `since_ms`, oldest first.
     pub fn since(&self, agent: &str, since_ms: u64) -> Vec<CallSample> {
-        let agents = self.agents.lock().unwrap_or_else(|p| p.into_inner());
-        agents
+        let ring = self
+            .agents
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
             .get(agent)
-            .map(|calls| {
-                calls
-                    .iter()
-                    .filter(|c| c.at_ms >= since_ms)
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
+            .cloned();
+        ring.map(|ring| {
+            ring.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|c| c.at_ms >= since_ms)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
     }
 
     /// Forget a retired agent's calls.
     pub fn forget(&self, agent: &str) {
         self.agents
-            .lock()
+            .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(agent);
     }

@@ -1217,10 +1217,10 @@ impl AuditStore for Postgres {
     }
 
     async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
-             WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit \
+             WHERE seq > $1 ORDER BY seq LIMIT $2"
+        ))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -1229,10 +1229,10 @@ impl AuditStore for Postgres {
     }
 
     async fn audit_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<audit::AuditRecord>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
-             WHERE at_ms >= $1 AND at_ms < $2 ORDER BY seq",
-        )
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit \
+             WHERE at_ms >= $1 AND at_ms < $2 ORDER BY seq"
+        ))
         .bind(i64::try_from(from_ms).unwrap_or(i64::MAX))
         .bind(i64::try_from(to_ms).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
@@ -1315,10 +1315,10 @@ impl OverseerStore for Postgres {
 #[async_trait]
 impl GovernanceStore for Postgres {
     async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord> {
-        let row: DecisionRow = sqlx::query_as(
+        let row: DecisionRow = sqlx::query_as(&format!(
             "INSERT INTO decisions (meeting, proposer, made_ms, body, policy, state, due_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
-        )
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {DECISION_COLUMNS}"
+        ))
         .bind(decision.meeting)
         .bind(decision.proposer)
         .bind(ms())
@@ -1332,17 +1332,18 @@ impl GovernanceStore for Postgres {
     }
 
     async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>> {
-        let row: Option<DecisionRow> =
-            sqlx::query_as("SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<DecisionRow> = sqlx::query_as(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(Into::into))
     }
 
     async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
         let rows: Vec<DecisionRow> = sqlx::query_as(
-            "SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE ($1::TEXT IS NULL OR state = $1) ORDER BY id DESC LIMIT $2",
+            &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE ($1::TEXT IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"),
         )
         .bind(state)
         .bind(i64::from(limit))
@@ -1359,10 +1360,10 @@ impl GovernanceStore for Postgres {
         by: &str,
         reason: &str,
     ) -> Result<Option<DecisionRecord>> {
-        let row: Option<DecisionRow> = sqlx::query_as(
+        let row: Option<DecisionRow> = sqlx::query_as(&format!(
             "UPDATE decisions SET state = $1, decided_by = $2, decided_ms = $3, reason = $4 \
-             WHERE id = $5 AND state = $6 RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
-        )
+             WHERE id = $5 AND state = $6 RETURNING {DECISION_COLUMNS}"
+        ))
         .bind(to)
         .bind(by)
         .bind(ms())

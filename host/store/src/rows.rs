@@ -470,6 +470,10 @@ pub(crate) fn query_words(query: &str) -> Vec<String> {
     words
 }
 
+/// The columns an [`AuditRow`] is read from, in order.
+pub(crate) const AUDIT_COLUMNS: &str =
+    "seq, at_ms, actor, action, subject, detail, prev_hash, hash";
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct AuditRow {
     seq: i64,
@@ -521,6 +525,9 @@ impl From<LoopRunRow> for LoopRunRecord {
         }
     }
 }
+
+/// The columns a [`DecisionRow`] is read from, in order.
+pub(crate) const DECISION_COLUMNS: &str = "id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms";
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct DecisionRow {

@@ -1193,10 +1193,10 @@ impl AuditStore for Sqlite {
     }
 
     async fn audit(&self, after: i64, limit: u32) -> Result<Vec<audit::AuditRecord>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
-             WHERE seq > ? ORDER BY seq LIMIT ?",
-        )
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit \
+             WHERE seq > ? ORDER BY seq LIMIT ?"
+        ))
         .bind(after)
         .bind(i64::from(limit))
         .fetch_all(&self.pool)
@@ -1205,10 +1205,10 @@ impl AuditStore for Sqlite {
     }
 
     async fn audit_between(&self, from_ms: u64, to_ms: u64) -> Result<Vec<audit::AuditRecord>> {
-        let rows: Vec<AuditRow> = sqlx::query_as(
-            "SELECT seq, at_ms, actor, action, subject, detail, prev_hash, hash FROM audit \
-             WHERE at_ms >= ? AND at_ms < ? ORDER BY seq",
-        )
+        let rows: Vec<AuditRow> = sqlx::query_as(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit \
+             WHERE at_ms >= ? AND at_ms < ? ORDER BY seq"
+        ))
         .bind(i64::try_from(from_ms).unwrap_or(i64::MAX))
         .bind(i64::try_from(to_ms).unwrap_or(i64::MAX))
         .fetch_all(&self.pool)
@@ -1292,10 +1292,10 @@ impl OverseerStore for Sqlite {
 #[async_trait]
 impl GovernanceStore for Sqlite {
     async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord> {
-        let row: DecisionRow = sqlx::query_as(
+        let row: DecisionRow = sqlx::query_as(&format!(
             "INSERT INTO decisions (meeting, proposer, made_ms, body, policy, state, due_ms) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
-        )
+             VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING {DECISION_COLUMNS}"
+        ))
         .bind(decision.meeting)
         .bind(decision.proposer)
         .bind(ms())
@@ -1309,17 +1309,18 @@ impl GovernanceStore for Sqlite {
     }
 
     async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>> {
-        let row: Option<DecisionRow> =
-            sqlx::query_as("SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<DecisionRow> = sqlx::query_as(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
         Ok(row.map(Into::into))
     }
 
     async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
         let rows: Vec<DecisionRow> = sqlx::query_as(
-            "SELECT id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms FROM decisions WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?",
+            &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?"),
         )
         .bind(state)
         .bind(state)
@@ -1337,10 +1338,10 @@ impl GovernanceStore for Sqlite {
         by: &str,
         reason: &str,
     ) -> Result<Option<DecisionRecord>> {
-        let row: Option<DecisionRow> = sqlx::query_as(
+        let row: Option<DecisionRow> = sqlx::query_as(&format!(
             "UPDATE decisions SET state = ?, decided_by = ?, decided_ms = ?, reason = ? \
-             WHERE id = ? AND state = ? RETURNING id, meeting, proposer, made_ms, body, policy, state, decided_by, decided_ms, reason, applied, due_ms, outcome, measured, evaluated_ms",
-        )
+             WHERE id = ? AND state = ? RETURNING {DECISION_COLUMNS}"
+        ))
         .bind(to)
         .bind(by)
         .bind(ms())

@@ -404,6 +404,7 @@ impl Deployer {
         }
         self.store.retire(agent).await?;
         self.registry.remove(agent);
+        self.metrics.recent().forget(agent);
         self.hooks
             .publish(Lifecycle::Retired {
                 agent: agent.to_string(),

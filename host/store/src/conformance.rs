@@ -1599,6 +1599,198 @@ pub async fn decisions_move_once_and_keep_their_outcome(store: &Store) {
     );
 }
 
+/// Prompt versions number per prompt, labels keep their history, a use is scored once and
+/// only by its agent, experiments move once, and specs likewise.
+pub async fn prompts_version_label_score_and_experiment(store: &Store) {
+    let body = json!({ "template": "Rate {{symbol}}", "variables": { "symbol": "string" } });
+    let v1 = store
+        .insert_prompt_version(&NewPromptVersion {
+            name: "monitor.sentiment",
+            owner: "monitor",
+            author: "manifest",
+            body: &body,
+        })
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.body.clone()), (1, body));
+    let v2 = store
+        .insert_prompt_version(&NewPromptVersion {
+            name: "monitor.sentiment",
+            owner: "monitor",
+            author: "prompt-engineer",
+            body: &json!({ "template": "Score {{symbol}}" }),
+        })
+        .await
+        .unwrap();
+    assert_eq!(v2.version, 2);
+    store
+        .insert_prompt_version(&NewPromptVersion {
+            name: "another",
+            owner: "x",
+            author: "person",
+            body: &json!({}),
+        })
+        .await
+        .unwrap();
+    let names: Vec<String> = store
+        .prompts()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.name)
+        .collect();
+    assert_eq!(names, ["another", "monitor.sentiment"]);
+    assert_eq!(
+        store
+            .prompt_versions("monitor.sentiment")
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    store
+        .set_prompt_label("monitor.sentiment", "production", 1, "manifest", "seeded")
+        .await
+        .unwrap();
+    store
+        .set_prompt_label("monitor.sentiment", "production", 2, "person", "better")
+        .await
+        .unwrap();
+    let labels = store.prompt_labels("monitor.sentiment").await.unwrap();
+    assert_eq!(
+        labels.iter().map(|l| l.version).collect::<Vec<_>>(),
+        [1, 2],
+        "oldest first"
+    );
+
+    let experiment = store
+        .insert_experiment("monitor.sentiment", &json!({ "variants": [1, 2] }))
+        .await
+        .unwrap();
+    assert_eq!(experiment.state, "running");
+    let used = store
+        .insert_prompt_use(&NewPromptUse {
+            name: "monitor.sentiment",
+            version: 2,
+            agent: "monitor",
+            unit: "AAPL",
+            experiment: Some(experiment.id),
+            variant: Some(1),
+        })
+        .await
+        .unwrap();
+    assert!(
+        store
+            .score_prompt_use(used, "intruder", Some(1.0), None)
+            .await
+            .unwrap()
+            .is_none(),
+        "only the agent that used it scores it"
+    );
+    assert!(
+        store
+            .experiment_outcomes(experiment.id)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let scored = store
+        .score_prompt_use(used, "monitor", Some(0.5), Some(true))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (scored.score, scored.success, scored.variant),
+        (Some(0.5), Some(true), Some(1))
+    );
+    assert!(
+        store
+            .score_prompt_use(used, "monitor", Some(0.0), Some(false))
+            .await
+            .unwrap()
+            .is_none(),
+        "scored once"
+    );
+    assert_eq!(
+        store
+            .experiment_outcomes(experiment.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .prompt_uses("monitor.sentiment", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let looked = store
+        .transition_experiment(experiment.id, "running", "running", &json!({ "looks": 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(looked.ended_ms.is_none());
+    let ended = store
+        .transition_experiment(
+            experiment.id,
+            "running",
+            "promoted",
+            &json!({ "winner": 1 }),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(ended.ended_ms.is_some());
+    assert!(
+        store
+            .transition_experiment(experiment.id, "running", "stopped", &json!({}))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .experiments(Some("monitor.sentiment"), Some("promoted"), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .experiments(None, Some("running"), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let spec = store
+        .insert_spec("pricer", &json!({ "purpose": "prices" }), "designing")
+        .await
+        .unwrap();
+    assert_eq!(spec.detail, json!({}));
+    let building = store
+        .transition_spec(spec.id, "designing", "building", &json!({ "attempts": 1 }))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(building.detail, json!({ "attempts": 1 }));
+    assert!(
+        store
+            .transition_spec(spec.id, "designing", "failed", &json!({}))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.specs(10).await.unwrap()[0].state, "building");
+    assert_eq!(store.spec(spec.id).await.unwrap().unwrap().name, "pricer");
+}
+
 #[cfg(test)]
 mod tests {
     //! Each case, once per backend.
@@ -1663,5 +1855,6 @@ mod tests {
         the_audit_trail_finds_what_was_changed_behind_its_back,
         loop_runs_and_reports_are_kept,
         decisions_move_once_and_keep_their_outcome,
+        prompts_version_label_score_and_experiment,
     );
 }

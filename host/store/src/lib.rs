@@ -275,6 +275,91 @@ pub trait GovernanceStore: Send + Sync {
     ) -> Result<()>;
 }
 
+/// The prompt registry: versions, labels, uses and their outcomes, and A/B experiments.
+#[async_trait]
+pub trait PromptStore: Send + Sync {
+    /// Keep a new version of a prompt, numbered one after its last (1 for a new prompt).
+    async fn insert_prompt_version(
+        &self,
+        version: &NewPromptVersion<'_>,
+    ) -> Result<PromptVersionRecord>;
+    /// The versions of `name`, oldest first.
+    async fn prompt_versions(&self, name: &str) -> Result<Vec<PromptVersionRecord>>;
+    /// The first version of every prompt, by name (its owner and variables).
+    async fn prompts(&self) -> Result<Vec<PromptVersionRecord>>;
+    /// Point `label` of `name` at `version` from now on.
+    async fn set_prompt_label(
+        &self,
+        name: &str,
+        label: &str,
+        version: u32,
+        set_by: &str,
+        reason: &str,
+    ) -> Result<PromptLabelRecord>;
+    /// Every setting of the labels of `name`, oldest first.
+    async fn prompt_labels(&self, name: &str) -> Result<Vec<PromptLabelRecord>>;
+    /// Keep a use; answers its id.
+    async fn insert_prompt_use(&self, used: &NewPromptUse<'_>) -> Result<i64>;
+    /// Record the outcome of use `id`, only when `agent` made it and it has none yet.
+    /// Answers the use as it now is, or `None` when no such unscored use of `agent` exists.
+    async fn score_prompt_use(
+        &self,
+        id: i64,
+        agent: &str,
+        score: Option<f64>,
+        success: Option<bool>,
+    ) -> Result<Option<PromptUseRecord>>;
+    /// The newest `limit` uses of `name`, newest first.
+    async fn prompt_uses(&self, name: &str, limit: u32) -> Result<Vec<PromptUseRecord>>;
+    /// Every use in experiment `id` with an outcome, oldest first.
+    async fn experiment_outcomes(&self, id: i64) -> Result<Vec<PromptUseRecord>>;
+    /// Keep a new experiment on `prompt`, `running`.
+    async fn insert_experiment(
+        &self,
+        prompt: &str,
+        body: &serde_json::Value,
+    ) -> Result<ExperimentRecord>;
+    async fn experiment(&self, id: i64) -> Result<Option<ExperimentRecord>>;
+    /// Experiments newest first, of one prompt and in one state when given.
+    async fn experiments(
+        &self,
+        prompt: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExperimentRecord>>;
+    /// Move experiment `id` from `from` to `to` with `result`, only if it is in `from`
+    /// (it ends when `to` is not `running`). Answers it as it now is, or `None`.
+    async fn transition_experiment(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        result: &serde_json::Value,
+    ) -> Result<Option<ExperimentRecord>>;
+}
+
+/// The specs of new agents the architect builds.
+#[async_trait]
+pub trait SpecStore: Send + Sync {
+    async fn insert_spec(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+        state: &str,
+    ) -> Result<SpecRecord>;
+    async fn spec(&self, id: i64) -> Result<Option<SpecRecord>>;
+    /// Specs newest first.
+    async fn specs(&self, limit: u32) -> Result<Vec<SpecRecord>>;
+    /// Move spec `id` from `from` to `to` with `detail`, only if it is in `from`.
+    async fn transition_spec(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        detail: &serde_json::Value,
+    ) -> Result<Option<SpecRecord>>;
+}
+
 /// Retention: what has been kept long enough goes.
 #[async_trait]
 pub trait Housekeeping: Send + Sync {
@@ -299,6 +384,8 @@ pub trait Backend:
     + AuditStore
     + OverseerStore
     + GovernanceStore
+    + PromptStore
+    + SpecStore
     + Housekeeping
 {
     /// `sqlite` or `postgres`.

@@ -20,7 +20,8 @@ use crate::records::*;
 use crate::rows::*;
 use crate::{
     AlertStore, AuditStore, Backend, EditStore, EventLog, GovernanceStore, Housekeeping, KvStore,
-    LogStore, MemoryStore, OverseerStore, Registry, TradingStore, UsageStore, audit, now_ms,
+    LogStore, MemoryStore, OverseerStore, PromptStore, Registry, SpecStore, TradingStore,
+    UsageStore, audit, now_ms,
 };
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -1408,6 +1409,274 @@ impl GovernanceStore for Postgres {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl PromptStore for Postgres {
+    async fn insert_prompt_version(
+        &self,
+        version: &NewPromptVersion<'_>,
+    ) -> Result<PromptVersionRecord> {
+        // One statement; two writers of one prompt at once: one fails on the primary key.
+        let row: PromptVersionRow = sqlx::query_as(&format!(
+            "INSERT INTO prompt_versions (name, version, owner, author, body, created_ms) \
+             SELECT $1, COALESCE(MAX(version), 0) + 1, $2, $3, $4, $5 FROM prompt_versions WHERE name = $6 \
+             RETURNING {PROMPT_VERSION_COLUMNS}"
+        ))
+        .bind(version.name)
+        .bind(version.owner)
+        .bind(version.author)
+        .bind(version.body.to_string())
+        .bind(ms())
+        .bind(version.name)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn prompt_versions(&self, name: &str) -> Result<Vec<PromptVersionRecord>> {
+        let rows: Vec<PromptVersionRow> = sqlx::query_as(&format!(
+            "SELECT {PROMPT_VERSION_COLUMNS} FROM prompt_versions WHERE name = $1 ORDER BY version"
+        ))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn prompts(&self) -> Result<Vec<PromptVersionRecord>> {
+        let rows: Vec<PromptVersionRow> = sqlx::query_as(&format!(
+            "SELECT {PROMPT_VERSION_COLUMNS} FROM prompt_versions WHERE version = 1 ORDER BY name"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn set_prompt_label(
+        &self,
+        name: &str,
+        label: &str,
+        version: u32,
+        set_by: &str,
+        reason: &str,
+    ) -> Result<PromptLabelRecord> {
+        let row: PromptLabelRow = sqlx::query_as(&format!(
+            "INSERT INTO prompt_labels (name, label, version, set_by, reason, set_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROMPT_LABEL_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(label)
+        .bind(i64::from(version))
+        .bind(set_by)
+        .bind(reason)
+        .bind(ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn prompt_labels(&self, name: &str) -> Result<Vec<PromptLabelRecord>> {
+        let rows: Vec<PromptLabelRow> = sqlx::query_as(&format!(
+            "SELECT {PROMPT_LABEL_COLUMNS} FROM prompt_labels WHERE name = $1 ORDER BY id"
+        ))
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn insert_prompt_use(&self, used: &NewPromptUse<'_>) -> Result<i64> {
+        let (id,): (i64,) = sqlx::query_as(
+            "INSERT INTO prompt_uses (name, version, agent, unit, experiment, variant, used_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(used.name)
+        .bind(i64::from(used.version))
+        .bind(used.agent)
+        .bind(used.unit)
+        .bind(used.experiment)
+        .bind(used.variant.map(i64::from))
+        .bind(ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    async fn score_prompt_use(
+        &self,
+        id: i64,
+        agent: &str,
+        score: Option<f64>,
+        success: Option<bool>,
+    ) -> Result<Option<PromptUseRecord>> {
+        let row: Option<PromptUseRow> = sqlx::query_as(&format!(
+            "UPDATE prompt_uses SET score = $1, success = $2, scored_ms = $3 \
+             WHERE id = $4 AND agent = $5 AND scored_ms IS NULL RETURNING {PROMPT_USE_COLUMNS}"
+        ))
+        .bind(score)
+        .bind(success)
+        .bind(ms())
+        .bind(id)
+        .bind(agent)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn prompt_uses(&self, name: &str, limit: u32) -> Result<Vec<PromptUseRecord>> {
+        let rows: Vec<PromptUseRow> = sqlx::query_as(&format!(
+            "SELECT {PROMPT_USE_COLUMNS} FROM prompt_uses WHERE name = $1 ORDER BY id DESC LIMIT $2"
+        ))
+        .bind(name)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn experiment_outcomes(&self, id: i64) -> Result<Vec<PromptUseRecord>> {
+        let rows: Vec<PromptUseRow> = sqlx::query_as(&format!(
+            "SELECT {PROMPT_USE_COLUMNS} FROM prompt_uses \
+             WHERE experiment = $1 AND scored_ms IS NOT NULL ORDER BY id"
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn insert_experiment(
+        &self,
+        prompt: &str,
+        body: &serde_json::Value,
+    ) -> Result<ExperimentRecord> {
+        let row: ExperimentRow = sqlx::query_as(&format!(
+            "INSERT INTO experiments (prompt, body, state, created_ms) \
+             VALUES ($1, $2, 'running', $3) RETURNING {EXPERIMENT_COLUMNS}"
+        ))
+        .bind(prompt)
+        .bind(body.to_string())
+        .bind(ms())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn experiment(&self, id: i64) -> Result<Option<ExperimentRecord>> {
+        let row: Option<ExperimentRow> = sqlx::query_as(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn experiments(
+        &self,
+        prompt: Option<&str>,
+        state: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<ExperimentRecord>> {
+        let rows: Vec<ExperimentRow> = sqlx::query_as(&format!(
+            "SELECT {EXPERIMENT_COLUMNS} FROM experiments \
+             WHERE ($1::TEXT IS NULL OR prompt = $1) AND ($2::TEXT IS NULL OR state = $2) ORDER BY id DESC LIMIT $3"
+        ))
+        .bind(prompt)
+        .bind(state)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn transition_experiment(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        result: &serde_json::Value,
+    ) -> Result<Option<ExperimentRecord>> {
+        let ended = (to != "running").then(ms);
+        let row: Option<ExperimentRow> = sqlx::query_as(&format!(
+            "UPDATE experiments SET state = $1, result = $2, ended_ms = $3 \
+             WHERE id = $4 AND state = $5 RETURNING {EXPERIMENT_COLUMNS}"
+        ))
+        .bind(to)
+        .bind(result.to_string())
+        .bind(ended)
+        .bind(id)
+        .bind(from)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+}
+
+#[async_trait]
+impl SpecStore for Postgres {
+    async fn insert_spec(
+        &self,
+        name: &str,
+        body: &serde_json::Value,
+        state: &str,
+    ) -> Result<SpecRecord> {
+        let now = ms();
+        let row: SpecRow = sqlx::query_as(&format!(
+            "INSERT INTO agent_specs (name, body, state, created_ms, updated_ms, detail) \
+             VALUES ($1, $2, $3, $4, $5, '{{}}') RETURNING {SPEC_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(body.to_string())
+        .bind(state)
+        .bind(now)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    async fn spec(&self, id: i64) -> Result<Option<SpecRecord>> {
+        let row: Option<SpecRow> = sqlx::query_as(&format!(
+            "SELECT {SPEC_COLUMNS} FROM agent_specs WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
+    }
+
+    async fn specs(&self, limit: u32) -> Result<Vec<SpecRecord>> {
+        let rows: Vec<SpecRow> = sqlx::query_as(&format!(
+            "SELECT {SPEC_COLUMNS} FROM agent_specs ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(Into::into).collect())
+    }
+
+    async fn transition_spec(
+        &self,
+        id: i64,
+        from: &str,
+        to: &str,
+        detail: &serde_json::Value,
+    ) -> Result<Option<SpecRecord>> {
+        let row: Option<SpecRow> = sqlx::query_as(&format!(
+            "UPDATE agent_specs SET state = $1, detail = $2, updated_ms = $3 \
+             WHERE id = $4 AND state = $5 RETURNING {SPEC_COLUMNS}"
+        ))
+        .bind(to)
+        .bind(detail.to_string())
+        .bind(ms())
+        .bind(id)
+        .bind(from)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(Into::into))
     }
 }
 

@@ -738,3 +738,102 @@ pub struct DecisionRecord {
     pub measured: Option<Value>,
     pub evaluated_ms: Option<u64>,
 }
+
+/// A version of a prompt about to be kept; numbered next after the prompt's last.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPromptVersion<'a> {
+    pub name: &'a str,
+    /// The agent the prompt belongs to (the first version's owner is every version's).
+    pub owner: &'a str,
+    /// Who wrote it: an agent's name, `manifest` (seeded from an agent's manifest) or `person`.
+    pub author: &'a str,
+    /// The version itself, as JSON (`system`, `template`, `variables`, `note`).
+    pub body: &'a Value,
+}
+
+/// A kept version of a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptVersionRecord {
+    pub name: String,
+    pub version: u32,
+    pub owner: String,
+    pub author: String,
+    pub body: Value,
+    pub created_ms: u64,
+}
+
+/// One setting of a prompt's label: the label points at `version` from `set_ms` on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptLabelRecord {
+    pub id: i64,
+    pub name: String,
+    /// `production` or `candidate`.
+    pub label: String,
+    pub version: u32,
+    pub set_by: String,
+    pub reason: String,
+    pub set_ms: u64,
+}
+
+/// One use of a prompt's version by an agent, about to be kept.
+#[derive(Debug, Clone, Copy)]
+pub struct NewPromptUse<'a> {
+    pub name: &'a str,
+    pub version: u32,
+    pub agent: &'a str,
+    /// The experiment unit the variant was chosen for (a symbol, a task, an agent).
+    pub unit: &'a str,
+    pub experiment: Option<i64>,
+    /// The index of the experiment's variant served.
+    pub variant: Option<u32>,
+}
+
+/// A kept use, and the outcome its agent reported for it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PromptUseRecord {
+    pub id: i64,
+    pub name: String,
+    pub version: u32,
+    pub agent: String,
+    pub unit: String,
+    pub experiment: Option<i64>,
+    pub variant: Option<u32>,
+    pub used_ms: u64,
+    /// A continuous outcome (higher is better).
+    pub score: Option<f64>,
+    /// A binary outcome.
+    pub success: Option<bool>,
+    /// When the outcome was reported; `None` until it is.
+    pub scored_ms: Option<u64>,
+}
+
+/// A kept A/B experiment between versions of a prompt.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExperimentRecord {
+    pub id: i64,
+    pub prompt: String,
+    /// Its design, as JSON (variants, split, metric, minimum sample, alpha, looks, seed).
+    pub body: Value,
+    /// `running`, `promoted`, `no_difference` or `stopped`.
+    pub state: String,
+    pub created_ms: u64,
+    pub ended_ms: Option<u64>,
+    /// The looks taken and what the last one found.
+    pub result: Option<Value>,
+}
+
+/// A kept spec of a new agent and how far the architect has taken it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SpecRecord {
+    pub id: i64,
+    /// The agent's name.
+    pub name: String,
+    /// The spec as submitted, as JSON.
+    pub body: Value,
+    /// `awaiting_approval`, `designing`, `building`, `live`, `failed` or `rejected`.
+    pub state: String,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    /// The attempts made, the edits they became and the resulting version, as JSON.
+    pub detail: Value,
+}

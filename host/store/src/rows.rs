@@ -571,3 +571,159 @@ impl From<DecisionRow> for DecisionRecord {
         }
     }
 }
+
+fn small(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Stored JSON text as a value; `null` when it does not parse.
+fn value(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// The columns a [`PromptVersionRow`] is read from, in order.
+pub(crate) const PROMPT_VERSION_COLUMNS: &str = "name, version, owner, author, body, created_ms";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PromptVersionRow {
+    name: String,
+    version: i64,
+    owner: String,
+    author: String,
+    body: String,
+    created_ms: i64,
+}
+
+impl From<PromptVersionRow> for PromptVersionRecord {
+    fn from(row: PromptVersionRow) -> Self {
+        PromptVersionRecord {
+            name: row.name,
+            version: small(row.version),
+            owner: row.owner,
+            author: row.author,
+            body: value(&row.body),
+            created_ms: unsigned(row.created_ms),
+        }
+    }
+}
+
+/// The columns a [`PromptLabelRow`] is read from, in order.
+pub(crate) const PROMPT_LABEL_COLUMNS: &str = "id, name, label, version, set_by, reason, set_ms";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PromptLabelRow {
+    id: i64,
+    name: String,
+    label: String,
+    version: i64,
+    set_by: String,
+    reason: String,
+    set_ms: i64,
+}
+
+impl From<PromptLabelRow> for PromptLabelRecord {
+    fn from(row: PromptLabelRow) -> Self {
+        PromptLabelRecord {
+            id: row.id,
+            name: row.name,
+            label: row.label,
+            version: small(row.version),
+            set_by: row.set_by,
+            reason: row.reason,
+            set_ms: unsigned(row.set_ms),
+        }
+    }
+}
+
+/// The columns a [`PromptUseRow`] is read from, in order.
+pub(crate) const PROMPT_USE_COLUMNS: &str =
+    "id, name, version, agent, unit, experiment, variant, used_ms, score, success, scored_ms";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct PromptUseRow {
+    id: i64,
+    name: String,
+    version: i64,
+    agent: String,
+    unit: String,
+    experiment: Option<i64>,
+    variant: Option<i64>,
+    used_ms: i64,
+    score: Option<f64>,
+    success: Option<bool>,
+    scored_ms: Option<i64>,
+}
+
+impl From<PromptUseRow> for PromptUseRecord {
+    fn from(row: PromptUseRow) -> Self {
+        PromptUseRecord {
+            id: row.id,
+            name: row.name,
+            version: small(row.version),
+            agent: row.agent,
+            unit: row.unit,
+            experiment: row.experiment,
+            variant: row.variant.map(small),
+            used_ms: unsigned(row.used_ms),
+            score: row.score,
+            success: row.success,
+            scored_ms: row.scored_ms.map(unsigned),
+        }
+    }
+}
+
+/// The columns an [`ExperimentRow`] is read from, in order.
+pub(crate) const EXPERIMENT_COLUMNS: &str = "id, prompt, body, state, created_ms, ended_ms, result";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ExperimentRow {
+    id: i64,
+    prompt: String,
+    body: String,
+    state: String,
+    created_ms: i64,
+    ended_ms: Option<i64>,
+    result: Option<String>,
+}
+
+impl From<ExperimentRow> for ExperimentRecord {
+    fn from(row: ExperimentRow) -> Self {
+        ExperimentRecord {
+            id: row.id,
+            prompt: row.prompt,
+            body: value(&row.body),
+            state: row.state,
+            created_ms: unsigned(row.created_ms),
+            ended_ms: row.ended_ms.map(unsigned),
+            result: row.result.as_deref().map(value),
+        }
+    }
+}
+
+/// The columns a [`SpecRow`] is read from, in order.
+pub(crate) const SPEC_COLUMNS: &str = "id, name, body, state, created_ms, updated_ms, detail";
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct SpecRow {
+    id: i64,
+    name: String,
+    body: String,
+    state: String,
+    created_ms: i64,
+    updated_ms: i64,
+    detail: String,
+}
+
+impl From<SpecRow> for SpecRecord {
+    fn from(row: SpecRow) -> Self {
+        SpecRecord {
+            id: row.id,
+            name: row.name,
+            body: value(&row.body),
+            state: row.state,
+            created_ms: unsigned(row.created_ms),
+            updated_ms: unsigned(row.updated_ms),
+            detail: value(&row.detail),
+        }
+    }
+}

@@ -547,27 +547,37 @@ pub struct FakeLlm {
 }
 
 impl FakeLlm {
+    /// Answers `answers` in order; the last repeats.
     pub async fn start(answers: Vec<String>) -> FakeLlm {
+        let script = Mutex::new(VecDeque::from(answers));
+        FakeLlm::answering(move |_| {
+            let mut script = script.lock().unwrap();
+            if script.len() > 1 {
+                script.pop_front().unwrap_or_default()
+            } else {
+                script.front().cloned().unwrap_or_default()
+            }
+        })
+        .await
+    }
+
+    /// Answers each request with `answer(request)`: an outcome model of the prompt it is sent.
+    pub async fn answering(answer: impl Fn(&Value) -> String + Send + Sync + 'static) -> FakeLlm {
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(Mutex::new(VecDeque::from(answers)));
+        let answer = Arc::new(answer);
         let seen = requests.clone();
         let app = axum::Router::new().route(
             "/v1/chat/completions",
             axum::routing::post(move |axum::Json(body): axum::Json<Value>| {
                 let seen = seen.clone();
-                let script = script.clone();
+                let answer = answer.clone();
                 async move {
                     let model = body["model"].clone();
+                    let text = answer(&body);
                     seen.lock().unwrap().push(body);
-                    let mut script = script.lock().unwrap();
-                    let answer = if script.len() > 1 {
-                        script.pop_front().unwrap_or_default()
-                    } else {
-                        script.front().cloned().unwrap_or_default()
-                    };
                     axum::Json(serde_json::json!({
                         "model": model,
-                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": answer } }],
+                        "choices": [{ "index": 0, "message": { "role": "assistant", "content": text } }],
                         "usage": { "prompt_tokens": 120, "completion_tokens": 30 },
                     }))
                 }

@@ -311,6 +311,36 @@ pub mod source {
 /// Backtests the host runs for the agent: `run(spec)` takes the JSON of `POST /v1/backtests`
 /// and answers the result's id, metrics and walk-forward as JSON. Needs
 /// `grant = ["backtest"]`.
+/// Prompts from the host's registry (grant `prompts`): declare them in `agent.toml` under
+/// `[prompts.KEY]` (`template`, optional `system`, `variables = { name = "string" }`), ask for
+/// one per use, and report how the use turned out.
+///
+/// ```ignore
+/// let served = prompts::get("sentiment", symbol, r#"{"symbol": "AAPL", "headlines": "…"}"#)?;
+/// let answer = llm::complete(&prompts::request(&served, 8, 0.0))?;
+/// prompts::report(served.use_id, None, Some(parsed_ok))?;
+/// ```
+pub mod prompts {
+    pub use super::bindings::overseer::agent::prompts::{
+        Served, catalog, get, report, start_experiment, write,
+    };
+
+    /// An LLM request of the served prompt: its system message (when it has one) and its
+    /// text.
+    pub fn request(served: &Served, max_tokens: u32, temperature: f32) -> super::llm::Request {
+        let mut messages = Vec::new();
+        if !served.system.is_empty() {
+            messages.push(super::llm::Message::system(&served.system));
+        }
+        messages.push(super::llm::Message::user(&served.text));
+        super::llm::Request {
+            messages,
+            max_tokens: Some(max_tokens),
+            temperature: Some(temperature),
+        }
+    }
+}
+
 pub mod backtest {
     pub use super::bindings::overseer::agent::backtest::run;
 }

@@ -149,7 +149,9 @@ pub fn validate_rule(rule: &str, symbol: &str, as_of: &str) -> Result<Value, Err
 }
 
 /// A written analysis of `subject` (the thesis, the question) from `evidence` and nothing
-/// else, by the host's LLM (`grant = ["llm"]`): three sentences citing the numbers. Answers
+/// else, by the host's LLM (`grant = ["llm", "prompts"]`) with the agent's `[prompts.analysis]`
+/// (variables `subject` and `evidence`), the use reported a success when the model wrote
+/// something: three sentences citing the numbers. Answers
 /// the fields to add to a result, `{analysis, analysis_note?}`: the note says the model may
 /// know what came after `as_of_ms` when that is more than two days before now (a replayed
 /// day). `None` without a model; errors are the `llm` interface's (whose host side retries
@@ -162,18 +164,21 @@ pub fn analysis(
     if crate::llm::model().is_none() {
         return Ok(None);
     }
-    let answer = crate::llm::complete(&crate::llm::Request {
-        messages: vec![
-            crate::llm::Message::system(
-                "You are a market researcher. Write three sentences from the evidence given and nothing else; cite the numbers.",
-            ),
-            crate::llm::Message::user(format!("{subject}. Evidence: {evidence}")),
-        ],
-        max_tokens: Some(300),
-        temperature: Some(0.2),
-    })?;
+    // The agent's `[prompts.analysis]`, from the registry (grant `prompts`).
+    let served = crate::prompts::get(
+        "analysis",
+        subject,
+        &json!({ "subject": subject, "evidence": evidence }).to_string(),
+    )?;
+    let answer = crate::llm::complete(&crate::prompts::request(&served, 300, 0.2));
+    let written = answer
+        .as_ref()
+        .map(|a| a.text.trim().to_string())
+        .unwrap_or_default();
+    let _ = crate::prompts::report(served.use_id, None, Some(!written.is_empty()));
+    answer?;
     let mut out = Map::new();
-    out.insert("analysis".to_string(), json!(answer.text.trim()));
+    out.insert("analysis".to_string(), json!(written));
     if crate::now_ms().saturating_sub(as_of_ms) > 2 * market::DAY_MS {
         out.insert(
             "analysis_note".to_string(),

@@ -23,14 +23,15 @@ pub use generated::overseer::agent::llm::{
 };
 pub use generated::overseer::agent::market::{AsOfTime, Bar, NewsItem, Timeframe};
 pub use generated::overseer::agent::memory::Recalled;
+pub use generated::overseer::agent::prompts::Served as ServedPrompt;
 pub use generated::overseer::agent::source::{
     AgentSource, Change as SourceChange, EditOutcome, File as SourceFile, Finding,
     LogLine as SourceLogLine, Proposal,
 };
 pub use generated::overseer::agent::types::{Error as GuestError, Event, Health, Info, Level};
 pub(crate) use generated::overseer::agent::{
-    backtest, broker, budget, fleet, fundamentals, http, kv, llm, market, memory, runtime, source,
-    types,
+    backtest, broker, budget, fleet, fundamentals, http, kv, llm, market, memory, prompts, runtime,
+    source, types,
 };
 pub(crate) use generated::{Agent, AgentPre};
 

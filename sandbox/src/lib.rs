@@ -18,8 +18,8 @@ pub use bindings::{
     Account, AgentBudget, AgentSource, AgentWindow, Amount, AsOfTime, Bar, BudgetCaps, EditOutcome,
     Event, Filing, Finding, FleetAlert, GuestError, Health, HttpRequest, HttpResponse, Info, Level,
     LineItem, LlmCompletion, LlmMessage, LlmRequest, LlmRole, LlmUsage, NewsItem, Order,
-    OrderRequest, OrderType, Position, Proposal, Recalled, Side, SourceChange, SourceFile,
-    SourceLogLine, TimeInForce, Timeframe,
+    OrderRequest, OrderType, Position, Proposal, Recalled, ServedPrompt, Side, SourceChange,
+    SourceFile, SourceLogLine, TimeInForce, Timeframe,
 };
 pub use cache::{CacheKey, CacheStats};
 pub use engine::{
@@ -31,6 +31,6 @@ pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{MAX_FILINGS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
 pub use services::{
     Backtest, Broker, Budget, Capability, Fleet, Fundamentals, Http, Kv, Llm, Market, Memory,
-    MemoryServices, Runtime, Services, Source,
+    MemoryServices, Prompts, Runtime, Services, Source,
 };
 pub use session::{Replay, Session};

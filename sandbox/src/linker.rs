@@ -7,9 +7,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::bindings::{
     Account, Agent, AgentBudget, AgentSource, AgentWindow, AsOfTime, Bar, BudgetCaps, EditOutcome,
     Filing, Finding, FleetAlert, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion,
-    LlmRequest, NewsItem, Order, OrderRequest, Position, Proposal, Recalled, SourceChange,
-    SourceLogLine, Timeframe, backtest, broker, budget, fleet, fundamentals, http, kv, llm, market,
-    memory, runtime, source, types,
+    LlmRequest, NewsItem, Order, OrderRequest, Position, Proposal, Recalled, ServedPrompt,
+    SourceChange, SourceLogLine, Timeframe, backtest, broker, budget, fleet, fundamentals, http,
+    kv, llm, market, memory, prompts, runtime, source, types,
 };
 use crate::limits::MemoryLimiter;
 use crate::services::Services;
@@ -674,6 +674,92 @@ impl fundamentals::Host for HostState {
                 ))),
             });
         guarded!(check, fundamentals => fundamentals.filings(&symbol, &timeframe, limit))
+    }
+}
+
+/// Longest prompt name or experiment unit a `prompts` call takes.
+const MAX_PROMPT_NAME_BYTES: usize = 256;
+
+impl prompts::Host for HostState {
+    async fn get(
+        &mut self,
+        name: String,
+        unit: String,
+        variables: String,
+    ) -> wasmtime::Result<Result<ServedPrompt, GuestError>> {
+        let check = self.services.prompts.get("prompts").and_then(|p| {
+            if name.is_empty() || name.len() > MAX_PROMPT_NAME_BYTES {
+                return Err(GuestError::InvalidInput(format!(
+                    "prompt name of {} bytes: 1 to {MAX_PROMPT_NAME_BYTES}",
+                    name.len()
+                )));
+            }
+            if unit.len() > MAX_PROMPT_NAME_BYTES {
+                return Err(too_large("unit", unit.len(), MAX_PROMPT_NAME_BYTES));
+            }
+            if variables.len() > MAX_PROMPT_BYTES {
+                return Err(too_large("variables", variables.len(), MAX_PROMPT_BYTES));
+            }
+            Ok(p)
+        });
+        guarded!(check, prompts => prompts.get(&name, &unit, &variables))
+    }
+
+    async fn report(
+        &mut self,
+        use_id: i64,
+        score: Option<f64>,
+        success: Option<bool>,
+    ) -> wasmtime::Result<Result<(), GuestError>> {
+        let check = self.services.prompts.get("prompts").and_then(|p| {
+            if score.is_some_and(|s| !s.is_finite()) {
+                return Err(GuestError::InvalidInput(
+                    "a score is a finite number".to_string(),
+                ));
+            }
+            if score.is_none() && success.is_none() {
+                return Err(GuestError::InvalidInput(
+                    "an outcome is a score, a success or both".to_string(),
+                ));
+            }
+            Ok(p)
+        });
+        guarded!(check, prompts => prompts.report(use_id, score, success))
+    }
+
+    async fn catalog(&mut self) -> wasmtime::Result<Result<String, GuestError>> {
+        guarded!(self.services.prompts.get("prompts"), prompts => prompts.catalog())
+    }
+
+    async fn write(
+        &mut self,
+        name: String,
+        system: String,
+        template: String,
+        note: String,
+    ) -> wasmtime::Result<Result<u32, GuestError>> {
+        let check = self.services.prompts.get("prompts").and_then(|p| {
+            let size = system.len() + template.len() + note.len();
+            if size > MAX_PROMPT_BYTES {
+                return Err(too_large("prompt", size, MAX_PROMPT_BYTES));
+            }
+            Ok(p)
+        });
+        guarded!(check, prompts => prompts.write(&name, &system, &template, &note))
+    }
+
+    async fn start_experiment(
+        &mut self,
+        spec: String,
+    ) -> wasmtime::Result<Result<i64, GuestError>> {
+        let check = self.services.prompts.get("prompts").and_then(|p| {
+            if spec.len() > MAX_VALUE_BYTES {
+                Err(too_large("experiment", spec.len(), MAX_VALUE_BYTES))
+            } else {
+                Ok(p)
+            }
+        });
+        guarded!(check, prompts => prompts.start_experiment(&spec))
     }
 }
 

@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use crate::bindings::{
     Account, AgentBudget, AgentSource, AgentWindow, AsOfTime, Bar, BudgetCaps, EditOutcome, Filing,
     Finding, FleetAlert, GuestError, HttpRequest, HttpResponse, Level, LlmCompletion, LlmRequest,
-    NewsItem, Order, OrderRequest, Position, Proposal, Recalled, SourceLogLine, Timeframe,
+    NewsItem, Order, OrderRequest, Position, Proposal, Recalled, ServedPrompt, SourceLogLine,
+    Timeframe,
 };
 
 /// `runtime`: logging, the bus, metrics and the manifest's configuration.
@@ -180,6 +181,37 @@ pub trait Fleet: Send + Sync {
     ) -> Result<i64, GuestError>;
 }
 
+/// `prompts`: the host's prompt registry.
+#[async_trait]
+pub trait Prompts: Send + Sync {
+    /// Render prompt `name` for `unit` with `variables` (a JSON object), recording the use.
+    async fn get(
+        &self,
+        name: &str,
+        unit: &str,
+        variables: &str,
+    ) -> Result<ServedPrompt, GuestError>;
+    /// Report the outcome of a use.
+    async fn report(
+        &self,
+        use_id: i64,
+        score: Option<f64>,
+        success: Option<bool>,
+    ) -> Result<(), GuestError>;
+    /// Every prompt with its versions' outcomes, as JSON.
+    async fn catalog(&self) -> Result<String, GuestError>;
+    /// Write a candidate version; its number.
+    async fn write(
+        &self,
+        name: &str,
+        system: &str,
+        template: &str,
+        note: &str,
+    ) -> Result<u32, GuestError>;
+    /// Start an experiment (JSON); its id.
+    async fn start_experiment(&self, spec: &str) -> Result<i64, GuestError>;
+}
+
 /// How an agent reaches one granted interface.
 pub enum Capability<T: ?Sized> {
     /// The manifest does not grant it: every call answers `denied`.
@@ -224,6 +256,7 @@ pub struct Services {
     pub backtest: Capability<dyn Backtest>,
     pub fundamentals: Capability<dyn Fundamentals>,
     pub fleet: Capability<dyn Fleet>,
+    pub prompts: Capability<dyn Prompts>,
 }
 
 impl Services {
@@ -242,6 +275,7 @@ impl Services {
             backtest: Capability::Denied,
             fundamentals: Capability::Denied,
             fleet: Capability::Denied,
+            prompts: Capability::Denied,
         }
     }
 

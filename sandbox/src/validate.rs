@@ -21,6 +21,7 @@ const SERVED: &[&str] = &[
     "overseer:agent/backtest@0.1.0",
     "overseer:agent/fundamentals@0.1.0",
     "overseer:agent/fleet@0.1.0",
+    "overseer:agent/prompts@0.1.0",
 ];
 
 /// Check the preamble: WebAssembly at all, and a component rather than a core module.

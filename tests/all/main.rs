@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod api;
+mod architect;
 mod audit;
 mod backtest;
 mod backtest_reference;
@@ -20,6 +21,7 @@ mod languages;
 mod limits;
 mod overseer;
 mod process;
+mod prompts;
 mod push;
 mod repair;
 mod research;

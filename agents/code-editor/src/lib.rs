@@ -15,7 +15,7 @@ use overseer_guest::llm::{self, Message};
 use overseer_guest::source::{self, Change, Proposal};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use overseer_guest::{Agent, Error, Event, Health, Info, kv, log};
+use overseer_guest::{Agent, Error, Event, Health, Info, kv, log, prompts};
 use serde_json::{Value, json};
 
 /// Patches asked of the LLM per repair when the manifest does not say.
@@ -46,14 +46,6 @@ const STALE_TASK_MS: u64 = 6 * 60 * 60 * 1000;
 /// Finding kinds worth a review on their own: each is a place the agent can trap or lose an
 /// error. (Indexing is left out: most of it is on maps and JSON values that do not trap.)
 const REVIEWED_KINDS: &[&str] = &["unwrap", "expect", "panic", "ignored-result"];
-
-const SYSTEM_PROMPT: &str = "You repair agents of the overseer host: Rust crates compiled to \
-WebAssembly components. You are given what went wrong, the agent's source, the host's static \
-findings and the agent's recent log. Answer with one unified diff that fixes the cause, inside \
-a ```diff fenced block, with paths relative to the agent's source root (--- a/src/lib.rs and \
-+++ b/src/lib.rs) and correct hunk headers. Change as little as you can, keep the agent's \
-behaviour for good input, and return an error (overseer_guest::Error) where it used to panic. \
-Do not change agent.toml or Cargo.toml.";
 
 struct CodeEditor;
 
@@ -298,7 +290,17 @@ fn attempt(task: &mut Task) -> Result<Value, Error> {
             Ok(found) => found,
             Err(e) => return give_up(task, &format!("cannot read its source: {}", e.message())),
         };
-        let answer = match llm::chat(vec![Message::system(SYSTEM_PROMPT), Message::user(prompt)]) {
+        // The repair prompt (`[prompts.repair]`), from the registry; a use succeeds when its
+        // patch is taken for building.
+        let served = prompts::get(
+            "repair",
+            &task.agent,
+            &json!({ "evidence": prompt }).to_string(),
+        )?;
+        let answer = match llm::chat(vec![
+            Message::system(&served.system),
+            Message::user(&served.text),
+        ]) {
             Ok(answer) => answer,
             Err(Error::Unavailable(m)) => {
                 log::warn(&format!(
@@ -312,6 +314,7 @@ fn attempt(task: &mut Task) -> Result<Value, Error> {
         };
         task.attempts += 1;
         let Some(diff) = overseer_guest::answer::diff(&answer.text) else {
+            let _ = prompts::report(served.use_id, None, Some(false));
             task.history.push(json!({
                 "diff": answer.text,
                 "error": "the answer held no unified diff",
@@ -329,7 +332,9 @@ fn attempt(task: &mut Task) -> Result<Value, Error> {
                 first_line(&task.goal)
             ),
         };
-        match source::propose(&proposal) {
+        let proposed = source::propose(&proposal);
+        let _ = prompts::report(served.use_id, None, Some(proposed.is_ok()));
+        match proposed {
             Ok(id) => {
                 task.edit = Some(id);
                 task.save()?;

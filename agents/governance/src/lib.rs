@@ -8,24 +8,10 @@
 //! answers, through the policy.
 
 use overseer_guest::llm::{self, Message};
-use overseer_guest::{Agent, Error, Event, Info, fleet};
+use overseer_guest::{Agent, Error, Event, Info, fleet, prompts};
 use serde_json::{Value, json};
 
 struct Governance;
-
-/// What the model is told: its role, the schema of a decision, and to answer JSON only.
-const INSTRUCTIONS: &str = r#"You chair the daily governance meeting of a fleet of software agents. From the day's report, decide what to do, if anything. Answer with JSON only, of this shape:
-{"decisions": [{
-  "kind": "system_improvement" | "new_agent" | "code_optimization" | "resource_allocation" | "risk_management",
-  "title": "short imperative",
-  "priority": "low" | "medium" | "high" | "critical",
-  "expected_impact": "what changes, with numbers",
-  "effort": "low" | "medium" | "high",
-  "rationale": "the report's numbers that call for it",
-  "actions": [ {"type": "rollback", "agent": "NAME"} | {"type": "set_budget", "agent": "NAME", "tokens_per_day": N, "usd_per_day": X} | {"type": "pause", "agent": "NAME"} | {"type": "resume", "agent": "NAME"} | {"type": "halt_trading"} | {"type": "resume_trading"} | {"type": "new_agent", "name": "NAME", "purpose": "…"} ],
-  "metric": {"name": "error_rate" | "p95_ms" | "calls", "agent": "NAME", "comparator": "at_most" | "at_least", "target": X, "due_in_secs": N}
-}]}
-Name only agents of the report. An empty list is a fine answer."#;
 
 /// The decisions of an answer, each checked with the host; every problem found.
 fn check(answer: &str) -> Result<Vec<Value>, Vec<String>> {
@@ -80,10 +66,13 @@ impl Agent for Governance {
             "recommendations": report["recommendations"],
             "history": report["decisions"]["history"],
         });
-        let mut messages = vec![
-            Message::system(INSTRUCTIONS),
-            Message::user(format!("The day's report: {summary}")),
-        ];
+        // The meeting's prompt (`[prompts.meeting]`), from the registry: one use per meeting.
+        let served = prompts::get(
+            "meeting",
+            report["date"].as_str().unwrap_or("meeting"),
+            &json!({ "report": summary }).to_string(),
+        )?;
+        let mut messages = vec![Message::system(&served.system), Message::user(&served.text)];
         let attempts: u32 = overseer_guest::config_parsed("attempts")
             .unwrap_or(3)
             .clamp(1, 5);
@@ -97,6 +86,9 @@ impl Agent for Governance {
             };
             match check(&answer) {
                 Ok(decisions) => {
+                    // Scored by how soon a valid answer came: 1 at once, ½ the second time.
+                    let _ =
+                        prompts::report(served.use_id, Some(1.0 / f64::from(attempt)), Some(true));
                     return Ok(
                         json!({ "decisions": decisions, "attempts": attempt, "source": "llm" })
                             .to_string(),
@@ -112,6 +104,7 @@ impl Agent for Governance {
                 }
             }
         }
+        let _ = prompts::report(served.use_id, Some(0.0), Some(false));
         Ok(json!({
             "decisions": null,
             "reason": format!("no valid answer in {attempts} attempts: the host's rules decide"),

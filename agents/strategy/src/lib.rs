@@ -12,7 +12,7 @@
 //! parses as `{"action": "BUY"|"SELL"|"HOLD", "confidence": 0..1, "reasoning": "…"}`; any
 //! other answer falls back to the rules.
 
-use overseer_guest::{Agent, Error, Event, Info, llm, log, memory};
+use overseer_guest::{Agent, Error, Event, Info, llm, log, memory, prompts};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -107,24 +107,24 @@ fn rules(s: &Value, recalled_pnl: Option<f64>, threshold: f64) -> Decision {
 /// The LLM's decision on the same inputs, when a model is configured and answers in shape.
 fn ask_llm(symbol: &str, s: &Value, memories: &[String]) -> Option<Decision> {
     llm::model()?;
-    let prompt = format!(
-        "Symbol {symbol}. Indicators: {s}. Outcomes of similar past trades:\n{}\nAnswer with JSON only: {{\"action\": \"BUY\"|\"SELL\"|\"HOLD\", \"confidence\": number from 0 to 1, \"reasoning\": string}}.",
-        if memories.is_empty() {
-            "none".to_string()
-        } else {
-            memories.join("\n")
-        }
-    );
-    let answer = llm::complete(&llm::Request {
-        messages: vec![
-            llm::Message::system("You are a cautious equity trader deciding from daily data only."),
-            llm::Message::user(prompt),
-        ],
-        max_tokens: Some(300),
-        temperature: Some(0.2),
-    })
-    .ok()?;
-    let text = answer.text.trim();
+    let memories = if memories.is_empty() {
+        "none".to_string()
+    } else {
+        memories.join("\n")
+    };
+    let variables = json!({ "symbol": symbol, "indicators": s, "memories": memories });
+    let served = prompts::get("decision", symbol, &variables.to_string()).ok()?;
+    let decision = llm::complete(&prompts::request(&served, 300, 0.2))
+        .ok()
+        .and_then(|answer| parse_decision(&answer.text));
+    // A use succeeds when the model answered a decision in shape.
+    let _ = prompts::report(served.use_id, None, Some(decision.is_some()));
+    decision
+}
+
+/// A decision from the model's answer: the JSON object in it, in shape.
+fn parse_decision(text: &str) -> Option<Decision> {
+    let text = text.trim();
     let json = text
         .find('{')
         .and_then(|start| text.rfind('}').map(|end| &text[start..=end]))?;

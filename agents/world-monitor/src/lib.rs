@@ -6,7 +6,7 @@
 
 use overseer_guest::calculator::{self, Candle};
 use overseer_guest::market::{self, Bar, NewsItem};
-use overseer_guest::{Agent, Error, Event, Info, llm, log};
+use overseer_guest::{Agent, Error, Event, Info, llm, log, prompts};
 use serde_json::{Value, json};
 
 struct WorldMonitor;
@@ -97,19 +97,15 @@ fn article_sentiment(
 fn llm_sentiment(symbol: &str, news: &[NewsItem]) -> Option<f64> {
     llm::model()?;
     let headlines: Vec<&str> = news.iter().map(|n| n.headline.as_str()).collect();
-    let answer = llm::complete(&llm::Request {
-        messages: vec![
-            llm::Message::system(
-                "You rate news sentiment for a stock. Answer with one number from -1 (very negative) to 1 (very positive), nothing else.",
-            ),
-            llm::Message::user(format!("{symbol}:\n{}", headlines.join("\n"))),
-        ],
-        max_tokens: Some(8),
-        temperature: Some(0.0),
-    })
-    .ok()?;
-    let score: f64 = answer.text.trim().parse().ok()?;
-    (-1.0..=1.0).contains(&score).then_some(score)
+    let variables = serde_json::json!({ "symbol": symbol, "headlines": headlines.join("\n") });
+    let served = prompts::get("sentiment", symbol, &variables.to_string()).ok()?;
+    let score = llm::complete(&prompts::request(&served, 8, 0.0))
+        .ok()
+        .and_then(|answer| answer.text.trim().parse::<f64>().ok())
+        .filter(|score| (-1.0..=1.0).contains(score));
+    // A use succeeds when the model answered a score in range.
+    let _ = prompts::report(served.use_id, None, Some(score.is_some()));
+    score
 }
 
 fn symbols() -> Vec<String> {

@@ -107,7 +107,8 @@ impl From<EditError> for ApiError {
         let status = match &error {
             EditError::Kernel(e) => return ApiError::from_kernel_ref(e, &error),
             EditError::InvalidRequest(_) | EditError::PathEscape(_) => StatusCode::BAD_REQUEST,
-            EditError::EditNotFound(_) => StatusCode::NOT_FOUND,
+            EditError::EditNotFound(_) | EditError::SpecNotFound(_) => StatusCode::NOT_FOUND,
+            EditError::Conflict(_) => StatusCode::CONFLICT,
             EditError::StaleBase { .. } | EditError::NoSource(_) => StatusCode::CONFLICT,
             EditError::PatchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             EditError::Denied(_) => StatusCode::FORBIDDEN,

@@ -18,6 +18,7 @@ mod budgets;
 mod edits;
 mod error;
 mod overseer;
+mod prompts;
 mod research;
 mod system;
 mod trading;
@@ -69,6 +70,8 @@ pub struct AppState {
     pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
     /// The Overseer's loops, for `/v1/overseer`; `None` when they are off.
     pub overseer: Option<Arc<overseer_meta::Overseer>>,
+    /// The prompt registry and its experiments.
+    pub prompts: Arc<overseer_meta::prompts::PromptRegistry>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
         token: &str,
         body_limit: usize,
     ) -> Self {
+        let prompts = overseer_meta::prompts::PromptRegistry::new(kernel.clone());
         AppState {
             data_dir: kernel.config.data_dir.clone(),
             kernel,
@@ -94,6 +98,7 @@ impl AppState {
             budgets: None,
             embeddings: None,
             overseer: None,
+            prompts,
         }
     }
 }
@@ -112,6 +117,7 @@ pub fn app(state: AppState) -> Router {
         .merge(audit::routes())
         .merge(overseer::routes())
         .merge(budgets::routes())
+        .merge(prompts::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

@@ -93,7 +93,7 @@ struct Verdict {
 }
 
 /// The reason an approval or rejection gives: `{"reason": "…"}`, or no body.
-fn verdict(body: &[u8]) -> ApiResult<String> {
+pub(crate) fn verdict(body: &[u8]) -> ApiResult<String> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(String::new());
     }

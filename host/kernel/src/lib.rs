@@ -29,6 +29,7 @@ pub mod logs;
 pub mod manifest;
 pub mod metrics;
 mod name;
+pub mod prompt;
 pub mod quota;
 pub mod registry;
 pub mod retention;

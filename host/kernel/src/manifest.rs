@@ -25,6 +25,7 @@ pub const INTERFACES: &[&str] = &[
     "backtest",
     "fundamentals",
     "fleet",
+    "prompts",
 ];
 
 /// Interfaces that reach beyond the agent itself (other agents' source and edits, capital, the
@@ -75,6 +76,10 @@ pub struct Manifest {
     /// Values the agent reads with `runtime.config`.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// The prompts the agent asks the registry for, by key; each is seeded as version 1 of
+    /// `AGENT.KEY` the first time the agent asks for it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub prompts: BTreeMap<String, crate::prompt::PromptSpec>,
 }
 
 /// The kinds of agent an `[agent] type` may name.
@@ -321,6 +326,20 @@ impl Manifest {
                 "triggers.every must be at least {} ms",
                 MIN_INTERVAL.as_millis()
             )));
+        }
+        for (key, prompt) in &self.prompts {
+            let key_ok = (1..=64).contains(&key.len())
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+            if !key_ok {
+                return Err(Error::InvalidManifest(format!(
+                    "prompt key {key:?}: 1 to 64 of a-z 0-9 _ -"
+                )));
+            }
+            prompt
+                .check()
+                .map_err(|e| Error::InvalidManifest(format!("prompts.{key}: {e}")))?;
         }
         for topic in &self.triggers.subscribe {
             if topic.is_empty()

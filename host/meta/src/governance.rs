@@ -70,8 +70,21 @@ pub enum Action {
     HaltTrading,
     /// Release it.
     ResumeTrading,
-    /// Ask for a new agent: recorded for a person to build and push.
-    NewAgent { name: String, purpose: String },
+    /// Ask for a new agent: the spec goes to the architect, which builds it through the
+    /// edit pipeline (`spec` is a whole spec; without one, a spec of `name` and `purpose`).
+    NewAgent {
+        name: String,
+        purpose: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        spec: Option<Value>,
+    },
+    /// Label `version` of `prompt` `production`: what an experiment's winner becomes.
+    PromotePrompt {
+        prompt: String,
+        version: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        experiment: Option<i64>,
+    },
 }
 
 impl Action {
@@ -82,7 +95,10 @@ impl Action {
             | Action::SetBudget { agent, .. }
             | Action::Pause { agent }
             | Action::Resume { agent } => Some(agent),
-            Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. } => None,
+            Action::HaltTrading
+            | Action::ResumeTrading
+            | Action::NewAgent { .. }
+            | Action::PromotePrompt { .. } => None,
         }
     }
 }
@@ -214,7 +230,7 @@ pub fn policy(decision: &Decision, overseer: &Overseer) -> &'static str {
     let person = decision.actions.iter().any(|a| match a {
         Action::HaltTrading | Action::ResumeTrading | Action::NewAgent { .. } => true,
         Action::Pause { agent } | Action::Resume { agent } => privileged(agent),
-        Action::Rollback { .. } | Action::SetBudget { .. } => false,
+        Action::Rollback { .. } | Action::SetBudget { .. } | Action::PromotePrompt { .. } => false,
     });
     if person { "person" } else { "auto" }
 }
@@ -452,11 +468,39 @@ impl Overseer {
                     .resume()
                     .await
             }
-            Action::NewAgent { name, purpose } => Ok(json!({
-                "requested": name,
-                "purpose": purpose,
-                "next": "a person writes and pushes it",
-            })),
+            Action::NewAgent {
+                name,
+                purpose,
+                spec,
+            } => {
+                let spec = spec
+                    .clone()
+                    .unwrap_or_else(|| json!({ "name": name, "purpose": purpose }));
+                match &self.reach().architect {
+                    Some(architect) => architect.submit(spec, "governance").await,
+                    None => Ok(json!({
+                        "requested": name,
+                        "purpose": purpose,
+                        "next": "no architect on this host: a person writes and pushes it",
+                    })),
+                }
+            }
+            Action::PromotePrompt {
+                prompt,
+                version,
+                experiment,
+            } => {
+                let registry = self.reach().prompts.as_ref().ok_or("no prompt registry")?;
+                let reason = match experiment {
+                    Some(id) => format!("won experiment {id}"),
+                    None => "promoted by a decision".to_string(),
+                };
+                let label = registry
+                    .label(prompt, "production", *version, "governance", &reason)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(json!(label))
+            }
         }
     }
 
@@ -753,4 +797,45 @@ pub(crate) async fn history(overseer: &Overseer) -> Result<Vec<Value>, overseer_
 pub struct Reach {
     pub budgets: Option<Arc<overseer_kernel::capability::LlmBudgets>>,
     pub capital: Option<Arc<dyn Capital>>,
+    pub prompts: Option<Arc<crate::prompts::PromptRegistry>>,
+    pub architect: Option<Arc<dyn Architect>>,
+}
+
+/// Where a `new_agent` decision sends its spec.
+#[async_trait]
+pub trait Architect: Send + Sync {
+    /// Take `spec` (the JSON of `POST /v1/architect/specs`) from `by`; answers the spec's
+    /// record, or why it was refused.
+    async fn submit(&self, spec: Value, by: &str) -> Result<Value, String>;
+}
+
+/// The decision that promotes an experiment's winner: applied at once by the policy, and
+/// measured a day later by the owner's error rate (a promotion must not make it fail more).
+pub fn promotion(
+    prompt: &str,
+    version: u32,
+    experiment: i64,
+    owner: &str,
+    findings: &crate::prompts::Findings,
+) -> Decision {
+    Decision {
+        kind: Kind::SystemImprovement,
+        title: format!("Promote {prompt} version {version}"),
+        priority: Priority::Medium,
+        expected_impact: format!("the outcomes of experiment {experiment}'s winner for every use"),
+        effort: Effort::Low,
+        rationale: serde_json::to_string(&findings.arms).unwrap_or_default(),
+        actions: vec![Action::PromotePrompt {
+            prompt: prompt.to_string(),
+            version,
+            experiment: Some(experiment),
+        }],
+        metric: Metric {
+            name: MetricName::ErrorRate,
+            agent: owner.to_string(),
+            comparator: Comparator::AtMost,
+            target: 0.1,
+            due_in_secs: 86_400,
+        },
+    }
 }

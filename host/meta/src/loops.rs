@@ -105,6 +105,10 @@ impl Overseer {
         self.reach.capital.as_ref()
     }
 
+    pub(crate) fn reach(&self) -> &Reach {
+        &self.reach
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }

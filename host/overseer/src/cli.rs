@@ -46,6 +46,13 @@ pub enum Command {
     Loops(crate::meta_cli::LoopsArgs),
     /// A daily report of the Overseer, as Markdown, JSON or HTML.
     Report(crate::meta_cli::ReportArgs),
+    /// The prompt registry: list, show, diff, write, label, rollback.
+    Prompts(crate::growth_cli::PromptsArgs),
+    /// A/B experiments between versions of a prompt: list, start, show, stop.
+    Experiments(crate::growth_cli::ExperimentsArgs),
+    /// A new agent from a spec (`overseer architect SPEC.toml`); without one, the specs and the
+    /// workflow.
+    Architect(crate::growth_cli::ArchitectArgs),
     /// List agents.
     Agents {
         #[command(flatten)]
@@ -197,6 +204,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => crate::meta_cli::run(args).await,
         Command::Loops(args) => crate::meta_cli::loops(args).await,
         Command::Report(args) => crate::meta_cli::report(args).await,
+        Command::Prompts(args) => crate::growth_cli::prompts(args).await,
+        Command::Experiments(args) => crate::growth_cli::experiments(args).await,
+        Command::Architect(args) => crate::growth_cli::architect(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::New { name, lang, dir } => {
             let dir = dir.unwrap_or_else(|| PathBuf::from(&name));

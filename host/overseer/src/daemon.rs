@@ -149,8 +149,15 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
     state.budgets = Some(budgets);
     state.embeddings = embeddings;
     state.allowed_hosts = config.allowed_hosts.clone().into();
+    kernel
+        .capabilities
+        .serve_prompts(Arc::new(overseer_meta::prompts::PromptsProvider::new(
+            state.prompts.clone(),
+        )));
     state.overseer = config.overseer.enabled.then(|| {
         let reach = overseer_meta::Reach {
+            prompts: Some(state.prompts.clone()),
+            architect: Some(Arc::new(SpecArchitect(selfedit.clone()))),
             budgets: state.budgets.clone(),
             capital: state
                 .trading
@@ -158,6 +165,7 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
                 .map(|trading| Arc::new(KillSwitch(trading)) as Arc<dyn overseer_meta::Capital>),
         };
         let overseer = overseer_meta::Overseer::new(kernel.clone(), config.overseer.clone(), reach);
+        state.prompts.attach(&overseer);
         kernel
             .capabilities
             .serve_fleet(Arc::new(overseer_meta::fleet::FleetProvider::new(
@@ -172,6 +180,24 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         state,
         live,
     })
+}
+
+/// The architect, as `new_agent` decisions reach it: a person approved the decision, so a
+/// privileged spec does not wait again.
+struct SpecArchitect(SelfEdit);
+
+#[async_trait::async_trait]
+impl overseer_meta::governance::Architect for SpecArchitect {
+    async fn submit(&self, spec: serde_json::Value, by: &str) -> Result<serde_json::Value, String> {
+        let spec: overseer_selfedit::architect::AgentSpec =
+            serde_json::from_value(spec).map_err(|e| format!("not a spec: {e}"))?;
+        let record = self
+            .0
+            .submit_spec(spec, by, true)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(serde_json::json!({ "spec": record.id, "state": record.state }))
+    }
 }
 
 /// The trading side's kill switch, as governance decisions reach it.

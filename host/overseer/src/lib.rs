@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod drill;
+pub mod growth_cli;
 pub mod meta_cli;
 pub mod scaffold;
 pub mod trading_cli;

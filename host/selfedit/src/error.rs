@@ -31,6 +31,12 @@ pub enum Error {
     /// edit of what only a person may change.
     #[error("denied: {0}")]
     Denied(String),
+    /// The request clashes with what exists: an agent of that name, a spec not waiting.
+    #[error("{0}")]
+    Conflict(String),
+    /// No spec of that id.
+    #[error("spec {0} not found")]
+    SpecNotFound(i64),
     /// Building agents from source failed.
     #[error("build failed: {0}")]
     Build(String),
@@ -59,6 +65,8 @@ impl Error {
             Error::StaleBase { .. } => "stale_base",
             Error::EditNotFound(_) => "edit_not_found",
             Error::Denied(_) => "denied",
+            Error::Conflict(_) => "conflict",
+            Error::SpecNotFound(_) => "spec_not_found",
             Error::Build(_) => "build_failed",
             Error::Isolation(_) => "build_isolation_unavailable",
             Error::Kernel(e) => e.code(),

@@ -6,6 +6,7 @@
 //! events, its capability registry, its pipeline and its store.
 
 pub mod analysis;
+pub mod architect;
 pub mod builder;
 mod builds;
 mod bundled;

@@ -8,6 +8,7 @@
 pub mod budget;
 mod http;
 mod llm;
+pub mod prompts;
 
 use std::sync::{Arc, RwLock};
 
@@ -80,6 +81,7 @@ pub struct Capabilities {
     backtest: Registered<dyn overseer_sandbox::Backtest>,
     fundamentals: Registered<dyn overseer_sandbox::Fundamentals>,
     fleet: Registered<dyn overseer_sandbox::Fleet>,
+    prompts: Registered<dyn overseer_sandbox::Prompts>,
 }
 
 fn set<T: ?Sized>(slot: &Registered<T>, provider: Arc<dyn Provider<T>>) {
@@ -140,6 +142,11 @@ impl Capabilities {
         set(&self.fleet, provider);
     }
 
+    /// Serve `prompts` with `provider`.
+    pub fn serve_prompts(&self, provider: Arc<dyn Provider<dyn overseer_sandbox::Prompts>>) {
+        set(&self.prompts, provider);
+    }
+
     /// The real `llm` service for `call`, when a provider serves it: for runs outside the
     /// bus (backtests) that wrap it, still under the provider's budgets.
     pub fn llm(&self, call: &CallContext) -> Option<Arc<dyn overseer_sandbox::Llm>> {
@@ -169,6 +176,7 @@ impl Capabilities {
             backtest: grant(&self.backtest, "backtest", call, mode),
             fundamentals: grant(&self.fundamentals, "fundamentals", call, mode),
             fleet: grant(&self.fleet, "fleet", call, mode),
+            prompts: grant(&self.prompts, "prompts", call, mode),
         }
     }
 }
@@ -307,6 +315,51 @@ impl overseer_sandbox::Fleet for Unserved {
         _priority: &str,
         _message: &str,
     ) -> Result<i64, GuestError> {
+        Err(self.error())
+    }
+}
+
+impl IntoInterface<dyn overseer_sandbox::Prompts> for Unserved {
+    fn into_interface(self) -> Arc<dyn overseer_sandbox::Prompts> {
+        Arc::new(self)
+    }
+}
+
+#[async_trait]
+impl overseer_sandbox::Prompts for Unserved {
+    async fn get(
+        &self,
+        _name: &str,
+        _unit: &str,
+        _variables: &str,
+    ) -> Result<overseer_sandbox::ServedPrompt, GuestError> {
+        Err(self.error())
+    }
+
+    async fn report(
+        &self,
+        _use_id: i64,
+        _score: Option<f64>,
+        _success: Option<bool>,
+    ) -> Result<(), GuestError> {
+        Err(self.error())
+    }
+
+    async fn catalog(&self) -> Result<String, GuestError> {
+        Err(self.error())
+    }
+
+    async fn write(
+        &self,
+        _name: &str,
+        _system: &str,
+        _template: &str,
+        _note: &str,
+    ) -> Result<u32, GuestError> {
+        Err(self.error())
+    }
+
+    async fn start_experiment(&self, _spec: &str) -> Result<i64, GuestError> {
         Err(self.error())
     }
 }

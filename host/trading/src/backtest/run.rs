@@ -371,6 +371,15 @@ fn services(setup: &Setup, stage: &Stage, shared: &Arc<Shared>) -> Services {
     if granted("fleet") {
         services.fleet = Capability::Served(Arc::new(Outside));
     }
+    if granted("prompts") {
+        // The version's own prompts: a backtest replays the version as it was pushed.
+        services.prompts = Capability::Served(Arc::new(
+            overseer_kernel::capability::prompts::ManifestPrompts {
+                agent: agent.clone(),
+                manifest: manifest.clone(),
+            },
+        ));
+    }
     if granted("backtest") {
         services.backtest = Capability::Served(Arc::new(super::provider::NoBacktests));
     }

@@ -165,9 +165,11 @@ pub fn analysis(
         return Ok(None);
     }
     // The agent's `[prompts.analysis]`, from the registry (grant `prompts`).
+    // The experiment unit: the subject's first words (a unit is at most 256 bytes).
+    let unit: String = subject.chars().take(120).collect();
     let served = crate::prompts::get(
         "analysis",
-        subject,
+        &unit,
         &json!({ "subject": subject, "evidence": evidence }).to_string(),
     )?;
     let answer = crate::llm::complete(&crate::prompts::request(&served, 300, 0.2));

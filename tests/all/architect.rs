@@ -232,6 +232,46 @@ async fn bad_specs_are_refused_with_clear_errors() {
     assert!(error.to_string().contains("invalid_name"), "{error}");
     run(cli(&["architect"])).await.unwrap();
 
+    // A governance `new_agent` decision, once a person approves it, is a spec the architect
+    // builds (here from the template: no system-architect serves).
+    let decision = json!({
+        "kind": "new_agent",
+        "title": "Count the counter",
+        "priority": "low",
+        "expected_impact": "a count of increments",
+        "effort": "low",
+        "rationale": "nobody counts them",
+        "actions": [{ "type": "new_agent", "name": "tally", "purpose": "Counts increments", "spec": spec() }],
+        "metric": { "name": "calls", "agent": "counter", "comparator": "at_least", "target": 0.0, "due_in_secs": 60 },
+    });
+    let (status, proposed) = daemon.post("/v1/decisions", decision.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{proposed}");
+    assert_eq!(proposed["state"], "awaiting_approval");
+    let id = proposed["id"].as_i64().unwrap();
+    let (status, applied) = daemon
+        .post(&format!("/v1/decisions/{id}/approve"), String::new())
+        .await;
+    assert_eq!(
+        (status, applied["state"].as_str()),
+        (StatusCode::OK, Some("applied")),
+        "{applied}"
+    );
+    let spec_id = applied["applied"]["done"][0]["result"]["spec"]
+        .as_i64()
+        .unwrap();
+    let built = eventually(
+        Duration::from_secs(600),
+        "the decided agent to be built",
+        || async {
+            let now = spec_state(&daemon, spec_id).await;
+            matches!(now["state"].as_str(), Some("live" | "failed")).then_some(now)
+        },
+    )
+    .await;
+    assert_eq!(built["state"], "live", "{built}");
+    assert_eq!(built["detail"]["attempts"][0]["designer"], "template");
+    assert_eq!(daemon.agent("tally").await["active_version"], 1);
+
     let (status, missing) = daemon.get("/v1/architect/specs/99").await;
     assert_eq!(
         (status, missing["error"]["code"].as_str()),

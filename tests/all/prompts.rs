@@ -402,3 +402,81 @@ async fn bad_prompts_and_experiments_get_clear_errors() {
     );
     daemon.stop().await;
 }
+
+/// The prompt engineer finds a prompt whose uses fail, writes a candidate from the history
+/// shown to its model, and starts an experiment of production against it.
+#[tokio::test]
+async fn the_prompt_engineer_writes_a_candidate_for_a_failing_prompt_and_tests_it() {
+    let llm = FakeLlm::answering(|request| {
+        let text = request["messages"].to_string();
+        if text.contains("You improve prompts") {
+            "Try this:\n```json\n{\"system\": \"Answer yes or no.\", \"template\": \"Think step by step. Is {{unit}} fine?\", \"note\": \"asks for reasoning\"}\n```".to_string()
+        } else {
+            "no".to_string()
+        }
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.llm.url = Some(llm.url.clone());
+    config.llm.model = "fake-model".to_string();
+    let daemon = Daemon::start_with(config).await;
+    daemon
+        .push_ok(
+            "prompted",
+            "fixture-prompted",
+            &overseer_tests::manifest("fixture-prompted"),
+        )
+        .await;
+    for unit in 0..25 {
+        daemon
+            .call_ok("prompted", json!({ "unit": format!("u{unit}") }))
+            .await;
+    }
+    daemon
+        .push_ok(
+            "prompt-engineer",
+            "prompt-engineer",
+            &overseer_tests::manifest("prompt-engineer"),
+        )
+        .await;
+    let (status, body) = daemon.invoke("prompt-engineer", json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let report = &body["output"];
+    assert_eq!(report["poor"][0]["prompt"], PROMPT, "{report}");
+    assert!(
+        report["poor"][0]["why"]
+            .as_str()
+            .unwrap()
+            .contains("0.00 success over 25"),
+        "{report}"
+    );
+    let candidate = &report["candidates"][0];
+    assert_eq!(candidate["version"], 2, "{report}");
+    let improve = llm
+        .requests()
+        .iter()
+        .map(|r| r["messages"].to_string())
+        .find(|m| m.contains("You improve prompts"))
+        .unwrap();
+    assert!(
+        improve.contains("Is {{unit}} fine?"),
+        "the history is shown: {improve}"
+    );
+    let (_, shown) = daemon.get(&format!("/v1/prompts/{PROMPT}")).await;
+    assert_eq!(shown["versions"][1]["author"], "prompt-engineer");
+    assert_eq!(
+        shown["labels"]["production"], 1,
+        "a candidate, not a promotion"
+    );
+    let (_, experiments) = daemon
+        .get(&format!("/v1/experiments?prompt={PROMPT}&state=running"))
+        .await;
+    let experiment = &experiments["experiments"][0];
+    assert_eq!(experiment["id"], candidate["experiment"]);
+    assert_eq!(experiment["body"]["variants"], json!([1, 2]));
+    // A prompt under an experiment is left to it.
+    let (_, again) = daemon.invoke("prompt-engineer", json!({})).await;
+    assert_eq!(again["output"]["poor"], json!([]), "{again}");
+    daemon.stop().await;
+}

@@ -523,8 +523,8 @@ async fn an_alpha_idea_carries_the_backtest_that_checked_it() {
     let daemon = Daemon::start_with(config).await;
     daemon.push_ok("rules", "rules", &manifest("rules")).await;
     let alpha = track("alpha_hunting").replace(
-        "grant = [\"market\", \"llm\"]",
-        "grant = [\"market\", \"llm\", \"backtest\"]",
+        "grant = [\"market\", \"llm\", \"prompts\"]",
+        "grant = [\"market\", \"llm\", \"prompts\", \"backtest\"]",
     );
     daemon.push_ok("r-alpha", RESEARCHER, &alpha).await;
     let (status, body) = daemon.invoke("r-alpha", json!({})).await;
@@ -738,7 +738,7 @@ async fn the_fundamental_track_reads_the_filings_known_at_its_as_of() {
     );
 
     // A track without the grant says why it has nothing.
-    let ungranted = manifest.replace(", \"fundamentals\"]", "]");
+    let ungranted = manifest.replace(", \"fundamentals\"", "");
     daemon
         .push_ok(
             "research-fundamental-2",

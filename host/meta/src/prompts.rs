@@ -434,6 +434,20 @@ impl PromptRegistry {
             let Some(spec) = declared else {
                 return Err(PromptError::NotFound(full));
             };
+            if !record {
+                // A shadow run seeds nothing: the manifest's template, unrecorded.
+                let (system, text) = spec
+                    .render(variables)
+                    .map_err(|e| PromptError::Invalid(format!("prompt {full:?}: {e}")))?;
+                return Ok(ServedPrompt {
+                    use_id: 0,
+                    name: full,
+                    version: 0,
+                    variant: None,
+                    system,
+                    text,
+                });
+            }
             let seeded = NewVersion {
                 system: spec.system.clone(),
                 template: spec.template.clone(),

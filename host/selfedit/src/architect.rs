@@ -264,12 +264,7 @@ impl SelfEdit {
             )
             .await?;
         let Some(record) = record else {
-            return Err(match store.spec(id).await? {
-                Some(s) => {
-                    Error::Conflict(format!("spec {id} is {}, not awaiting approval", s.state))
-                }
-                None => Error::SpecNotFound(id),
-            });
+            return Err(self.not_awaiting(id).await);
         };
         audit::record(
             &**store,
@@ -295,12 +290,18 @@ impl SelfEdit {
                 audit::record(&**store, by, "architect.reject", &record.name, &detail).await;
                 Ok(record)
             }
-            None => Err(match store.spec(id).await? {
-                Some(s) => {
-                    Error::Conflict(format!("spec {id} is {}, not awaiting approval", s.state))
-                }
-                None => Error::SpecNotFound(id),
-            }),
+            None => Err(self.not_awaiting(id).await),
+        }
+    }
+
+    /// Why spec `id` could not move from `awaiting_approval`.
+    async fn not_awaiting(&self, id: i64) -> Error {
+        match self.kernel().store.spec(id).await {
+            Ok(Some(s)) => {
+                Error::Conflict(format!("spec {id} is {}, not awaiting approval", s.state))
+            }
+            Ok(None) => Error::SpecNotFound(id),
+            Err(e) => e.into(),
         }
     }
 

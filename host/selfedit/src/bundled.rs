@@ -252,7 +252,11 @@ mod tests {
         assert_eq!(risk.triggers.every.as_deref(), Some("1h"));
         assert_eq!(risk.triggers.subscribe, ["market.tick"]);
         assert_eq!(risk.config["market_every_days"], "5");
-        assert_eq!(risk.capabilities.grant, ["market", "llm"]);
+        assert_eq!(risk.capabilities.grant, ["market", "llm", "prompts"]);
+        assert!(
+            risk.prompts.contains_key("analysis"),
+            "the base's prompts stay"
+        );
         assert_eq!(
             risk.agent.kind,
             Some(overseer_kernel::manifest::Kind::Research)

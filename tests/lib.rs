@@ -591,6 +591,14 @@ impl FakeLlm {
         FakeLlm { url, requests }
     }
 
+    /// [`test_config`] with this endpoint as the daemon's model (`fake-model`).
+    pub fn config(&self, data_dir: &Path) -> Config {
+        let mut config = test_config(data_dir);
+        config.llm.url = Some(self.url.clone());
+        config.llm.model = "fake-model".to_string();
+        config
+    }
+
     /// The requests received so far.
     pub fn requests(&self) -> Vec<Value> {
         self.requests.lock().unwrap().clone()

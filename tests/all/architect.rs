@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use overseer::cli::{Cli, run};
 use overseer_selfedit::architect::{AgentSpec, template};
-use overseer_tests::{Daemon, FakeLlm, eventually, test_config};
+use overseer_tests::{Daemon, FakeLlm, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -39,10 +39,7 @@ async fn a_spec_becomes_a_live_agent_after_its_compiler_errors_go_back_to_the_mo
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
-    let daemon = Daemon::start_with(config).await;
+    let daemon = Daemon::start_with(llm.config(dir.path())).await;
     daemon
         .push_ok(
             "system-architect",

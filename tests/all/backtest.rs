@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use overseer_tests::{Api, Daemon, FakeLlm, eventually, manifest, test_config};
+use overseer_tests::{Api, Daemon, FakeLlm, eventually, manifest};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -220,9 +220,7 @@ async fn an_llm_strategy_replays_its_recorded_answers_and_asks_nothing_the_secon
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let mut config = llm.config(dir.path());
     config.llm_budget.default_price.prompt_per_million = 1.0;
     config.llm_budget.default_price.completion_per_million = 2.0;
     let daemon = Daemon::start_with(config).await;

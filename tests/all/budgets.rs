@@ -9,9 +9,7 @@ use serde_json::{Value, json};
 async fn fifty_concurrent_llm_calls_never_overshoot_the_budget() {
     let llm = FakeLlm::start(vec!["pong".to_string()]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let mut config = llm.config(dir.path());
     config.llm_budget.default_max_tokens = 200;
     config.llm_budget.default_price.prompt_per_million = 1_000.0;
     config.llm_budget.default_price.completion_per_million = 1_000.0;
@@ -131,9 +129,7 @@ async fn budgets_are_set_only_within_the_caps() {
 async fn the_budget_agent_moves_budget_by_realised_pnl_per_llm_dollar() {
     let llm = FakeLlm::start(vec!["pong".to_string()]).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let mut config = llm.config(dir.path());
     config.llm_budget.default_price.prompt_per_million = 1_000.0;
     config.llm_budget.default_price.completion_per_million = 1_000.0;
     config.trading.market_speed_ms = 60_000;

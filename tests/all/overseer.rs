@@ -918,9 +918,7 @@ async fn the_governance_agent_decides_with_a_model_and_is_asked_again_when_inval
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let mut config = llm.config(dir.path());
     config.overseer.clock_factor = 86_400.0;
     config.overseer.window_secs = 60 * 86_400;
     let daemon = Daemon::start_with(config).await;

@@ -4,7 +4,7 @@
 
 use clap::Parser;
 use overseer::cli::{Cli, run};
-use overseer_tests::{Daemon, FakeLlm, test_config};
+use overseer_tests::{Daemon, FakeLlm};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -39,10 +39,7 @@ fn outcome_model(seed: u64) -> impl Fn(&Value) -> String + Send + Sync + 'static
 async fn setup(seed: u64) -> (Daemon, FakeLlm, tempfile::TempDir) {
     let llm = FakeLlm::answering(outcome_model(seed)).await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
-    let daemon = Daemon::start_with(config).await;
+    let daemon = Daemon::start_with(llm.config(dir.path())).await;
     daemon
         .push_ok(
             "prompted",
@@ -417,10 +414,7 @@ async fn the_prompt_engineer_writes_a_candidate_for_a_failing_prompt_and_tests_i
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
-    let daemon = Daemon::start_with(config).await;
+    let daemon = Daemon::start_with(llm.config(dir.path())).await;
     daemon
         .push_ok(
             "prompted",

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use overseer_tests::{Daemon, FakeLlm, eventually, test_config};
+use overseer_tests::{Daemon, FakeLlm, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -52,9 +52,7 @@ fn broken_answer() -> String {
 
 async fn llm_daemon(llm: &FakeLlm) -> (Daemon, tempfile::TempDir) {
     let temp = tempfile::tempdir().expect("temp dir");
-    let mut config = test_config(temp.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let config = llm.config(temp.path());
     (Daemon::start_with(config).await, temp)
 }
 

@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use std::time::{Duration, Instant};
 
-use overseer_tests::{Daemon, FakeLlm, eventually, manifest, test_config};
+use overseer_tests::{Daemon, FakeLlm, eventually, manifest};
 use serde_json::{Value, json};
 
 const INDEX: &str = r#"<html><head><title>Quarterly notes</title><style>p { color: red }</style></head>
@@ -218,9 +218,7 @@ async fn a_task_reads_its_pages_retrying_what_may_pass() {
     ])
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.llm.url = Some(llm.url.clone());
-    config.llm.model = "fake-model".to_string();
+    let config = llm.config(dir.path());
     let daemon = Daemon::start_with(config).await;
     daemon
         .push_ok(

@@ -28,7 +28,9 @@ pub use engine::{
 };
 pub use error::{Error, Fault, Rejection, Result};
 pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
-pub use linker::{MAX_FILINGS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms};
+pub use linker::{
+    MAX_FILINGS, MAX_FLEET_WINDOW_MS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms,
+};
 pub use services::{
     Backtest, Broker, Budget, Capability, Fleet, Fundamentals, Http, Kv, Llm, Market, Memory,
     MemoryServices, Prompts, Runtime, Services, Source,

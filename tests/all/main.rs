@@ -12,6 +12,7 @@ mod calls;
 mod cli;
 mod containment;
 mod crash;
+mod dashboard;
 mod drill;
 mod edit;
 mod health;

@@ -15,6 +15,7 @@ mod alerts;
 mod audit;
 mod backtests;
 mod budgets;
+mod dashboard;
 mod edits;
 mod error;
 mod overseer;
@@ -118,6 +119,7 @@ pub fn app(state: AppState) -> Router {
         .merge(overseer::routes())
         .merge(budgets::routes())
         .merge(prompts::routes())
+        .merge(dashboard::routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -157,12 +159,14 @@ fn access(method: &Method, path: &str) -> Access {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Access::Mutation;
     }
-    if path == "/v1/health" {
+    // The dashboard's page and assets: the page asks for the token itself.
+    if path == "/v1/health" || path == "/" || path.starts_with("/ui/") {
         return Access::Open;
     }
     // Event payloads and agents' memories say what agents saw and did; research results and
     // tasks are event payloads too, and the audit trail says who changed what and why.
     if path == "/v1/events"
+        || path == "/v1/stream"
         || path == "/v1/memory"
         || path.starts_with("/v1/research/")
         || path == "/v1/audit"

@@ -124,7 +124,7 @@ async fn reject(
     Ok(Json(json!(record)))
 }
 
-fn overseer(state: &AppState) -> ApiResult<&Arc<Overseer>> {
+pub(crate) fn overseer(state: &AppState) -> ApiResult<&Arc<Overseer>> {
     state.overseer.as_ref().ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

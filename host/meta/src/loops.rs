@@ -194,7 +194,7 @@ impl Overseer {
     }
 
     /// Every active agent's window of `window_ms` to now, with its deadline in milliseconds.
-    pub(crate) fn windows(&self, window_ms: u64) -> Vec<(Window, Option<f64>)> {
+    pub fn windows(&self, window_ms: u64) -> Vec<(Window, Option<f64>)> {
         let since = now_ms().saturating_sub(window_ms);
         self.kernel
             .registry

@@ -1,0 +1,210 @@
+//! The dashboard, served on the API's own listener: its page and assets embedded in the binary
+//! (open, like the page that asks for the token), the live event stream it reads
+//! (`/v1/stream`, Server-Sent Events) and the per-agent windows it charts (`/v1/telemetry`).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderValue, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use futures_util::Stream;
+use overseer_store::EventFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{ApiError, ApiResult, AppState};
+
+const INDEX: &str = include_str!("../assets/dashboard/index.html");
+const APP_JS: &str = include_str!("../assets/dashboard/app.js");
+const APP_CSS: &str = include_str!("../assets/dashboard/app.css");
+/// Chart.js 4.6.1 (MIT), the copy the daily report embeds.
+const CHART_JS: &str = include_str!("../../meta/assets/chart.umd.min.js");
+
+/// The page may load only its own scripts and styles, and talk only to its own origin; no
+/// other site may frame it.
+const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/app.js",
+            get(|| async { asset(APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/ui/app.css",
+            get(|| async { asset(APP_CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/ui/chart.umd.min.js",
+            get(|| async { asset(CHART_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route("/v1/stream", get(stream))
+        .route("/v1/telemetry", get(telemetry))
+}
+
+fn asset(body: &'static str, kind: &'static str) -> Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Most events one read of the log passes on.
+const STREAM_BATCH: u32 = 500;
+
+/// How often the stream looks for new events.
+const STREAM_POLL: Duration = Duration::from_millis(250);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamQuery {
+    /// Topics to pass, comma-separated: exact, `prefix.*`, or `*` (the default).
+    topics: Option<String>,
+    /// Start after this event (default: the newest, so only what happens from now on).
+    after: Option<i64>,
+}
+
+/// Whether subscription `pattern` takes `topic`.
+fn takes(pattern: &str, topic: &str) -> bool {
+    pattern == "*"
+        || pattern == topic
+        || pattern
+            .strip_suffix(".*")
+            .is_some_and(|p| topic.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
+}
+
+/// The bus's events as they are logged, as Server-Sent Events: `event` the topic, `id` the
+/// event's sequence number (a client reconnects with `after`), `data` `{topic, source, at_ms,
+/// payload}`. A comment every 15 s keeps proxies from closing it.
+async fn stream(
+    State(state): State<AppState>,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let patterns: Vec<String> = query
+        .topics
+        .as_deref()
+        .unwrap_or("*")
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .collect();
+    let store = state.kernel.store.clone();
+    let after = match query.after {
+        Some(after) => after,
+        None => store
+            .events(&EventFilter {
+                limit: 1,
+                newest_first: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(overseer_kernel::Error::from)?
+            .first()
+            .map_or(0, |e| e.seq),
+    };
+    let events = futures_util::stream::unfold(after, move |mut after| {
+        let store = store.clone();
+        let patterns = patterns.clone();
+        async move {
+            loop {
+                let read = store
+                    .events(&EventFilter {
+                        after,
+                        limit: STREAM_BATCH,
+                        ..Default::default()
+                    })
+                    .await
+                    .unwrap_or_default();
+                let Some(last) = read.last() else {
+                    tokio::time::sleep(STREAM_POLL).await;
+                    continue;
+                };
+                after = last.seq;
+                let batch: Vec<Result<Event, Infallible>> = read
+                    .into_iter()
+                    .filter(|e| patterns.iter().any(|p| takes(p, &e.topic)))
+                    .map(|e| {
+                        let payload = serde_json::from_str::<Value>(&e.payload)
+                            .unwrap_or(Value::String(e.payload.clone()));
+                        let data = json!({ "topic": e.topic, "source": e.source, "at_ms": e.at_ms, "payload": payload });
+                        Ok(Event::default()
+                            .event(e.topic.clone())
+                            .id(e.seq.to_string())
+                            .data(data.to_string()))
+                    })
+                    .collect();
+                if !batch.is_empty() {
+                    return Some((futures_util::stream::iter(batch), after));
+                }
+            }
+        }
+    });
+    Ok(Sse::new(futures_util::StreamExt::flatten(events))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TelemetryQuery {
+    /// The window, in milliseconds (default an hour, at most a day).
+    window_ms: Option<u64>,
+}
+
+/// Every serving agent's calls over the window: calls, failures, error rate, p50/p95/p99,
+/// fuel, peak memory and calls per minute, with its deadline.
+async fn telemetry(
+    State(state): State<AppState>,
+    query: Result<Query<TelemetryQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let window_ms = query.window_ms.unwrap_or(3_600_000);
+    if !(1..=overseer_sandbox::MAX_FLEET_WINDOW_MS).contains(&window_ms) {
+        return Err(ApiError::invalid(format!(
+            "window_ms {window_ms}: 1 ms to a day"
+        )));
+    }
+    let overseer = crate::overseer::overseer(&state)?;
+    let agents: Vec<Value> = overseer
+        .windows(window_ms)
+        .into_iter()
+        .map(|(w, deadline_ms)| {
+            let mut v = json!(w);
+            v["deadline_ms"] = json!(deadline_ms);
+            v
+        })
+        .collect();
+    Ok(Json(json!({ "window_ms": window_ms, "agents": agents })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::takes;
+
+    #[test]
+    fn stream_patterns_take_their_topics() {
+        assert!(takes("*", "alert.opened"));
+        assert!(takes("alert.*", "alert.opened"));
+        assert!(!takes("alert.*", "alerts.opened"));
+        assert!(takes("trade.signal", "trade.signal"));
+        assert!(!takes("trade.signal", "trade.signals"));
+    }
+}

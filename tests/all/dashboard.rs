@@ -159,6 +159,16 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
         daemon.invoke("svc", json!({ "fail": "error" })).await;
     }
     daemon.wait_verdict("svc", 2, "rolled-back").await;
+    // An order a person placed.
+    let (status, order) = daemon
+        .post(
+            "/v1/orders",
+            json!({ "symbol": "AAPL", "side": "buy", "quantity": 3, "type": "market", "client_order_id": "dash-1" })
+                .to_string(),
+        )
+        .await;
+    assert!(status.is_success(), "{order}");
+    let order_id = order["id"].as_str().unwrap().to_string();
     // A decision that waits for a person: the kill switch.
     let (status, decision) = daemon
         .post(
@@ -193,6 +203,17 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
     );
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(foreign.status(), StatusCode::FORBIDDEN);
+    let rebound = anonymous
+        .get(daemon.url("/"))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        rebound.status(),
+        StatusCode::MISDIRECTED_REQUEST,
+        "no DNS rebinding"
+    );
 
     let browser = Browser::start(&driver, &chromium).await;
     let c = &browser.client;
@@ -259,12 +280,16 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
     // Trading: the kill switch the decision threw.
     c.goto(&daemon.url("/#trading")).await.unwrap();
     browser.text_of("#risk-state", "halted").await;
+    browser.text_of("#page", &order_id).await;
     browser.screenshot("trading").await;
 
     // Changes: the rollback and the decision on the trail.
     c.goto(&daemon.url("/#changes")).await.unwrap();
     browser.text_of("#page", "rollback").await;
     browser.screenshot("changes").await;
+    // Performance: the busiest agent's calls over time.
+    c.goto(&daemon.url("/#performance/svc")).await.unwrap();
+    browser.text_of("#perf-agent", "svc").await;
     for view in ["performance", "research", "prompts"] {
         c.goto(&daemon.url(&format!("/#{view}"))).await.unwrap();
         eventually(WAIT, &format!("the {view} page"), || async {
@@ -274,6 +299,126 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
         .await;
         browser.screenshot(view).await;
     }
+    browser.stop().await;
+    daemon.stop().await;
+}
+
+/// Under `--public-read` the page reads without a token; an action still needs one.
+#[tokio::test]
+async fn under_public_read_the_page_reads_without_a_token() {
+    let Some((driver, chromium)) = tools() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = overseer_tests::test_config(dir.path());
+    config.public_read = true;
+    let daemon = Daemon::start_with(config).await;
+    daemon.push_ok("echo", "echo", "").await;
+    daemon.push_ok("svc", "echo", "").await;
+    let browser = Browser::start(&driver, &chromium).await;
+    browser
+        .client
+        .goto(&daemon.url("/#agent/svc"))
+        .await
+        .unwrap();
+    browser.text_of("#active-version", "1").await;
+    browser.click("#rollback").await;
+    browser.client.accept_alert().await.unwrap();
+    // Refused without the token: the page asks for it.
+    browser.text_of("#login", "Token").await;
+    browser.screenshot("public-read").await;
+    assert_eq!(daemon.agent("svc").await["active_version"], 1);
+    browser.stop().await;
+    daemon.stop().await;
+}
+
+/// The page with 1,000 agents and 100,000 events in the store: the time from navigation to
+/// the first drawn page, and each page's fetch-and-draw, printed (a benchmark: nothing is
+/// asserted of the times).
+#[tokio::test]
+async fn the_page_stays_responsive_with_a_thousand_agents_and_a_hundred_thousand_events() {
+    let Some((driver, chromium)) = tools() else {
+        return;
+    };
+    let daemon = Daemon::start().await;
+    let wasm = component("echo");
+    let started = std::time::Instant::now();
+    for chunk in (0..1000).collect::<Vec<u32>>().chunks(20) {
+        let pushes = chunk.iter().map(|i| {
+            let wasm = wasm.clone();
+            let daemon = &daemon;
+            async move {
+                let (status, body) = daemon.push(&format!("a{i:04}"), wasm, Some("")).await;
+                assert!(status.is_success(), "{body}");
+            }
+        });
+        futures_util::future::join_all(pushes).await;
+    }
+    let pushed = started.elapsed();
+    let started = std::time::Instant::now();
+    // One statement, as an operator's long-running fleet would have written them one by one.
+    let inserted = daemon
+        .kernel
+        .store
+        .execute_raw(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 100000) \
+             INSERT INTO events (id, topic, payload, source, at_ms, size) \
+             SELECT 'bench-' || i, 'bench.tick', '{{\"n\":' || i || '}}', 'a0001', {}, 8 FROM n",
+            overseer_store::now_ms()
+        ))
+        .await
+        .unwrap();
+    assert_eq!(inserted, 100_000);
+    let logged = started.elapsed();
+    let (_, agents) = daemon.get("/v1/agents").await;
+    assert_eq!(agents["agents"].as_array().unwrap().len(), 1000);
+
+    let browser = Browser::start(&driver, &chromium).await;
+    let c = &browser.client;
+    c.goto(&daemon.url("/")).await.unwrap();
+    c.find(Locator::Css("#token"))
+        .await
+        .unwrap()
+        .send_keys(TOKEN)
+        .await
+        .unwrap();
+    browser.click("#save-token").await;
+    browser.text_of("tr[data-agent=a0000]", "a0000").await;
+    let rows = c
+        .find_all(Locator::Css("tr[data-agent]"))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(rows, 100, "a page of a hundred agents");
+    browser.text_of(".pager", "of 1000").await;
+    let mut figures = Vec::new();
+    for view in [
+        "status",
+        "changes",
+        "performance/a0001",
+        "alerts",
+        "governance",
+    ] {
+        c.goto(&daemon.url(&format!("/#{view}"))).await.unwrap();
+        c.refresh().await.unwrap();
+        let (first, drawn) = eventually(WAIT, &format!("the {view} page"), || async {
+            let page = c.find(Locator::Css("#page")).await.ok()?;
+            let first = page.attr("data-first-render-ms").await.ok()??;
+            let drawn = page.attr("data-rendered-ms").await.ok()??;
+            Some((first, drawn))
+        })
+        .await;
+        figures.push(format!(
+            "{view}: first page drawn {first} ms after navigation (fetch and draw {drawn} ms)"
+        ));
+    }
+    browser.screenshot("thousand-agents").await;
+    println!(
+        "dashboard with 1,000 agents (pushed in {:.1} s) and 100,000 events (written in {:.1} s):\n  {}",
+        pushed.as_secs_f64(),
+        logged.as_secs_f64(),
+        figures.join("\n  ")
+    );
     browser.stop().await;
     daemon.stop().await;
 }

@@ -48,6 +48,7 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/v1/stream", get(stream))
         .route("/v1/telemetry", get(telemetry))
+        .route("/v1/telemetry/{agent}", get(series))
 }
 
 fn asset(body: &'static str, kind: &'static str) -> Response {
@@ -193,6 +194,69 @@ async fn telemetry(
         })
         .collect();
     Ok(Json(json!({ "window_ms": window_ms, "agents": agents })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SeriesQuery {
+    /// The span, in milliseconds (default an hour, at most a day).
+    window_ms: Option<u64>,
+    /// Points (default 60, at most 500): the span cut into equal buckets.
+    buckets: Option<u32>,
+}
+
+/// Most points one series answers: enough for any chart's width.
+const MAX_BUCKETS: u32 = 500;
+
+/// One agent's calls over the span, downsampled into equal buckets, oldest first: each with
+/// its start, calls, failures, error rate, p50/p95 latency, fuel and peak memory (from the
+/// kernel's recent calls, the last 4,096 of the agent).
+async fn series(
+    State(state): State<AppState>,
+    axum::extract::Path(agent): axum::extract::Path<String>,
+    query: Result<Query<SeriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    if state.kernel.registry.get(&agent).is_none() {
+        return Err(overseer_kernel::Error::AgentNotFound(agent).into());
+    }
+    let window_ms = query.window_ms.unwrap_or(3_600_000);
+    let buckets = query.buckets.unwrap_or(60);
+    if !(1..=overseer_sandbox::MAX_FLEET_WINDOW_MS).contains(&window_ms)
+        || !(1..=MAX_BUCKETS).contains(&buckets)
+    {
+        return Err(ApiError::invalid(format!(
+            "window_ms 1 ms to a day, buckets 1 to {MAX_BUCKETS}"
+        )));
+    }
+    let now = overseer_store::now_ms();
+    let from = now.saturating_sub(window_ms);
+    let width = window_ms.div_ceil(u64::from(buckets)).max(1);
+    let calls = state.kernel.metrics.recent().since(&agent, from);
+    let points: Vec<Value> = (0..u64::from(buckets))
+        .map(|i| {
+            let start = from + i * width;
+            let inside: Vec<_> = calls
+                .iter()
+                .filter(|c| c.at_ms >= start && c.at_ms < start + width)
+                .cloned()
+                .collect();
+            let w = overseer_meta::telemetry::window(&agent, &inside, width);
+            json!({
+                "start_ms": start,
+                "calls": w.calls,
+                "failures": w.failures,
+                "error_rate": w.error_rate,
+                "p50_ms": w.p50_ms,
+                "p95_ms": w.p95_ms,
+                "fuel": w.fuel,
+                "peak_memory": w.peak_memory,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "agent": agent, "window_ms": window_ms, "bucket_ms": width, "points": points }),
+    ))
 }
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ function when(ms) {
 class Unauthorized extends Error {}
 
 async function api(path, options = {}) {
-  const headers = Object.assign({ Authorization: `Bearer ${token()}` }, options.headers || {});
+  // Without a token the daemon may still answer reads (`--public-read`); a 401 asks for it.
+  const headers = Object.assign(token() ? { Authorization: `Bearer ${token()}` } : {}, options.headers || {});
   if (options.body !== undefined && typeof options.body !== "string") {
     options.body = JSON.stringify(options.body);
     headers["Content-Type"] = "application/json";
@@ -127,7 +128,10 @@ function chart(id, labels, datasets, type = "line") {
 const PAGE = 100;
 
 async function statusPage() {
-  const [agents, system] = await Promise.all([api("/v1/agents"), api("/v1/system")]);
+  const [agents, system, windows] = await Promise.all([
+    api("/v1/agents"), api("/v1/system"), api("/v1/telemetry?window_ms=3600000").catch(() => ({ agents: [] })),
+  ]);
+  const figures = Object.fromEntries((windows.agents || []).map((w) => [w.agent, w]));
   const list = agents.agents || [];
   const offset = offsets.agents || 0;
   const shown = list.slice(offset, offset + PAGE);
@@ -140,9 +144,14 @@ async function statusPage() {
     <span>database ${esc(system.database)}</span>
     <span>${esc(list.length)} agents</span>
   </p>
-  ${table(["agent", "state", "version", "quarantined"], shown.map((a) => [
-    `<a href="#agent/${esc(a.name)}">${esc(a.name)}</a>`, esc(a.state), esc(a.active_version), a.quarantined ? "yes" : "",
-  ]), (i) => `data-agent="${esc(shown[i].name)}"`)}
+  ${table(["agent", "state", "version", "health", "calls (1 h)", "error rate", "p50 ms", "p99 ms", "fuel"], shown.map((a) => {
+    const w = figures[a.name] || {};
+    const health = a.quarantined ? "quarantined" : w.error_rate > 0.2 ? "failing" : w.calls ? "healthy" : "idle";
+    return [
+      `<a href="#agent/${esc(a.name)}">${esc(a.name)}</a>`, esc(a.state), esc(a.active_version), esc(health),
+      esc(w.calls), esc(w.error_rate?.toFixed(3)), esc(w.p50_ms?.toFixed(1)), esc(w.p99_ms?.toFixed(1)), esc(w.fuel),
+    ];
+  }), (i) => `data-agent="${esc(shown[i].name)}"`)}
   ${pager("agents", offset, PAGE, list.length)}`;
 }
 
@@ -241,18 +250,37 @@ async function editPage(agent, id) {
   <h2>Build log</h2><pre>${esc(edit.build_log)}</pre>`;
 }
 
-async function performancePage() {
-  const windows = await api("/v1/telemetry?window_ms=3600000");
+async function performancePage(agent) {
+  const [windows, llm, budgets] = await Promise.all([
+    api("/v1/telemetry?window_ms=3600000"), api("/v1/llm"), api("/v1/budgets").catch(() => ({ budgets: [] })),
+  ]);
   const agents = windows.agents || [];
+  const chosen = agent || (agents.slice().sort((a, b) => b.calls - a.calls)[0] || {}).agent;
+  const series = chosen ? await api(`/v1/telemetry/${encodeURIComponent(chosen)}?window_ms=3600000&buckets=60`) : { points: [] };
+  const points = series.points || [];
+  const labels = points.map((p) => when(p.start_ms).slice(11, 16));
   setTimeout(() => {
-    chart("p95", agents.map((a) => a.agent), [{ label: "p95 ms", data: agents.map((a) => a.p95_ms) }], "bar");
-    chart("errors", agents.map((a) => a.agent), [{ label: "error rate", data: agents.map((a) => a.error_rate) }], "bar");
+    chart("latency", labels, [
+      { label: "p50 ms", data: points.map((p) => p.p50_ms) },
+      { label: "p95 ms", data: points.map((p) => p.p95_ms) },
+    ]);
+    chart("calls", labels, [
+      { label: "calls", data: points.map((p) => p.calls) },
+      { label: "failures", data: points.map((p) => p.failures) },
+    ], "bar");
+    chart("fuel", labels, [{ label: "fuel", data: points.map((p) => p.fuel) }]);
   });
-  return `<h1>Performance</h1><p>The last hour of calls, per agent.</p>
-  <div class="chart"><canvas id="p95"></canvas></div><div class="chart"><canvas id="errors"></canvas></div>
-  ${table(["agent", "calls", "failures", "error rate", "p50 ms", "p95 ms", "fuel", "LLM tokens"], agents.map((a) => [
-    esc(a.agent), esc(a.calls), esc(a.failures), esc(a.error_rate?.toFixed(3)), esc(a.p50_ms?.toFixed(1)), esc(a.p95_ms?.toFixed(1)), esc(a.fuel), esc(a.llm_tokens),
-  ]))}`;
+  return `<h1>Performance</h1>
+  <p>The last hour, per agent; charts of <b id="perf-agent">${esc(chosen || "no agent")}</b> in minute buckets (pick another below).</p>
+  <div class="chart"><canvas id="latency"></canvas></div><div class="chart"><canvas id="calls"></canvas></div><div class="chart"><canvas id="fuel"></canvas></div>
+  ${table(["agent", "calls", "failures", "error rate", "p50 ms", "p95 ms", "p99 ms", "fuel", "peak memory"], agents.map((a) => [
+    `<a href="#performance/${esc(a.agent)}">${esc(a.agent)}</a>`, esc(a.calls), esc(a.failures), esc(a.error_rate?.toFixed(3)),
+    esc(a.p50_ms?.toFixed(1)), esc(a.p95_ms?.toFixed(1)), esc(a.p99_ms?.toFixed(1)), esc(a.fuel), esc(a.peak_memory),
+  ]))}
+  <h2>LLM</h2><p>${esc(llm.model || "no model configured")}</p>
+  ${table(["agent", "calls", "failed", "prompt tokens", "completion tokens", "last"], (llm.usage || []).map((u) => [
+    esc(u.agent), esc(u.calls), esc(u.failed), esc(u.prompt_tokens), esc(u.completion_tokens), esc(when(u.last_ms))]))}
+  <h2>Budgets today</h2><pre>${esc(JSON.stringify(budgets.budgets || budgets, null, 1)).slice(0, 4000)}</pre>`;
 }
 
 async function tradingPage() {
@@ -281,15 +309,45 @@ async function tradingPage() {
   <h2>Orders</h2>${table(["id", "agent", "symbol", "side", "quantity", "status", "filled", "price"], (orders.orders || []).map((o) => [
     esc(o.id), esc(o.agent), esc(o.symbol), esc(o.side), esc(o.quantity), esc(o.status), esc(o.filled_quantity), esc(o.fill_price)]))}
   <h2>Refusals</h2>${table(["agent", "symbol", "side", "code", "message"], (gate.refusals || []).map((r) => [
-    esc(r.agent), esc(r.symbol), esc(r.side), esc(r.code), esc(r.message)]))}`;
+    esc(r.agent), esc(r.symbol), esc(r.side), esc(r.code), esc(r.message)]))}
+  <h2>Backtests</h2>${table(["run"], ((await api("/v1/backtests").catch(() => ({}))).backtests || []).slice(0, 20).map((id) => [
+    `<a href="#backtest/${esc(id)}">${esc(id)}</a>`]))}`;
+}
+
+async function backtestPage(id) {
+  const run = await api(`/v1/backtests/${id}`);
+  const report = run.report || {};
+  const curve = report.equity || [];
+  setTimeout(() => chart("bt-equity", curve.map((p) => p.day), [
+    { label: "equity", data: curve.map((p) => p.equity) },
+  ]));
+  setTimeout(() => chart("bt-drawdown", curve.map((p) => p.day), [
+    { label: "drawdown", data: curve.map((p) => -p.drawdown) },
+  ]));
+  const m = report.metrics || {};
+  const b = report.benchmark || {};
+  return `<h1>Backtest ${esc(id)}</h1>
+  <p class="cards"><span>${esc(run.state)}</span><span>${esc(report.agent)} v${esc(report.version)}</span>
+    <span>${esc((report.symbols || []).join(", "))} ${esc(report.from)} → ${esc(report.to)}</span>
+    <span>return ${esc(m.total_return?.toFixed?.(3))} (buy and hold ${esc(b.total_return?.toFixed?.(3))})</span>
+    <span>Sharpe ${esc(m.sharpe?.toFixed?.(2))}</span><span>max drawdown ${esc(m.max_drawdown?.toFixed?.(3))}</span>
+    <span>${esc(run.error ? JSON.stringify(run.error) : "")}</span></p>
+  <div class="chart"><canvas id="bt-equity"></canvas></div><div class="chart"><canvas id="bt-drawdown"></canvas></div>
+  <h2>Trade log</h2>${table(["day", "kind", "agent", "symbol", "side", "quantity", "price", "reason"], (report.trades || []).slice(0, 200).map((t) => [
+    esc(t.day), esc(t.kind), esc(t.agent), esc(t.symbol), esc(t.side), esc(t.quantity), esc(t.price), esc(t.reason ?? t.code)]))}`;
 }
 
 async function researchPage() {
-  const [tracks, results] = await Promise.all([api("/v1/research/tracks"), api("/v1/research/results?limit=30")]);
+  const [tracks, results, tasks] = await Promise.all([
+    api("/v1/research/tracks"), api("/v1/research/results?limit=30"), api("/v1/research/tasks?limit=30"),
+  ]);
   return `<h1>Research</h1>
   ${table(["track", "agent", "every", "runs", "failures", "last result", "last failure", "next run"], (tracks.tracks || []).map((t) => [
     esc(t.specialisation), esc(t.agent), esc(t.every_ms ? `${t.every_ms / 1000} s` : ""), esc(t.runs_ok), esc(t.version_failures),
     esc(t.last_result ? t.last_result.thesis : ""), esc(t.last_failure ? t.last_failure.message : ""), esc(when(t.next_run_ms))]))}
+  <h2>Tasks</h2>
+  ${table(["when", "from", "task"], (tasks.tasks || []).map((t) => [
+    esc(when(t.at_ms)), esc(t.source), `<code>${esc(JSON.stringify(t.payload ?? t)).slice(0, 300)}</code>`]))}
   <h2>Latest results</h2>
   ${table(["track", "as of", "status", "confidence", "thesis", "evidence"], (results.results || []).map((r) => [
     esc(r.track), esc(r.as_of), esc(r.status), esc(r.confidence), esc(r.thesis),
@@ -314,6 +372,7 @@ const PAGES = {
   governance: governancePage,
   changes: changesPage,
   edit: editPage,
+  backtest: backtestPage,
   performance: performancePage,
   trading: tradingPage,
   research: researchPage,
@@ -323,7 +382,6 @@ const PAGES = {
 let rendering = null;
 
 async function render() {
-  if (!token()) { showLogin(); return; }
   const [name, ...args] = (location.hash.slice(1) || "status").split("/").map(decodeURIComponent);
   const view = PAGES[name] || statusPage;
   const started = performance.now();
@@ -335,6 +393,8 @@ async function render() {
     page.innerHTML = html;
     page.dataset.page = name;
     page.dataset.renderedMs = String(Math.round(performance.now() - started));
+    // Milliseconds from navigation to the first page drawn: what the scale benchmark reads.
+    if (!page.dataset.firstRenderMs) page.dataset.firstRenderMs = String(Math.round(performance.now()));
     for (const a of document.querySelectorAll("#nav a")) a.classList.toggle("here", a.getAttribute("href") === `#${name}`);
   } catch (e) {
     if (!(e instanceof Unauthorized)) page.innerHTML = `<p class="error">${esc(e.message)}</p>`;
@@ -369,7 +429,7 @@ async function stream() {
   setTimeout(stream, 10_000);
 }
 
-setInterval(() => { if (!live && token()) render(); }, 10_000);
+setInterval(() => { if (!live && login.hidden) render(); }, 10_000);
 window.addEventListener("hashchange", () => { offsets.agents = 0; render(); });
 render();
 stream();

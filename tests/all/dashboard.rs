@@ -99,6 +99,26 @@ impl Browser {
         .await
     }
 
+    /// Type `text` into the input `css`.
+    async fn type_into(&self, css: &str, text: &str) {
+        let input = eventually(WAIT, &format!("{css} to be there"), || async {
+            self.client.find(Locator::Css(css)).await.ok()
+        })
+        .await;
+        input.send_keys(text).await.expect("typing");
+    }
+
+    /// Open the dashboard of `daemon` and give it the token when it asks.
+    async fn log_in(&self, daemon: &Daemon, shot: Option<&str>) {
+        self.client.goto(&daemon.url("/")).await.unwrap();
+        self.text_of("#login", "Token").await;
+        if let Some(name) = shot {
+            self.screenshot(name).await;
+        }
+        self.type_into("#token", TOKEN).await;
+        self.click("#save-token").await;
+    }
+
     async fn click(&self, css: &str) {
         let element = eventually(WAIT, &format!("{css} to be there"), || async {
             self.client.find(Locator::Css(css)).await.ok()
@@ -217,17 +237,8 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
 
     let browser = Browser::start(&driver, &chromium).await;
     let c = &browser.client;
-    c.goto(&daemon.url("/")).await.unwrap();
     // The page asks for the token.
-    browser.text_of("#login", "Token").await;
-    browser.screenshot("login").await;
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    browser.click("#save-token").await;
+    browser.log_in(&daemon, Some("login")).await;
 
     // Status: the daemon's agents.
     browser.text_of("tr[data-agent=echo]", "echo").await;
@@ -261,12 +272,12 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
             "halt trading for the audit",
         )
         .await;
-    c.find(Locator::Css(&format!("#reason-{decision_id}")))
-        .await
-        .unwrap()
-        .send_keys("approved in the dashboard")
-        .await
-        .unwrap();
+    browser
+        .type_into(
+            &format!("#reason-{decision_id}"),
+            "approved in the dashboard",
+        )
+        .await;
     browser.click(&format!("#approve-{decision_id}")).await;
     let applied = eventually(WAIT, "the decision applied", || async {
         let (_, d) = daemon.get(&format!("/v1/decisions/{decision_id}")).await;
@@ -375,14 +386,7 @@ async fn the_page_stays_responsive_with_a_thousand_agents_and_a_hundred_thousand
 
     let browser = Browser::start(&driver, &chromium).await;
     let c = &browser.client;
-    c.goto(&daemon.url("/")).await.unwrap();
-    c.find(Locator::Css("#token"))
-        .await
-        .unwrap()
-        .send_keys(TOKEN)
-        .await
-        .unwrap();
-    browser.click("#save-token").await;
+    browser.log_in(&daemon, None).await;
     browser.text_of("tr[data-agent=a0000]", "a0000").await;
     let rows = c
         .find_all(Locator::Css("tr[data-agent]"))

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 fn spec() -> AgentSpec {
     AgentSpec {
         name: "tally".to_string(),
-        purpose: "Counts the counter's increments and announces each count".to_string(),
+        purpose: "Counts the counter's increments.\nAnnounces each count on its output."
+            .to_string(),
         inputs: vec!["counter.incremented".to_string()],
         outputs: vec!["tally.counted".to_string()],
         schedule: None,

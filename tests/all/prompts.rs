@@ -229,6 +229,45 @@ async fn a_better_variant_is_promoted_when_the_stopping_rule_fires_and_an_a_a_te
         .await;
     assert_eq!(status, StatusCode::OK, "{back}");
     assert_eq!(production(&daemon).await, 1);
+    // Undone once: a second rollback finds nothing earlier, and never brings B back.
+    let (status, again) = daemon
+        .post(&format!("/v1/prompts/{PROMPT}/rollback"), String::new())
+        .await;
+    assert_eq!(
+        (status, again["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+    assert_eq!(production(&daemon).await, 1);
+
+    // A push that changes the manifest's prompt makes it a version, and production.
+    let changed = overseer_tests::manifest("fixture-prompted")
+        .replace("Is {{unit}} fine?", "Is {{unit}} fine, in one word?")
+        // Its calls ask the model, which a canary's shadow run never does.
+        + "\n[deploy]\ncanary = 0\n";
+    let (status, body) = daemon
+        .push(
+            "prompted",
+            overseer::bench::tagged(&overseer_tests::component("fixture-prompted"), "2"),
+            Some(&changed),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (_, served) = daemon
+        .invoke("prompted", json!({ "unit": "after-push" }))
+        .await;
+    let (_, shown) = daemon.get(&format!("/v1/prompts/{PROMPT}")).await;
+    let latest = shown["versions"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(latest["author"], "manifest", "{shown}");
+    assert_eq!(served["output"]["version"], latest["version"], "{served}");
+    assert_eq!(
+        production(&daemon).await,
+        latest["version"].as_u64().unwrap()
+    );
     assert!(
         trail(&daemon)
             .await
@@ -319,6 +358,19 @@ async fn bad_prompts_and_experiments_get_clear_errors() {
             "{path} {body}: {answer}"
         );
     }
+    // Another agent's prompt is not for an agent without the fleet grant.
+    daemon
+        .push_ok(
+            "intruder",
+            "fixture-prompted",
+            &overseer_tests::manifest("fixture-prompted")
+                .replace("name = \"prompted\"", "name = \"intruder\""),
+        )
+        .await;
+    let (_, refused) = daemon
+        .invoke("intruder", json!({ "unit": "x", "prompt": PROMPT }))
+        .await;
+    assert_eq!(refused["error"]["code"], "denied", "{refused}");
     // One experiment per prompt at a time.
     let spec = json!({ "prompt": PROMPT, "variants": [1, 2], "metric": "success" }).to_string();
     assert_eq!(

@@ -39,6 +39,7 @@ impl From<PromptError> for ApiError {
             | PromptError::NoExperiment(_) => StatusCode::NOT_FOUND,
             PromptError::Invalid(_) | PromptError::Template(_) => StatusCode::BAD_REQUEST,
             PromptError::Conflict(_) => StatusCode::CONFLICT,
+            PromptError::Denied(_) => StatusCode::FORBIDDEN,
             PromptError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError::new(status, e.code(), e.to_string())

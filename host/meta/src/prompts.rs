@@ -45,8 +45,18 @@ use sha2::{Digest, Sha256};
 use crate::experiment::{StoppingRule, Verdict, two_proportion_p, welch_p, wilson};
 use crate::loops::Overseer;
 
+/// The author of the versions an owner's manifest declares.
+const MANIFEST: &str = "manifest";
+
+/// The reason a rollback's label setting carries.
+const ROLLBACK: &str = "rollback";
+
 /// The labels a version may carry.
 pub const LABELS: &[&str] = &["production", "candidate"];
+
+/// Fewest outcomes per arm before a look: below it the tests' normal approximations are too
+/// far off (a z-test on 5 against 5 is anti-conservative).
+pub const MIN_SAMPLES: u64 = 10;
 
 /// Most variants in one experiment.
 pub const MAX_VARIANTS: usize = 8;
@@ -68,6 +78,8 @@ pub enum PromptError {
     #[error("no experiment {0}")]
     NoExperiment(i64),
     #[error("{0}")]
+    Denied(String),
+    #[error("{0}")]
     Conflict(String),
     #[error("{0}")]
     Store(#[from] overseer_store::Error),
@@ -82,6 +94,7 @@ impl PromptError {
             PromptError::Invalid(_) => "invalid_request",
             PromptError::Template(_) => "invalid_template",
             PromptError::NoExperiment(_) => "experiment_not_found",
+            PromptError::Denied(_) => "denied",
             PromptError::Conflict(_) => "conflict",
             PromptError::Store(_) => "store_failed",
         }
@@ -90,6 +103,7 @@ impl PromptError {
     fn guest(self) -> GuestError {
         match self {
             PromptError::Store(e) => GuestError::Unavailable(e.to_string()),
+            PromptError::Denied(m) => GuestError::Denied(m),
             other => GuestError::InvalidInput(other.to_string()),
         }
     }
@@ -163,6 +177,16 @@ pub enum ExperimentMetric {
     Score,
 }
 
+impl ExperimentMetric {
+    /// Whether `used` was reported with this metric.
+    fn observed(self, used: &PromptUseRecord) -> bool {
+        match self {
+            ExperimentMetric::Success => used.success.is_some(),
+            ExperimentMetric::Score => used.score.is_some(),
+        }
+    }
+}
+
 /// One variant's outcomes so far.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Arm {
@@ -199,6 +223,8 @@ pub struct PromptRegistry {
     overseer: OnceLock<Weak<Overseer>>,
     /// One look at a time: two outcomes arriving together never take the same look twice.
     looking: tokio::sync::Mutex<()>,
+    /// One seed from a manifest at a time.
+    seeding: tokio::sync::Mutex<()>,
 }
 
 impl PromptRegistry {
@@ -207,6 +233,7 @@ impl PromptRegistry {
             kernel,
             overseer: OnceLock::new(),
             looking: tokio::sync::Mutex::new(()),
+            seeding: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -290,12 +317,17 @@ impl PromptRegistry {
                 (owner, new.variables.clone().unwrap_or_default())
             }
             Some(first) => {
-                let declared = spec_of(first).variables;
-                if new.variables.as_ref().is_some_and(|v| *v != declared) {
-                    return Err(PromptError::Invalid(format!(
-                        "the variables of {name:?} are its first version's: leave them out"
-                    )));
-                }
+                // The variables are what the owner passes: its manifest's, as last pushed.
+                let current = spec_of(existing.last().unwrap_or(first)).variables;
+                let declared = match new.variables.clone() {
+                    Some(pushed) if author == MANIFEST => pushed,
+                    Some(other) if other != current => {
+                        return Err(PromptError::Invalid(format!(
+                            "the variables of {name:?} are those its owner passes: leave them out"
+                        )));
+                    }
+                    _ => current,
+                };
                 if new.owner.as_ref().is_some_and(|o| *o != first.owner) {
                     return Err(PromptError::Invalid(format!(
                         "{name:?} belongs to {}",
@@ -370,11 +402,21 @@ impl PromptRegistry {
     /// Put `production` back on the version it labelled before its current one.
     pub async fn rollback(&self, name: &str, by: &str) -> Result<PromptLabelRecord> {
         let history = self.store().prompt_labels(name).await?;
-        let production: Vec<u32> = history
-            .iter()
-            .filter(|l| l.label == "production")
-            .map(|l| l.version)
-            .collect();
+        // The production versions as a stack: a rollback pops what it undid, so a second
+        // rollback goes further back instead of restoring the version the first took away.
+        let mut production: Vec<u32> = Vec::new();
+        for l in history.iter().filter(|l| l.label == "production") {
+            if l.reason == ROLLBACK {
+                while production.last().is_some_and(|v| *v != l.version) {
+                    production.pop();
+                }
+                if production.is_empty() {
+                    production.push(l.version);
+                }
+            } else if production.last() != Some(&l.version) {
+                production.push(l.version);
+            }
+        }
         let Some(&now) = production.last() else {
             return Err(PromptError::NotFound(name.to_string()));
         };
@@ -385,7 +427,7 @@ impl PromptRegistry {
         };
         let record = self
             .store()
-            .set_prompt_label(name, "production", before, by, "rollback")
+            .set_prompt_label(name, "production", before, by, ROLLBACK)
             .await?;
         audit::record(
             &**self.store(),
@@ -424,52 +466,86 @@ impl PromptRegistry {
         variables: &Value,
         record: bool,
     ) -> Result<ServedPrompt> {
+        let own = own_key(&call.agent, name).is_some();
         let full = match own_key(&call.agent, name) {
             Some(key) => format!("{}.{key}", call.agent),
             None => name.to_string(),
         };
-        let mut versions = self.store().prompt_versions(&full).await?;
-        if versions.is_empty() {
-            let declared = own_key(&call.agent, name).and_then(|k| call.manifest.prompts.get(k));
-            let Some(spec) = declared else {
-                return Err(PromptError::NotFound(full));
-            };
-            if !record {
-                // A shadow run seeds nothing: the manifest's template, unrecorded.
-                let (system, text) = spec
-                    .render(variables)
-                    .map_err(|e| PromptError::Invalid(format!("prompt {full:?}: {e}")))?;
-                return Ok(ServedPrompt {
-                    use_id: 0,
-                    name: full,
-                    version: 0,
-                    variant: None,
-                    system,
-                    text,
-                });
-            }
-            let seeded = NewVersion {
-                system: spec.system.clone(),
-                template: spec.template.clone(),
-                variables: Some(spec.variables.clone()),
-                owner: Some(call.agent.clone()),
-                note: "seeded from the manifest".to_string(),
-                label: None,
-            };
-            match self.write(&full, seeded, "manifest").await {
-                Ok(_) => {}
-                // Two first calls at once: the other seeded it.
-                Err(PromptError::Store(_)) => {}
-                Err(e) => return Err(e),
-            }
-            versions = self.versions(&full).await?;
+        // Another agent's prompt is the Overseer's to read, and its uses never count in that
+        // agent's experiments.
+        if !own && !call.manifest.grants("fleet") {
+            return Err(PromptError::Denied(format!(
+                "{full:?} is another agent's prompt: only an agent granted fleet reads it"
+            )));
         }
-        let running = self
-            .store()
-            .experiments(Some(&full), Some("running"), 1)
-            .await?
-            .into_iter()
-            .next();
+        let declared = own_key(&call.agent, name).and_then(|k| call.manifest.prompts.get(k));
+        if !record && let Some(spec) = declared {
+            // A shadow run (a check, a canary) tries the version as pushed, and writes nothing.
+            let (system, text) = spec
+                .render(variables)
+                .map_err(|e| PromptError::Invalid(format!("prompt {full:?}: {e}")))?;
+            return Ok(ServedPrompt {
+                use_id: 0,
+                name: full,
+                version: 0,
+                variant: None,
+                system,
+                text,
+            });
+        }
+        let mut versions = self.store().prompt_versions(&full).await?;
+        if record && let Some(spec) = declared {
+            // The manifest's prompt as pushed is a version: seeded on first use, and written
+            // again, as production, when a push changes it.
+            let pushed = |versions: &[PromptVersionRecord]| {
+                versions
+                    .iter()
+                    .rev()
+                    .find(|v| v.author == MANIFEST)
+                    .is_some_and(|v| spec_of(v) == *spec)
+            };
+            if !pushed(&versions) {
+                let _one = self.seeding.lock().await;
+                versions = self.store().prompt_versions(&full).await?;
+                if !pushed(&versions) {
+                    let note = if versions.is_empty() {
+                        "seeded from the manifest"
+                    } else {
+                        "changed by a push of its manifest"
+                    };
+                    let new = NewVersion {
+                        system: spec.system.clone(),
+                        template: spec.template.clone(),
+                        variables: Some(spec.variables.clone()),
+                        owner: Some(call.agent.clone()),
+                        note: note.to_string(),
+                        label: Some("production".to_string()),
+                    };
+                    self.write(&full, new, MANIFEST).await?;
+                    // An experiment between versions the owner no longer asks for ends.
+                    for running in self
+                        .store()
+                        .experiments(Some(&full), Some("running"), 10)
+                        .await?
+                    {
+                        self.stop(running.id, MANIFEST).await?;
+                    }
+                    versions = self.versions(&full).await?;
+                }
+            }
+        }
+        if versions.is_empty() {
+            return Err(PromptError::NotFound(full));
+        }
+        let running = if record && own {
+            self.store()
+                .experiments(Some(&full), Some("running"), 1)
+                .await?
+                .into_iter()
+                .next()
+        } else {
+            None
+        };
         let (version, experiment, variant) = match running.as_ref().and_then(|e| {
             Some((
                 e.id,
@@ -498,9 +574,7 @@ impl PromptRegistry {
                     name: full.clone(),
                     version,
                 })?;
-        let mut spec = spec_of(chosen);
-        spec.variables = spec_of(&versions[0]).variables;
-        let (system, text) = spec
+        let (system, text) = spec_of(chosen)
             .render(variables)
             .map_err(|e| PromptError::Invalid(format!("prompt {full:?}: {e}")))?;
         let use_id = if record {
@@ -580,10 +654,12 @@ impl PromptRegistry {
                 "alpha: above 0, at most 0.5".to_string(),
             ));
         }
-        if !(1..=100).contains(&spec.max_looks) || !(1..=1_000_000).contains(&spec.min_samples) {
-            return Err(PromptError::Invalid(
-                "max_looks: 1 to 100; min_samples: 1 to 1,000,000".to_string(),
-            ));
+        if !(1..=100).contains(&spec.max_looks)
+            || !(MIN_SAMPLES..=1_000_000).contains(&spec.min_samples)
+        {
+            return Err(PromptError::Invalid(format!(
+                "max_looks: 1 to 100; min_samples: {MIN_SAMPLES} to 1,000,000"
+            )));
         }
         if !self
             .store()
@@ -597,7 +673,24 @@ impl PromptRegistry {
             )));
         }
         let body = serde_json::to_value(&spec).unwrap_or(Value::Null);
-        let record = self.store().insert_experiment(&spec.prompt, &body).await?;
+        let record = match self.store().insert_experiment(&spec.prompt, &body).await {
+            Ok(record) => record,
+            // Another start won the race (one running experiment per prompt, by index).
+            Err(e) => {
+                let running = self
+                    .store()
+                    .experiments(Some(&spec.prompt), Some("running"), 1)
+                    .await?;
+                return Err(if running.is_empty() {
+                    e.into()
+                } else {
+                    PromptError::Conflict(format!(
+                        "an experiment runs on {:?} already: stop it first",
+                        spec.prompt
+                    ))
+                });
+            }
+        };
         audit::record(
             &**self.store(),
             by,
@@ -670,17 +763,33 @@ impl PromptRegistry {
             .and_then(|r| r.get("looks"))
             .and_then(Value::as_u64)
             .unwrap_or(0) as u32;
-        let fewest = (0..spec.variants.len() as u32)
-            .map(|v| outcomes.iter().filter(|u| u.variant == Some(v)).count() as u64)
-            .min()
-            .unwrap_or(0);
+        // Outcomes of the experiment's metric, per arm: a use reported without it does not count.
+        let observed = |v: u32| {
+            outcomes
+                .iter()
+                .filter(|u| u.variant == Some(v) && spec.metric.observed(u))
+                .count() as u64
+        };
+        let counts: Vec<u64> = (0..spec.variants.len() as u32).map(observed).collect();
+        let fewest = counts.iter().copied().min().unwrap_or(0);
         let due = u32::try_from(fewest / spec.min_samples.max(1))
             .unwrap_or(u32::MAX)
             .min(spec.max_looks);
-        if due <= taken {
+        // An arm no unit falls in would hold the experiment open for ever: past four times the
+        // outcomes its looks need, it ends without a winner.
+        let horizon = spec
+            .min_samples
+            .saturating_mul(u64::from(spec.max_looks))
+            .saturating_mul(counts.len() as u64)
+            .saturating_mul(4);
+        let starved = counts.iter().sum::<u64>() >= horizon && due < spec.max_looks;
+        if due <= taken && !starved {
             return Ok(());
         }
-        let findings = judge(&spec, &outcomes, due);
+        let mut findings = judge(&spec, &outcomes, due.max(taken));
+        if starved && findings.verdict == Verdict::Continue {
+            findings.verdict = Verdict::NoDifference;
+        }
         let to = match (findings.verdict, findings.winner) {
             (Verdict::Continue, _) => "running",
             (Verdict::Winner, Some(w)) if spec.variants[w as usize] != spec.variants[0] => {
@@ -690,6 +799,14 @@ impl PromptRegistry {
             (Verdict::NoDifference, _) => "no_difference",
         };
         let result = json!(findings);
+        // The promotion first: should it fail, the experiment stays running and the next
+        // outcome's look tries again.
+        if to == "promoted"
+            && let Some(winner) = findings.winner
+        {
+            self.promote(&spec, id, spec.variants[winner as usize], &findings)
+                .await?;
+        }
         if self
             .store()
             .transition_experiment(id, "running", to, &result)
@@ -707,12 +824,6 @@ impl PromptRegistry {
                 &json!({ "experiment": id, "findings": result }),
             )
             .await;
-        }
-        if to == "promoted"
-            && let Some(winner) = findings.winner
-        {
-            self.promote(&spec, id, spec.variants[winner as usize], &findings)
-                .await?;
         }
         Ok(())
     }
@@ -734,9 +845,13 @@ impl PromptRegistry {
                 .propose("experiment", "prompt-registry", &decision)
                 .await
             {
-                Ok(_) => return Ok(()),
-                // The owner is no agent governance can measure (a prompt written through the
-                // API for an agent since retired): the evidence still stands.
+                Ok(decision) if decision.state == "applied" => return Ok(()),
+                // Governance could not take or apply it (the owner is no agent it can measure,
+                // a prompt written through the API for an agent since retired): the evidence
+                // still stands.
+                Ok(decision) => {
+                    tracing::warn!(prompt = %spec.prompt, decision = decision.id, state = %decision.state, "promoting without a decision")
+                }
                 Err(e) => {
                     tracing::warn!(prompt = %spec.prompt, error = %e, "promoting without a decision")
                 }
@@ -837,13 +952,14 @@ fn judge(spec: &ExperimentSpec, outcomes: &[PromptUseRecord], looks: u32) -> Fin
         |uses: &[&PromptUseRecord]| -> Vec<f64> { uses.iter().filter_map(|u| u.score).collect() };
     let control = arm_of(0);
     let mut arms = Vec::new();
-    let mut best: Option<(u32, f64, bool)> = None;
+    // Each challenger: its variant, p-value against the control, and whether it did better.
+    let mut compared: Vec<(u32, f64, bool)> = Vec::new();
     let mut fewest = u64::MAX;
     for (i, version) in spec.variants.iter().enumerate() {
         let variant = i as u32;
         let uses = arm_of(variant);
         let (n, _, rate, mean) = tally(&uses);
-        fewest = fewest.min(n);
+        fewest = fewest.min(uses.iter().filter(|u| spec.metric.observed(u)).count() as u64);
         let (s, trials) = successes(&uses);
         let p = (i > 0).then(|| match spec.metric {
             ExperimentMetric::Success => two_proportion_p(successes(&control), (s, trials)),
@@ -861,9 +977,7 @@ fn judge(spec: &ExperimentSpec, outcomes: &[PromptUseRecord], looks: u32) -> Fin
                     m(&t) > m(&c)
                 }
             };
-            if best.is_none_or(|(_, bp, _)| p < bp) {
-                best = Some((variant, p, better));
-            }
+            compared.push((variant, p, better));
         }
         arms.push(Arm {
             variant,
@@ -876,12 +990,28 @@ fn judge(spec: &ExperimentSpec, outcomes: &[PromptUseRecord], looks: u32) -> Fin
             p_value: p,
         });
     }
-    let (verdict, winner) = match best {
-        Some((variant, p, better)) if looks > 0 => match rule.judge(looks, p, fewest) {
-            Verdict::Winner => (Verdict::Winner, Some(if better { variant } else { 0 })),
-            other => (other, None),
-        },
-        _ => (Verdict::Continue, None),
+    // The winner is the challenger significantly better than the control with the smallest
+    // p-value; the control wins only when every challenger is significantly worse. A
+    // challenger significantly worse while another may still win leaves the look open.
+    let significant = |p: f64| p < rule.level();
+    let better = compared
+        .iter()
+        .filter(|(_, p, better)| *better && significant(*p))
+        .min_by(|a, b| a.1.total_cmp(&b.1));
+    let all_worse = !compared.is_empty()
+        && compared
+            .iter()
+            .all(|(_, p, better)| !*better && significant(*p));
+    let (verdict, winner) = if looks == 0 || fewest < spec.min_samples {
+        (Verdict::Continue, None)
+    } else if let Some((variant, _, _)) = better {
+        (Verdict::Winner, Some(*variant))
+    } else if all_worse {
+        (Verdict::Winner, Some(0))
+    } else if looks >= spec.max_looks {
+        (Verdict::NoDifference, None)
+    } else {
+        (Verdict::Continue, None)
     };
     Findings {
         arms,
@@ -1148,6 +1278,28 @@ mod tests {
             success: Some(success),
             scored_ms: Some(1),
         }
+    }
+
+    /// Arms of 200 outcomes with success rates `rates` (in tenths).
+    fn arms(rates: &[u64]) -> Vec<PromptUseRecord> {
+        rates
+            .iter()
+            .enumerate()
+            .flat_map(|(v, r)| (0..200u64).map(move |i| outcome(v as u32, i % 10 < *r)))
+            .collect()
+    }
+
+    #[test]
+    fn a_significantly_worse_challenger_does_not_hide_a_better_one() {
+        let s = spec(vec![1, 2, 3], 0);
+        let f = judge(&s, &arms(&[5, 2, 7]), 1);
+        assert_eq!((f.verdict, f.winner), (Verdict::Winner, Some(2)), "{f:?}");
+        // A worse challenger and an even one: nobody has won yet.
+        let f = judge(&s, &arms(&[5, 2, 5]), 1);
+        assert_eq!(f.verdict, Verdict::Continue, "{f:?}");
+        // Both worse: the control stays.
+        let f = judge(&s, &arms(&[5, 2, 2]), 1);
+        assert_eq!((f.verdict, f.winner), (Verdict::Winner, Some(0)), "{f:?}");
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub const ATTEMPTS: u32 = 3;
 /// The agent asked for each spec's logic, when it serves.
 pub const ARCHITECT_AGENT: &str = "system-architect";
 
+/// Specs read at start to fail those a stop interrupted.
+pub const OPEN_SPECS: u32 = 1000;
+
 /// Events of the bus read for the workflow's observed topics.
 pub const WORKFLOW_EVENTS: u32 = 2000;
 
@@ -136,10 +139,11 @@ pub fn template(spec: &AgentSpec) -> BTreeMap<String, String> {
         "[package]\nname = \"{name}\"\nversion.workspace = true\nedition.workspace = true\nrust-version.workspace = true\nlicense.workspace = true\npublish.workspace = true\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\noverseer-guest.workspace = true\nserde_json.workspace = true\n",
         name = spec.name
     );
-    let purpose = spec.purpose.replace("*/", "* /");
+    // Every line of the purpose a line of the doc comment: no line of it is ever code.
+    let purpose: String = spec.purpose.lines().map(|l| format!("//! {l}\n")).collect();
     let lib = format!(
-        r#"//! `{name}`: {purpose}
-//!
+        r#"//! `{name}`:
+{purpose}//!
 //! Written by the architect from its spec. It counts the events it hears in kv and publishes
 //! a summary of each on its outputs (`[config] outputs`).
 
@@ -182,7 +186,7 @@ impl Agent for {type_name} {{
 overseer_guest::export!({type_name});
 "#,
         name = spec.name,
-        description = spec.purpose.lines().next().unwrap_or(""),
+        description = spec.purpose.lines().next().unwrap_or("").trim(),
         type_name = type_name(&crate_name),
         subscriptions = spec
             .inputs
@@ -442,6 +446,15 @@ impl SelfEdit {
             })
             .unwrap_or_default();
         if written.is_empty() {
+            return (files, "template");
+        }
+        // Held to what any agent's edit is: nothing that reads the host at build time.
+        let candidate = crate::Snapshot {
+            files: written.iter().cloned().collect(),
+        };
+        let reads = crate::analysis::host_reads(&candidate);
+        if let Some(read) = reads.first() {
+            tracing::warn!(agent = %spec.name, file = %read.file, line = read.line, "the model's source reads the host: the template is built instead");
             return (files, "template");
         }
         files.extend(written);

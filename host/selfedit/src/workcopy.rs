@@ -93,6 +93,25 @@ impl SelfEdit {
                 "edits left unfinished by the last run were rejected"
             );
         }
+        // Specs the architect was building when the daemon stopped end failed: their edit
+        // was interrupted with them.
+        for spec in self
+            .kernel()
+            .store
+            .specs(crate::architect::OPEN_SPECS)
+            .await?
+        {
+            if matches!(spec.state.as_str(), "designing" | "building") {
+                let mut detail = spec.detail.clone();
+                detail["error"] =
+                    serde_json::json!("interrupted: the daemon stopped while it was built");
+                self.kernel()
+                    .store
+                    .transition_spec(spec.id, &spec.state, "failed", &detail)
+                    .await?;
+                tracing::warn!(spec = spec.id, agent = %spec.name, "a spec left unfinished by the last run failed");
+            }
+        }
         Ok(())
     }
 }

@@ -156,7 +156,8 @@ async function statusPage() {
 }
 
 async function agentPage(name) {
-  const [agent, versions] = await Promise.all([api(`/v1/agents/${name}`), api(`/v1/agents/${name}/versions`)]);
+  const n = encodeURIComponent(name);
+  const [agent, versions] = await Promise.all([api(`/v1/agents/${n}`), api(`/v1/agents/${n}/versions`)]);
   const c = agent.counters || {};
   const rows = (versions.versions || []).slice().reverse().map((v) => [
     esc(v.version), esc(v.state), esc(v.origin), esc((v.digest || "").slice(0, 12)), esc(when(v.created_ms)),
@@ -167,8 +168,8 @@ async function agentPage(name) {
     <span>active version <b id="active-version">${esc(agent.active_version)}</b></span>
     <span>${agent.quarantined ? "quarantined" : agent.watching ? "watched" : "serving"}</span>
     <span>ok calls ${esc(c.invocations_ok)}</span><span>rollbacks ${esc(c.rollbacks)}</span></p>
-  <p>${button("Roll back", `/v1/agents/${name}/rollback`, { body: {}, confirm: `Roll ${name} back to its previous version?` }).replace("<button", '<button id="rollback"')}
-     ${agent.quarantined ? button("Release", `/v1/agents/${name}/release`).replace("<button", '<button id="release"') : ""}</p>
+  <p>${button("Roll back", `/v1/agents/${n}/rollback`, { body: {}, confirm: `Roll ${name} back to its previous version?` }).replace("<button", '<button id="rollback"')}
+     ${agent.quarantined ? button("Release", `/v1/agents/${n}/release`).replace("<button", '<button id="release"') : ""}</p>
   <h2>Versions</h2>
   ${table(["version", "state", "origin", "digest", "created", "checks"], rows)}`;
 }
@@ -242,7 +243,7 @@ async function changesPage() {
 }
 
 async function editPage(agent, id) {
-  const edit = await api(`/v1/agents/${agent}/edits/${id}`);
+  const edit = await api(`/v1/agents/${encodeURIComponent(agent)}/edits/${encodeURIComponent(id)}`);
   return `<h1>Edit ${esc(id)} of ${esc(agent)}</h1>
   <p class="cards"><span>${esc(edit.state)}</span><span>by ${esc(edit.proposer)}</span><span>version ${esc(edit.version)}</span><span>${esc(edit.stage)} ${esc(edit.message)}</span></p>
   <p>${esc(edit.reason)}</p>
@@ -315,7 +316,7 @@ async function tradingPage() {
 }
 
 async function backtestPage(id) {
-  const run = await api(`/v1/backtests/${id}`);
+  const run = await api(`/v1/backtests/${encodeURIComponent(id)}`);
   const report = run.report || {};
   const curve = report.equity || [];
   setTimeout(() => chart("bt-equity", curve.map((p) => p.day), [
@@ -401,6 +402,15 @@ async function render() {
   }
 }
 
+// Pages redrawn when events arrive: not the ones read at leisure (changes, an edit, a
+// backtest), and never while the person is typing (a reason, a token).
+const LIVE_PAGES = new Set(["status", "agent", "alerts", "governance", "performance", "trading", "research", "prompts"]);
+
+function redrawable() {
+  const typing = [...document.querySelectorAll("input")].some((i) => i === document.activeElement || i.value);
+  return LIVE_PAGES.has(page.dataset.page) && !typing && login.hidden;
+}
+
 // Live updates: the daemon's event stream (read with the token, which EventSource cannot
 // send), re-rendering the page a moment after events arrive; polling every 10 s without it.
 let live = false;
@@ -420,7 +430,7 @@ async function stream() {
       const { value, done } = await reader.read();
       if (done) break;
       if (decoder.decode(value, { stream: true }).includes("data:") && !pending) {
-        pending = setTimeout(() => { pending = null; render(); }, 500);
+        pending = setTimeout(() => { pending = null; if (redrawable()) render(); }, 1000);
       }
     }
   } catch (_) { /* fall back to polling */ }
@@ -429,7 +439,7 @@ async function stream() {
   setTimeout(stream, 10_000);
 }
 
-setInterval(() => { if (!live && login.hidden) render(); }, 10_000);
+setInterval(() => { if (!live && redrawable()) render(); }, 10_000);
 window.addEventListener("hashchange", () => { offsets.agents = 0; render(); });
 render();
 stream();

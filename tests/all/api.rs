@@ -100,3 +100,87 @@ async fn unknown_agent_and_bad_payload_have_stable_codes() {
     let (_, body) = daemon.get("/v1/agents").await;
     assert_eq!(body["agents"][0]["state"], "retired");
 }
+
+/// The router's and the extractors' own refusals come in the one error shape, with a stable
+/// code for their status.
+#[tokio::test]
+async fn every_refusal_is_the_documented_json_error() {
+    let daemon = Daemon::start().await;
+    let client = reqwest::Client::new();
+    let cases = [
+        (
+            reqwest::Method::PATCH,
+            "/v1/agents",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::DELETE,
+            "/v1/health",
+            None,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/decisions/not-a-number",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/orders?limit=lots",
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            reqwest::Method::GET,
+            "/v1/nowhere",
+            None,
+            StatusCode::NOT_FOUND,
+            "not_found",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/decisions",
+            Some("{not json"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        (
+            reqwest::Method::POST,
+            "/v1/experiments",
+            Some("{\"prompt\": 5}"),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+    ];
+    for (method, path, body, status, code) in cases {
+        let mut request = client
+            .request(method.clone(), daemon.url(path))
+            .bearer_auth(TOKEN)
+            .header("content-type", "application/json");
+        if let Some(body) = body {
+            request = request.body(body);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), status, "{method} {path}");
+        let allow = response.headers().get("allow").cloned();
+        let answer: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!(answer["error"]["code"], code, "{method} {path}: {answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            assert!(
+                allow.is_some(),
+                "{method} {path} says which methods are right"
+            );
+        }
+    }
+}

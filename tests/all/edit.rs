@@ -104,6 +104,35 @@ async fn edits_go_live_or_leave_the_agent_as_it_was(backend: Backend) {
     let (_, versions) = daemon.get("/v1/agents/echo/versions").await;
     assert_eq!(versions["versions"][1]["origin"], "edit");
 
+    // The proposer is who asks (the token's `api`), never a field of the body; an edit that
+    // changes nothing is refused.
+    let (status, error) = propose(
+        &daemon,
+        "echo",
+        json!({ "base_version": 2, "diff": handle_diff("x\n"), "proposer": "code-editor" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("proposer"),
+        "{error}"
+    );
+    let source = working_copy(&daemon, "echo");
+    let (status, error) = propose(
+        &daemon,
+        "echo",
+        json!({ "base_version": 2, "files": { "src/lib.rs": source } }),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("no_change")),
+        "{error}"
+    );
+
     // Paths that leave the source: 400, nothing recorded.
     let escape = "--- a/../../etc/passwd\n+++ b/../../etc/passwd\n@@ -1 +1 @@\n-root\n+owned\n";
     for body in [

@@ -110,7 +110,7 @@ impl From<EditError> for ApiError {
             EditError::EditNotFound(_) | EditError::SpecNotFound(_) => StatusCode::NOT_FOUND,
             EditError::Conflict(_) => StatusCode::CONFLICT,
             EditError::StaleBase { .. } | EditError::NoSource(_) => StatusCode::CONFLICT,
-            EditError::PatchFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            EditError::PatchFailed(_) | EditError::NoChange => StatusCode::UNPROCESSABLE_ENTITY,
             EditError::Denied(_) => StatusCode::FORBIDDEN,
             EditError::Isolation(_) => StatusCode::SERVICE_UNAVAILABLE,
             EditError::Build(_) | EditError::Store(_) | EditError::Internal(_) => {

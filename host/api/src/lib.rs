@@ -125,7 +125,64 @@ pub fn app(state: AppState) -> Router {
         })
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(json_errors))
         .with_state(state)
+}
+
+/// Largest error body the router or an extractor makes that is rewritten as JSON.
+const PLAIN_ERROR_BYTES: usize = 64 << 10;
+
+/// Every error the daemon answers in one shape, `{"error": {"code", "message"}}`: those the
+/// router and the extractors make themselves (a wrong method, a path or query value that does
+/// not parse, a body too large or of the wrong type) come as plain text or empty, and are
+/// rewritten here with a stable code for their status.
+async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::REQUEST_TIMEOUT => "request_timeout",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), PLAIN_ERROR_BYTES)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("request refused")
+            .to_string()
+    } else {
+        text
+    };
+    // An extractor's 422 (a body that parses but does not fit) is a bad request like the rest.
+    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let mut answer = ApiError::new(status, code, message).into_response();
+    // A wrong method keeps saying which are right.
+    if let Some(allow) = allow {
+        answer.headers_mut().insert(header::ALLOW, allow);
+    }
+    answer
 }
 
 /// Serve the API on `listener` until `shutdown` resolves; then stop the schedules.

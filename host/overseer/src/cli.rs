@@ -343,7 +343,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 "base_version": base,
                 "diff": diff,
                 "reason": reason,
-                "proposer": "cli",
             });
             let request = c
                 .post(&c.client()?, &format!("/v1/agents/{name}/edits"))

@@ -216,11 +216,14 @@ impl overseer_meta::Capital for KillSwitch {
     }
 }
 
-/// The token in `path`, or a new random one written there with mode 0600.
+/// The token in `path`, or a new random one written there; either way the file ends with
+/// mode 0600, whatever it had.
 fn read_or_create_token(path: &Path) -> anyhow::Result<String> {
     if let Ok(token) = std::fs::read_to_string(path) {
         let token = token.trim().to_string();
         if !token.is_empty() {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
             return Ok(token);
         }
     }
@@ -258,6 +261,10 @@ fn write_secret(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     let mut file = options
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
+    // The mode above applies only to a new file: one that was there keeps its own until now,
+    // before the secret is in it.
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))
+        .with_context(|| format!("restricting {}", path.display()))?;
     file.write_all(secret)
         .and_then(|()| file.sync_all())
         .with_context(|| format!("writing {}", path.display()))
@@ -356,5 +363,30 @@ impl SourceMarks for SourceTunables {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn the_token_file_ends_readable_by_its_owner_only_whatever_was_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        // An empty file anyone could read: the new token is written into it, and it is closed.
+        std::fs::write(&path, "").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let token = read_or_create_token(&path).unwrap();
+        assert_eq!(token.len(), 64);
+        assert_eq!(mode(&path), 0o600);
+        // A token kept in an open file: kept, and the file closed.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_or_create_token(&path).unwrap(), token);
+        assert_eq!(mode(&path), 0o600);
     }
 }

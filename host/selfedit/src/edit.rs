@@ -35,7 +35,9 @@ pub struct EditRequest {
     pub files: Option<BTreeMap<String, String>>,
     #[serde(default)]
     pub reason: String,
-    /// Who proposes it (`api` when absent).
+    /// Who proposes it: the authenticated caller (`api` for the token, the agent for
+    /// `source.propose`, the architect), never a field of a request's body.
+    #[serde(skip)]
     pub proposer: Option<String>,
 }
 
@@ -194,10 +196,8 @@ impl SelfEdit {
                 ));
             }
         };
-        if diff.is_empty() {
-            return Err(Error::InvalidRequest(
-                "the edit changes nothing".to_string(),
-            ));
+        if diff.is_empty() || candidate == base_source {
+            return Err(Error::NoChange);
         }
         if by_agent {
             check_agent_edit(&base_source, &candidate)?;

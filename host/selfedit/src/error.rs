@@ -31,6 +31,9 @@ pub enum Error {
     /// edit of what only a person may change.
     #[error("denied: {0}")]
     Denied(String),
+    /// An edit whose source is the base's, byte for byte.
+    #[error("the edit changes nothing: the source it makes is its base's")]
+    NoChange,
     /// The request clashes with what exists: an agent of that name, a spec not waiting.
     #[error("{0}")]
     Conflict(String),
@@ -66,6 +69,7 @@ impl Error {
             Error::EditNotFound(_) => "edit_not_found",
             Error::Denied(_) => "denied",
             Error::Conflict(_) => "conflict",
+            Error::NoChange => "no_change",
             Error::SpecNotFound(_) => "spec_not_found",
             Error::Build(_) => "build_failed",
             Error::Isolation(_) => "build_isolation_unavailable",

@@ -279,7 +279,14 @@ async fn llm_and_source_are_denied_without_a_grant_and_guarded_with_one() {
         "Ok(format!(",
         "let _token = include_str!(\"/etc/hostname\");\n        Ok(format!(",
     );
+    // A file nested deeper than any walk should go is refused, and the host stays up.
+    let deep = format!(
+        "fn f() -> u32 {{ {}1{} }}\n",
+        "(".repeat(5000),
+        ")".repeat(5000)
+    );
     for (path, content, why) in [
+        ("src/lib.rs", deep.as_str(), "cannot be checked"),
         ("agent.toml", escalate.as_str(), "src/"),
         ("Cargo.toml", "[package]\nname = \"x\"\n", "src/"),
         ("build.rs", "fn main() {}\n", "src/"),

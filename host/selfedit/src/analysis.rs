@@ -57,6 +57,30 @@ pub struct Analysis {
 /// Analyse every `.rs` file of a snapshot. Test code (`#[cfg(test)]`, `#[test]`) is skipped:
 /// an `unwrap` there is a test failing loudly, not a bug.
 pub fn analyze(snapshot: &Snapshot) -> Analysis {
+    deep(|| analyze_here(snapshot))
+}
+
+/// The stack a walk over untrusted source runs on: with [`MAX_DEPTH`] it holds the deepest
+/// recursion syn's parser, our visitors and the syntax tree's drop reach, debug builds'
+/// large frames included. Reserved, not touched: memory is spent only as deep as a walk goes.
+const DEEP_STACK: usize = 256 << 20;
+
+/// Run `f` on a thread of its own with [`DEEP_STACK`] of stack.
+fn deep<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| {
+        let walk = std::thread::Builder::new()
+            .name("analysis".to_string())
+            .stack_size(DEEP_STACK)
+            .spawn_scoped(scope, f);
+        match walk.map(|w| w.join()) {
+            Ok(Ok(value)) => value,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(e) => panic!("no thread for the analysis: {e}"),
+        }
+    })
+}
+
+fn analyze_here(snapshot: &Snapshot) -> Analysis {
     let mut analysis = Analysis::default();
     for (path, text) in &snapshot.files {
         if !path.ends_with(".rs") {
@@ -68,6 +92,16 @@ pub fn analyze(snapshot: &Snapshot) -> Analysis {
                 file: path.clone(),
                 line: 1,
                 error: format!("brackets nest deeper than {MAX_NESTING}"),
+            });
+            continue;
+        }
+        if let Some(line) = too_long_expression(text) {
+            analysis.unparsed.push(Unparsed {
+                file: path.clone(),
+                line,
+                error: format!(
+                    "an expression of more than {MAX_OPERATORS} operators (unary, binary, method calls, generics) in one statement"
+                ),
             });
             continue;
         }
@@ -96,6 +130,33 @@ pub fn analyze(snapshot: &Snapshot) -> Analysis {
     analysis
 }
 
+/// Most operators one statement may hold. Unary operators, binary chains, method chains and
+/// generic brackets each nest the syntax tree one level per operator, which syn builds, our
+/// visitors walk and drop frees recursively; brackets alone do not bound them.
+pub const MAX_OPERATORS: usize = 2_000;
+
+/// The line of the first statement of `text` with more than [`MAX_OPERATORS`] operator
+/// characters, counted without parsing between `;`, `{` and `}` (strings and comments
+/// included, which only overestimates).
+fn too_long_expression(text: &str) -> Option<u32> {
+    let mut operators = 0usize;
+    let mut line = 1u32;
+    for c in text.chars() {
+        match c {
+            '\n' => line += 1,
+            ';' | '{' | '}' => operators = 0,
+            '!' | '-' | '*' | '&' | '+' | '/' | '%' | '^' | '|' | '<' | '>' | '=' | '.' | '?' => {
+                operators += 1;
+                if operators > MAX_OPERATORS {
+                    return Some(line);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// How deep brackets nest in `text`, counted without parsing (strings and comments included,
 /// which only overestimates).
 fn nesting(text: &str) -> usize {
@@ -119,9 +180,27 @@ fn nesting(text: &str) -> usize {
 /// them), `#[path = ...]` on a module, and string literals that look like paths out of the
 /// source (absolute, or through `..`) handed to any macro. An agent's edit may hold none.
 pub fn host_reads(snapshot: &Snapshot) -> Vec<Finding> {
+    deep(|| host_reads_here(snapshot))
+}
+
+fn host_reads_here(snapshot: &Snapshot) -> Vec<Finding> {
     let mut found = Vec::new();
     for (path, text) in &snapshot.files {
         if !path.ends_with(".rs") {
+            continue;
+        }
+        // Too deep to walk is too deep to trust: refused like a read.
+        if nesting(text) > MAX_NESTING {
+            found.push(Finding {
+                file: path.clone(),
+                line: 1,
+                column: 1,
+                kind: "host-read",
+                function: None,
+                message: format!(
+                    "brackets nest deeper than {MAX_NESTING}: the source cannot be checked"
+                ),
+            });
             continue;
         }
         // Text that does not lex does not compile either; the build says why.
@@ -633,6 +712,35 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
             found[5].0 == 10 && found[5].1.contains("environment"),
             "{found:?}"
         );
+    }
+
+    /// The shapes that overflowed the stack, and their cousins: each is reported, none crashes.
+    #[test]
+    fn deep_shapes_are_reported_instead_of_overflowing() {
+        let shapes = [
+            format!("fn f() -> bool {{ {}true }}\n", "!".repeat(2500)),
+            format!("fn f() -> i64 {{ {}1 }}\n", "-".repeat(5000)),
+            format!("fn f() -> u32 {{ 1{} }}\n", " + 1".repeat(20_000)),
+            format!("fn f() {{ x{} }}\n", ".a()".repeat(20_000)),
+            format!("type T = {}u8{};\n", "Vec<".repeat(3000), ">".repeat(3000)),
+            format!("fn f() {{ let g = {}1; }}\n", "|| ".repeat(5000)),
+            format!("fn f() {{ {}1{} }}\n", "(".repeat(5000), ")".repeat(5000)),
+        ];
+        for shape in &shapes {
+            let analysis = analyze_one(shape);
+            assert_eq!(analysis.unparsed.len(), 1, "{}", &shape[..40]);
+            let reads = host_reads(&Snapshot {
+                files: [("src/lib.rs".to_string(), shape.clone())].into(),
+            });
+            // Flat shapes are checked; too deep ones are refused.
+            assert!(reads.iter().all(|r| r.kind == "host-read"));
+        }
+        // Up to the bound the walk runs on its own deep stack: 2,000 `!` parse and are walked.
+        let at_bound = format!("fn f() -> bool {{ {}true }}\n", "!".repeat(2000));
+        assert!(analyze_one(&at_bound).unparsed.is_empty());
+        // Long but ordinary code is still analysed.
+        let ordinary = format!("fn f() -> u32 {{ 1{} }}\n", " + 1".repeat(500));
+        assert!(analyze_one(&ordinary).unparsed.is_empty());
     }
 
     #[test]

@@ -45,6 +45,27 @@ async fn rollback_returns_to_the_previous_version_and_to_a_chosen_one(backend: B
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["code"], "no_previous_version");
 
+    // A body that is not exactly `{"version": N}` is refused, never read as "the previous".
+    for bad in [
+        json!({ "versoin": 2 }),
+        json!({ "version": null }),
+        json!({ "version": "2" }),
+        json!({ "version": -1 }),
+        json!({}),
+        json!([2]),
+    ] {
+        let (status, body) = daemon
+            .post("/v1/agents/echo/rollback", bad.to_string())
+            .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_request")),
+            "{bad}: {body}"
+        );
+    }
+    let (_, agent) = daemon.get("/v1/agents/echo").await;
+    assert_eq!(agent["active_version"], 1, "nothing was rolled back");
+
     let (status, body) = daemon
         .post(
             "/v1/agents/echo/rollback",

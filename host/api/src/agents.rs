@@ -220,9 +220,12 @@ async fn read_push_form(mut form: Multipart) -> ApiResult<(Vec<u8>, Option<Manif
     Ok((component, manifest))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A rollback to a named version. Without a body the rollback goes to the previous good
+/// version; a body that is not exactly `{"version": N}` is refused, never read as that.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RollbackRequest {
-    version: Option<u32>,
+    version: u32,
 }
 
 async fn rollback(
@@ -231,20 +234,23 @@ async fn rollback(
     body: Bytes,
 ) -> ApiResult<Json<Deployed>> {
     agent_name(&name)?;
-    let request: RollbackRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackRequest::default()
+    let version = if body.iter().all(u8::is_ascii_whitespace) {
+        None
     } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::invalid(format!("expected {{\"version\": N}} or an empty body: {e}"))
-        })?
+        let wrong = |e: &dyn std::fmt::Display| {
+            ApiError::invalid(format!(
+                "expected {{\"version\": N}}, or no body for the previous good version: {e}"
+            ))
+        };
+        // An object only: serde would read `[2]` as the struct's fields in order.
+        let value: Value = serde_json::from_slice(&body).map_err(|e| wrong(&e))?;
+        if !value.is_object() {
+            return Err(wrong(&"not a JSON object"));
+        }
+        let request: RollbackRequest = serde_json::from_value(value).map_err(|e| wrong(&e))?;
+        Some(request.version)
     };
-    Ok(Json(
-        state
-            .kernel
-            .deployer
-            .rollback(&name, request.version)
-            .await?,
-    ))
+    Ok(Json(state.kernel.deployer.rollback(&name, version).await?))
 }
 
 async fn invoke(

@@ -168,7 +168,7 @@ async function agentPage(name) {
     <span>active version <b id="active-version">${esc(agent.active_version)}</b></span>
     <span>${agent.quarantined ? "quarantined" : agent.watching ? "watched" : "serving"}</span>
     <span>ok calls ${esc(c.invocations_ok)}</span><span>rollbacks ${esc(c.rollbacks)}</span></p>
-  <p>${button("Roll back", `/v1/agents/${n}/rollback`, { body: {}, confirm: `Roll ${name} back to its previous version?` }).replace("<button", '<button id="rollback"')}
+  <p>${button("Roll back", `/v1/agents/${n}/rollback`, { confirm: `Roll ${name} back to its previous version?` }).replace("<button", '<button id="rollback"')}
      ${agent.quarantined ? button("Release", `/v1/agents/${n}/release`).replace("<button", '<button id="release"') : ""}</p>
   <h2>Versions</h2>
   ${table(["version", "state", "origin", "digest", "created", "checks"], rows)}`;

@@ -170,6 +170,13 @@ pub fn check_allow_entry(entry: &str) -> Result<(), String> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(format!("{entry:?}: no host"));
     }
+    // A pattern is not an origin: `*` in a host would be compared as text and match nothing,
+    // or, read by a later matcher as a wildcard, everything.
+    if url.host_str().is_some_and(|h| h.contains('*')) || entry.contains('*') {
+        return Err(format!(
+            "{entry:?}: name one origin; wildcards are not allowed"
+        ));
+    }
     if url.path() != "/" || url.query().is_some() || !url.username().is_empty() {
         return Err(format!(
             "{entry:?}: give an origin, scheme://host:port, without a path"
@@ -207,6 +214,9 @@ mod tests {
             "ftp://x.test",
             "https://x.test/path",
             "https://user@x.test",
+            "http://*",
+            "https://*.example.com",
+            "https://api.example.com:*",
         ] {
             assert!(check_allow_entry(bad).is_err(), "{bad}");
         }

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use overseer_tests::{Daemon, FakeLlm, eventually};
+use overseer_tests::{Daemon, FakeLlm, WAIT, eventually};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -102,8 +102,12 @@ async fn repaired(daemon: &Daemon) -> Vec<Value> {
 }
 
 async fn assert_fixed(daemon: &Daemon, alert: &Value) {
-    let (_, alert) = daemon.get(&format!("/v1/alerts/{}", alert["id"])).await;
-    assert!(alert["resolved_ms"].is_u64(), "the alert resolves: {alert}");
+    // The alert is resolved by the activation's listeners, just after the edit reads live.
+    eventually(WAIT, "the alert to resolve", || async {
+        let (_, alert) = daemon.get(&format!("/v1/alerts/{}", alert["id"])).await;
+        alert["resolved_ms"].is_u64().then_some(())
+    })
+    .await;
     let (status, body) = daemon.invoke("buggy", json!(0)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "invalid_input");

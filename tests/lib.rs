@@ -223,6 +223,29 @@ impl Api {
     }
 
     /// Push a built agent with its own manifest; panics unless it goes live.
+    /// `name` serving echo as version 1, stable, then `fixture-flaky` as version 2 failing
+    /// three of its watch window's calls: the host rolls it back and opens a `rollback` alert.
+    /// Answers once version 2's verdict is in.
+    pub async fn failing_watch_window(&self, name: &str) {
+        self.push_ok(
+            name,
+            "echo",
+            "[deploy]\nwatch_calls = 5\nmin_calls = 3\nwatch = \"20s\"\n",
+        )
+        .await;
+        for n in 0..5 {
+            self.call_ok(name, serde_json::json!({ "n": n })).await;
+        }
+        self.wait_verdict(name, 1, "stable").await;
+        let (status, body) = self.push(name, component("fixture-flaky"), None).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        for _ in 0..3 {
+            self.invoke(name, serde_json::json!({ "fail": "error" }))
+                .await;
+        }
+        self.wait_verdict(name, 2, "rolled-back").await;
+    }
+
     pub async fn push_agent(&self, name: &str, package: &str) -> Value {
         let manifest = manifest(package).replace(
             &format!("name = \"{}\"", manifest_name(package)),

@@ -42,15 +42,9 @@ async fn a_spec_becomes_a_live_agent_after_its_compiler_errors_go_back_to_the_mo
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(llm.config(dir.path())).await;
     daemon
-        .push_ok(
-            "system-architect",
-            "system-architect",
-            &overseer_tests::manifest("system-architect"),
-        )
+        .push_agent("system-architect", "system-architect")
         .await;
-    daemon
-        .push_ok("counter", "counter", &overseer_tests::manifest("counter"))
-        .await;
+    daemon.push_agent("counter", "counter").await;
 
     let (status, submitted) = daemon
         .post("/v1/architect/specs", json!(spec()).to_string())
@@ -152,9 +146,7 @@ async fn a_spec_becomes_a_live_agent_after_its_compiler_errors_go_back_to_the_mo
 #[tokio::test]
 async fn bad_specs_are_refused_with_clear_errors() {
     let daemon = Daemon::start().await;
-    daemon
-        .push_ok("counter", "counter", &overseer_tests::manifest("counter"))
-        .await;
+    daemon.push_agent("counter", "counter").await;
     let base = json!(spec());
     let with = |key: &str, value: Value| {
         let mut s = base.clone();

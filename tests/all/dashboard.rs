@@ -162,23 +162,7 @@ async fn the_dashboard_shows_the_daemon_and_acts_through_its_api() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    daemon
-        .push_ok(
-            "svc",
-            "echo",
-            "[deploy]\nwatch_calls = 3\nmin_calls = 3\nwatch = \"20s\"\n",
-        )
-        .await;
-    for n in 0..3 {
-        daemon.call_ok("svc", json!({ "n": n })).await;
-    }
-    daemon.wait_verdict("svc", 1, "stable").await;
-    let (status, body) = daemon.push("svc", component("fixture-flaky"), None).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    for _ in 0..3 {
-        daemon.invoke("svc", json!({ "fail": "error" })).await;
-    }
-    daemon.wait_verdict("svc", 2, "rolled-back").await;
+    daemon.failing_watch_window("svc").await;
     // An order a person placed.
     let (status, order) = daemon
         .post(

@@ -187,17 +187,7 @@ async fn a_slow_agent_is_flagged_and_cleared_and_the_report_counts_what_happened
 #[tokio::test]
 async fn healing_resolves_a_rollback_alert_once_the_agent_serves_without_failing() {
     let daemon = Daemon::start().await;
-    let manifest = "[deploy]\nwatch_calls = 5\nmin_calls = 3\nwatch = \"20s\"\n";
-    daemon.push_ok("svc", "echo", manifest).await;
-    for n in 0..5 {
-        daemon.call_ok("svc", json!({ "n": n })).await;
-    }
-    daemon.wait_verdict("svc", 1, "stable").await;
-    let (status, body) = daemon.push("svc", component("fixture-flaky"), None).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
-    for _ in 0..3 {
-        daemon.invoke("svc", json!({ "fail": "error" })).await;
-    }
+    daemon.failing_watch_window("svc").await;
     let alert = daemon.alert_of("state=open", "rollback").await;
     // Not yet: nothing has been served since.
     let healing = run(&daemon, "healing").await;

@@ -40,13 +40,7 @@ async fn setup(seed: u64) -> (Daemon, FakeLlm, tempfile::TempDir) {
     let llm = FakeLlm::answering(outcome_model(seed)).await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(llm.config(dir.path())).await;
-    daemon
-        .push_ok(
-            "prompted",
-            "fixture-prompted",
-            &overseer_tests::manifest("fixture-prompted"),
-        )
-        .await;
+    daemon.push_agent("prompted", "fixture-prompted").await;
     let (status, body) = daemon.invoke("prompted", json!({ "unit": "seed" })).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["output"]["version"], 1, "seeded from the manifest");
@@ -359,14 +353,7 @@ async fn bad_prompts_and_experiments_get_clear_errors() {
         );
     }
     // Another agent's prompt is not for an agent without the fleet grant.
-    daemon
-        .push_ok(
-            "intruder",
-            "fixture-prompted",
-            &overseer_tests::manifest("fixture-prompted")
-                .replace("name = \"prompted\"", "name = \"intruder\""),
-        )
-        .await;
+    daemon.push_agent("intruder", "fixture-prompted").await;
     let (_, refused) = daemon
         .invoke("intruder", json!({ "unit": "x", "prompt": PROMPT }))
         .await;
@@ -467,24 +454,14 @@ async fn the_prompt_engineer_writes_a_candidate_for_a_failing_prompt_and_tests_i
     .await;
     let dir = tempfile::tempdir().unwrap();
     let daemon = Daemon::start_with(llm.config(dir.path())).await;
-    daemon
-        .push_ok(
-            "prompted",
-            "fixture-prompted",
-            &overseer_tests::manifest("fixture-prompted"),
-        )
-        .await;
+    daemon.push_agent("prompted", "fixture-prompted").await;
     for unit in 0..25 {
         daemon
             .call_ok("prompted", json!({ "unit": format!("u{unit}") }))
             .await;
     }
     daemon
-        .push_ok(
-            "prompt-engineer",
-            "prompt-engineer",
-            &overseer_tests::manifest("prompt-engineer"),
-        )
+        .push_agent("prompt-engineer", "prompt-engineer")
         .await;
     let (status, body) = daemon.invoke("prompt-engineer", json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures_util::Stream;
+use overseer_kernel::manifest::topic_matches;
 use overseer_store::EventFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -82,15 +83,6 @@ struct StreamQuery {
     after: Option<i64>,
 }
 
-/// Whether subscription `pattern` takes `topic`.
-fn takes(pattern: &str, topic: &str) -> bool {
-    pattern == "*"
-        || pattern == topic
-        || pattern
-            .strip_suffix(".*")
-            .is_some_and(|p| topic.strip_prefix(p).is_some_and(|r| r.starts_with('.')))
-}
-
 /// The bus's events as they are logged, as Server-Sent Events: `event` the topic, `id` the
 /// event's sequence number (a client reconnects with `after`), `data` `{topic, source, at_ms,
 /// payload}`. A comment every 15 s keeps proxies from closing it.
@@ -142,7 +134,7 @@ async fn stream(
                 after = last.seq;
                 let batch: Vec<Result<Event, Infallible>> = read
                     .into_iter()
-                    .filter(|e| patterns.iter().any(|p| takes(p, &e.topic)))
+                    .filter(|e| patterns.iter().any(|p| topic_matches(p, &e.topic)))
                     .map(|e| {
                         let payload = serde_json::from_str::<Value>(&e.payload)
                             .unwrap_or(Value::String(e.payload.clone()));
@@ -261,7 +253,7 @@ async fn series(
 
 #[cfg(test)]
 mod tests {
-    use super::takes;
+    use overseer_kernel::manifest::topic_matches as takes;
 
     #[test]
     fn stream_patterns_take_their_topics() {

@@ -1196,16 +1196,11 @@ impl overseer_sandbox::Prompts for CallPrompts {
             note: note.to_string(),
             ..NewVersion::default()
         };
-        if self
-            .registry
-            .store()
-            .prompt_versions(name)
+        // Only a version of a prompt that exists: an agent makes no prompt of its own here.
+        self.registry
+            .versions(name)
             .await
-            .map_err(|e| GuestError::Unavailable(e.to_string()))?
-            .is_empty()
-        {
-            return Err(GuestError::InvalidInput(format!("no prompt {name:?}")));
-        }
+            .map_err(PromptError::guest)?;
         self.registry
             .write(name, new, &self.call.agent)
             .await

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use overseer_kernel::manifest::{INTERFACES, PRIVILEGED};
+use overseer_kernel::manifest::{INTERFACES, PRIVILEGED, topic_matches};
 use overseer_kernel::{HOST_TOPICS, Manifest, check_name, check_topic};
 use overseer_store::{EditState, SpecRecord, audit};
 use serde::{Deserialize, Serialize};
@@ -516,17 +516,6 @@ impl SelfEdit {
     }
 }
 
-/// Whether subscription `pattern` hears `topic`.
-fn hears_topic(pattern: &str, topic: &str) -> bool {
-    pattern == "*"
-        || pattern == topic
-        || pattern.strip_suffix(".*").is_some_and(|prefix| {
-            topic
-                .strip_prefix(prefix)
-                .is_some_and(|r| r.starts_with('.'))
-        })
-}
-
 /// The workflow of agents publishing and hearing topics: edges, dead ends and cycles.
 pub fn workflow_of(
     publishes: &BTreeMap<String, Vec<String>>,
@@ -539,7 +528,7 @@ pub fn workflow_of(
         for topic in topics {
             let to: Vec<&String> = hears
                 .iter()
-                .filter(|(_, patterns)| patterns.iter().any(|p| hears_topic(p, topic)))
+                .filter(|(_, patterns)| patterns.iter().any(|p| topic_matches(p, topic)))
                 .map(|(agent, _)| agent)
                 .collect();
             if to.is_empty() {
@@ -560,7 +549,7 @@ pub fn workflow_of(
             let source = p.split('.').next().unwrap_or(p);
             p.as_str() != "*"
                 && !HOST_TOPICS.contains(&source)
-                && !publishes.values().flatten().any(|t| hears_topic(p, t))
+                && !publishes.values().flatten().any(|t| topic_matches(p, t))
                 && !publishes.contains_key(source)
         })
         .map(|(agent, p)| json!({ "agent": agent, "topic": p }))

@@ -679,7 +679,8 @@ impl Language {
 }
 
 /// Drives componentize-js through its JavaScript API. The agent world has no use for the
-/// engine's own HTTP client or fetch handler, and the host does not serve `wasi:http`.
+/// engine's own HTTP client or fetch handler, and the host does not serve `wasi:http`. The
+/// snapshot's wizer gets a cache directory under the build's own `TMPDIR`.
 const COMPONENTIZE_MJS: &str = r#"import { componentize } from '@bytecodealliance/componentize-js';
 import { writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -690,6 +691,9 @@ const { component } = await componentize({
   witPath: resolve(wit),
   worldName: 'agent',
   disableFeatures: ['http', 'fetch-event'],
+  // Wizer runs with only this environment: without a cache directory of its own it would
+  // reach for the user's home, which the build's sandbox does not let it write.
+  env: { XDG_CACHE_HOME: resolve(process.env.TMPDIR, 'cache') },
 });
 await writeFile(out, component);
 "#;

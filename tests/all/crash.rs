@@ -206,7 +206,10 @@ async fn assert_consistent(api: &Api, store: &Store, data_dir: &Path, context: &
         assert_eq!(answer["version"], active, "{context}: {name}");
 
         // Edits: none left under way; every version an edit built is on a live edit.
-        let edits = store.edits(&name, 10_000).await.unwrap();
+        let edits = store
+            .edits(&name, overseer_store::Page::latest(10_000))
+            .await
+            .unwrap();
         assert!(
             edits.iter().all(|e| !e.state.running()),
             "{context}: {name} has an edit under way after a restart"

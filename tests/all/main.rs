@@ -27,6 +27,7 @@ mod push;
 mod repair;
 mod research;
 mod restart;
+mod robustness;
 mod rollback;
 mod session;
 mod supervision;

@@ -1,7 +1,7 @@
 //! Agents and their versions: list, show, push, roll back, invoke, logs, release, retire.
 
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Multipart, Path, Query, Request, State};
+use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -11,7 +11,7 @@ use overseer_kernel::{Deployed, Manifest, Push, bus::host_event};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{ApiError, ApiResult, AppState, agent_name, known_agent};
+use crate::{ApiError, ApiResult, AppState, PageQueryResult, agent_name, known_agent, paging};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -54,9 +54,14 @@ async fn agent_state(
     })
 }
 
-async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn list_agents(
+    State(state): State<AppState>,
+    query: PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = paging(query, 100)?;
+    let (records, next) = paging.slice(state.kernel.store.agents().await?, |a| a.name.clone())?;
     let mut agents = Vec::new();
-    for record in state.kernel.store.agents().await? {
+    for record in records {
         let live = state
             .kernel
             .registry
@@ -71,7 +76,7 @@ async fn list_agents(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "quarantined": record.quarantined_ms.is_some(),
         }));
     }
-    Ok(Json(json!({ "agents": agents })))
+    Ok(Json(json!({ "agents": agents, "next": next })))
 }
 
 async fn show_agent(
@@ -90,7 +95,11 @@ async fn show_agent(
         "state": agent_state(&state, &record).await?,
         "retired": record.retired_ms.is_some(),
         "digest": live.as_ref().map(|v| v.digest.clone()),
-        "manifest": live.as_ref().map(|v| v.manifest.as_ref().clone()),
+        "manifest": live.as_ref().map(|v| {
+            let mut manifest = json!(v.manifest.as_ref());
+            overseer_kernel::manifest::redact_json(&mut manifest);
+            manifest
+        }),
         "limits": live.as_ref().map(|v| json!({
             "fuel": v.resolved.limits.fuel,
             "memory_bytes": v.resolved.limits.memory_bytes,
@@ -118,13 +127,14 @@ async fn show_agent(
 async fn list_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    query: PageQueryResult,
 ) -> ApiResult<Json<Value>> {
+    let paging = paging(query, 100)?;
     let record = known_agent(&state, &name).await?;
-    let versions: Vec<Value> = state
-        .kernel
-        .store
-        .versions(&name)
-        .await?
+    let (versions, next) = paging.slice(state.kernel.store.versions(&name).await?, |v| {
+        v.number.to_string()
+    })?;
+    let versions: Vec<Value> = versions
         .into_iter()
         .map(|v| {
             let shown = if v.state == overseer_store::VersionState::Rejected {
@@ -140,11 +150,12 @@ async fn list_versions(
             };
             let mut value = serde_json::to_value(&v).unwrap_or(Value::Null);
             value["state"] = json!(shown);
+            overseer_kernel::manifest::redact_json(&mut value["manifest"]);
             value
         })
         .collect();
     Ok(Json(
-        json!({ "agent": name, "active_version": record.active_version, "versions": versions }),
+        json!({ "agent": name, "active_version": record.active_version, "versions": versions, "next": next }),
     ))
 }
 
@@ -224,7 +235,7 @@ async fn read_push_form(mut form: Multipart) -> ApiResult<(Vec<u8>, Option<Manif
 /// version; a body that is not exactly `{"version": N}` is refused, never read as that.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RollbackRequest {
+pub(crate) struct RollbackRequest {
     version: u32,
 }
 
@@ -283,20 +294,23 @@ async fn invoke(
     })))
 }
 
-#[derive(Debug, Deserialize)]
-struct LogsQuery {
-    limit: Option<u32>,
-}
-
+/// The newest log lines, oldest first; `next` pages back to older ones.
 async fn logs(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<LogsQuery>,
+    query: PageQueryResult,
 ) -> ApiResult<Json<Value>> {
+    let paging = paging(query, 100)?;
     known_agent(&state, &name).await?;
-    let limit = query.limit.unwrap_or(100).min(10_000);
-    let lines = state.kernel.store.logs(&name, limit).await?;
-    Ok(Json(json!({ "agent": name, "logs": lines })))
+    let mut lines = state.kernel.store.logs(&name, paging.store_page()?).await?;
+    // Read oldest first, the page's extra line is its first.
+    let next = if lines.len() > paging.limit as usize {
+        lines.remove(0);
+        lines.first().map(|line| line.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Json(json!({ "agent": name, "logs": lines, "next": next })))
 }
 
 async fn retire_agent(

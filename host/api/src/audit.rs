@@ -33,16 +33,19 @@ async fn entries(
     query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let limit = crate::page::Paging::new(query.limit, None, 100)?
+        .limit
+        .min(PAGE);
     let found = state
         .kernel
         .store
-        .audit(
-            query.after.unwrap_or(0),
-            query.limit.unwrap_or(100).min(PAGE),
-        )
+        .audit(query.after.unwrap_or(0), limit)
         .await
         .map_err(overseer_kernel::Error::from)?;
-    Ok(Json(json!({ "entries": found })))
+    let next = (found.len() == limit as usize)
+        .then(|| found.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({ "entries": found, "next": next })))
 }
 
 /// The whole trail walked: `{ok, entries, head, problems: [{seq, problem, message}]}`.

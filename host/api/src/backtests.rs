@@ -75,7 +75,13 @@ async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     })
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Backtests by id, in the order they started.
+async fn list(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let backtests = backtester(&state)?;
-    Ok(Json(json!({ "backtests": backtests.ids() })))
+    let (ids, next) = paging.slice(backtests.ids(), |id| id.to_string())?;
+    Ok(Json(json!({ "backtests": ids, "next": next })))
 }

@@ -27,7 +27,12 @@ fn budgets(state: &AppState) -> ApiResult<&overseer_kernel::capability::LlmBudge
     })
 }
 
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// The caps, and every agent's budget by name; the cursor is an agent's name.
+async fn list(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let budgets = budgets(&state)?;
     let agents: Vec<String> = state
         .kernel
@@ -37,6 +42,7 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .into_iter()
         .map(|a| a.name)
         .collect();
+    let (page, next) = paging.slice(budgets.view(&agents), |b| b.agent.clone())?;
     let config = budgets.config();
     Ok(Json(json!({
         "caps": {
@@ -47,13 +53,14 @@ async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         },
         "default": { "tokens": config.agent_tokens_per_day, "usd": config.agent_usd_per_day },
         "used_today": budgets.total_used(),
-        "budgets": budgets.view(&agents),
+        "budgets": page,
+        "next": next,
     })))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewBudget {
+pub(crate) struct NewBudget {
     tokens_per_day: u64,
     usd_per_day: f64,
 }
@@ -78,7 +85,7 @@ async fn set(
         )),
         Err(SetError::Store(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "store",
+            "store_error",
             e.to_string(),
         )),
     }

@@ -160,6 +160,8 @@ async fn stream(
 struct TelemetryQuery {
     /// The window, in milliseconds (default an hour, at most a day).
     window_ms: Option<u64>,
+    limit: Option<u32>,
+    after: Option<String>,
 }
 
 /// Every serving agent's calls over the window: calls, failures, error rate, p50/p95/p99,
@@ -169,6 +171,7 @@ async fn telemetry(
     query: Result<Query<TelemetryQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let paging = crate::page::Paging::new(query.limit, query.after, 100)?;
     let window_ms = query.window_ms.unwrap_or(3_600_000);
     if !(1..=overseer_sandbox::MAX_FLEET_WINDOW_MS).contains(&window_ms) {
         return Err(ApiError::invalid(format!(
@@ -185,7 +188,12 @@ async fn telemetry(
             v
         })
         .collect();
-    Ok(Json(json!({ "window_ms": window_ms, "agents": agents })))
+    let (agents, next) = paging.slice(agents, |a| {
+        a["agent"].as_str().unwrap_or_default().to_string()
+    })?;
+    Ok(Json(
+        json!({ "window_ms": window_ms, "agents": agents, "next": next }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

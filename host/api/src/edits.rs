@@ -42,23 +42,21 @@ async fn propose_edit(
     Ok((StatusCode::ACCEPTED, Json(record)).into_response())
 }
 
-#[derive(Debug, Deserialize)]
-struct ListQuery {
-    limit: Option<u32>,
-}
-
+/// Edits newest first; `next` pages to older ones.
 async fn list_edits(
     State(state): State<AppState>,
     Path(name): Path<String>,
-    Query(query): Query<ListQuery>,
+    query: crate::PageQueryResult,
 ) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     known_agent(&state, &name).await?;
     let edits = state
         .kernel
         .store
-        .edits(&name, query.limit.unwrap_or(100).min(1000))
+        .edits(&name, paging.store_page()?)
         .await?;
-    Ok(Json(json!({ "agent": name, "edits": edits })))
+    let (edits, next) = paging.newest_first(edits, |e| e.id);
+    Ok(Json(json!({ "agent": name, "edits": edits, "next": next })))
 }
 
 async fn show_edit(
@@ -85,12 +83,14 @@ async fn version_diff(
     })))
 }
 
+/// A version's source as it may be shown: its secrets redacted.
 async fn source_of(state: &AppState, agent: &str, version: u32) -> ApiResult<Snapshot> {
     Ok(state
         .selfedit
         .version_source(agent, version)
         .await?
-        .ok_or_else(|| overseer_selfedit::Error::NoSource(agent.to_string()))?)
+        .ok_or_else(|| overseer_selfedit::Error::NoSource(agent.to_string()))?
+        .redacted())
 }
 
 /// The source of the version asked for, or of the active one.
@@ -107,6 +107,7 @@ async fn asked_source(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct VersionQuery {
     /// A version other than the active one.
     version: Option<u32>,
@@ -133,6 +134,7 @@ async fn analyze_source(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SourceQuery {
     /// One file to return whole; without it, the list of files.
     path: Option<String>,

@@ -18,8 +18,12 @@ mod budgets;
 mod dashboard;
 mod edits;
 mod error;
+mod listener;
 mod overseer;
+mod page;
 mod prompts;
+#[cfg(test)]
+mod properties;
 mod research;
 mod system;
 mod trading;
@@ -39,6 +43,7 @@ use overseer_selfedit::SelfEdit;
 use overseer_store::{AgentRecord, AlertRecord};
 
 pub use error::ApiError;
+pub use listener::Limits;
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 
@@ -57,6 +62,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<[String]>,
     /// Largest request body, in bytes.
     pub body_limit: usize,
+    /// Connection timeouts and the connection cap.
+    pub limits: Limits,
     /// The data directory, whose disk `/v1/system` reports.
     pub data_dir: PathBuf,
     /// Host resources, refreshed when asked for.
@@ -93,6 +100,7 @@ impl AppState {
             public_read: false,
             allowed_hosts: Arc::new([]),
             body_limit,
+            limits: Limits::default(),
             system: Arc::new(Mutex::new(sysinfo::System::new())),
             trading: None,
             backtests: None,
@@ -123,6 +131,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            listener::read_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(json_errors))
@@ -185,16 +197,16 @@ async fn json_errors(request: Request, next: Next) -> Response {
     answer
 }
 
-/// Serve the API on `listener` until `shutdown` resolves; then stop the schedules.
+/// Serve the API on `listener` within the state's [`Limits`] until `shutdown` resolves; then
+/// stop the schedules.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let kernel = state.kernel.clone();
-    let result = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let limits = state.limits;
+    let result = listener::run(listener, app(state), limits, shutdown).await;
     kernel.stop();
     result
 }
@@ -350,6 +362,30 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
             .zip(token.bytes())
             .fold(0u8, |acc, (a, b)| acc | (a ^ b))
             == 0
+}
+
+/// `?limit=N&after=CURSOR` of a list with nothing else to ask ([`page`]).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    limit: Option<u32>,
+    after: Option<String>,
+}
+
+impl PageQuery {
+    fn paging(self, default: u32) -> ApiResult<page::Paging> {
+        page::Paging::new(self.limit, self.after, default)
+    }
+}
+
+type PageQueryResult =
+    Result<axum::extract::Query<PageQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The page a list's plain `?limit&after` query asks for; a query that does not parse (an
+/// unknown parameter, a limit that is not a number) is `invalid_request`.
+fn paging(query: PageQueryResult, default: u32) -> ApiResult<page::Paging> {
+    let axum::extract::Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    query.paging(default)
 }
 
 fn agent_name(name: &str) -> ApiResult<()> {

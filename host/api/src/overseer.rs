@@ -13,6 +13,7 @@ use overseer_meta::{LOOPS, Overseer, RunError, report};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -45,6 +46,7 @@ impl From<GovernanceError> for ApiError {
 struct DecisionsQuery {
     state: Option<String>,
     limit: Option<u32>,
+    after: Option<String>,
 }
 
 /// Decisions newest first, in one state when asked.
@@ -53,13 +55,15 @@ async fn decisions(
     query: Result<Query<DecisionsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let paging = Paging::new(query.limit, query.after, 50)?;
     let found = state
         .kernel
         .store
-        .decisions(query.state.as_deref(), query.limit.unwrap_or(50).min(1000))
+        .decisions(query.state.as_deref(), paging.store_page()?)
         .await
         .map_err(overseer_kernel::Error::from)?;
-    Ok(Json(json!({ "decisions": found })))
+    let (found, next) = paging.newest_first(found, |d| d.id);
+    Ok(Json(json!({ "decisions": found, "next": next })))
 }
 
 async fn decision(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
@@ -87,7 +91,7 @@ async fn propose(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Verdict {
+pub(crate) struct Verdict {
     #[serde(default)]
     reason: String,
 }
@@ -142,7 +146,7 @@ async fn loops(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         let last = state
             .kernel
             .store
-            .loop_runs(Some(name), 1)
+            .loop_runs(Some(name), overseer_store::Page::latest(1))
             .await
             .map_err(overseer_kernel::Error::from)?;
         loops.push(json!({
@@ -164,6 +168,7 @@ struct RunsQuery {
     #[serde(rename = "loop")]
     name: Option<String>,
     limit: Option<u32>,
+    after: Option<String>,
 }
 
 /// Kept runs, newest first.
@@ -180,13 +185,15 @@ async fn runs(
             LOOPS.join(", ")
         )));
     }
+    let paging = Paging::new(query.limit, query.after.clone(), 50)?;
     let runs = state
         .kernel
         .store
-        .loop_runs(query.name.as_deref(), query.limit.unwrap_or(50).min(1000))
+        .loop_runs(query.name.as_deref(), paging.store_page()?)
         .await
         .map_err(overseer_kernel::Error::from)?;
-    Ok(Json(json!({ "runs": runs })))
+    let (runs, next) = paging.newest_first(runs, |r| r.id);
+    Ok(Json(json!({ "runs": runs, "next": next })))
 }
 
 /// Run a loop now, as its interval would, and answer the run.
@@ -209,21 +216,29 @@ async fn run_now(
         )),
         Some(Err(e)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "store_failed",
+            "store_error",
             e.to_string(),
         )),
     }
 }
 
-/// The reports kept, newest first.
-async fn reports(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Days of reports read at most: the retention keeps a year.
+const REPORTS_KEPT: u32 = 366;
+
+/// The reports kept, newest first; the cursor is a report's date.
+async fn reports(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let reports = state
         .kernel
         .store
-        .reports(366)
+        .reports(REPORTS_KEPT)
         .await
         .map_err(overseer_kernel::Error::from)?;
-    Ok(Json(json!({ "reports": reports })))
+    let (reports, next) = paging.slice(reports, |r| r.date.clone())?;
+    Ok(Json(json!({ "reports": reports, "next": next })))
 }
 
 /// `DATE.json`, `DATE.md` or `DATE.html` (`latest` for the newest date).

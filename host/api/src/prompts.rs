@@ -11,6 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::overseer::verdict;
+use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -52,8 +53,16 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> ApiResult<T> {
 }
 
 /// Every prompt, its owner, variables and labels.
-async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    Ok(Json(json!({ "prompts": state.prompts.list().await? })))
+/// Prompts by name; the cursor is a prompt's name.
+async fn list(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
+    let (prompts, next) = paging.slice(state.prompts.list().await?, |p| {
+        p["name"].as_str().unwrap_or_default().to_string()
+    })?;
+    Ok(Json(json!({ "prompts": prompts, "next": next })))
 }
 
 /// A prompt's versions and the history of its labels.
@@ -82,7 +91,7 @@ async fn diff(
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Label {
+pub(crate) struct Label {
     label: String,
     version: u32,
     #[serde(default)]
@@ -122,24 +131,33 @@ struct ExperimentsQuery {
     prompt: Option<String>,
     state: Option<String>,
     limit: Option<u32>,
+    after: Option<String>,
 }
 
+/// Experiments read at most for one page: more than any host runs.
+const EXPERIMENTS_SCAN: u32 = 10_000;
+
+/// Experiments newest first; the cursor is an experiment's id.
 async fn experiments(
     State(state): State<AppState>,
     query: Result<Query<ExperimentsQuery>, QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let found = state
+    let paging = Paging::new(query.limit, query.after, 50)?;
+    let before = paging.store_page()?.before.unwrap_or(i64::MAX);
+    let mut found = state
         .kernel
         .store
         .experiments(
             query.prompt.as_deref(),
             query.state.as_deref(),
-            query.limit.unwrap_or(50).min(1000),
+            EXPERIMENTS_SCAN,
         )
         .await
         .map_err(overseer_kernel::Error::from)?;
-    Ok(Json(json!({ "experiments": found })))
+    found.retain(|e| e.id < before);
+    let (found, next) = paging.newest_first(found, |e| e.id);
+    Ok(Json(json!({ "experiments": found, "next": next })))
 }
 
 async fn start(
@@ -162,16 +180,22 @@ async fn stop(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<J
     Ok(Json(json!(state.prompts.stop(id, "person").await?)))
 }
 
-/// The specs, newest first, and the workflow of the agents serving now.
-async fn architect(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// The specs, newest first, and the workflow of the agents serving now; the cursor is a
+/// spec's id.
+async fn architect(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let specs = state
         .kernel
         .store
-        .specs(100)
+        .specs(paging.store_page()?)
         .await
         .map_err(overseer_kernel::Error::from)?;
+    let (specs, next) = paging.newest_first(specs, |s| s.id);
     Ok(Json(
-        json!({ "specs": specs, "workflow": state.selfedit.workflow().await }),
+        json!({ "specs": specs, "next": next, "workflow": state.selfedit.workflow().await }),
     ))
 }
 

@@ -13,6 +13,7 @@ use overseer_store::EventFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
 
 /// Most events of one topic read back for a listing: the newest.
@@ -33,6 +34,7 @@ struct ResultsQuery {
     /// Milliseconds since the Unix epoch.
     since: Option<u64>,
     limit: Option<u32>,
+    after: Option<String>,
 }
 
 /// The payloads of the newest [`SCAN`] events of `topic` since `since_ms`, newest first,
@@ -69,7 +71,7 @@ async fn results(
     query: Result<Query<ResultsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
-    let limit = query.limit.unwrap_or(50).min(1000) as usize;
+    let paging = Paging::new(query.limit, query.after.clone(), 50)?;
     let mut found = published(&state, "research.result", query.since.unwrap_or(0)).await?;
     found.retain(|r| {
         query
@@ -82,15 +84,24 @@ async fn results(
                     .is_some_and(|list| list.iter().any(|x| x == s.as_str()))
             })
     });
-    found.truncate(limit);
-    Ok(Json(json!({ "results": found })))
+    let (found, next) = paging.slice(found, event_id)?;
+    Ok(Json(json!({ "results": found, "next": next })))
 }
 
-/// Research tasks, newest first.
-async fn tasks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let mut found = published(&state, "research.task", 0).await?;
-    found.truncate(200);
-    Ok(Json(json!({ "tasks": found })))
+/// A published payload's cursor: the id of its event.
+fn event_id(payload: &Value) -> String {
+    payload["event"].as_str().unwrap_or_default().to_string()
+}
+
+/// Research tasks, newest first; the cursor is a task's event id.
+async fn tasks(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 200)?;
+    let found = published(&state, "research.task", 0).await?;
+    let (found, next) = paging.slice(found, event_id)?;
+    Ok(Json(json!({ "tasks": found, "next": next })))
 }
 
 /// Lines of an agent's log searched for its last failed run.
@@ -102,7 +113,7 @@ async fn last_failure(state: &AppState, agent: &str) -> ApiResult<Option<Value>>
     let lines = state
         .kernel
         .store
-        .logs(agent, FAILURE_SCAN)
+        .logs(agent, overseer_store::Page::latest(FAILURE_SCAN))
         .await
         .map_err(overseer_kernel::Error::from)?;
     Ok(lines
@@ -113,7 +124,11 @@ async fn last_failure(state: &AppState, agent: &str) -> ApiResult<Option<Value>>
 }
 
 /// Every research agent: its specialisation, schedule, state, last result and failures.
-async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+async fn tracks(
+    State(state): State<AppState>,
+    query: crate::PageQueryResult,
+) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let results = published(&state, "research.result", 0).await?;
     // Newest first: the first of each source is its last result.
     let mut last: BTreeMap<String, &Value> = BTreeMap::new();
@@ -162,5 +177,8 @@ async fn tracks(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             "market_every_days": market_every_days,
         }));
     }
-    Ok(Json(json!({ "tracks": tracks })))
+    let (tracks, next) = paging.slice(tracks, |t| {
+        t["agent"].as_str().unwrap_or_default().to_string()
+    })?;
+    Ok(Json(json!({ "tracks": tracks, "next": next })))
 }

@@ -53,6 +53,7 @@ async fn limits(State(state): State<AppState>) -> Json<Value> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EventsQuery {
     topic: Option<String>,
     after: Option<i64>,
@@ -60,10 +61,13 @@ struct EventsQuery {
     limit: Option<u32>,
 }
 
+/// Events oldest first after the `after` id; `next` is the id the next page starts after.
 async fn events(
     State(state): State<AppState>,
-    Query(query): Query<EventsQuery>,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| crate::ApiError::invalid(e.body_text()))?;
+    let limit = crate::page::Paging::new(query.limit, None, 100)?.limit;
     let events = state
         .kernel
         .store
@@ -71,11 +75,14 @@ async fn events(
             topic: query.topic.as_deref(),
             after: query.after.unwrap_or(0),
             since_ms: query.since_ms.unwrap_or(0),
-            limit: query.limit.unwrap_or(100).min(10_000),
+            limit,
             newest_first: false,
         })
         .await?;
-    Ok(Json(json!({ "events": events })))
+    let next = (events.len() == limit as usize)
+        .then(|| events.last().map(|e| e.seq))
+        .flatten();
+    Ok(Json(json!({ "events": events, "next": next })))
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
@@ -135,6 +142,7 @@ async fn system(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         .alerts(&AlertFilter {
             open: Some(true),
             agent: None,
+            before: None,
             limit: 10_000,
         })
         .await?;

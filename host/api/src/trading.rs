@@ -12,6 +12,7 @@ use overseer_trading::{Amount, OrderRequest, OrderType, Placer, Side, TimeInForc
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -41,6 +42,8 @@ impl From<overseer_trading::Error> for ApiError {
     fn from(error: overseer_trading::Error) -> Self {
         use overseer_trading::Error as E;
         let status = match &error {
+            // Data the market could not read is the source's failure, not the request's.
+            E::Market(m) if m.code() == "market_data" => StatusCode::BAD_GATEWAY,
             E::InvalidOrder(_) | E::Market(_) => StatusCode::BAD_REQUEST,
             E::Refused(_) => StatusCode::FORBIDDEN,
             E::OrderNotFound(_) => StatusCode::NOT_FOUND,
@@ -81,6 +84,7 @@ async fn market(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct BarsQuery {
     from: Option<String>,
     to: Option<String>,
@@ -113,6 +117,7 @@ async fn bars(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct PerformanceQuery {
     /// The annual risk-free rate, as a fraction.
     risk_free: Option<f64>,
@@ -136,29 +141,35 @@ async fn portfolio(State(state): State<AppState>) -> ApiResult<Json<Value>> {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct OrdersQuery {
     open: Option<bool>,
     limit: Option<u32>,
+    after: Option<String>,
 }
 
+/// Orders read at most for one page.
+const ORDERS_SCAN: u32 = 10_000;
+
+/// Orders newest first; the cursor is an order's id.
 async fn orders(
     State(state): State<AppState>,
-    Query(query): Query<OrdersQuery>,
+    query: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<Value>> {
+    let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let paging = Paging::new(query.limit, query.after, 100)?;
     let trading = trading(&state)?;
     let orders = trading
-        .orders(
-            query.open.unwrap_or(false),
-            query.limit.unwrap_or(100).min(10_000),
-        )
+        .orders(query.open.unwrap_or(false), ORDERS_SCAN)
         .await?;
-    Ok(Json(json!({ "orders": orders })))
+    let (orders, next) = paging.slice(orders, |o| o.id.clone())?;
+    Ok(Json(json!({ "orders": orders, "next": next })))
 }
 
 /// An order placed through the API: shares or dollars, market or limit.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct NewOrder {
+pub(crate) struct NewOrder {
     symbol: String,
     side: Side,
     quantity: Option<f64>,
@@ -218,15 +229,12 @@ async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     Ok(Json(json!(trading.cancel(&id).await?)))
 }
 
-#[derive(Debug, Deserialize)]
-struct LimitQuery {
-    limit: Option<u32>,
-}
-
+/// Fills newest first; the cursor is a fill's sequence number.
 async fn trades(
     State(state): State<AppState>,
-    Query(query): Query<LimitQuery>,
+    query: crate::PageQueryResult,
 ) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 100)?;
     let trading = trading(&state)?;
     let mut fills = trading
         .store()
@@ -234,20 +242,27 @@ async fn trades(
         .await
         .map_err(overseer_trading::Error::from)?;
     fills.reverse();
-    fills.truncate(query.limit.unwrap_or(100).min(10_000) as usize);
-    Ok(Json(json!({ "trades": fills })))
+    let (fills, next) = paging.slice(fills, |f| f.seq.to_string())?;
+    Ok(Json(json!({ "trades": fills, "next": next })))
 }
 
+/// Refusals read at most for one page.
+const REFUSALS_SCAN: u32 = 10_000;
+
+/// The risk state, and the gate's refusals newest first (the cursor is a refusal's sequence
+/// number).
 async fn risk(
     State(state): State<AppState>,
-    Query(query): Query<LimitQuery>,
+    query: crate::PageQueryResult,
 ) -> ApiResult<Json<Value>> {
+    let paging = crate::paging(query, 50)?;
     let trading = trading(&state)?;
     let refusals = trading
         .store()
-        .refusals(query.limit.unwrap_or(50).min(10_000))
+        .refusals(REFUSALS_SCAN)
         .await
         .map_err(overseer_trading::Error::from)?;
+    let (refusals, next) = paging.slice(refusals, |r| r.seq.to_string())?;
     let refusals: Vec<Value> = refusals
         .into_iter()
         .map(|r| {
@@ -259,12 +274,13 @@ async fn risk(
     Ok(Json(json!({
         "risk": trading.risk().await,
         "refusals": refusals,
+        "next": next,
     })))
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RiskAction {
+pub(crate) struct RiskAction {
     action: String,
 }
 
@@ -287,6 +303,7 @@ async fn set_risk(
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct MemoryQuery {
     /// The stored name: `shared/<name>` or `<agent>/<name>`.
     collection: String,

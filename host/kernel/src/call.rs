@@ -313,7 +313,12 @@ impl overseer_sandbox::Runtime for Call {
     }
 
     fn config(&self, key: &str) -> Option<String> {
-        self.context.manifest.config.get(key).cloned()
+        let manifest = &self.context.manifest;
+        manifest
+            .config
+            .get(key)
+            .or_else(|| manifest.secrets.get(key))
+            .cloned()
     }
 }
 

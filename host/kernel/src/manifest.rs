@@ -73,9 +73,14 @@ pub struct Manifest {
     pub deploy: DeploySpec,
     #[serde(default)]
     pub supervision: SupervisionSpec,
-    /// Values the agent reads with `runtime.config`.
+    /// Values the agent reads with `runtime.config`. They are shown with the manifest.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Values the agent reads with `runtime.config` too, but never shown: the API serves a
+    /// manifest's secrets as [`REDACTED`], and an `agent.toml` in served source likewise
+    /// ([`redact_toml`]). A key may not be in both tables.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, String>,
     /// The prompts the agent asks the registry for, by key; each is seeded as version 1 of
     /// `AGENT.KEY` the first time the agent asks for it.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -252,6 +257,42 @@ pub struct Resolved {
     pub policy: Policy,
 }
 
+/// What a secret's value is served as.
+pub const REDACTED: &str = "<redacted>";
+
+/// A manifest as JSON (as stored with its version) with each `secrets` value replaced by
+/// [`REDACTED`]: the keys stay, so a reader sees what the agent is given.
+pub fn redact_json(manifest: &mut serde_json::Value) {
+    if let Some(secrets) = manifest
+        .get_mut("secrets")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        for value in secrets.values_mut() {
+            *value = serde_json::Value::from(REDACTED);
+        }
+    }
+}
+
+/// An `agent.toml`'s text with each value of its `[secrets]` table replaced by
+/// [`REDACTED`], its layout and comments kept (`toml_edit`). Text that does not parse as TOML
+/// is not shown at all, since where its secrets are cannot be told.
+pub fn redact_toml(text: &str) -> String {
+    let Ok(mut document) = text.parse::<toml_edit::DocumentMut>() else {
+        return format!(
+            "# not shown: this agent.toml does not parse, and may hold {REDACTED} values\n"
+        );
+    };
+    if let Some(secrets) = document
+        .get_mut("secrets")
+        .and_then(toml_edit::Item::as_table_like_mut)
+    {
+        for (_, value) in secrets.iter_mut() {
+            *value = toml_edit::value(REDACTED);
+        }
+    }
+    document.to_string()
+}
+
 impl Manifest {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<Manifest> {
@@ -265,6 +306,11 @@ impl Manifest {
         {
             return Err(Error::InvalidManifest(format!(
                 "the manifest names {name:?} but it is pushed as {agent:?}"
+            )));
+        }
+        if let Some(key) = self.secrets.keys().find(|k| self.config.contains_key(*k)) {
+            return Err(Error::InvalidManifest(format!(
+                "{key:?} is in both [config] and [secrets]: a value is shown or secret, not both"
             )));
         }
         let defaults = host.default_limits();
@@ -615,5 +661,74 @@ mod tests {
         let err = typo.check_capabilities().unwrap_err();
         assert_eq!(err.code(), "invalid_manifest");
         assert!(err.to_string().contains("llms"), "{err}");
+    }
+}
+
+/// Bounded property runs of the manifest parser (the fuzz target `manifest` runs it
+/// unbounded): any text and any numbers are either a manifest within the host's ceilings or
+/// `invalid_manifest`, never a panic, a wrap or a silent default.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn resolved(text: &str) -> Option<Resolved> {
+        let host = KernelConfig::default();
+        // As a push reads it: parse, check the grants, resolve against the host.
+        let resolved = Manifest::parse(text)
+            .and_then(|m| {
+                m.check_capabilities()
+                    .and_then(|()| m.resolve("agent", &host))
+            })
+            .inspect_err(|e| assert!(matches!(e, Error::InvalidManifest(_)), "{e:?}"))
+            .ok()?;
+        assert!(resolved.limits.fuel >= 1 && resolved.limits.fuel <= host.max_fuel);
+        assert!(resolved.limits.memory_bytes <= host.max_memory_bytes());
+        assert!(resolved.limits.timeout <= host.max_timeout());
+        if let Some(every) = resolved.every {
+            assert!(every >= MIN_INTERVAL, "{every:?}");
+        }
+        Some(resolved)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn any_text_is_a_manifest_or_refused(text in "\\PC{0,300}") {
+            resolved(&text);
+        }
+
+        #[test]
+        fn any_limits_and_intervals_resolve_within_the_ceilings_or_are_refused(
+            fuel in any::<u64>(),
+            memory_mb in any::<u64>(),
+            timeout_ms in any::<u64>(),
+            every in "[0-9]{1,22}(ms|s|m|h|d|x)?",
+            health in "[0-9]{1,22}(ms|s|m|h|d)",
+        ) {
+            // TOML integers are signed 64-bit.
+            let (fuel, memory_mb, timeout_ms) = (
+                fuel.min(i64::MAX as u64),
+                memory_mb.min(i64::MAX as u64),
+                timeout_ms.min(i64::MAX as u64),
+            );
+            let text = format!(
+                "[limits]\nfuel = {fuel}\nmemory_mb = {memory_mb}\ntimeout_ms = {timeout_ms}\n\n[triggers]\nevery = {every:?}\n\n[supervision]\nhealth_every = {health:?}\n",
+            );
+            if let Some(resolved) = resolved(&text) {
+                prop_assert_eq!(resolved.limits.fuel, fuel);
+                prop_assert_eq!(resolved.limits.timeout, Duration::from_millis(timeout_ms));
+            }
+        }
+
+        #[test]
+        fn any_http_allow_entry_is_one_concrete_origin_or_refused(entry in "\\PC{0,40}") {
+            let text = format!("[capabilities]\ngrant = [\"http\"]\nhttp_allow = [{entry:?}]\n");
+            if resolved(&text).is_some() {
+                prop_assert!(!entry.contains('*'), "{}", entry);
+            }
+        }
     }
 }

@@ -122,6 +122,7 @@ impl overseer_sandbox::Fleet for CallFleet {
             .alerts(&AlertFilter {
                 open: open_only.then_some(true),
                 agent: None,
+                before: None,
                 limit,
             })
             .await

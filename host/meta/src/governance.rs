@@ -172,7 +172,7 @@ impl GovernanceError {
             GovernanceError::Invalid(_) => "invalid_decision",
             GovernanceError::NotFound(_) => "decision_not_found",
             GovernanceError::NotAwaiting { .. } => "not_awaiting",
-            GovernanceError::Store(_) => "store_failed",
+            GovernanceError::Store(_) => "store_error",
         }
     }
 }
@@ -511,7 +511,10 @@ impl Overseer {
         for d in self
             .kernel()
             .store
-            .decisions(Some("awaiting_approval"), OPEN_DECISIONS)
+            .decisions(
+                Some("awaiting_approval"),
+                overseer_store::Page::latest(OPEN_DECISIONS),
+            )
             .await?
         {
             if d.made_ms <= deadline && self.expire(d.id).await? {
@@ -526,7 +529,13 @@ impl Overseer {
         let now = now_ms();
         let store = &self.kernel().store;
         let mut evaluated = Vec::new();
-        for d in store.decisions(Some("applied"), OPEN_DECISIONS).await? {
+        for d in store
+            .decisions(
+                Some("applied"),
+                overseer_store::Page::latest(OPEN_DECISIONS),
+            )
+            .await?
+        {
             if d.outcome.is_some() || d.due_ms > now {
                 continue;
             }
@@ -592,7 +601,7 @@ impl Overseer {
         Ok(self
             .kernel()
             .store
-            .decisions(None, OPEN_DECISIONS)
+            .decisions(None, overseer_store::Page::latest(OPEN_DECISIONS))
             .await?
             .into_iter()
             .filter(|d| {
@@ -786,7 +795,7 @@ pub(crate) async fn history(overseer: &Overseer) -> Result<Vec<Value>, overseer_
     Ok(overseer
         .kernel()
         .store
-        .decisions(None, 50)
+        .decisions(None, overseer_store::Page::latest(50))
         .await?
         .into_iter()
         .map(|d| json!({ "id": d.id, "title": d.body["title"], "state": d.state, "outcome": d.outcome, "measured": d.measured }))

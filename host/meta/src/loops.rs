@@ -235,6 +235,7 @@ impl Overseer {
             .alerts(&AlertFilter {
                 open: Some(true),
                 agent: None,
+                before: None,
                 limit: 10_000,
             })
             .await

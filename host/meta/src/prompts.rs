@@ -96,7 +96,7 @@ impl PromptError {
             PromptError::NoExperiment(_) => "experiment_not_found",
             PromptError::Denied(_) => "denied",
             PromptError::Conflict(_) => "conflict",
-            PromptError::Store(_) => "store_failed",
+            PromptError::Store(_) => "store_error",
         }
     }
 

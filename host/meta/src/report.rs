@@ -102,6 +102,7 @@ pub async fn build(
         .alerts(&AlertFilter {
             open: None,
             agent: None,
+            before: None,
             limit: 10_000,
         })
         .await

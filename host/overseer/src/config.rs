@@ -111,6 +111,13 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Largest request body: large enough for an 18 MB Python component with room to spare.
     pub body_limit: usize,
+    /// Longest wait for a request's head and for the next request on an idle connection, in
+    /// milliseconds.
+    pub header_timeout_ms: u64,
+    /// Longest wait for a request's whole body, in milliseconds.
+    pub body_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
     pub agents_dir: Option<PathBuf>,
     pub bundled: bool,
     /// Where builds of agent source put their output, one target directory per agent.
@@ -167,6 +174,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         let kernel = KernelConfig::default();
+        let listener = overseer_api::Limits::default();
         Config {
             data_dir: PathBuf::from(".overseer"),
             database: None,
@@ -175,6 +183,9 @@ impl Default for Config {
             public_read: false,
             allowed_hosts: Vec::new(),
             body_limit: 32 << 20,
+            header_timeout_ms: listener.header_timeout.as_millis() as u64,
+            body_timeout_ms: listener.body_timeout.as_millis() as u64,
+            max_connections: listener.max_connections,
             agents_dir: None,
             bundled: true,
             build_dir: None,

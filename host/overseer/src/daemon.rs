@@ -127,6 +127,11 @@ pub async fn open(config: Config) -> anyhow::Result<Daemon> {
         config.body_limit,
     );
     state.public_read = config.public_read;
+    state.limits = overseer_api::Limits {
+        header_timeout: std::time::Duration::from_millis(config.header_timeout_ms.max(1)),
+        body_timeout: std::time::Duration::from_millis(config.body_timeout_ms.max(1)),
+        max_connections: config.max_connections.max(1),
+    };
     let market: Arc<dyn overseer_market::Market> = match &trading {
         Some(trading) => trading.market().clone(),
         None => Arc::new(overseer_market::Replay::bundled()?),

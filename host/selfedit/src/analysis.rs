@@ -761,3 +761,64 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
         assert!(analyze_one(&fine).unparsed.is_empty());
     }
 }
+
+/// Bounded property runs of the walks over untrusted source (the fuzz target `analysis`
+/// runs them unbounded): token soup of any depth is analysed or reported unparsed, and a
+/// file nested past the bound is always refused as an agent's edit.
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn token() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "fn f() ",
+            "{",
+            "}",
+            "(",
+            ")",
+            "[",
+            "]",
+            "<",
+            ">",
+            "!",
+            "-",
+            "+ 1",
+            ".a()",
+            "|| ",
+            "x",
+            "1",
+            ";",
+            "let y = ",
+            "unwrap()",
+            "include_str!(\"/etc/hostname\")",
+            "\"",
+            "//",
+            "\n",
+            "#[path = \"/tmp\"]",
+            "mod m;",
+            "r#\"",
+            "'a",
+        ])
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        #[test]
+        fn any_token_soup_is_analysed_or_reported(
+            tokens in prop::collection::vec(token(), 0..200),
+            depth in 0usize..3000,
+        ) {
+            let text = format!("{}{}{}", "(".repeat(depth), tokens.concat(), ")".repeat(depth));
+            let snapshot = Snapshot { files: [("src/lib.rs".to_string(), text.clone())].into() };
+            let analysis = analyze(&snapshot);
+            let reads = host_reads(&snapshot);
+            if nesting(&text) > MAX_NESTING {
+                prop_assert_eq!(analysis.unparsed.len(), 1);
+                prop_assert!(!reads.is_empty());
+            }
+        }
+    }
+}

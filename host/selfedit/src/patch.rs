@@ -467,3 +467,54 @@ mod tests {
         ));
     }
 }
+
+/// Bounded property runs of the patch reader (the fuzz target `diff` runs it unbounded).
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Lines a diff is made of, in any order and any mix.
+    fn diff_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "(---|\\+\\+\\+) (a/|b/)?(src/lib\\.rs|\\.\\./x|/etc/passwd|src/[a-z]{1,4}\\.rs|)",
+            "@@ -[0-9]{1,20}(,[0-9]{1,20})? \\+[0-9]{1,20}(,[0-9]{1,20})? @@",
+            "[ +\\-][a-z{}();]{0,12}",
+            "\\\\ No newline at end of file",
+            "\\PC{0,20}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the text, a patch either applies within the source tree or is refused.
+        #[test]
+        fn any_diff_applies_inside_the_tree_or_is_refused(
+            lines in prop::collection::vec(diff_line(), 0..40),
+            crlf in any::<bool>(),
+        ) {
+            let base = Snapshot {
+                files: [("src/lib.rs".to_string(), "a\nb\nc\nd\n".to_string())].into(),
+            };
+            let text = lines.join(if crlf { "\r\n" } else { "\n" });
+            if let Ok(applied) = apply_leniently(&base, &text) {
+                for path in applied.snapshot.files.keys() {
+                    prop_assert!(crate::snapshot::check_path(path).is_ok(), "{}", path);
+                }
+            }
+        }
+
+        /// A diff made by [`diff`] applies back exactly.
+        #[test]
+        fn a_made_diff_applies_back(old in "([a-z]{0,6}\n){0,12}", new in "([a-z]{0,6}\n){0,12}") {
+            let a = Snapshot { files: [("src/lib.rs".to_string(), old)].into() };
+            let b = Snapshot { files: [("src/lib.rs".to_string(), new)].into() };
+            let patch = diff(&a, &b);
+            if a != b {
+                prop_assert_eq!(apply_patch(&a, &patch).unwrap(), b);
+            }
+        }
+    }
+}

@@ -25,6 +25,25 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The snapshot as it may be shown, to a person or to an agent: the values of each
+    /// `agent.toml`'s `[secrets]` table replaced ([`overseer_kernel::manifest::redact_toml`]).
+    pub fn redacted(&self) -> Snapshot {
+        let files = self
+            .files
+            .iter()
+            .map(|(path, text)| {
+                let manifest = path == "agent.toml" || path.ends_with("/agent.toml");
+                let shown = if manifest {
+                    overseer_kernel::manifest::redact_toml(text)
+                } else {
+                    text.clone()
+                };
+                (path.clone(), shown)
+            })
+            .collect();
+        Snapshot { files }
+    }
+
     /// Read a source directory. Symbolic links and non-UTF-8 files are refused.
     pub fn read_dir(dir: &Path) -> Result<Snapshot> {
         let mut files = BTreeMap::new();

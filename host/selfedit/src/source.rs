@@ -85,7 +85,7 @@ impl AgentSourceAccess {
             .ok_or_else(|| GuestError::Unavailable("the host is stopping".to_string()))
     }
 
-    /// The active version of `agent` and its source.
+    /// The active version of `agent` and its source as it may be shown.
     async fn active_source(&self, agent: &str) -> Result<(u32, Snapshot), GuestError> {
         check_name(agent).map_err(|e| to_guest(e.into()))?;
         let selfedit = self.selfedit()?;
@@ -106,7 +106,8 @@ impl AgentSourceAccess {
             .await
             .map_err(to_guest)?
             .ok_or_else(|| to_guest(Error::NoSource(agent.to_string())))?;
-        Ok((version, snapshot))
+        // What an agent reads may go to a model: never a secret.
+        Ok((version, snapshot.redacted()))
     }
 }
 
@@ -182,7 +183,7 @@ impl overseer_sandbox::Source for AgentSourceAccess {
             .selfedit()?
             .kernel()
             .store
-            .logs(agent, limit)
+            .logs(agent, overseer_store::Page::latest(limit))
             .await
             .map_err(|e| to_guest(e.into()))?;
         Ok(lines

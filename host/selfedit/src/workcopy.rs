@@ -98,7 +98,7 @@ impl SelfEdit {
         for spec in self
             .kernel()
             .store
-            .specs(crate::architect::OPEN_SPECS)
+            .specs(overseer_store::Page::latest(crate::architect::OPEN_SPECS))
             .await?
         {
             if matches!(spec.state.as_str(), "designing" | "building") {

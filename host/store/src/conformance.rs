@@ -545,13 +545,13 @@ pub async fn logs_read_the_newest_lines_oldest_first(store: &Store) {
         })
         .collect();
     store.insert_logs(&lines).await.unwrap();
-    let read = store.logs("me", 2).await.unwrap();
+    let read = store.logs("me", Page::latest(2)).await.unwrap();
     assert_eq!(
         read.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
         ["line 3", "line 4"]
     );
     assert_eq!(read[0].version, Some(1));
-    assert_eq!(store.logs("me", 100).await.unwrap().len(), 4);
+    assert_eq!(store.logs("me", Page::latest(100)).await.unwrap().len(), 4);
 }
 
 /// However many open an alert of one agent and kind at once, one is open; resolving opens
@@ -598,6 +598,7 @@ pub async fn one_open_alert_per_agent_and_kind(store: &Store) {
     let open = AlertFilter {
         open: Some(true),
         agent: Some("svc"),
+        before: None,
         limit: 10,
     };
     let listed = store.alerts(&open).await.unwrap();
@@ -630,6 +631,7 @@ pub async fn one_open_alert_per_agent_and_kind(store: &Store) {
     let everything = AlertFilter {
         open: None,
         agent: None,
+        before: None,
         limit: 10,
     };
     assert_eq!(store.alerts(&everything).await.unwrap().len(), 3);
@@ -693,7 +695,7 @@ pub async fn edits_move_through_their_states(store: &Store) {
     assert_eq!(interrupted.state, EditState::Rejected);
     assert_eq!(interrupted.code.as_deref(), Some("interrupted"));
     assert_eq!(interrupted.stage.as_deref(), Some("applying"));
-    let listed = store.edits("e", 10).await.unwrap();
+    let listed = store.edits("e", Page::latest(10)).await.unwrap();
     assert_eq!(
         listed.iter().map(|e| e.id).collect::<Vec<_>>(),
         [second, first]
@@ -845,12 +847,12 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
     );
     // Logs: 4 lines by age, then each agent keeps its newest 3 lines (30 bytes).
     assert_eq!(pruned.logs, 4 + 5 + 5);
-    let a = store.logs("a", 100).await.unwrap();
+    let a = store.logs("a", Page::latest(100)).await.unwrap();
     assert_eq!(
         a.iter().map(|l| l.message.as_str()).collect::<Vec<_>>(),
         ["line    14", "line    16", "line    18"]
     );
-    assert_eq!(store.logs("b", 100).await.unwrap().len(), 3);
+    assert_eq!(store.logs("b", Page::latest(100)).await.unwrap().len(), 3);
 
     // LLM calls and resolved alerts by count; open alerts stay.
     for _ in 0..4 {
@@ -952,6 +954,7 @@ pub async fn prune_keeps_what_the_policy_keeps(store: &Store) {
         .alerts(&AlertFilter {
             agent: None,
             open: None,
+            before: None,
             limit: 100,
         })
         .await
@@ -1468,19 +1471,32 @@ pub async fn loop_runs_and_reports_are_kept(store: &Store) {
             .await
             .unwrap();
     }
-    let all = store.loop_runs(None, 10).await.unwrap();
+    let all = store.loop_runs(None, Page::latest(10)).await.unwrap();
     assert_eq!(all.len(), 3);
     assert_eq!(all[0].looked_at["agents"], 3, "newest first");
-    let health = store.loop_runs(Some("health"), 10).await.unwrap();
+    let health = store
+        .loop_runs(Some("health"), Page::latest(10))
+        .await
+        .unwrap();
     assert_eq!(health.len(), 2);
     assert!(
         health
             .iter()
             .all(|r| r.name == "health" && r.error.is_none())
     );
-    let healing = store.loop_runs(Some("healing"), 10).await.unwrap();
+    let healing = store
+        .loop_runs(Some("healing"), Page::latest(10))
+        .await
+        .unwrap();
     assert_eq!(healing[0].error.as_deref(), Some("store unavailable"));
-    assert_eq!(store.loop_runs(Some("health"), 1).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .loop_runs(Some("health"), Page::latest(1))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     for (date, at, body) in [
         ("2026-11-30", 10, serde_json::json!({ "n": 1 })),
@@ -1588,11 +1604,21 @@ pub async fn decisions_move_once_and_keep_their_outcome(store: &Store) {
         })
         .await
         .unwrap();
-    assert_eq!(store.decisions(None, 10).await.unwrap()[0].id, other.id);
-    assert_eq!(store.decisions(Some("applied"), 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store.decisions(None, Page::latest(10)).await.unwrap()[0].id,
+        other.id
+    );
+    assert_eq!(
+        store
+            .decisions(Some("applied"), Page::latest(10))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(
         store
-            .decisions(Some("expired"), 10)
+            .decisions(Some("expired"), Page::latest(10))
             .await
             .unwrap()
             .is_empty()
@@ -1787,7 +1813,10 @@ pub async fn prompts_version_label_score_and_experiment(store: &Store) {
             .unwrap()
             .is_none()
     );
-    assert_eq!(store.specs(10).await.unwrap()[0].state, "building");
+    assert_eq!(
+        store.specs(Page::latest(10)).await.unwrap()[0].state,
+        "building"
+    );
     assert_eq!(store.spec(spec.id).await.unwrap().unwrap().name, "pricer");
 }
 

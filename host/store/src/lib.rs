@@ -108,7 +108,7 @@ pub trait LogStore: Send + Sync {
     /// Append lines in one transaction.
     async fn insert_logs(&self, lines: &[LogLine]) -> Result<()>;
     /// The last `limit` lines of an agent, oldest first.
-    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>>;
+    async fn logs(&self, agent: &str, page: Page) -> Result<Vec<LogRecord>>;
 }
 
 /// Alerts: at most one open per agent and kind.
@@ -138,7 +138,7 @@ pub trait EditStore: Send + Sync {
     async fn update_edit(&self, id: i64, update: &EditUpdate<'_>) -> Result<()>;
     async fn edit(&self, agent: &str, id: i64) -> Result<Option<EditRecord>>;
     /// An agent's edits, newest first.
-    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>>;
+    async fn edits(&self, agent: &str, page: Page) -> Result<Vec<EditRecord>>;
     /// Edits a stopped daemon left under way are rejected as `interrupted`; returns how many.
     async fn interrupt_edits(&self) -> Result<u64>;
 }
@@ -226,7 +226,7 @@ pub trait OverseerStore: Send + Sync {
     /// Keep a finished loop run; answers its id.
     async fn insert_loop_run(&self, run: &NewLoopRun<'_>) -> Result<i64>;
     /// Loop runs newest first, of one loop when `name` is given.
-    async fn loop_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<LoopRunRecord>>;
+    async fn loop_runs(&self, name: Option<&str>, page: Page) -> Result<Vec<LoopRunRecord>>;
     /// Keep the report of `date`, replacing the one kept before it.
     async fn put_report(
         &self,
@@ -245,7 +245,7 @@ pub trait GovernanceStore: Send + Sync {
     async fn insert_decision(&self, decision: &NewDecision<'_>) -> Result<DecisionRecord>;
     async fn decision(&self, id: i64) -> Result<Option<DecisionRecord>>;
     /// Decisions newest first, in one state when `state` is given.
-    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>>;
+    async fn decisions(&self, state: Option<&str>, page: Page) -> Result<Vec<DecisionRecord>>;
     /// Move a decision from state `from` to `to`, saying who and why, only if it is in
     /// `from`: of two deciders (an approval and the timeout) one wins. Answers the decision as
     /// it now is, or `None` when it was not in `from`.
@@ -349,7 +349,7 @@ pub trait SpecStore: Send + Sync {
     ) -> Result<SpecRecord>;
     async fn spec(&self, id: i64) -> Result<Option<SpecRecord>>;
     /// Specs newest first.
-    async fn specs(&self, limit: u32) -> Result<Vec<SpecRecord>>;
+    async fn specs(&self, page: Page) -> Result<Vec<SpecRecord>>;
     /// Move spec `id` from `from` to `to` with `detail`, only if it is in `from`.
     async fn transition_spec(
         &self,

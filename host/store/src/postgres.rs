@@ -656,13 +656,15 @@ impl LogStore for Postgres {
         Ok(())
     }
 
-    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>> {
+    async fn logs(&self, agent: &str, page: Page) -> Result<Vec<LogRecord>> {
         let rows: Vec<LogRow> = sqlx::query_as(
             "SELECT seq, agent, version, level, message, at_ms FROM \
-             (SELECT * FROM logs WHERE agent = $1 ORDER BY seq DESC LIMIT $2) AS recent ORDER BY seq",
+             (SELECT * FROM logs WHERE agent = $1 AND ($2::bigint IS NULL OR seq < $2) \
+              ORDER BY seq DESC LIMIT $3) AS recent ORDER BY seq",
         )
         .bind(agent)
-        .bind(int(limit))
+        .bind(page.before)
+        .bind(int(page.limit))
         .fetch_all(&self.pool)
         .await?;
         all(rows)
@@ -691,10 +693,12 @@ impl AlertStore for Postgres {
     async fn alerts(&self, filter: &AlertFilter<'_>) -> Result<Vec<AlertRecord>> {
         let rows: Vec<AlertRow> = sqlx::query_as(&format!(
             "{ALERT_COLUMNS} WHERE ($1::boolean IS NULL OR (resolved_ms IS NULL) = $1) \
-             AND ($2::text IS NULL OR agent = $2) ORDER BY id DESC LIMIT $3"
+             AND ($2::text IS NULL OR agent = $2) AND ($3::bigint IS NULL OR id < $3) \
+             ORDER BY id DESC LIMIT $4"
         ))
         .bind(filter.open)
         .bind(filter.agent)
+        .bind(filter.before)
         .bind(int(filter.limit))
         .fetch_all(&self.pool)
         .await?;
@@ -782,12 +786,14 @@ impl EditStore for Postgres {
         row.map(EditRecord::try_from).transpose()
     }
 
-    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>> {
+    async fn edits(&self, agent: &str, page: Page) -> Result<Vec<EditRecord>> {
         let rows: Vec<EditRow> = sqlx::query_as(&format!(
-            "{EDIT_COLUMNS} WHERE agent = $1 ORDER BY id DESC LIMIT $2"
+            "{EDIT_COLUMNS} WHERE agent = $1 AND ($2::bigint IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3"
         ))
         .bind(agent)
-        .bind(int(limit))
+        .bind(page.before)
+        .bind(int(page.limit))
         .fetch_all(&self.pool)
         .await?;
         all(rows)
@@ -1259,13 +1265,15 @@ impl OverseerStore for Postgres {
         .await?)
     }
 
-    async fn loop_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<LoopRunRecord>> {
+    async fn loop_runs(&self, name: Option<&str>, page: Page) -> Result<Vec<LoopRunRecord>> {
         let rows: Vec<LoopRunRow> = sqlx::query_as(
             "SELECT id, loop AS name, started_ms, ended_ms, looked_at, did, error FROM loop_runs \
-             WHERE ($1::TEXT IS NULL OR loop = $1) ORDER BY id DESC LIMIT $2",
+             WHERE ($1::TEXT IS NULL OR loop = $1) AND ($2::bigint IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
         )
         .bind(name)
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1342,12 +1350,14 @@ impl GovernanceStore for Postgres {
         Ok(row.map(Into::into))
     }
 
-    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
-        let rows: Vec<DecisionRow> = sqlx::query_as(
-            &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE ($1::TEXT IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"),
-        )
+    async fn decisions(&self, state: Option<&str>, page: Page) -> Result<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE ($1::TEXT IS NULL OR state = $1) \
+             AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        ))
         .bind(state)
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1648,11 +1658,13 @@ impl SpecStore for Postgres {
         Ok(row.map(Into::into))
     }
 
-    async fn specs(&self, limit: u32) -> Result<Vec<SpecRecord>> {
+    async fn specs(&self, page: Page) -> Result<Vec<SpecRecord>> {
         let rows: Vec<SpecRow> = sqlx::query_as(&format!(
-            "SELECT {SPEC_COLUMNS} FROM agent_specs ORDER BY id DESC LIMIT $1"
+            "SELECT {SPEC_COLUMNS} FROM agent_specs WHERE ($1::bigint IS NULL OR id < $1) \
+             ORDER BY id DESC LIMIT $2"
         ))
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())

@@ -356,12 +356,33 @@ pub struct AlertRecord {
     pub resolution: Option<String>,
 }
 
+/// One page of a list read newest first: at most `limit` records whose id (a log line's
+/// sequence number) is below `before`, or the newest when `before` is `None`. The last
+/// record's id is the `before` of the next page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+impl Page {
+    /// The newest `limit` records.
+    pub fn latest(limit: u32) -> Page {
+        Page {
+            before: None,
+            limit,
+        }
+    }
+}
+
 /// Which alerts to read, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct AlertFilter<'a> {
     /// Open ones (`Some(true)`), resolved ones (`Some(false)`), or all.
     pub open: Option<bool>,
     pub agent: Option<&'a str>,
+    /// Only alerts whose id is below this one: the next page after it.
+    pub before: Option<i64>,
     pub limit: u32,
 }
 

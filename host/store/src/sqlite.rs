@@ -601,13 +601,16 @@ impl LogStore for Sqlite {
         Ok(())
     }
 
-    async fn logs(&self, agent: &str, limit: u32) -> Result<Vec<LogRecord>> {
+    async fn logs(&self, agent: &str, page: Page) -> Result<Vec<LogRecord>> {
         let rows: Vec<LogRow> = sqlx::query_as(
             "SELECT seq, agent, version, level, message, at_ms FROM \
-             (SELECT * FROM logs WHERE agent = ? ORDER BY seq DESC LIMIT ?) ORDER BY seq",
+             (SELECT * FROM logs WHERE agent = ? AND (? IS NULL OR seq < ?) \
+              ORDER BY seq DESC LIMIT ?) ORDER BY seq",
         )
         .bind(agent)
-        .bind(int(limit))
+        .bind(page.before)
+        .bind(page.before)
+        .bind(int(page.limit))
         .fetch_all(&self.pool)
         .await?;
         all(rows)
@@ -665,12 +668,14 @@ impl AlertStore for Sqlite {
     async fn alerts(&self, filter: &AlertFilter<'_>) -> Result<Vec<AlertRecord>> {
         let rows: Vec<AlertRow> = sqlx::query_as(&format!(
             "{ALERT_COLUMNS} WHERE (? IS NULL OR (resolved_ms IS NULL) = ?) \
-             AND (? IS NULL OR agent = ?) ORDER BY id DESC LIMIT ?"
+             AND (? IS NULL OR agent = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
         ))
         .bind(filter.open)
         .bind(filter.open)
         .bind(filter.agent)
         .bind(filter.agent)
+        .bind(filter.before)
+        .bind(filter.before)
         .bind(int(filter.limit))
         .fetch_all(&self.pool)
         .await?;
@@ -763,12 +768,14 @@ impl EditStore for Sqlite {
         row.map(EditRecord::try_from).transpose()
     }
 
-    async fn edits(&self, agent: &str, limit: u32) -> Result<Vec<EditRecord>> {
+    async fn edits(&self, agent: &str, page: Page) -> Result<Vec<EditRecord>> {
         let rows: Vec<EditRow> = sqlx::query_as(&format!(
-            "{EDIT_COLUMNS} WHERE agent = ? ORDER BY id DESC LIMIT ?"
+            "{EDIT_COLUMNS} WHERE agent = ? AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
         ))
         .bind(agent)
-        .bind(int(limit))
+        .bind(page.before)
+        .bind(page.before)
+        .bind(int(page.limit))
         .fetch_all(&self.pool)
         .await?;
         all(rows)
@@ -1235,14 +1242,16 @@ impl OverseerStore for Sqlite {
         .await?)
     }
 
-    async fn loop_runs(&self, name: Option<&str>, limit: u32) -> Result<Vec<LoopRunRecord>> {
+    async fn loop_runs(&self, name: Option<&str>, page: Page) -> Result<Vec<LoopRunRecord>> {
         let rows: Vec<LoopRunRow> = sqlx::query_as(
             "SELECT id, loop AS name, started_ms, ended_ms, looked_at, did, error FROM loop_runs \
-             WHERE (? IS NULL OR loop = ?) ORDER BY id DESC LIMIT ?",
+             WHERE (? IS NULL OR loop = ?) AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?",
         )
         .bind(name)
         .bind(name)
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1319,13 +1328,16 @@ impl GovernanceStore for Sqlite {
         Ok(row.map(Into::into))
     }
 
-    async fn decisions(&self, state: Option<&str>, limit: u32) -> Result<Vec<DecisionRecord>> {
-        let rows: Vec<DecisionRow> = sqlx::query_as(
-            &format!("SELECT {DECISION_COLUMNS} FROM decisions WHERE (? IS NULL OR state = ?) ORDER BY id DESC LIMIT ?"),
-        )
+    async fn decisions(&self, state: Option<&str>, page: Page) -> Result<Vec<DecisionRecord>> {
+        let rows: Vec<DecisionRow> = sqlx::query_as(&format!(
+            "SELECT {DECISION_COLUMNS} FROM decisions WHERE (? IS NULL OR state = ?) \
+             AND (? IS NULL OR id < ?) ORDER BY id DESC LIMIT ?"
+        ))
         .bind(state)
         .bind(state)
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())
@@ -1628,11 +1640,14 @@ impl SpecStore for Sqlite {
         Ok(row.map(Into::into))
     }
 
-    async fn specs(&self, limit: u32) -> Result<Vec<SpecRecord>> {
+    async fn specs(&self, page: Page) -> Result<Vec<SpecRecord>> {
         let rows: Vec<SpecRow> = sqlx::query_as(&format!(
-            "SELECT {SPEC_COLUMNS} FROM agent_specs ORDER BY id DESC LIMIT ?"
+            "SELECT {SPEC_COLUMNS} FROM agent_specs WHERE (? IS NULL OR id < ?) \
+             ORDER BY id DESC LIMIT ?"
         ))
-        .bind(i64::from(limit))
+        .bind(page.before)
+        .bind(page.before)
+        .bind(i64::from(page.limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows.into_iter().map(Into::into).collect())

@@ -43,7 +43,7 @@ impl Error {
             Error::NotOpen { .. } => "order_not_open",
             Error::NoPrice(_) => "no_price",
             Error::Broker(e) => e.code(),
-            Error::Store(_) => "store",
+            Error::Store(_) => "store_error",
         }
     }
 }

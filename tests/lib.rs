@@ -329,6 +329,22 @@ impl Api {
         send(self.client.get(self.url(path))).await
     }
 
+    /// Every item of the list `list` at `path` (a path with its query), read page by page
+    /// through `after` and `next`.
+    pub async fn every(&self, path: &str, list: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut after = String::new();
+        loop {
+            let (status, page) = self.get(&format!("{path}{after}")).await;
+            assert_eq!(status, StatusCode::OK, "{path}{after}: {page}");
+            items.extend(page[list].as_array().cloned().unwrap_or_default());
+            match page["next"].as_str() {
+                Some(next) => after = format!("&after={next}"),
+                None => return items,
+            }
+        }
+    }
+
     /// PUT `body` as JSON to `path`.
     pub async fn put_json(&self, path: &str, body: Value) -> (StatusCode, Value) {
         send(self.client.put(self.url(path)).json(&body)).await

@@ -41,21 +41,11 @@ async fn push_live(daemon: &Daemon, name: &str, package: &str, manifest: &str) {
     );
 }
 
-/// Every log line the agent has kept, oldest first, read page by page.
+/// Every log line the agent has kept, oldest first.
 async fn logs(daemon: &Daemon, name: &str) -> Vec<Value> {
-    let mut lines = Vec::new();
-    let mut after = String::new();
-    loop {
-        let (status, body) = daemon
-            .get(&format!("/v1/agents/{name}/logs?limit=1000{after}"))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        lines.extend(body["logs"].as_array().cloned().unwrap_or_default());
-        match body["next"].as_str() {
-            Some(next) => after = format!("&after={next}"),
-            None => break,
-        }
-    }
+    let mut lines = daemon
+        .every(&format!("/v1/agents/{name}/logs?limit=1000"), "logs")
+        .await;
     lines.sort_by_key(|l| l["seq"].as_i64().unwrap_or_default());
     lines
 }
@@ -1014,23 +1004,12 @@ async fn a_sustained_flood_keeps_the_database_and_memory_within_budgets() {
     }
     // Retention passes (one a second) bring what is kept within its caps.
     let (log_bytes, events) = eventually(WAIT, "retention after the flood", || async {
-        let mut log_bytes = 0;
-        let mut after = String::new();
-        loop {
-            let (_, page) = daemon
-                .get(&format!("/v1/agents/logs/logs?limit=1000{after}"))
-                .await;
-            log_bytes += page["logs"].as_array().map_or(0, |lines| {
-                lines
-                    .iter()
-                    .map(|l| l["message"].as_str().unwrap_or_default().len())
-                    .sum::<usize>()
-            });
-            match page["next"].as_str() {
-                Some(next) => after = format!("&after={next}"),
-                None => break,
-            }
-        }
+        let log_bytes: usize = daemon
+            .every("/v1/agents/logs/logs?limit=1000", "logs")
+            .await
+            .iter()
+            .map(|l| l["message"].as_str().unwrap_or_default().len())
+            .sum();
         let (_, events) = daemon.get("/v1/events?topic=flood.*&limit=10000").await;
         let events = events["events"].as_array().map_or(0, Vec::len);
         (log_bytes <= 1 << 20 && events * 4096 <= 1 << 20).then_some((log_bytes, events))

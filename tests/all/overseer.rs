@@ -399,7 +399,8 @@ async fn the_meeting_rolls_back_a_failing_agent_and_the_decision_is_measured_on_
     daemon.stop().await;
 }
 
-fn halt(title: &str) -> Value {
+/// A decision to halt trading, which waits for a person.
+pub(crate) fn halt(title: &str) -> Value {
     json!({
         "kind": "risk_management",
         "title": title,

@@ -426,19 +426,7 @@ async fn lists_page_with_limit_and_after_to_their_end() {
 
     // A list read newest first from the store, by id: three decisions, two a page.
     for n in 0..3 {
-        let decision = json!({
-            "kind": "risk_management",
-            "title": format!("halt {n}"),
-            "priority": "critical",
-            "expected_impact": "no new exposure",
-            "effort": "low",
-            "rationale": "a test",
-            "actions": [{ "type": "halt_trading" }],
-            "metric": {
-                "name": "calls", "agent": "echo", "comparator": "at_least",
-                "target": 0.0, "due_in_secs": 86400
-            },
-        });
+        let decision = crate::overseer::halt(&format!("halt {n}"));
         let (status, body) = daemon.post("/v1/decisions", decision.to_string()).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }

@@ -579,3 +579,79 @@ async fn a_corpus_of_deep_shapes_in_live_source_leaves_the_daemon_up() {
         unparsed.len()
     );
 }
+
+/// A misspelt or mistyped field is refused with `invalid_request` (or `invalid_manifest`)
+/// naming it, never read as a default: pushes, edits, alert resolutions and rollbacks.
+#[tokio::test]
+async fn misspelt_and_mistyped_fields_are_refused_naming_them() {
+    let daemon = Daemon::start().await;
+    daemon.push_agent("echo", "echo").await;
+    let client = reqwest::Client::new();
+    // A push's form part and a manifest's key.
+    let form = reqwest::multipart::Form::new()
+        .part(
+            "component",
+            reqwest::multipart::Part::bytes(component("echo")),
+        )
+        .text("manifset", "");
+    let response = client
+        .post(daemon.url("/v1/agents/echo/versions"))
+        .bearer_auth(TOKEN)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("manifset"),
+        "{body}"
+    );
+    let (status, body) = daemon
+        .push("echo", component("echo"), Some("[limits]\nfeul = 5\n"))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_manifest");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("feul"),
+        "{body}"
+    );
+    // Bodies of edits, resolutions and rollbacks.
+    for (path, sent, named) in [
+        (
+            "/v1/agents/echo/edits",
+            r#"{"bse_version": 1, "diff": ""}"#,
+            "bse_version",
+        ),
+        (
+            "/v1/agents/echo/edits",
+            r#"{"base_version": "1", "diff": ""}"#,
+            "base_version",
+        ),
+        ("/v1/alerts/1/resolve", r#"{"reson": "fixed"}"#, "reson"),
+        ("/v1/alerts/1/resolve", r#"{"reason": 5}"#, "reason"),
+        ("/v1/agents/echo/rollback", r#"{"versoin": 1}"#, "versoin"),
+        (
+            "/v1/agents/echo/rollback",
+            r#"{"version": null}"#,
+            "version",
+        ),
+    ] {
+        let (status, body) = daemon.post(path, sent.to_string()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path} {sent}: {body}");
+        assert_eq!(
+            body["error"]["code"], "invalid_request",
+            "{path} {sent}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains(named) || message.contains("invalid type"),
+            "{path} {sent}: {body}"
+        );
+    }
+    // Nothing moved: echo is still on its one version.
+    assert_eq!(daemon.agent("echo").await["active_version"], 1);
+}

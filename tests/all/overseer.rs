@@ -95,14 +95,14 @@ async fn the_loops_run_at_their_scaled_intervals_and_keep_their_runs() {
 async fn a_slow_agent_is_flagged_and_cleared_and_the_report_counts_what_happened() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = test_config(dir.path());
-    config.overseer.window_secs = 2;
+    config.overseer.window_secs = 5;
     config.overseer.min_calls = 5;
     let daemon = Daemon::start_with(config).await;
     daemon
-        .push_ok("slow", "fixture-flaky", "[limits]\ntimeout_ms = 200\n")
+        .push_ok("slow", "fixture-flaky", "[limits]\ntimeout_ms = 1000\n")
         .await;
     for _ in 0..6 {
-        daemon.call_ok("slow", json!({ "spin_ms": 130 })).await;
+        daemon.call_ok("slow", json!({ "spin_ms": 600 })).await;
     }
     let health = run(&daemon, "health").await;
     let opened = &health["did"]["opened"];
@@ -112,7 +112,7 @@ async fn a_slow_agent_is_flagged_and_cleared_and_the_report_counts_what_happened
         .await;
     assert_eq!(alert["agent"], "slow");
     let p95 = alert["evidence"]["p95_ms"].as_f64().unwrap();
-    assert!(p95 >= 100.0, "{alert}");
+    assert!(p95 >= 500.0, "{alert}");
     // A second run while it is still slow opens nothing more.
     let again = run(&daemon, "health").await;
     assert!(

@@ -20,6 +20,20 @@ function when(ms) {
 
 class Unauthorized extends Error {}
 
+// A whole list: the daemon answers lists a page at a time (`limit`, `after`, `next`); this
+// follows `next` and answers the first page with `key` holding every item.
+async function all(path, key) {
+  const join = path.includes("?") ? "&" : "?";
+  const first = await api(`${path}${join}limit=1000`);
+  let page = first;
+  const items = (first[key] || []).slice();
+  while (page.next) {
+    page = await api(`${path}${join}limit=1000&after=${encodeURIComponent(page.next)}`);
+    items.push(...(page[key] || []));
+  }
+  return Object.assign({}, first, { [key]: items, next: null });
+}
+
 async function api(path, options = {}) {
   // Without a token the daemon may still answer reads (`--public-read`); a 401 asks for it.
   const headers = Object.assign(token() ? { Authorization: `Bearer ${token()}` } : {}, options.headers || {});
@@ -129,7 +143,7 @@ const PAGE = 100;
 
 async function statusPage() {
   const [agents, system, windows] = await Promise.all([
-    api("/v1/agents"), api("/v1/system"), api("/v1/telemetry?window_ms=3600000").catch(() => ({ agents: [] })),
+    all("/v1/agents", "agents"), api("/v1/system"), all("/v1/telemetry?window_ms=3600000", "agents").catch(() => ({ agents: [] })),
   ]);
   const figures = Object.fromEntries((windows.agents || []).map((w) => [w.agent, w]));
   const list = agents.agents || [];
@@ -157,7 +171,7 @@ async function statusPage() {
 
 async function agentPage(name) {
   const n = encodeURIComponent(name);
-  const [agent, versions] = await Promise.all([api(`/v1/agents/${n}`), api(`/v1/agents/${n}/versions`)]);
+  const [agent, versions] = await Promise.all([api(`/v1/agents/${n}`), all(`/v1/agents/${n}/versions`, "versions")]);
   const c = agent.counters || {};
   const rows = (versions.versions || []).slice().reverse().map((v) => [
     esc(v.version), esc(v.state), esc(v.origin), esc((v.digest || "").slice(0, 12)), esc(when(v.created_ms)),
@@ -253,7 +267,7 @@ async function editPage(agent, id) {
 
 async function performancePage(agent) {
   const [windows, llm, budgets] = await Promise.all([
-    api("/v1/telemetry?window_ms=3600000"), api("/v1/llm"), api("/v1/budgets").catch(() => ({ budgets: [] })),
+    all("/v1/telemetry?window_ms=3600000", "agents"), api("/v1/llm"), all("/v1/budgets", "budgets").catch(() => ({ budgets: [] })),
   ]);
   const agents = windows.agents || [];
   const chosen = agent || (agents.slice().sort((a, b) => b.calls - a.calls)[0] || {}).agent;
@@ -340,7 +354,7 @@ async function backtestPage(id) {
 
 async function researchPage() {
   const [tracks, results, tasks] = await Promise.all([
-    api("/v1/research/tracks"), api("/v1/research/results?limit=30"), api("/v1/research/tasks?limit=30"),
+    all("/v1/research/tracks", "tracks"), api("/v1/research/results?limit=30"), api("/v1/research/tasks?limit=30"),
   ]);
   return `<h1>Research</h1>
   ${table(["track", "agent", "every", "runs", "failures", "last result", "last failure", "next run"], (tracks.tracks || []).map((t) => [
@@ -356,7 +370,7 @@ async function researchPage() {
 }
 
 async function promptsPage() {
-  const [prompts, experiments] = await Promise.all([api("/v1/prompts"), api("/v1/experiments")]);
+  const [prompts, experiments] = await Promise.all([all("/v1/prompts", "prompts"), api("/v1/experiments")]);
   return `<h1>Prompts</h1>
   ${table(["prompt", "owner", "versions", "labels"], (prompts.prompts || []).map((p) => [
     esc(p.name), esc(p.owner), esc(p.versions), esc(JSON.stringify(p.labels))]))}

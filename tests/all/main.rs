@@ -13,6 +13,7 @@ mod cli;
 mod containment;
 mod crash;
 mod dashboard;
+mod doctor;
 mod drill;
 mod edit;
 mod health;

@@ -19,8 +19,22 @@ use crate::trading_cli::{self, TradingCommand};
 #[derive(Debug, Parser)]
 #[command(name = "overseer", version, about)]
 pub struct Cli {
+    /// How log lines on stderr are written: `text` (coloured only on a terminal) or `json`
+    /// (one object per line).
+    #[arg(long, global = true, value_enum, env = "OVERSEER_LOG_FORMAT", default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// The shape of the daemon's log lines on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines; colour escapes only when stderr is a terminal.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`, `span`), for log
+    /// collectors.
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,26 +188,38 @@ pub enum Command {
     Drill(DrillArgs),
     /// Measure the host: compile vs cached load, invoke latency, push-to-live and swaps.
     Bench(BenchArgs),
-    /// Check what builds need: isolation (Landlock, user and network namespaces), the
-    /// toolchain and its wasm target, Python and Node for the componentizers.
-    Doctor,
+    /// Check what the daemon needs, changing nothing: the toolchain and its wasm target, the
+    /// componentizers, build isolation, the database, disk space and the listener; each
+    /// problem is named with its fix.
+    Doctor(ServeArgs),
 }
 
 /// The whole program: parse the command line, set up logging to stderr and run the command on a
 /// multi-threaded runtime.
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OVERSEER_LOG")
-                .unwrap_or_else(|_| "overseer=info,overseer_kernel=info,overseer_selfedit=info,overseer_sandbox=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(cli.log_format);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(run(cli))
+}
+
+/// Log to stderr at the level `OVERSEER_LOG` names (an `EnvFilter`), in `format`.
+fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OVERSEER_LOG").unwrap_or_else(|_| {
+        "overseer=info,overseer_kernel=info,overseer_selfedit=info,overseer_sandbox=info,warn"
+            .into()
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().with_ansi(false).init(),
+    }
 }
 
 /// Run one command.
@@ -215,7 +241,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("next: overseer build {}", dir.display());
             Ok(())
         }
-        Command::Doctor => doctor(),
+        Command::Doctor(args) => crate::doctor::run(&args).await,
         Command::Build {
             dir,
             target_dir,
@@ -537,40 +563,4 @@ fn print_json(value: Value) {
         "{}",
         serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string())
     );
-}
-
-/// `overseer doctor`: one line per thing builds need, and a failure when builds would be
-/// refused.
-fn doctor() -> anyhow::Result<()> {
-    use overseer_selfedit::{builder, isolation};
-
-    let support = isolation::support();
-    println!("isolation   {}", support.describe());
-    match isolation::sysroot() {
-        Some(root) => println!("toolchain   {}", root.display()),
-        None => println!("toolchain   not found: install Rust with rustup"),
-    }
-    match builder::ensure_wasm_target() {
-        Ok(()) => println!("target      {} installed", builder::WASM_TARGET),
-        Err(e) => println!("target      {e}"),
-    }
-    for (tool, what) in [("python3", "Python agents"), ("node", "JavaScript agents")] {
-        let found = std::process::Command::new(tool)
-            .arg("--version")
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
-        match found {
-            Some(version) => println!("{tool:<11} {version} (for {what})"),
-            None => println!("{tool:<11} not found: {what} cannot be built"),
-        }
-    }
-    if !support.available() {
-        anyhow::bail!(
-            "builds would be refused; enable Landlock and user namespaces, or set \
-             build_isolation = \"off\" to build unisolated"
-        );
-    }
-    Ok(())
 }

@@ -83,12 +83,7 @@ fn cargo() -> Command {
 
 /// Install the `wasm32-wasip2` standard library with rustup when it is missing.
 pub fn ensure_wasm_target() -> Result<()> {
-    let output = Command::new("rustc")
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output()
-        .map_err(|e| Error::Build(format!("cannot run rustc: {e}")))?;
-    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
-    if output.status.success() && !libdir.is_empty() && has_std(Path::new(&libdir)) {
+    if wasm_target_installed()? {
         return Ok(());
     }
     tracing::info!("installing the {WASM_TARGET} target with rustup");
@@ -102,6 +97,20 @@ pub fn ensure_wasm_target() -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Whether the toolchain `rustc` runs has the standard library for [`WASM_TARGET`]; changes
+/// nothing.
+///
+/// # Errors
+/// [`Error::Build`] when `rustc` cannot be run.
+pub fn wasm_target_installed() -> Result<bool> {
+    let output = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .map_err(|e| Error::Build(format!("cannot run rustc: {e}")))?;
+    let libdir = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    Ok(output.status.success() && !libdir.is_empty() && has_std(Path::new(&libdir)))
 }
 
 fn has_std(libdir: &Path) -> bool {
@@ -572,6 +581,27 @@ impl Language {
         }
     }
 
+    /// The language's name as users write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Python => "Python",
+            Language::JavaScript => "JavaScript",
+        }
+    }
+
+    /// The componentizer's package and version, as installed.
+    pub fn componentizer_pin(self) -> &'static str {
+        self.tool().1
+    }
+
+    /// The componentizer's directory under the tools directory, and its pinned package.
+    fn tool(self) -> (&'static str, &'static str) {
+        match self {
+            Language::Python => ("python", COMPONENTIZE_PY),
+            Language::JavaScript => ("js", COMPONENTIZE_JS),
+        }
+    }
+
     /// The language of a source with these files, when it is not Rust (no `Cargo.toml`).
     pub fn of(has: impl Fn(&str) -> bool) -> Option<Language> {
         if has("Cargo.toml") {
@@ -730,7 +760,8 @@ fn fetch_env() -> impl Iterator<Item = (std::ffi::OsString, std::ffi::OsString)>
 
 /// A directory for one pinned install of a tool, made anew unless a finished install is there.
 /// Returns it, and whether it must be installed into.
-fn install_dir(tools: &Path, tool: &str, pin: &str) -> Result<(PathBuf, bool)> {
+/// Where `pin` of `tool` is installed under `tools`.
+fn tool_dir(tools: &Path, tool: &str, pin: &str) -> PathBuf {
     let slug: String = pin
         .chars()
         .map(|c| {
@@ -741,7 +772,21 @@ fn install_dir(tools: &Path, tool: &str, pin: &str) -> Result<(PathBuf, bool)> {
             }
         })
         .collect();
-    let dir = tools.join(tool).join(slug);
+    tools.join(tool).join(slug)
+}
+
+/// The directory of `language`'s componentizer under `tools` when it is installed whole;
+/// changes nothing.
+pub fn componentizer_installed(language: Language, tools: &Path) -> Option<PathBuf> {
+    let (tool, pin) = language.tool();
+    let dir = tool_dir(tools, tool, pin);
+    dir.join(".installed").exists().then_some(dir)
+}
+
+/// The directory `pin` of `tool` is installed in under `tools`, and whether it must be
+/// installed (anything left of an install cut short is removed first).
+fn install_dir(tools: &Path, tool: &str, pin: &str) -> Result<(PathBuf, bool)> {
+    let dir = tool_dir(tools, tool, pin);
     if dir.join(".installed").exists() {
         return Ok((dir, false));
     }

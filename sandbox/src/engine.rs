@@ -29,7 +29,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Extra time past a deadline before the host abandons a call stuck in a host function, where
 /// epoch interruption cannot reach it: two ticks, so a call blocked on the LLM, HTTP or a slow
 /// disk ends as close to its deadline as one spinning in guest code.
-const HOST_CALL_GRACE: Duration = EPOCH_TICK.saturating_mul(2);
+pub(crate) const HOST_CALL_GRACE: Duration = EPOCH_TICK.saturating_mul(2);
 
 /// Fuel burned between yields of a running guest: about 10 ms of a tight loop (measured at
 /// about 25 × 10⁹ units a second on one core). With the epoch yields it keeps a busy guest from
@@ -194,6 +194,49 @@ impl<T> Drop for AbortOnDrop<T> {
 impl Sandbox {
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
+    }
+
+    pub(crate) fn inner_arc(&self) -> Arc<Inner> {
+        self.inner.clone()
+    }
+
+    /// Run `run` on the guests' own runtime when there is one (aborted if the caller stops
+    /// waiting), else here.
+    pub(crate) async fn on_guest_threads<T: Send + 'static>(
+        &self,
+        run: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
+        match &self.inner.guests {
+            None => run.await,
+            Some(guests) => {
+                let mut task = AbortOnDrop(guests.spawn(run));
+                (&mut task.0)
+                    .await
+                    .map_err(|e| internal(format!("guest task: {e}")))?
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// A guest call slot, waited for until `deadline`.
+    ///
+    /// # Errors
+    /// `Fault::Capacity` when every slot stays busy until the deadline.
+    pub(crate) async fn call_slot(
+        &self,
+        deadline: Instant,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit> {
+        let waited = tokio::time::timeout_at(deadline.into(), self.calls.clone().acquire_owned());
+        match waited.await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(closed)) => Err(internal(closed)),
+            Err(_) => Err(Fault::Capacity(format!(
+                "all {} guest call slots stayed busy until the call's deadline",
+                self.max_concurrent_calls
+            ))
+            .into()),
+        }
     }
 }
 
@@ -382,15 +425,7 @@ impl Sandbox {
             services,
             call,
         );
-        match &self.inner.guests {
-            None => run.await,
-            Some(guests) => {
-                let mut task = AbortOnDrop(guests.spawn(run));
-                (&mut task.0)
-                    .await
-                    .map_err(|e| internal(format!("guest task: {e}")))?
-            }
-        }
+        self.on_guest_threads(run).await
     }
 }
 
@@ -405,18 +440,7 @@ async fn run(
 ) -> Result<Outcome<Reply>> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
-    let waited = tokio::time::timeout_at(deadline.into(), inner.calls.clone().acquire_owned());
-    let _slot = match waited.await {
-        Ok(Ok(permit)) => permit,
-        Ok(Err(closed)) => return Err(internal(closed)),
-        Err(_) => {
-            return Err(Fault::Capacity(format!(
-                "all {} guest call slots stayed busy until the call's deadline",
-                inner.max_concurrent_calls
-            ))
-            .into());
-        }
-    };
+    let _slot = inner.call_slot(deadline).await?;
     let memory = limits.memory_bytes.min(inner.max_memory_bytes);
     let state = HostState::new(services, memory, inner.stdio_bytes);
     let mut store = Store::new(&inner.engine, state);

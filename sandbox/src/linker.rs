@@ -87,13 +87,13 @@ impl HostState {
     }
 
     /// Hand what the guest wrote to stdout and stderr to the agent's log, line by line, with
-    /// a line saying how much was cut past the cap.
+    /// a line saying how much was cut past the cap; the streams are empty afterwards.
     pub(crate) fn flush_stdio(&self) {
         for (pipe, name, level) in [
             (&self.stdout, "stdout", Level::Info),
             (&self.stderr, "stderr", Level::Warn),
         ] {
-            let (bytes, dropped) = pipe.contents();
+            let (bytes, dropped) = pipe.take();
             for line in String::from_utf8_lossy(&bytes).lines() {
                 if !line.trim().is_empty() {
                     self.services.runtime.log(level, line);

@@ -14,13 +14,53 @@ use wasmtime::{Store, UpdateDeadline};
 
 use crate::Prepared;
 use crate::bindings::{Event, GuestError};
-use crate::engine::{Outcome, Sandbox, classify};
+use crate::engine::{Inner, Outcome, Sandbox, classify};
 use crate::error::{Error, Fault, Result, internal};
 use crate::limits::Limits;
 use crate::linker::HostState;
 use crate::services::Services;
 
-type Handle = TypedFunc<(&'static Event,), (std::result::Result<String, GuestError>,)>;
+/// The `handle` export, typed once per instance.
+pub(crate) type Handle = TypedFunc<(&'static Event,), (std::result::Result<String, GuestError>,)>;
+
+/// A store for calls that each set their own deadline in its data (a session's calls, a kept
+/// instance's): the memory limit, fuel with its yields, and the epoch callback that yields at
+/// every tick and stops the guest past the deadline of the call under way.
+pub(crate) fn deadline_store(
+    inner: &Inner,
+    limits: &Limits,
+    services: Services,
+    replay: Option<&Replay>,
+) -> wasmtime::Result<Store<HostState>> {
+    let memory = limits.memory_bytes.min(inner.max_memory_bytes);
+    let state = HostState::build(services, memory, inner.stdio_bytes, replay);
+    let mut store = Store::new(&inner.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(limits.fuel)?;
+    store.fuel_async_yield_interval(Some(crate::engine::FUEL_YIELD_INTERVAL))?;
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|context| {
+        Ok(if Instant::now() >= context.data().deadline {
+            UpdateDeadline::Interrupt
+        } else {
+            UpdateDeadline::Yield(1)
+        })
+    });
+    Ok(store)
+}
+
+/// Instantiate `prepared` in `store` and look up its `handle` export.
+pub(crate) async fn instantiate_handle(
+    store: &mut Store<HostState>,
+    prepared: &Prepared,
+) -> wasmtime::Result<Handle> {
+    let instance = prepared
+        .pre
+        .instance_pre()
+        .instantiate_async(&mut *store)
+        .await?;
+    instance.get_typed_func(&mut *store, prepared.handle)
+}
 
 /// What makes a session reproducible: the guest's clocks read a virtual time the host sets
 /// (milliseconds since the Unix epoch, shared through [`Replay::clock`]), and its random
@@ -131,32 +171,9 @@ impl Sandbox {
                     );
                 }
             };
-        let memory = limits.memory_bytes.min(inner.max_memory_bytes);
-        let mut state = HostState::build(services, memory, inner.stdio_bytes, replay);
-        state.deadline = deadline;
-        let mut store = Store::new(&inner.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_fuel(limits.fuel).map_err(internal)?;
-        store
-            .fuel_async_yield_interval(Some(crate::engine::FUEL_YIELD_INTERVAL))
-            .map_err(internal)?;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|context| {
-            Ok(if Instant::now() >= context.data().deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
-            })
-        });
-        let instantiated = async {
-            let instance = prepared
-                .pre
-                .instance_pre()
-                .instantiate_async(&mut store)
-                .await?;
-            let handle: Handle = instance.get_typed_func(&mut store, prepared.handle)?;
-            wasmtime::Result::<Handle>::Ok(handle)
-        };
+        let mut store = deadline_store(inner, limits, services, replay).map_err(internal)?;
+        store.data_mut().deadline = deadline;
+        let instantiated = instantiate_handle(&mut store, prepared);
         let handle = match instantiated.await {
             Ok(handle) => handle,
             Err(e) => return Err(classify(&e, &store, limits).into()),

@@ -51,10 +51,14 @@ impl CappedOutput {
         kept.dropped += over.len() as u64;
     }
 
-    /// The bytes kept, and how many past the cap were dropped.
-    pub(crate) fn contents(&self) -> (Vec<u8>, u64) {
-        let kept = self.kept();
-        (kept.bytes.clone(), kept.dropped)
+    /// The bytes kept, and how many past the cap were dropped, leaving the stream empty for
+    /// the next call of a reused instance.
+    pub(crate) fn take(&self) -> (Vec<u8>, u64) {
+        let mut kept = self.kept();
+        (
+            std::mem::take(&mut kept.bytes),
+            std::mem::take(&mut kept.dropped),
+        )
     }
 
     pub(crate) fn capacity(&self) -> usize {
@@ -128,7 +132,7 @@ mod tests {
             assert!(out.check_write().is_ok());
             out.write(Bytes::from_static(b"hello")).unwrap();
         }
-        let (kept, dropped) = out.contents();
+        let (kept, dropped) = out.take();
         assert_eq!(kept, b"hellohel");
         assert_eq!(dropped, 7);
     }

@@ -28,6 +28,7 @@ mod push;
 mod repair;
 mod research;
 mod restart;
+mod reuse;
 mod robustness;
 mod rollback;
 mod session;

@@ -107,6 +107,15 @@ async fn show_agent(
             "concurrency": v.resolved.concurrency,
             "queue": v.resolved.queue,
             "every_ms": v.resolved.every.map(|d| d.as_millis() as u64),
+            "reuse": v.instances.as_ref().map(|instances| {
+                let policy = instances.policy();
+                json!({
+                    "calls": (policy.calls != u32::MAX).then_some(policy.calls),
+                    "max_age_ms": policy.max_age.map(|d| d.as_millis() as u64),
+                    "idle": instances.idle(),
+                    "made": instances.made(),
+                })
+            }),
         })),
         "watching": live.as_ref().is_some_and(|v| v.watching()),
         "quarantined": record.quarantined_ms.is_some(),

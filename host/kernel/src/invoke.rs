@@ -1,6 +1,7 @@
 //! Invocation: admission through the agent's gate, one run of the active version in a fresh
-//! instance, the call's kv writes and events committed when it ends with an answer, the
-//! outcome handed to the supervisor; and delivery of bus events to their subscribers.
+//! instance (or a kept one, for a manifest that asks for reuse), the call's kv writes and
+//! events committed when it ends with an answer, the outcome handed to the supervisor; and
+//! delivery of bus events to their subscribers.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -189,10 +190,19 @@ impl Invoker {
             .capabilities
             .bind(&context, Mode::Real, call.clone(), call.clone());
         let started = Instant::now();
-        let result = self
-            .sandbox
-            .handle(&version.prepared, &version.resolved.limits, services, event)
-            .await;
+        let limits = &version.resolved.limits;
+        let result = match &version.instances {
+            Some(instances) => {
+                self.sandbox
+                    .handle_reusing(&version.prepared, limits, services, event, instances)
+                    .await
+            }
+            None => {
+                self.sandbox
+                    .handle(&version.prepared, limits, services, event)
+                    .await
+            }
+        };
         let agent = version.agent.as_str();
         // An answer, or an error the agent chose to return, keeps what the call wrote; a
         // fault discards it.

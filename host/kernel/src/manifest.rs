@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use overseer_sandbox::Limits;
+use overseer_sandbox::{Limits, ReusePolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::config::KernelConfig;
@@ -146,7 +146,22 @@ pub struct LimitsSpec {
     /// Invocations that may wait for a slot before more are refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue: Option<u32>,
+    /// Keep an instance between calls: for `N` calls (`reuse = 100`) or for a time
+    /// (`reuse = "30s"`). Off by default: every call gets a fresh instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reuse: Option<ReuseSpec>,
 }
+
+/// How long a kept instance serves: a number of calls, or an interval (`500ms`, `30s`, `5m`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ReuseSpec {
+    Calls(u64),
+    For(String),
+}
+
+/// Most calls one kept instance may serve before it is dropped.
+pub const MAX_REUSE_CALLS: u64 = 1_000_000;
 
 /// Interfaces granted to the agent beyond the always-granted `runtime` and `kv`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -251,6 +266,8 @@ pub const DEFAULT_HEALTH_FAILURES: u32 = 3;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Resolved {
     pub limits: Limits,
+    /// Instances kept between calls, when the manifest asks for it.
+    pub reuse: Option<ReusePolicy>,
     pub concurrency: u32,
     pub queue: u32,
     pub every: Option<Duration>,
@@ -359,6 +376,29 @@ impl Manifest {
                 host.max_queue
             )));
         }
+        let reuse = match &self.limits.reuse {
+            None => None,
+            Some(ReuseSpec::Calls(calls)) => {
+                if *calls == 0 || *calls > MAX_REUSE_CALLS {
+                    return Err(Error::InvalidManifest(format!(
+                        "limits.reuse: between 1 and {MAX_REUSE_CALLS} calls, or an interval such as \"30s\""
+                    )));
+                }
+                Some(ReusePolicy {
+                    calls: *calls as u32,
+                    max_age: None,
+                })
+            }
+            Some(ReuseSpec::For(text)) => Some(ReusePolicy {
+                calls: u32::MAX,
+                max_age: Some(parse_interval(text).map_err(|e| match e {
+                    Error::InvalidManifest(why) => {
+                        Error::InvalidManifest(format!("limits.reuse: {why}"))
+                    }
+                    other => other,
+                })?),
+            }),
+        };
         let every = self
             .triggers
             .every
@@ -439,6 +479,7 @@ impl Manifest {
                 memory_bytes,
                 timeout,
             },
+            reuse,
             concurrency,
             queue,
             every,

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use arc_swap::{ArcSwap, ArcSwapOption};
-use overseer_sandbox::{Event, Prepared};
+use overseer_sandbox::{Event, Instances, Prepared};
 
 use crate::gate::Gate;
 use crate::manifest::{Manifest, Resolved};
@@ -52,6 +52,9 @@ pub struct Version {
     pub resolved: Resolved,
     pub prepared: Prepared,
     pub provenance: Provenance,
+    /// Instances kept between real calls, when the manifest asks for reuse; emptied whenever
+    /// the version stops serving.
+    pub instances: Option<Arc<Instances>>,
     /// Calls served and failed while this version was active.
     pub calls: AtomicU64,
     pub failures: AtomicU64,
@@ -71,6 +74,9 @@ impl Version {
             agent: agent.to_string(),
             number,
             digest: loaded.prepared.digest().to_string(),
+            instances: loaded.resolved.reuse.map(|policy| {
+                Arc::new(Instances::new(policy, loaded.resolved.concurrency as usize))
+            }),
             manifest: Arc::new(loaded.manifest),
             resolved: loaded.resolved,
             prepared: loaded.prepared,
@@ -136,6 +142,14 @@ impl Version {
             self.failures.load(Ordering::Acquire),
             baseline,
         );
+    }
+
+    /// Drop its kept instances, and those in a call when they come back: it no longer
+    /// serves, and what they hold must not reach a later activation.
+    pub fn drop_instances(&self) {
+        if let Some(instances) = &self.instances {
+            instances.clear();
+        }
     }
 
     /// Supervision watches it from now on, whatever its verdict.
@@ -282,13 +296,18 @@ impl Registry {
             compiled.drain(..excess);
         }
         let previous = slot.active.swap(Some(version));
+        if let Some(previous) = &previous {
+            previous.drop_instances();
+        }
         (slot, previous)
     }
 
     /// Take an agent out of routing.
     pub(crate) fn remove(&self, name: &str) -> Option<Arc<Slot>> {
         let slot = write(&self.slots).remove(name)?;
-        slot.active.store(None);
+        if let Some(previous) = slot.active.swap(None) {
+            previous.drop_instances();
+        }
         Some(slot)
     }
 }

@@ -456,8 +456,9 @@ async fn sessions(
     Ok((reused, fresh))
 }
 
-/// Compile against a cold cache, load from the warm cache, and invoke in process (a fresh
-/// instance per call) a scaffolded agent in each language; Rust is echo, measured above.
+/// Compile against a cold cache, load from the warm cache, and invoke in process a scaffolded
+/// agent in each language, in a fresh instance per call and in a kept one (`reuse`); Rust is
+/// echo, measured above.
 async fn languages(
     args: &BenchArgs,
     echo: &[u8],
@@ -472,6 +473,7 @@ async fn languages(
         compile,
         cached,
         invoke,
+        None,
     )];
     for (lang, label) in [("python", "Python"), ("js", "JavaScript")] {
         println!("building a {label} agent …");
@@ -511,20 +513,37 @@ async fn languages(
             overseer_sandbox::MemoryServices::default(),
         ));
         let calls = (args.calls / 10).max(20);
+        let event = |n: usize| overseer_sandbox::Event {
+            id: n.to_string(),
+            topic: "invoke".to_string(),
+            payload: "\"bench\"".to_string(),
+            source: "bench".to_string(),
+            at_ms: 0,
+        };
         let mut samples = Vec::with_capacity(calls);
         for n in 0..calls + 5 {
-            let event = overseer_sandbox::Event {
-                id: n.to_string(),
-                topic: "invoke".to_string(),
-                payload: "\"bench\"".to_string(),
-                source: "bench".to_string(),
-                at_ms: 0,
-            };
             let started = Instant::now();
-            warm.handle(&prepared, &limits, services.clone(), event)
+            warm.handle(&prepared, &limits, services.clone(), event(n))
                 .await?;
             if n >= 5 {
                 samples.push(started.elapsed());
+            }
+        }
+        // The same calls in a kept instance (`[limits] reuse`), its first call excluded.
+        let instances = Arc::new(overseer_sandbox::Instances::new(
+            overseer_sandbox::ReusePolicy {
+                calls: u32::MAX,
+                max_age: None,
+            },
+            1,
+        ));
+        let mut reused = Vec::with_capacity(calls * 10);
+        for n in 0..calls * 10 + 5 {
+            let started = Instant::now();
+            warm.handle_reusing(&prepared, &limits, services.clone(), event(n), &instances)
+                .await?;
+            if n >= 5 {
+                reused.push(started.elapsed());
             }
         }
         rows.push((
@@ -533,21 +552,26 @@ async fn languages(
             compile,
             cached,
             summarize(&mut samples),
+            Some(summarize(&mut reused)),
         ));
     }
     println!();
     println!(
-        "| language | component | compile, cold cache | load from the cache | speed-up | invoke in process, fresh instance: p50 / p99 |"
+        "| language | component | compile, cold cache | load from the cache | speed-up | invoke in process, fresh instance: p50 / p99 | kept instance (`reuse`): p50 / p99 |"
     );
-    println!("| --- | --- | --- | --- | --- | --- |");
-    for (label, size, compile, cached, invoke) in rows {
+    println!("| --- | --- | --- | --- | --- | --- | --- |");
+    for (label, size, compile, cached, invoke, reused) in rows {
         let size = if size >= 1 << 20 {
             format!("{:.1} MiB", size as f64 / f64::from(1 << 20))
         } else {
             format!("{} KiB", size / 1024)
         };
+        let reused = reused.map_or_else(
+            || "see the sessions row".to_string(),
+            |r| format!("{:.0} µs / {:.0} µs", r.p50, r.p99),
+        );
         println!(
-            "| {label} | {size} | {:.0} ms | {:.1} ms | {:.0}× | {:.0} µs / {:.0} µs |",
+            "| {label} | {size} | {:.0} ms | {:.1} ms | {:.0}× | {:.0} µs / {:.0} µs | {reused} |",
             ms(compile),
             ms(cached),
             compile.as_secs_f64() / cached.as_secs_f64().max(1e-9),

@@ -46,7 +46,7 @@ const JAVASCRIPT: Language = Language {
     name: "jsgreeter",
     edited: "jsedit",
     app: "app.js",
-    files: &["app.js", "agent.toml"],
+    files: &["app.js", "overseer.js", "agent.toml"],
     handle: "  const who = JSON.parse(event.payload);\n",
     spin: "  if (event.payload === '\"spin\"') {\n    while (true) {}\n  }\n",
     line: "  const greeting = runtime.config('greeting') ?? 'hello';\n",
@@ -226,4 +226,127 @@ async fn finished(daemon: &Daemon, agent: &str, body: Value) -> Value {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{edit}");
     daemon.finished_edit(agent, &edit).await
+}
+
+/// Create `name` from `files` through the edits API and wait for it to go live; answers the
+/// edit.
+async fn created(daemon: &Daemon, name: &str, files: Value) -> Value {
+    let edit = finished(daemon, name, json!({ "files": files, "reason": "create" })).await;
+    assert_eq!(edit["state"], "live", "{edit}");
+    edit
+}
+
+const RANDOM_PY: &str = r#"import json
+import random
+
+import overseer
+import wit_world
+from wit_world.imports import types
+
+FROZEN = random.random()
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self) -> types.Info:
+        return types.Info(name="pyrandom", version="0.1.0", description="random", subscriptions=[])
+
+    def handle(self, event: types.Event) -> str:
+        return json.dumps({
+            "frozen": FROZEN,
+            "module": random.random(),
+            "fresh": overseer.random(),
+            "shuffled": overseer.rng().sample(range(1000), 5),
+            "id": overseer.new_id(),
+            "now_ms": overseer.now_ms(),
+        })
+
+    def health(self) -> types.Health:
+        return types.Health(ok=True, detail="ok")
+"#;
+
+const RANDOM_JS: &str = r#"import * as overseer from './overseer.js';
+
+const STARTED = Date.now();
+
+export function describe() {
+  return { name: 'jsrandom', version: '0.1.0', description: 'random', subscriptions: [] };
+}
+
+export function handle(event) {
+  return JSON.stringify({
+    frozen: STARTED,
+    module: Math.random(),
+    fresh: overseer.random(),
+    shuffled: overseer.shuffle([...Array(1000).keys()]).slice(0, 5),
+    id: overseer.newId(),
+    now_ms: overseer.nowMs(),
+  });
+}
+
+export function health() {
+  return { ok: true, detail: 'ok' };
+}
+"#;
+
+/// Three calls of `name`, each in a fresh instance.
+async fn three_answers(daemon: &Daemon, name: &str) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for _ in 0..3 {
+        let (status, body) = daemon.invoke(name, json!(null)).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        answers.push(body["output"].clone());
+    }
+    answers
+}
+
+fn distinct(answers: &[Value], key: &str) -> usize {
+    let mut seen: Vec<String> = answers.iter().map(|a| a[key].to_string()).collect();
+    seen.sort();
+    seen.dedup();
+    seen.len()
+}
+
+#[tokio::test]
+async fn python_and_javascript_helpers_draw_fresh_randomness_on_every_call() {
+    let daemon = Daemon::start().await;
+    for (name, app, source, helpers, helper_source, warning) in [
+        (
+            "pyrandom",
+            "app.py",
+            RANDOM_PY,
+            "overseer.py",
+            include_str!("../../guest-sdk/python/overseer.py"),
+            "warning: app.py:8:10: random.random() at the top level runs once",
+        ),
+        (
+            "jsrandom",
+            "app.js",
+            RANDOM_JS,
+            "overseer.js",
+            include_str!("../../guest-sdk/js/overseer.js"),
+            "warning: app.js:3:17: Date.now() at the top level runs once",
+        ),
+    ] {
+        let mut files = serde_json::Map::new();
+        files.insert(app.to_string(), json!(source));
+        files.insert(helpers.to_string(), json!(helper_source));
+        files.insert(
+            "agent.toml".to_string(),
+            json!(format!("name = \"{name}\"\n")),
+        );
+        let edit = created(&daemon, name, Value::Object(files)).await;
+        let log = edit["build_log"].as_str().unwrap_or_default();
+        assert!(
+            log.starts_with(warning),
+            "the build warns of the frozen value first: {log}"
+        );
+        let answers = three_answers(&daemon, name).await;
+        for key in ["fresh", "shuffled", "id"] {
+            assert_eq!(distinct(&answers, key), 3, "{name} {key}: {answers:?}");
+        }
+        // What the warning says: made at build time, the same on every call. Drawn in the
+        // call, the language's own generator (`random.random()`, `Math.random()`) differs too.
+        assert_eq!(distinct(&answers, "frozen"), 1, "{name}: {answers:?}");
+        assert_eq!(distinct(&answers, "module"), 3, "{name}: {answers:?}");
+    }
 }

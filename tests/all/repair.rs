@@ -60,23 +60,31 @@ async fn llm_daemon(llm: &FakeLlm) -> (Daemon, tempfile::TempDir) {
 /// supervision quarantines it. Returns the alert.
 async fn make_it_fail(daemon: &Daemon) -> Value {
     daemon.create_from_source("buggy", "fixture-buggy").await;
+    stable_then_trapping(daemon, "buggy").await
+}
+
+/// Five calls of `agent` sharing 100 by 5, until its watch window calls it stable; then calls
+/// with a zero divisor, which trap, until supervision quarantines it. Returns the alert.
+async fn stable_then_trapping(daemon: &Daemon, agent: &str) -> Value {
     for _ in 0..5 {
-        let (status, body) = daemon.invoke("buggy", json!(5)).await;
+        let (status, body) = daemon.invoke(agent, json!(5)).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["output"], json!({ "share": 20 }));
     }
+    let versions = format!("/v1/agents/{agent}/versions");
     eventually(Duration::from_secs(10), "a stable verdict", || async {
-        let (_, versions) = daemon.get("/v1/agents/buggy/versions").await;
+        let (_, versions) = daemon.get(&versions).await;
         (versions["versions"][0]["verdict"] == "stable").then_some(())
     })
     .await;
     for _ in 0..4 {
-        let (status, body) = daemon.invoke("buggy", json!(0)).await;
+        let (status, body) = daemon.invoke(agent, json!(0)).await;
         assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
         assert_eq!(body["error"]["code"], "trap");
     }
+    let alerts = format!("/v1/alerts?agent={agent}&state=open");
     eventually(Duration::from_secs(10), "a quarantine alert", || async {
-        let (_, alerts) = daemon.get("/v1/alerts?agent=buggy&state=open").await;
+        let (_, alerts) = daemon.get(&alerts).await;
         alerts["alerts"]
             .as_array()
             .and_then(|list| list.iter().find(|a| a["type"] == "quarantine").cloned())
@@ -84,13 +92,14 @@ async fn make_it_fail(daemon: &Daemon) -> Value {
     .await
 }
 
-/// Wait for an edit of `buggy` by the code editor to go live; returns every edit, newest first.
-async fn repaired(daemon: &Daemon) -> Vec<Value> {
+/// Wait for an edit of `agent` by the code editor to go live; returns every edit, newest first.
+async fn repaired(daemon: &Daemon, agent: &str) -> Vec<Value> {
+    let path = format!("/v1/agents/{agent}/edits");
     eventually(
         Duration::from_secs(600),
         "the repair to go live",
         || async {
-            let (_, edits) = daemon.get("/v1/agents/buggy/edits").await;
+            let (_, edits) = daemon.get(&path).await;
             let edits = edits["edits"].as_array().cloned().unwrap_or_default();
             edits
                 .iter()
@@ -101,13 +110,18 @@ async fn repaired(daemon: &Daemon) -> Vec<Value> {
     .await
 }
 
-async fn assert_fixed(daemon: &Daemon, alert: &Value) {
-    // The alert is resolved by the activation's listeners, just after the edit reads live.
+/// The alert resolves once the fix is live (by the activation's listeners, just after the edit
+/// reads live).
+async fn resolved(daemon: &Daemon, alert: &Value) {
     eventually(WAIT, "the alert to resolve", || async {
         let (_, alert) = daemon.get(&format!("/v1/alerts/{}", alert["id"])).await;
         alert["resolved_ms"].is_u64().then_some(())
     })
     .await;
+}
+
+async fn assert_fixed(daemon: &Daemon, alert: &Value) {
+    resolved(daemon, alert).await;
     let (status, body) = daemon.invoke("buggy", json!(0)).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "invalid_input");
@@ -136,7 +150,7 @@ async fn the_code_editor_repairs_a_trapping_agent_and_its_alert_resolves() {
     let alert = make_it_fail(&daemon).await;
     assert_eq!(alert["priority"], "critical", "{alert}");
 
-    let edits = repaired(&daemon).await;
+    let edits = repaired(&daemon, "buggy").await;
     let fix = &edits[0];
     assert_eq!(fix["version"], 2, "{fix}");
     assert!(
@@ -178,7 +192,7 @@ async fn a_patch_that_does_not_compile_goes_back_to_the_model_and_never_serves()
     daemon.push_agent("code-editor", "code-editor").await;
     let alert = make_it_fail(&daemon).await;
 
-    let edits = repaired(&daemon).await;
+    let edits = repaired(&daemon, "buggy").await;
     let (fix, broken) = (&edits[0], &edits[1]);
     assert_eq!(broken["proposer"], "code-editor");
     assert_eq!(broken["state"], "rejected", "{broken}");
@@ -410,4 +424,161 @@ async fn without_an_endpoint_the_llm_is_unavailable_and_the_code_editor_idle() {
     assert!(body["output"]["idle"].is_string(), "{body}");
     let (_, usage) = daemon.get("/v1/llm").await;
     assert_eq!(usage["configured"], false);
+}
+
+/// A Python agent that shares 100 out by the number it is given, and traps on zero: the
+/// `ZeroDivisionError` escapes `handle`, which componentize-py turns into a trap.
+const PY_BUGGY: &str = r#""""Shares 100 out by the divisor it is given."""
+
+import json
+
+import overseer
+import wit_world
+from wit_world.imports import types
+
+
+class WitWorld(wit_world.WitWorld):
+    def describe(self) -> types.Info:
+        return types.Info(name="pybuggy", version="0.1.0", description="shares", subscriptions=[])
+
+    def handle(self, event: types.Event) -> str:
+        try:
+            divisor = int(json.loads(event.payload))
+        except ValueError:
+            raise overseer.invalid_input("give a whole number")
+        share = 100 // divisor
+        return json.dumps({"share": share})
+
+    def health(self) -> types.Health:
+        return types.Health(ok=True, detail="ok")
+"#;
+
+const PY_BUG: &str = "        share = 100 // divisor\n";
+
+/// The model's fix of the Python agent, as a unified diff in a fenced block.
+fn py_fix_answer() -> String {
+    let mut a = overseer_selfedit::Snapshot::default();
+    a.files.insert("app.py".into(), PY_BUGGY.to_string());
+    let mut b = a.clone();
+    b.files.insert(
+        "app.py".into(),
+        PY_BUGGY.replace(
+            PY_BUG,
+            "        if divisor == 0:\n            raise overseer.invalid_input(\"the divisor must not be zero\")\n        share = 100 // divisor\n",
+        ),
+    );
+    format!(
+        "The divisor is not checked.\n\n```diff\n{}```\n",
+        overseer_selfedit::patch::diff(&a, &b)
+    )
+}
+
+#[tokio::test]
+async fn the_code_editor_repairs_a_trapping_python_agent_within_python_bounds() {
+    let llm = FakeLlm::start(vec![py_fix_answer()]).await;
+    let (daemon, _temp) = llm_daemon(&llm).await;
+    daemon.push_agent("code-editor", "code-editor").await;
+    let files = json!({
+        "app.py": PY_BUGGY,
+        "overseer.py": include_str!("../../guest-sdk/python/overseer.py"),
+        "agent.toml": "name = \"pybuggy\"\n\n[deploy]\nwatch_calls = 5\nmin_calls = 5\n\n[supervision]\nmax_failures = 3\nperiod = \"30s\"\n",
+    });
+    let (status, edit) = daemon
+        .post(
+            "/v1/agents/pybuggy/edits",
+            json!({ "files": files, "reason": "create" }).to_string(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{edit}");
+    let created = daemon.finished_edit("pybuggy", &edit).await;
+    assert_eq!(created["state"], "live", "{created}");
+
+    // The analysis reads Python.
+    let (status, analysis) = daemon.get("/v1/agents/pybuggy/analysis").await;
+    assert_eq!(status, StatusCode::OK, "{analysis}");
+    assert_eq!(analysis["files"], 2, "{analysis}");
+    assert!(
+        analysis["unparsed"].as_array().unwrap().is_empty(),
+        "{analysis}"
+    );
+
+    // Stable, then trapping until supervision quarantines it; the editor's patch goes live
+    // through the gates of any edit.
+    let alert = stable_then_trapping(&daemon, "pybuggy").await;
+    let edits = repaired(&daemon, "pybuggy").await;
+    assert_eq!(edits[0]["version"], 2, "{edits:?}");
+    resolved(&daemon, &alert).await;
+    let (status, body) = daemon.invoke("pybuggy", json!(0)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_input");
+    let (status, body) = daemon.invoke("pybuggy", json!(4)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"], json!({ "share": 25 }));
+
+    // The model was shown the Python source and the trap from the agent's log.
+    let prompt = llm.prompt(0);
+    for evidence in [
+        "Alert #",
+        "ZeroDivisionError",
+        "share = 100 // divisor",
+        "--- app.py",
+    ] {
+        assert!(prompt.contains(evidence), "{evidence:?} in:\n{prompt}");
+    }
+
+    // An agent's edit of a Python agent changes its Python files only, and nothing in them
+    // that runs on the build machine.
+    let prober = overseer_tests::manifest("fixture-prober");
+    let (status, body) = daemon
+        .push_package("prober", "fixture-prober", &prober)
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let fixed = daemon
+        .invoke(
+            "prober",
+            json!({ "call": "read", "agent": "pybuggy", "path": "app.py" }),
+        )
+        .await
+        .1["output"]["ok"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let leak = fixed.replace(
+        "import json\n",
+        "import json\n\nHOST = open(\"/etc/hostname\").read()\n",
+    );
+    for (path, content, why) in [
+        (
+            "agent.toml",
+            "name = \"pybuggy\"\n\n[capabilities]\ngrant = [\"source\"]\n",
+            "Python files",
+        ),
+        ("setup.sh", "echo hi\n", "Python files"),
+        ("app.py", leak.as_str(), "open() at the top level"),
+    ] {
+        let (_, body) = daemon
+            .invoke(
+                "prober",
+                json!({ "call": "propose", "agent": "pybuggy", "path": path, "content": content }),
+            )
+            .await;
+        let answer = &body["output"];
+        assert_eq!(answer["error"], "denied", "{path}: {answer}");
+        assert!(
+            answer["message"].as_str().unwrap().contains(why),
+            "{answer}"
+        );
+    }
+    let module = "def helper() -> int:\n    return 1\n";
+    let (_, body) = daemon
+        .invoke(
+            "prober",
+            json!({ "call": "propose", "agent": "pybuggy", "path": "helpers.py", "content": module }),
+        )
+        .await;
+    let id = body["output"]["ok"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{body}"));
+    let edit = daemon.finished_edit("pybuggy", &json!({ "id": id })).await;
+    assert_eq!(edit["state"], "live", "{edit}");
 }

@@ -44,8 +44,16 @@ const MAX_FILE_BYTES: usize = 64 << 10;
 const STALE_TASK_MS: u64 = 6 * 60 * 60 * 1000;
 
 /// Finding kinds worth a review on their own: each is a place the agent can trap or lose an
-/// error. (Indexing is left out: most of it is on maps and JSON values that do not trap.)
-const REVIEWED_KINDS: &[&str] = &["unwrap", "expect", "panic", "ignored-result"];
+/// error, in Rust, Python or JavaScript. (Indexing is left out: most of it is on maps and JSON
+/// values that do not trap.)
+const REVIEWED_KINDS: &[&str] = &[
+    "unwrap",
+    "expect",
+    "panic",
+    "ignored-result",
+    "unhandled-exception",
+    "swallowed-exception",
+];
 
 struct CodeEditor;
 

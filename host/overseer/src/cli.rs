@@ -251,6 +251,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = dir.unwrap_or_else(|| PathBuf::from("."));
             let tools = tools_dir.unwrap_or_else(|| data_dir.join("tools"));
             let isolation = crate::config::isolation_from_env()?;
+            eprint!("{}", scaffold::build_time_warnings(&dir));
             let artifact = tokio::task::spawn_blocking(move || {
                 scaffold::build(
                     &dir,

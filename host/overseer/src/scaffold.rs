@@ -26,6 +26,9 @@ const APP_PY: &str = include_str!("../../../guest-sdk/python/app.py.tmpl");
 
 const APP_JS: &str = include_str!("../../../guest-sdk/js/app.js.tmpl");
 
+/// The JavaScript helper module written beside every JavaScript agent.
+const OVERSEER_JS: &str = include_str!("../../../guest-sdk/js/overseer.js");
+
 const README_JS: &str = include_str!("../../../guest-sdk/js/README.md.tmpl");
 
 const README_PY: &str = include_str!("../../../guest-sdk/python/README.md.tmpl");
@@ -77,6 +80,7 @@ pub fn new_agent(name: &str, language: &str, dir: &Path, sdk: &Path) -> Result<V
         ],
         "js" => vec![
             ("app.js", fill(APP_JS)),
+            ("overseer.js", OVERSEER_JS.to_string()),
             ("agent.toml", fill(AGENT_TOML)),
             ("README.md", fill(README_JS)),
             (".gitignore", "target/\nnode_modules/\n".to_string()),
@@ -149,7 +153,84 @@ pub fn build(
         .ok_or_else(|| Error::Build(format!("the build of {} made no component", dir.display())))
 }
 
+/// What the build would freeze into a Python or JavaScript component (randomness, clocks and
+/// ids made at the top level), as warning lines: the agent's `.py`, `.js` and `.mjs` files
+/// under `dir`, skipping build output, dependencies and hidden directories.
+pub fn build_time_warnings(dir: &Path) -> String {
+    let mut sources = overseer_selfedit::Snapshot::default();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(at) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&at) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Ok(kind) = entry.file_type() else {
+                continue;
+            };
+            if kind.is_dir() {
+                if !name.starts_with('.')
+                    && !["target", "node_modules", "__pycache__"].contains(&name.as_str())
+                {
+                    pending.push(path);
+                }
+            } else if kind.is_file()
+                && [".py", ".js", ".mjs"].iter().any(|e| name.ends_with(e))
+                && let (Ok(relative), Ok(text)) =
+                    (path.strip_prefix(dir), std::fs::read_to_string(&path))
+            {
+                sources
+                    .files
+                    .insert(relative.to_string_lossy().to_string(), text);
+            }
+        }
+    }
+    overseer_selfedit::analysis::warning_lines(&overseer_selfedit::analysis::build_time_state(
+        &sources,
+    ))
+}
+
 /// The guest SDK of the source tree this binary was built from.
 pub fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../guest-sdk")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_templates_counter_examples_are_warned_about() {
+        for (language, app, quoted) in [("python", "app.py", "#     "), ("js", "app.js", "//     ")]
+        {
+            let temp = tempfile::tempdir().expect("temp dir");
+            let dir = temp.path().join("counter");
+            new_agent("counter", language, &dir, &sdk_dir()).expect("scaffold");
+            let file = dir.join(app);
+            let text = std::fs::read_to_string(&file).expect("the app");
+            assert!(
+                build_time_warnings(&dir).is_empty(),
+                "the template itself is clean"
+            );
+            // The counter-examples the template quotes, put where they would run: the top level.
+            let examples: Vec<&str> = text
+                .lines()
+                .filter_map(|line| line.strip_prefix(quoted))
+                .collect();
+            assert!(examples.len() >= 2, "{language}: {examples:?}");
+            let with_examples = format!("{text}\n{}\n", examples.join("\n"));
+            std::fs::write(&file, &with_examples).expect("write");
+            let warnings = build_time_warnings(&dir);
+            let first = text.lines().count() + 2;
+            for (n, example) in examples.iter().enumerate() {
+                let at = format!("warning: {app}:{}:", first + n);
+                assert!(
+                    warnings.lines().any(|w| w.starts_with(&at)),
+                    "{example} is warned about at {at}:\n{warnings}"
+                );
+            }
+            assert_eq!(warnings.lines().count(), examples.len(), "{warnings}");
+        }
+    }
 }

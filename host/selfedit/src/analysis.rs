@@ -1,13 +1,49 @@
-//! Static analysis of Rust agent source with `syn`: the places a panic or a dropped error can
-//! hide (`unwrap`, `expect`, `panic!` and kin, indexing, ignored `Result`s) and functions too
-//! long or too branchy to review. The code editor puts the findings in its prompt; people read
-//! them at `GET /v1/agents/{name}/analysis`.
+//! Static analysis of agent source: Rust with `syn` (the places a panic or a dropped error can
+//! hide: `unwrap`, `expect`, `panic!` and kin, indexing, ignored `Result`s), Python and
+//! JavaScript with tree-sitter ([`crate::script`]: unhandled and swallowed exceptions, thrown
+//! away results, state made at build time), and in every language functions too long or too
+//! branchy to review. The code editor puts the findings in its prompt; people read them at
+//! `GET /v1/agents/{name}/analysis`.
 
 use proc_macro2::Span;
 use serde::Serialize;
 use syn::visit::{self, Visit};
 
 use crate::snapshot::Snapshot;
+
+/// What runs once, when a Python or JavaScript component is built, and is then the same on
+/// every call (or, for JavaScript's randomness, fails the build): randomness, clocks and ids
+/// made at the top level. `overseer build` and the host's builds warn of each.
+pub fn build_time_state(snapshot: &Snapshot) -> Vec<Finding> {
+    deep(|| {
+        let mut found = Vec::new();
+        for (path, text) in &snapshot.files {
+            if let Some(script) = crate::script::Script::of(path) {
+                let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
+                crate::script::analyze_file(script, path, text, &mut findings, &mut unparsed);
+                found.extend(
+                    findings
+                        .into_iter()
+                        .filter(|f| f.kind == "build-time-state"),
+                );
+            }
+        }
+        found
+    })
+}
+
+/// `findings` as warning lines, `warning: FILE:LINE:COLUMN: MESSAGE`, one per line.
+pub fn warning_lines(findings: &[Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| {
+            format!(
+                "warning: {}:{}:{}: {}\n",
+                f.file, f.line, f.column, f.message
+            )
+        })
+        .collect()
+}
 
 /// A function longer than this many lines is hard to review in one screen.
 pub const MAX_FUNCTION_LINES: usize = 60;
@@ -27,8 +63,9 @@ pub struct Finding {
     pub line: u32,
     /// 1-based.
     pub column: u32,
-    /// `unwrap`, `expect`, `panic`, `index`, `ignored-result`, `long-function`,
-    /// `branchy-function`.
+    /// Rust: `unwrap`, `expect`, `panic`, `index`, `ignored-result`; Python and JavaScript:
+    /// `unhandled-exception`, `swallowed-exception`, `ignored-result`, `build-time-state`,
+    /// `host-read`; all: `long-function`, `branchy-function`.
     pub kind: &'static str,
     /// The function it is in.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,15 +84,16 @@ pub struct Unparsed {
 /// Everything the analysis found in a source tree.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Analysis {
-    /// Rust files analysed.
+    /// Rust, Python and JavaScript files analysed.
     pub files: usize,
     pub findings: Vec<Finding>,
-    /// Rust files that do not parse.
+    /// Files that do not parse, or are too deep or long to walk.
     pub unparsed: Vec<Unparsed>,
 }
 
-/// Analyse every `.rs` file of a snapshot. Test code (`#[cfg(test)]`, `#[test]`) is skipped:
-/// an `unwrap` there is a test failing loudly, not a bug.
+/// Analyse every `.rs`, `.py`, `.js` and `.mjs` file of a snapshot. Rust test code
+/// (`#[cfg(test)]`, `#[test]`) is skipped: an `unwrap` there is a test failing loudly, not a
+/// bug.
 pub fn analyze(snapshot: &Snapshot) -> Analysis {
     deep(|| analyze_here(snapshot))
 }
@@ -83,6 +121,17 @@ fn deep<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 fn analyze_here(snapshot: &Snapshot) -> Analysis {
     let mut analysis = Analysis::default();
     for (path, text) in &snapshot.files {
+        if let Some(script) = crate::script::Script::of(path) {
+            analysis.files += 1;
+            crate::script::analyze_file(
+                script,
+                path,
+                text,
+                &mut analysis.findings,
+                &mut analysis.unparsed,
+            );
+            continue;
+        }
         if !path.ends_with(".rs") {
             continue;
         }
@@ -175,10 +224,13 @@ fn nesting(text: &str) -> usize {
     deepest
 }
 
-/// Where Rust source would read the host's files when it is built: the `include!`,
+/// Where source would read the host when it is built. Rust: the `include!`,
 /// `include_str!` and `include_bytes!` macros (named anywhere, so a macro cannot assemble
 /// them), `#[path = ...]` on a module, and string literals that look like paths out of the
-/// source (absolute, or through `..`) handed to any macro. An agent's edit may hold none.
+/// source (absolute, or through `..`) handed to any macro. Python and JavaScript: top-level
+/// code (which the componentizer runs at build time) that opens files, reads the environment
+/// or runs programs, and imports of anything but the contract and the agent's own modules. An
+/// agent's edit may hold none.
 pub fn host_reads(snapshot: &Snapshot) -> Vec<Finding> {
     deep(|| host_reads_here(snapshot))
 }
@@ -186,6 +238,12 @@ pub fn host_reads(snapshot: &Snapshot) -> Vec<Finding> {
 fn host_reads_here(snapshot: &Snapshot) -> Vec<Finding> {
     let mut found = Vec::new();
     for (path, text) in &snapshot.files {
+        if let Some(script) = crate::script::Script::of(path) {
+            let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
+            crate::script::analyze_file(script, path, text, &mut findings, &mut unparsed);
+            found.extend(findings.into_iter().filter(|f| f.kind == "host-read"));
+            continue;
+        }
         if !path.ends_with(".rs") {
             continue;
         }

@@ -52,6 +52,8 @@ async fn componentize(
     let tree = snapshot.clone();
     let root = config.data_dir.join("scratch").join(agent);
     tokio::task::spawn_blocking(move || -> Result<Built> {
+        // What the componentizer will freeze into the snapshot, said first in the build log.
+        let warnings = crate::analysis::warning_lines(&crate::analysis::build_time_state(&tree));
         empty_dir(&root)?;
         tree.write_dir(&scratch)?;
         let build = builder::componentize(language, &scratch, &out, &tools, timeout, isolation)?;
@@ -62,7 +64,7 @@ async fn componentize(
             .ok_or_else(|| Error::Build("the build produced no component".to_string()))?;
         Ok(Built {
             bytes: artifact.bytes,
-            log: build.log,
+            log: format!("{warnings}{}", build.log),
         })
     })
     .await

@@ -41,9 +41,11 @@ pub struct EditRequest {
     pub proposer: Option<String>,
 }
 
-/// What an agent's edit may change: Rust files under `src/`, and nothing in them that reads
-/// the host at build time. The manifest, `Cargo.toml` and build scripts — what the agent may
-/// reach, how it is checked and watched, what runs at build time — are a person's to change.
+/// What an agent's edit may change: its program's own files — Rust files under `src/`, or a
+/// Python agent's `.py` files (`app.py` and its modules), or a JavaScript agent's `.js` and
+/// `.mjs` files — and nothing in them that reads the host at build time. The manifest,
+/// `Cargo.toml` and build scripts — what the agent may reach, how it is checked and watched,
+/// what runs at build time — are a person's to change.
 fn check_agent_edit(base: &Snapshot, candidate: &Snapshot) -> Result<()> {
     let changed: Vec<&String> = base
         .files
@@ -51,12 +53,24 @@ fn check_agent_edit(base: &Snapshot, candidate: &Snapshot) -> Result<()> {
         .chain(candidate.files.keys())
         .filter(|path| base.files.get(*path) != candidate.files.get(*path))
         .collect();
-    if let Some(path) = changed
-        .iter()
-        .find(|path| !(path.starts_with("src/") && path.ends_with(".rs")))
-    {
+    let language = crate::builder::Language::of(|file| base.files.contains_key(file));
+    let (editable, what): (fn(&str) -> bool, &str) = match language {
+        None => (
+            |path| path.starts_with("src/") && path.ends_with(".rs"),
+            "Rust files under src/",
+        ),
+        Some(crate::builder::Language::Python) => (
+            |path| path.ends_with(".py"),
+            "the agent's Python files (.py)",
+        ),
+        Some(crate::builder::Language::JavaScript) => (
+            |path| path.ends_with(".js") || path.ends_with(".mjs"),
+            "the agent's JavaScript files (.js, .mjs)",
+        ),
+    };
+    if let Some(path) = changed.iter().find(|path| !editable(path)) {
         return Err(Error::Denied(format!(
-            "{path}: an agent's edit may change only Rust files under src/"
+            "{path}: an agent's edit may change only {what}"
         )));
     }
     let mut touched = Snapshot::default();

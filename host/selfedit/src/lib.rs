@@ -15,6 +15,7 @@ mod edit;
 mod error;
 pub mod isolation;
 pub mod patch;
+mod script;
 pub mod snapshot;
 mod source;
 mod workcopy;

@@ -159,6 +159,8 @@ pub(crate) struct Inner {
     pub(crate) stdio_bytes: usize,
     /// The runtime guest code runs on, when it has one of its own.
     guests: Option<tokio::runtime::Runtime>,
+    /// How many instances may be kept idle across all agents (`[limits] reuse`).
+    pub(crate) idle_budget: Arc<crate::reuse::IdleBudget>,
 }
 
 impl Drop for Inner {
@@ -298,6 +300,7 @@ impl Sandbox {
                 max_answer_bytes: config.max_answer_bytes,
                 stdio_bytes: config.stdio_bytes,
                 guests,
+                idle_budget: crate::reuse::IdleBudget::new(instances),
             }),
         })
     }

@@ -32,7 +32,7 @@ pub use limits::{DEFAULT_FUEL, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, Limits};
 pub use linker::{
     MAX_FILINGS, MAX_FLEET_WINDOW_MS, MAX_KV_KEY_BYTES, MAX_PROMPT_BYTES, MAX_VALUE_BYTES, now_ms,
 };
-pub use reuse::{Instances, ReusePolicy};
+pub use reuse::{Instances, Kept, ReusePolicy};
 pub use services::{
     Backtest, Broker, Budget, Capability, Fleet, Fundamentals, Http, Kv, Llm, Market, Memory,
     MemoryServices, Prompts, Runtime, Services, Source,

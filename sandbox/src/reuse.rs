@@ -9,15 +9,20 @@
 //! - after [`ReusePolicy::calls`] calls, or once older than [`ReusePolicy::max_age`];
 //! - after any call that did not end with an answer: an error the agent returned, a trap, a
 //!   limit, an answer too large, a deadline (the call may have stopped anywhere);
-//! - when its version stops serving ([`Instances::clear`], on every swap and rollback), and
-//!   when the [`Instances`] holding it is dropped.
+//! - after a call whose effects the caller could not commit (it keeps an instance only with
+//!   [`Kept::keep`]);
+//! - when its version stops serving ([`Instances::clear`], on every swap, rollback and
+//!   retirement), including one whose call began before that and ends after; and when the
+//!   [`Instances`] holding it is dropped.
 //!
 //! Idle instances hold slots of the pooling allocator (`max_instances`), not guest call slots:
-//! each call still waits for one of those like a fresh call.
+//! each call still waits for one of those like a fresh call. At most half the pool is kept
+//! idle across all agents (an instance past that budget is dropped after its call), so kept
+//! instances never starve fresh calls, checks and canaries.
 
 use std::sync::Arc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use wasmtime::Store;
@@ -47,8 +52,42 @@ struct Warm {
     handle: Handle,
     calls: u32,
     born: Instant,
-    /// The [`Instances::generation`] it was made in.
-    generation: u64,
+    /// Its share of the host's idle budget while it is idle.
+    token: Option<IdleToken>,
+}
+
+/// How many instances may be idle across all agents: half the pooling allocator's instances,
+/// so kept instances never take the slots fresh calls, checks and canaries need.
+pub(crate) struct IdleBudget {
+    idle: AtomicUsize,
+    max: usize,
+}
+
+impl IdleBudget {
+    pub(crate) fn new(max_instances: u32) -> Arc<IdleBudget> {
+        Arc::new(IdleBudget {
+            idle: AtomicUsize::new(0),
+            max: (max_instances as usize / 2).max(1),
+        })
+    }
+
+    fn take(self: &Arc<Self>) -> Option<IdleToken> {
+        self.idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| IdleToken(self.clone()))
+    }
+}
+
+/// One idle instance's place in the [`IdleBudget`], given back when it is dropped.
+struct IdleToken(Arc<IdleBudget>);
+
+impl Drop for IdleToken {
+    fn drop(&mut self) {
+        self.0.idle.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The idle instances of one version of one agent.
@@ -57,12 +96,17 @@ pub struct Instances {
     /// Most instances kept idle at once (the agent's concurrency): more are dropped after
     /// their call.
     max_idle: usize,
-    idle: Mutex<Vec<Warm>>,
-    /// Bumped by [`Instances::clear`]: an instance of an older generation that comes back
-    /// from its call is dropped instead of kept.
-    generation: AtomicU64,
+    pool: Mutex<Pool>,
     /// Instances made, for tests and benchmarks.
     made: AtomicU64,
+}
+
+/// What [`Instances`] guards with one lock: the idle instances, the generation a call must
+/// have begun in for its instance to be kept, and whether the version serves.
+struct Pool {
+    idle: Vec<Warm>,
+    generation: u64,
+    serving: bool,
 }
 
 impl Instances {
@@ -74,8 +118,11 @@ impl Instances {
                 max_age: policy.max_age,
             },
             max_idle: max_idle.max(1),
-            idle: Mutex::new(Vec::new()),
-            generation: AtomicU64::new(0),
+            pool: Mutex::new(Pool {
+                idle: Vec::new(),
+                generation: 0,
+                serving: true,
+            }),
             made: AtomicU64::new(0),
         }
     }
@@ -85,17 +132,29 @@ impl Instances {
         self.policy
     }
 
-    /// Drop every idle instance, and every one in a call when it comes back: the version
-    /// stopped serving, and what its instances hold must not reach its next activation.
+    /// Drop every idle instance, and every one in a call when it comes back, until
+    /// [`Instances::resume`]: the version stopped serving, and what its instances hold must
+    /// not reach a later activation.
     pub fn clear(&self) {
-        self.generation.fetch_add(1, Ordering::AcqRel);
-        let dropped = std::mem::take(&mut *self.lock());
+        let dropped = {
+            let mut pool = self.lock();
+            pool.serving = false;
+            pool.generation += 1;
+            std::mem::take(&mut pool.idle)
+        };
         drop(dropped);
+    }
+
+    /// The version serves (again): instances of calls that begin from now on may be kept.
+    pub fn resume(&self) {
+        let mut pool = self.lock();
+        pool.serving = true;
+        pool.generation += 1;
     }
 
     /// Instances idle now.
     pub fn idle(&self) -> usize {
-        self.lock().len()
+        self.lock().idle.len()
     }
 
     /// Instances made so far (one per fresh start: the first call, and each after a drop).
@@ -103,19 +162,21 @@ impl Instances {
         self.made.load(Ordering::Acquire)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Warm>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// An idle instance still young enough, dropping those that are not.
-    fn take(&self) -> Option<Warm> {
-        let mut idle = self.lock();
-        while let Some(warm) = idle.pop() {
+    /// A call begins: an idle instance still young enough (dropping those that are not), and
+    /// the generation the call begins in.
+    fn begin(&self) -> (Option<Warm>, u64) {
+        let mut pool = self.lock();
+        while let Some(mut warm) = pool.idle.pop() {
             if self.young(&warm) {
-                return Some(warm);
+                warm.token = None;
+                return (Some(warm), pool.generation);
             }
         }
-        None
+        (None, pool.generation)
     }
 
     fn young(&self, warm: &Warm) -> bool {
@@ -124,25 +185,52 @@ impl Instances {
             .is_none_or(|age| warm.born.elapsed() < age)
     }
 
-    /// Keep `warm` after a call that answered, unless its calls or age are spent, its
-    /// generation is past, or enough are idle already.
-    fn give_back(&self, warm: Warm) {
-        if warm.calls >= self.policy.calls
-            || !self.young(&warm)
-            || warm.generation != self.generation.load(Ordering::Acquire)
-        {
+    /// Keep `warm` after a call that answered and whose effects were committed, unless its
+    /// calls or age are spent, the version stopped serving or was activated again since the
+    /// call began, enough of its instances are idle, or the host's idle budget is spent.
+    fn keep(&self, mut warm: Warm, generation: u64, budget: &Arc<IdleBudget>) {
+        if warm.calls >= self.policy.calls || !self.young(&warm) {
             return;
         }
-        let mut idle = self.lock();
-        if idle.len() < self.max_idle {
-            idle.push(warm);
+        let mut pool = self.lock();
+        if !pool.serving || pool.generation != generation || pool.idle.len() >= self.max_idle {
+            return;
+        }
+        let Some(token) = budget.take() else {
+            return;
+        };
+        warm.token = Some(token);
+        pool.idle.push(warm);
+    }
+}
+
+/// The instance of a call that answered, held until the caller knows what became of the call:
+/// [`Kept::keep`] (once the call's writes are committed) makes it available to the next call;
+/// dropping it drops the instance.
+pub struct Kept {
+    warm: Option<Warm>,
+    instances: Arc<Instances>,
+    generation: u64,
+    budget: Arc<IdleBudget>,
+}
+
+impl Kept {
+    /// Keep the instance for the next call, under the instances' policy.
+    pub fn keep(mut self) {
+        if let Some(mut warm) = self.warm.take() {
+            // Nothing of the finished call (its kv writes, events, context) stays reachable
+            // while the instance is idle.
+            warm.store.data_mut().services =
+                Services::memory(Arc::new(crate::services::MemoryServices::default()));
+            self.instances.keep(warm, self.generation, &self.budget);
         }
     }
 }
 
 impl Sandbox {
     /// Call `handle` with `event` in an instance of `instances` when one is idle, else in a
-    /// fresh one that is kept afterwards under the instances' policy. Errors as
+    /// fresh one. An answer comes with the instance, which the caller keeps for the next call
+    /// with [`Kept::keep`] once it has committed the call's effects. Errors as
     /// [`Sandbox::handle`]; after any of them, and after an error the agent returns, the
     /// instance is dropped.
     pub async fn handle_reusing(
@@ -152,7 +240,7 @@ impl Sandbox {
         services: Services,
         event: Event,
         instances: &Arc<Instances>,
-    ) -> Result<Outcome<String>> {
+    ) -> Result<(Outcome<String>, Kept)> {
         let run = run_reusing(
             self.inner_arc(),
             prepared.clone(),
@@ -165,19 +253,21 @@ impl Sandbox {
     }
 }
 
-/// A fresh instance of `prepared` with `services`, set up as a session's is.
+/// A fresh instance of `prepared` with `services`, set up as a session's is, with the fuel of
+/// its first call (instantiation included) and its deadline.
 async fn instantiate(
     inner: &Inner,
     prepared: &Prepared,
     limits: &Limits,
     services: Services,
+    deadline: Instant,
     instances: &Instances,
 ) -> std::result::Result<Warm, (Error, Option<Store<HostState>>)> {
     let mut store = match deadline_store(inner, limits, services, None) {
         Ok(store) => store,
         Err(e) => return Err((internal(e), None)),
     };
-    store.data_mut().deadline = Instant::now() + limits.timeout;
+    store.data_mut().deadline = deadline;
     match instantiate_handle(&mut store, prepared).await {
         Ok(handle) => {
             instances.made.fetch_add(1, Ordering::AcqRel);
@@ -186,7 +276,7 @@ async fn instantiate(
                 handle,
                 calls: 0,
                 born: Instant::now(),
-                generation: instances.generation.load(Ordering::Acquire),
+                token: None,
             })
         }
         Err(e) => {
@@ -203,19 +293,25 @@ async fn run_reusing(
     services: Services,
     event: Event,
     instances: Arc<Instances>,
-) -> Result<Outcome<String>> {
+) -> Result<(Outcome<String>, Kept)> {
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let _slot = inner.call_slot(deadline).await?;
-    let mut warm = match instances.take() {
+    let (idle, generation) = instances.begin();
+    let mut warm = match idle {
         Some(mut warm) => {
-            warm.store.data_mut().services = services;
+            let state = warm.store.data_mut();
+            state.services = services;
+            state.deadline = deadline;
+            // A refused `memory.grow` the last call survived says nothing about this one.
+            state.limiter.exceeded = false;
+            warm.store.set_fuel(limits.fuel).map_err(internal)?;
             warm
         }
         None => {
             let made = tokio::time::timeout_at(
                 (deadline + HOST_CALL_GRACE).into(),
-                instantiate(&inner, &prepared, &limits, services, &instances),
+                instantiate(&inner, &prepared, &limits, services, deadline, &instances),
             )
             .await;
             match made {
@@ -230,8 +326,6 @@ async fn run_reusing(
             }
         }
     };
-    warm.store.data_mut().deadline = deadline;
-    warm.store.set_fuel(limits.fuel).map_err(internal)?;
     let called = tokio::time::timeout_at(
         (deadline + HOST_CALL_GRACE).into(),
         warm.handle.call_async(&mut warm.store, (&event,)),
@@ -242,12 +336,6 @@ async fn run_reusing(
         .fuel
         .saturating_sub(warm.store.get_fuel().unwrap_or(0));
     let peak_memory = warm.store.data().limiter.peak_bytes;
-    let outcome = |value| Outcome {
-        value,
-        fuel_used,
-        peak_memory,
-        elapsed: started.elapsed(),
-    };
     match called {
         Err(_elapsed) => Err(Fault::Timeout(limits.timeout.as_millis() as u64).into()),
         Ok(Ok((Ok(text),))) if text.len() > inner.max_answer_bytes => Err(Fault::AnswerTooLarge {
@@ -257,8 +345,19 @@ async fn run_reusing(
         .into()),
         Ok(Ok((Ok(text),))) => {
             warm.calls += 1;
-            instances.give_back(warm);
-            Ok(outcome(text))
+            let outcome = Outcome {
+                value: text,
+                fuel_used,
+                peak_memory,
+                elapsed: started.elapsed(),
+            };
+            let kept = Kept {
+                warm: Some(warm),
+                instances,
+                generation,
+                budget: inner.idle_budget.clone(),
+            };
+            Ok((outcome, kept))
         }
         Ok(Ok((Err(e),))) => Err(Error::Guest(e)),
         Ok(Err(e)) => Err(classify(&e, &warm.store, &limits).into()),

@@ -201,6 +201,8 @@ impl Session {
         }
         let started = Instant::now();
         self.store.data_mut().deadline = started + self.limits.timeout;
+        // A refused `memory.grow` an earlier call survived says nothing about this one.
+        self.store.data_mut().limiter.exceeded = false;
         self.store.set_fuel(self.limits.fuel).map_err(internal)?;
         let result = self.handle.call_async(&mut self.store, (event,)).await;
         let fuel_used = self

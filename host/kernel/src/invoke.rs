@@ -191,12 +191,18 @@ impl Invoker {
             .bind(&context, Mode::Real, call.clone(), call.clone());
         let started = Instant::now();
         let limits = &version.resolved.limits;
+        // A kept instance goes back for the next call only once this call's effects are
+        // committed.
+        let mut kept = None;
         let result = match &version.instances {
-            Some(instances) => {
-                self.sandbox
-                    .handle_reusing(&version.prepared, limits, services, event, instances)
-                    .await
-            }
+            Some(instances) => self
+                .sandbox
+                .handle_reusing(&version.prepared, limits, services, event, instances)
+                .await
+                .map(|(outcome, instance)| {
+                    kept = Some(instance);
+                    outcome
+                }),
             None => {
                 self.sandbox
                     .handle(&version.prepared, limits, services, event)
@@ -209,7 +215,12 @@ impl Invoker {
         let answered = matches!(result, Ok(_) | Err(overseer_sandbox::Error::Guest(_)));
         let result = match (result, answered) {
             (result, true) => match self.commit(agent, &call).await {
-                Ok(()) => result,
+                Ok(()) => {
+                    if let Some(kept) = kept {
+                        kept.keep();
+                    }
+                    result
+                }
                 Err(e) => Err(overseer_sandbox::Error::Internal(format!(
                     "the call's writes could not be committed: {e}"
                 ))),

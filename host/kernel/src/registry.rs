@@ -152,6 +152,13 @@ impl Version {
         }
     }
 
+    /// It serves (again): instances of calls that begin from now on may be kept.
+    fn resume_instances(&self) {
+        if let Some(instances) = &self.instances {
+            instances.resume();
+        }
+    }
+
     /// Supervision watches it from now on, whatever its verdict.
     pub fn supervise(&self) {
         self.window.supervise();
@@ -295,8 +302,11 @@ impl Registry {
             let excess = compiled.len().saturating_sub(keep.max(1));
             compiled.drain(..excess);
         }
-        let previous = slot.active.swap(Some(version));
-        if let Some(previous) = &previous {
+        version.resume_instances();
+        let previous = slot.active.swap(Some(version.clone()));
+        if let Some(previous) = &previous
+            && !Arc::ptr_eq(previous, &version)
+        {
             previous.drop_instances();
         }
         (slot, previous)

@@ -540,8 +540,10 @@ async fn languages(
         let mut reused = Vec::with_capacity(calls * 10);
         for n in 0..calls * 10 + 5 {
             let started = Instant::now();
-            warm.handle_reusing(&prepared, &limits, services.clone(), event(n), &instances)
+            let (_, kept) = warm
+                .handle_reusing(&prepared, &limits, services.clone(), event(n), &instances)
                 .await?;
+            kept.keep();
             if n >= 5 {
                 reused.push(started.elapsed());
             }

@@ -242,6 +242,15 @@ fn host_reads_here(snapshot: &Snapshot) -> Vec<Finding> {
             let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
             crate::script::analyze_file(script, path, text, &mut findings, &mut unparsed);
             found.extend(findings.into_iter().filter(|f| f.kind == "host-read"));
+            // What does not parse cannot be checked: refused like a read.
+            found.extend(unparsed.into_iter().map(|u| Finding {
+                file: u.file,
+                line: u.line,
+                column: 1,
+                kind: "host-read",
+                function: None,
+                message: format!("the source cannot be checked: {}", u.error),
+            }));
             continue;
         }
         if !path.ends_with(".rs") {
@@ -616,6 +625,17 @@ impl<'ast> Visit<'ast> for Branches {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_that_does_not_parse_cannot_pass_as_checked() {
+        let mut snapshot = Snapshot::default();
+        snapshot
+            .files
+            .insert("app.py".to_string(), "def f(:\n    pass\n".to_string());
+        let reads = host_reads(&snapshot);
+        assert_eq!(reads.len(), 1, "{reads:?}");
+        assert!(reads[0].message.contains("cannot be checked"), "{reads:?}");
+    }
 
     fn analyze_one(text: &str) -> Analysis {
         let mut snapshot = Snapshot::default();

@@ -247,6 +247,9 @@ const HOST_PY: &[&str] = &[
     "importlib.*",
 ];
 
+/// Longest text of a called function the walk compares with its patterns.
+const MAX_CALLEE_BYTES: usize = 128;
+
 /// Whether `callee` (a call's function, as written) is `pattern`: equal, a module's member
 /// (`name.*`) or a method of that name (`.name`).
 fn matches(callee: &str, pattern: &str) -> bool {
@@ -349,12 +352,37 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
+    /// The node's text with its whitespace collapsed, when it is at most `max` bytes long:
+    /// patterns are short, and building the text of every node of a long chain would make the
+    /// walk quadratic.
+    fn short_text(&self, node: Node<'_>, max: usize) -> Option<String> {
+        if node.end_byte().saturating_sub(node.start_byte()) > max {
+            return None;
+        }
+        Some(self.text(node))
+    }
+
     fn text(&self, node: Node<'_>) -> String {
         node.utf8_text(self.source)
             .unwrap_or_default()
             .split_whitespace()
             .collect::<Vec<_>>()
             .join(" ")
+    }
+
+    /// The first `max` bytes of the node's text (on a character boundary), whitespace
+    /// collapsed: what a finding quotes.
+    fn quoted(&self, node: Node<'_>, max: usize) -> String {
+        let start = node.start_byte();
+        let mut end = node.end_byte().min(start + max);
+        let text = loop {
+            match std::str::from_utf8(&self.source[start..end]) {
+                Ok(text) => break text,
+                Err(e) if e.valid_up_to() > 0 => end = start + e.valid_up_to(),
+                Err(_) => break "",
+            }
+        };
+        text.split_whitespace().collect::<Vec<_>>().join(" ")
     }
 
     fn report(&mut self, node: Node<'_>, scope: Scope, kind: &'static str, message: String) {
@@ -377,9 +405,10 @@ impl Walk<'_> {
                 guarded: false,
                 handling: false,
             },
+            None,
         )];
-        while let Some((node, scope)) = stack.pop() {
-            let scope = self.visit(node, scope);
+        while let Some((node, scope, parent)) = stack.pop() {
+            let scope = self.visit(node, scope, parent);
             let mut cursor = node.walk();
             let children: Vec<Node<'_>> = node.children(&mut cursor).collect();
             let guarded_body = (node.kind() == "try_statement")
@@ -396,7 +425,7 @@ impl Walk<'_> {
                 if child.kind() == self.script.handler() {
                     inner.handling = true;
                 }
-                stack.push((child, inner));
+                stack.push((child, inner, Some(node)));
             }
         }
         for function in std::mem::take(&mut self.functions) {
@@ -431,11 +460,11 @@ impl Walk<'_> {
             .sort_by(|a, b| (a.line, a.column, a.kind).cmp(&(b.line, b.column, b.kind)));
     }
 
-    /// Look at one node; answer the scope its children are in.
-    fn visit(&mut self, node: Node<'_>, scope: Scope) -> Scope {
+    /// Look at one node (a child of `parent`); answer the scope its children are in.
+    fn visit(&mut self, node: Node<'_>, scope: Scope, parent: Option<Node<'_>>) -> Scope {
         let kind = node.kind();
         if self.script.functions().contains(&kind) {
-            let name = self.function_name(node);
+            let name = self.function_name(node, parent);
             self.functions.push(Function {
                 name,
                 line: node.start_position().row as u32 + 1,
@@ -464,15 +493,17 @@ impl Walk<'_> {
         } else if kind == "new_expression" && scope.function.is_none() {
             let constructor = node
                 .child_by_field_name("constructor")
-                .map(|c| self.text(c))
+                .and_then(|c| self.short_text(c, MAX_CALLEE_BYTES))
                 .unwrap_or_default();
             self.build_time_state(node, scope, &format!("new {constructor}()"), &constructor);
-        } else if kind == "import_statement" && self.script == Script::JavaScript {
+        } else if (kind == "import_statement" || kind == "export_statement")
+            && self.script == Script::JavaScript
+        {
             self.import(node, scope);
         } else if kind == "attribute"
             && scope.function.is_none()
             && self.script == Script::Python
-            && self.text(node) == "os.environ"
+            && self.short_text(node, 32).as_deref() == Some("os.environ")
         {
             self.report(
                 node,
@@ -493,24 +524,25 @@ impl Walk<'_> {
                 .is_some_and(|op| matches!(op.kind(), "&&" | "||" | "??"))
     }
 
-    fn function_name(&self, node: Node<'_>) -> String {
+    fn function_name(&self, node: Node<'_>, parent: Option<Node<'_>>) -> String {
         if let Some(name) = node.child_by_field_name("name") {
-            return self.text(name);
+            return self.quoted(name, MAX_CALLEE_BYTES);
         }
         // `const handle = (event) => …`: the declarator's name.
-        node.parent()
+        parent
             .filter(|p| p.kind() == "variable_declarator" || p.kind() == "assignment")
             .and_then(|p| {
                 p.child_by_field_name("name")
                     .or_else(|| p.child_by_field_name("left"))
             })
-            .map(|n| self.text(n))
+            .map(|n| self.quoted(n, MAX_CALLEE_BYTES))
             .unwrap_or_else(|| "<anonymous>".to_string())
     }
 
+    /// The called function as written, when it is short enough to be one of the patterns.
     fn callee(&self, call: Node<'_>) -> String {
         call.child_by_field_name("function")
-            .map(|f| self.text(f))
+            .and_then(|f| self.short_text(f, MAX_CALLEE_BYTES))
             .unwrap_or_default()
     }
 
@@ -598,7 +630,7 @@ impl Walk<'_> {
             // A bare `raise` re-raises what is being handled.
             return;
         };
-        let text = self.text(thrown);
+        let text = self.quoted(thrown, 200);
         let contract = match self.script {
             Script::Python => {
                 text.starts_with("overseer.")
@@ -623,6 +655,7 @@ impl Walk<'_> {
                 ),
             };
             let shown: String = text.chars().take(60).collect();
+            // `quoted` keeps 200 bytes: enough for the 60 characters shown and the markers.
             self.report(
                 node,
                 scope,
@@ -651,7 +684,8 @@ impl Walk<'_> {
             matches!(
                 statement.kind(),
                 "pass_statement" | "continue_statement" | "comment" | "empty_statement"
-            ) || (statement.kind() == "expression_statement" && self.text(statement) == "...")
+            ) || (statement.kind() == "expression_statement"
+                && self.short_text(statement, 8).as_deref() == Some("..."))
         });
         if empty {
             let what = match self.script {
@@ -697,7 +731,7 @@ impl Walk<'_> {
         let Some(source) = node.child_by_field_name("source") else {
             return;
         };
-        let specifier = self.text(source);
+        let specifier = self.quoted(source, 512);
         let specifier = specifier.trim_matches(|c| c == '\'' || c == '"');
         let local = specifier.starts_with("./") && !specifier.contains("..");
         let host = specifier.starts_with("overseer:") || specifier.starts_with("wasi:");
@@ -840,9 +874,9 @@ export function handle(event) {
             .map(|f| f.0)
             .collect();
         assert_eq!(reads, [2, 3, 4], "{found:#?}");
-        let js = "import x from '/etc/passwd';\nimport y from '../secret.js';\nimport z from './ok.js';\n";
+        let js = "import x from '/etc/passwd';\nimport y from '../secret.js';\nimport z from './ok.js';\nexport * from '../more.js';\nexport { a } from './a.js';\n";
         let found = found_js(js);
-        assert_eq!(found, [1, 2]);
+        assert_eq!(found, [1, 2, 4]);
     }
 
     fn found_js(text: &str) -> Vec<u32> {
@@ -879,6 +913,18 @@ export function handle(event) {
             analyze_file(script, "deep", &text, &mut findings, &mut unparsed);
             let text = format!("x = {}1\n", "-".repeat(depth));
             analyze_file(script, "deep", &text, &mut findings, &mut unparsed);
+        }
+    }
+
+    #[test]
+    fn long_chains_are_walked_in_linear_time() {
+        // Every call of the chain has the whole chain before it as its callee: quoting each
+        // in full would take the square of the file's length.
+        for script in [Script::Python, Script::JavaScript] {
+            let text = format!("x = a{}\n", ".b()".repeat(200_000));
+            let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
+            analyze_file(script, "chain", &text, &mut findings, &mut unparsed);
+            assert!(unparsed.is_empty());
         }
     }
 

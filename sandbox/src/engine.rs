@@ -9,10 +9,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, ComponentExportIndex, Linker};
-use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
-    UpdateDeadline,
-};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
 
 use crate::bindings::{Agent, AgentPre, Event, GuestError, Health, Info};
 use crate::cache::{Cache, CacheKey, CacheStats};
@@ -444,25 +441,12 @@ async fn run(
     let started = Instant::now();
     let deadline = started + limits.timeout;
     let _slot = inner.call_slot(deadline).await?;
-    let memory = limits.memory_bytes.min(inner.max_memory_bytes);
-    let state = HostState::new(services, memory, inner.stdio_bytes);
-    let mut store = Store::new(&inner.engine, state);
-    store.limiter(|state| &mut state.limiter);
-    store.set_fuel(limits.fuel).map_err(internal)?;
-    store
-        .fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL))
-        .map_err(internal)?;
     // At every epoch tick the guest gives its thread back to the runtime, so a guest that
     // spins never holds a worker that other agents and the API need; past its deadline it is
     // stopped (`Trap::Interrupt`, reported as `timeout`).
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(move |_| {
-        Ok(if Instant::now() >= deadline {
-            UpdateDeadline::Interrupt
-        } else {
-            UpdateDeadline::Yield(1)
-        })
-    });
+    let mut store =
+        crate::session::deadline_store(&inner, &limits, services, None).map_err(internal)?;
+    store.data_mut().deadline = deadline;
 
     let max_answer = inner.max_answer_bytes;
     let exports = async {

@@ -44,14 +44,9 @@ pub struct HostState {
 }
 
 impl HostState {
-    /// The state of one invocation: its services, its memory limit, and `stdio_bytes` of
-    /// stdout and of stderr kept.
-    pub(crate) fn new(services: Services, memory_bytes: usize, stdio_bytes: usize) -> Self {
-        Self::build(services, memory_bytes, stdio_bytes, None)
-    }
-
-    /// [`HostState::new`], with the guest's clocks and randomness replaced by `replay`'s
-    /// when given.
+    /// The state of one invocation: its services, its memory limit, `stdio_bytes` of stdout
+    /// and of stderr kept, and the guest's clocks and randomness replaced by `replay`'s when
+    /// given.
     pub(crate) fn build(
         services: Services,
         memory_bytes: usize,

@@ -44,6 +44,7 @@ use overseer_store::{AgentRecord, AlertRecord};
 
 pub use error::ApiError;
 pub use listener::Limits;
+pub use system::{DiskSpace, disk_holding};
 
 type ApiResult<T = Response> = Result<T, ApiError>;
 

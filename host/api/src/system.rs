@@ -110,6 +110,34 @@ async fn llm(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     })))
 }
 
+/// The mounted file system a directory is on, and its space in bytes.
+#[derive(Debug, Clone)]
+pub struct DiskSpace {
+    pub mount_point: std::path::PathBuf,
+    pub total_bytes: u64,
+    pub available_bytes: u64,
+}
+
+/// The disk holding `dir` (or, when `dir` does not exist yet, its nearest ancestor that does):
+/// the mount point that is the longest prefix of its canonical path. `None` when no mounted
+/// file system holds it.
+pub fn disk_holding(dir: &std::path::Path) -> Option<DiskSpace> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let existing = absolute.ancestors().find(|p| p.exists())?;
+    let canonical = std::fs::canonicalize(existing).unwrap_or_else(|_| existing.to_path_buf());
+    let disks = sysinfo::Disks::new_with_refreshed_list();
+    disks
+        .list()
+        .iter()
+        .filter(|d| canonical.starts_with(d.mount_point()))
+        .max_by_key(|d| d.mount_point().as_os_str().len())
+        .map(|d| DiskSpace {
+            mount_point: d.mount_point().to_path_buf(),
+            total_bytes: d.total_space(),
+            available_bytes: d.available_space(),
+        })
+}
+
 async fn system(State(state): State<AppState>) -> ApiResult<Json<Value>> {
     let (cpu, used, total) = {
         let mut system = state.system.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,21 +149,13 @@ async fn system(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             system.total_memory(),
         )
     };
-    let data_dir =
-        std::fs::canonicalize(&state.data_dir).unwrap_or_else(|_| state.data_dir.clone());
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    let disk = disks
-        .list()
-        .iter()
-        .filter(|d| data_dir.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-        .map(|d| {
-            json!({
-                "mount_point": d.mount_point(),
-                "total_bytes": d.total_space(),
-                "available_bytes": d.available_space(),
-            })
-        });
+    let disk = disk_holding(&state.data_dir).map(|d| {
+        json!({
+            "mount_point": d.mount_point,
+            "total_bytes": d.total_bytes,
+            "available_bytes": d.available_bytes,
+        })
+    });
     let kernel = &state.kernel;
     let open_alerts = kernel
         .store

@@ -260,11 +260,11 @@ fn build_isolation(required: Isolation) -> Check {
 async fn database(config: &Config) -> Check {
     let url = config.database_url();
     let shown = overseer_store::redact(&url);
-    let sqlite = url.strip_prefix("sqlite://").unwrap_or(&url);
-    let is_sqlite = !url.contains("://") || url.starts_with("sqlite://");
-    if is_sqlite && !Path::new(sqlite).exists() {
+    if let Some(file) = overseer_store::sqlite_path(&url)
+        && !file.exists()
+    {
         // Opening would create it: say whether serve could, and leave the disk as it is.
-        let dir = Path::new(sqlite)
+        let dir = file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
@@ -311,26 +311,18 @@ fn writable(dir: &Path) -> bool {
 }
 
 fn disk(data_dir: &Path) -> Check {
-    let existing = nearest_existing(data_dir);
-    let canonical = std::fs::canonicalize(&existing).unwrap_or(existing);
-    let disks = sysinfo::Disks::new_with_refreshed_list();
-    let Some(disk) = disks
-        .list()
-        .iter()
-        .filter(|d| canonical.starts_with(d.mount_point()))
-        .max_by_key(|d| d.mount_point().as_os_str().len())
-    else {
+    let Some(disk) = overseer_api::disk_holding(data_dir) else {
         return Check::warn(
             "disk",
-            format!("no mounted disk found for {}", canonical.display()),
+            format!("no mounted disk found for {}", data_dir.display()),
             "check that the data directory is on a mounted file system",
         );
     };
-    let free = disk.available_space();
+    let free = disk.available_bytes;
     let detail = format!(
         "{} free on {} (the data directory's disk)",
         mib(free),
-        disk.mount_point().display()
+        disk.mount_point.display()
     );
     if free < FULL_DISK_BYTES {
         Check::fail(

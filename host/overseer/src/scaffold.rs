@@ -176,7 +176,7 @@ pub fn build_time_warnings(dir: &Path) -> String {
                     pending.push(path);
                 }
             } else if kind.is_file()
-                && [".py", ".js", ".mjs"].iter().any(|e| name.ends_with(e))
+                && builder::Language::of_file(&name).is_some()
                 && let (Ok(relative), Ok(text)) =
                     (path.strip_prefix(dir), std::fs::read_to_string(&path))
             {

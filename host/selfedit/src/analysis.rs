@@ -9,27 +9,28 @@ use proc_macro2::Span;
 use serde::Serialize;
 use syn::visit::{self, Visit};
 
+use crate::builder::Language;
 use crate::snapshot::Snapshot;
 
 /// What runs once, when a Python or JavaScript component is built, and is then the same on
 /// every call (or, for JavaScript's randomness, fails the build): randomness, clocks and ids
 /// made at the top level. `overseer build` and the host's builds warn of each.
 pub fn build_time_state(snapshot: &Snapshot) -> Vec<Finding> {
-    deep(|| {
-        let mut found = Vec::new();
-        for (path, text) in &snapshot.files {
-            if let Some(script) = crate::script::Script::of(path) {
-                let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
-                crate::script::analyze_file(script, path, text, &mut findings, &mut unparsed);
-                found.extend(
-                    findings
-                        .into_iter()
-                        .filter(|f| f.kind == "build-time-state"),
-                );
-            }
+    deep(|| script_findings(snapshot, "build-time-state").0)
+}
+
+/// The findings of `kind` in a snapshot's Python and JavaScript files, and the files that do
+/// not parse.
+fn script_findings(snapshot: &Snapshot, kind: &str) -> (Vec<Finding>, Vec<Unparsed>) {
+    let (mut found, mut unparsed) = (Vec::new(), Vec::new());
+    for (path, text) in &snapshot.files {
+        if let Some(language) = Language::of_file(path) {
+            let mut findings = Vec::new();
+            crate::script::analyze_file(language, path, text, &mut findings, &mut unparsed);
+            found.extend(findings.into_iter().filter(|f| f.kind == kind));
         }
-        found
-    })
+    }
+    (found, unparsed)
 }
 
 /// `findings` as warning lines, `warning: FILE:LINE:COLUMN: MESSAGE`, one per line.
@@ -121,10 +122,10 @@ fn deep<T: Send>(f: impl FnOnce() -> T + Send) -> T {
 fn analyze_here(snapshot: &Snapshot) -> Analysis {
     let mut analysis = Analysis::default();
     for (path, text) in &snapshot.files {
-        if let Some(script) = crate::script::Script::of(path) {
+        if let Some(language) = Language::of_file(path) {
             analysis.files += 1;
             crate::script::analyze_file(
-                script,
+                language,
                 path,
                 text,
                 &mut analysis.findings,
@@ -236,23 +237,17 @@ pub fn host_reads(snapshot: &Snapshot) -> Vec<Finding> {
 }
 
 fn host_reads_here(snapshot: &Snapshot) -> Vec<Finding> {
-    let mut found = Vec::new();
+    let (mut found, unparsed) = script_findings(snapshot, "host-read");
+    // A script that does not parse cannot be checked: refused like a read.
+    found.extend(unparsed.into_iter().map(|u| Finding {
+        file: u.file,
+        line: u.line,
+        column: 1,
+        kind: "host-read",
+        function: None,
+        message: format!("the source cannot be checked: {}", u.error),
+    }));
     for (path, text) in &snapshot.files {
-        if let Some(script) = crate::script::Script::of(path) {
-            let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
-            crate::script::analyze_file(script, path, text, &mut findings, &mut unparsed);
-            found.extend(findings.into_iter().filter(|f| f.kind == "host-read"));
-            // What does not parse cannot be checked: refused like a read.
-            found.extend(unparsed.into_iter().map(|u| Finding {
-                file: u.file,
-                line: u.line,
-                column: 1,
-                kind: "host-read",
-                function: None,
-                message: format!("the source cannot be checked: {}", u.error),
-            }));
-            continue;
-        }
         if !path.ends_with(".rs") {
             continue;
         }

@@ -602,6 +602,17 @@ impl Language {
         }
     }
 
+    /// The language of one file, by its extension: `.py`, or `.js` and `.mjs`.
+    pub fn of_file(path: &str) -> Option<Language> {
+        if path.ends_with(".py") {
+            Some(Language::Python)
+        } else if path.ends_with(".js") || path.ends_with(".mjs") {
+            Some(Language::JavaScript)
+        } else {
+            None
+        }
+    }
+
     /// The language of a source with these files, when it is not Rust (no `Cargo.toml`).
     pub fn of(has: impl Fn(&str) -> bool) -> Option<Language> {
         if has("Cargo.toml") {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::SelfEdit;
+use crate::builder::Language;
 use crate::error::{Error, Result};
 use crate::patch::{self, PatchError};
 use crate::snapshot::{self, Snapshot};
@@ -53,20 +54,17 @@ fn check_agent_edit(base: &Snapshot, candidate: &Snapshot) -> Result<()> {
         .chain(candidate.files.keys())
         .filter(|path| base.files.get(*path) != candidate.files.get(*path))
         .collect();
-    let language = crate::builder::Language::of(|file| base.files.contains_key(file));
-    let (editable, what): (fn(&str) -> bool, &str) = match language {
-        None => (
-            |path| path.starts_with("src/") && path.ends_with(".rs"),
-            "Rust files under src/",
-        ),
-        Some(crate::builder::Language::Python) => (
-            |path| path.ends_with(".py"),
-            "the agent's Python files (.py)",
-        ),
-        Some(crate::builder::Language::JavaScript) => (
-            |path| path.ends_with(".js") || path.ends_with(".mjs"),
-            "the agent's JavaScript files (.js, .mjs)",
-        ),
+    // A Rust agent's program is under src/; a Python or JavaScript agent's is every file of
+    // its language.
+    let language = Language::of(|file| base.files.contains_key(file));
+    let editable = |path: &str| match language {
+        None => path.starts_with("src/") && path.ends_with(".rs"),
+        Some(_) => Language::of_file(path) == language,
+    };
+    let what = match language {
+        None => "Rust files under src/",
+        Some(Language::Python) => "the agent's Python files (.py)",
+        Some(Language::JavaScript) => "the agent's JavaScript files (.js, .mjs)",
     };
     if let Some(path) = changed.iter().find(|path| !editable(path)) {
         return Err(Error::Denied(format!(

@@ -21,38 +21,22 @@
 use tree_sitter::{Node, Parser};
 
 use crate::analysis::{Finding, MAX_BRANCHES, MAX_FUNCTION_LINES, Unparsed};
+use crate::builder::Language;
 
-/// The languages analysed here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Script {
-    Python,
-    JavaScript,
-}
-
-impl Script {
-    /// The language of a file, by its extension.
-    pub fn of(path: &str) -> Option<Script> {
-        if path.ends_with(".py") {
-            Some(Script::Python)
-        } else if path.ends_with(".js") || path.ends_with(".mjs") {
-            Some(Script::JavaScript)
-        } else {
-            None
-        }
-    }
-
+/// What the walk needs of each language: its grammar and the node kinds it looks for.
+impl Language {
     fn grammar(self) -> tree_sitter::Language {
         match self {
-            Script::Python => tree_sitter_python::LANGUAGE.into(),
-            Script::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
+            Language::Python => tree_sitter_python::LANGUAGE.into(),
+            Language::JavaScript => tree_sitter_javascript::LANGUAGE.into(),
         }
     }
 
     /// Node kinds that open a function: their bodies run when called, not at build time.
     fn functions(self) -> &'static [&'static str] {
         match self {
-            Script::Python => &["function_definition", "lambda"],
-            Script::JavaScript => &[
+            Language::Python => &["function_definition", "lambda"],
+            Language::JavaScript => &[
                 "function_declaration",
                 "function_expression",
                 "generator_function_declaration",
@@ -66,7 +50,7 @@ impl Script {
     /// Node kinds that are a decision point (McCabe).
     fn branches(self) -> &'static [&'static str] {
         match self {
-            Script::Python => &[
+            Language::Python => &[
                 "if_statement",
                 "elif_clause",
                 "for_statement",
@@ -78,7 +62,7 @@ impl Script {
                 "for_in_clause",
                 "if_clause",
             ],
-            Script::JavaScript => &[
+            Language::JavaScript => &[
                 "if_statement",
                 "for_statement",
                 "for_in_statement",
@@ -93,22 +77,22 @@ impl Script {
 
     fn handler(self) -> &'static str {
         match self {
-            Script::Python => "except_clause",
-            Script::JavaScript => "catch_clause",
+            Language::Python => "except_clause",
+            Language::JavaScript => "catch_clause",
         }
     }
 
     fn call(self) -> &'static str {
         match self {
-            Script::Python => "call",
-            Script::JavaScript => "call_expression",
+            Language::Python => "call",
+            Language::JavaScript => "call_expression",
         }
     }
 
     fn throw(self) -> &'static str {
         match self {
-            Script::Python => "raise_statement",
-            Script::JavaScript => "throw_statement",
+            Language::Python => "raise_statement",
+            Language::JavaScript => "throw_statement",
         }
     }
 }
@@ -284,7 +268,7 @@ struct Function {
 
 /// The findings of one file, and why it was not analysed when it was not.
 pub(crate) fn analyze_file(
-    script: Script,
+    script: Language,
     path: &str,
     text: &str,
     findings: &mut Vec<Finding>,
@@ -344,7 +328,7 @@ fn first_error(root: Node<'_>) -> Option<Node<'_>> {
 }
 
 struct Walk<'a> {
-    script: Script,
+    script: Language,
     path: &'a str,
     source: &'a [u8],
     findings: &'a mut Vec<Finding>,
@@ -356,18 +340,7 @@ impl Walk<'_> {
     /// patterns are short, and building the text of every node of a long chain would make the
     /// walk quadratic.
     fn short_text(&self, node: Node<'_>, max: usize) -> Option<String> {
-        if node.end_byte().saturating_sub(node.start_byte()) > max {
-            return None;
-        }
-        Some(self.text(node))
-    }
-
-    fn text(&self, node: Node<'_>) -> String {
-        node.utf8_text(self.source)
-            .unwrap_or_default()
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ")
+        (node.end_byte().saturating_sub(node.start_byte()) <= max).then(|| self.quoted(node, max))
     }
 
     /// The first `max` bytes of the node's text (on a character boundary), whitespace
@@ -497,12 +470,12 @@ impl Walk<'_> {
                 .unwrap_or_default();
             self.build_time_state(node, scope, &format!("new {constructor}()"), &constructor);
         } else if (kind == "import_statement" || kind == "export_statement")
-            && self.script == Script::JavaScript
+            && self.script == Language::JavaScript
         {
             self.import(node, scope);
         } else if kind == "attribute"
             && scope.function.is_none()
-            && self.script == Script::Python
+            && self.script == Language::Python
             && self.short_text(node, 32).as_deref() == Some("os.environ")
         {
             self.report(
@@ -517,7 +490,7 @@ impl Walk<'_> {
 
     /// JavaScript's `&&`, `||` and `??`: decision points like Python's `and`/`or`.
     fn logical(&self, node: Node<'_>) -> bool {
-        self.script == Script::JavaScript
+        self.script == Language::JavaScript
             && node.kind() == "binary_expression"
             && node
                 .child_by_field_name("operator")
@@ -550,7 +523,7 @@ impl Walk<'_> {
         let callee = self.callee(node);
         if scope.function.is_none() {
             self.build_time_state(node, scope, &format!("{callee}()"), &callee);
-            if self.script == Script::Python && HOST_PY.iter().any(|p| matches(&callee, p)) {
+            if self.script == Language::Python && HOST_PY.iter().any(|p| matches(&callee, p)) {
                 self.report(
                     node,
                     scope,
@@ -563,8 +536,8 @@ impl Walk<'_> {
             return;
         }
         let raises = match self.script {
-            Script::Python => RAISES_PY,
-            Script::JavaScript => RAISES_JS,
+            Language::Python => RAISES_PY,
+            Language::JavaScript => RAISES_JS,
         };
         if !scope.guarded
             && !scope.handling
@@ -572,8 +545,10 @@ impl Walk<'_> {
             && !self.literal_argument(node)
         {
             let (catch, error) = match self.script {
-                Script::Python => ("catch ValueError", "raise overseer.invalid_input(...)"),
-                Script::JavaScript => ("catch the SyntaxError", "throw overseer.invalidInput(...)"),
+                Language::Python => ("catch ValueError", "raise overseer.invalid_input(...)"),
+                Language::JavaScript => {
+                    ("catch the SyntaxError", "throw overseer.invalidInput(...)")
+                }
             };
             self.report(
                 node,
@@ -601,13 +576,13 @@ impl Walk<'_> {
 
     fn build_time_state(&mut self, node: Node<'_>, scope: Scope, shown: &str, callee: &str) {
         let table = match self.script {
-            Script::Python => STATE_PY,
-            Script::JavaScript => STATE_JS,
+            Language::Python => STATE_PY,
+            Language::JavaScript => STATE_JS,
         };
         let Some((_, instead)) = table.iter().find(|(p, _)| matches(callee, p)) else {
             return;
         };
-        let fails = self.script == Script::JavaScript && BUILD_FAILS_JS.contains(&callee);
+        let fails = self.script == Language::JavaScript && BUILD_FAILS_JS.contains(&callee);
         let what = if fails {
             "cannot run while the component is built: the build fails"
         } else {
@@ -632,12 +607,12 @@ impl Walk<'_> {
         };
         let text = self.quoted(thrown, 200);
         let contract = match self.script {
-            Script::Python => {
+            Language::Python => {
                 text.starts_with("overseer.")
                     || text.starts_with("Err(")
                     || thrown.kind() == "identifier"
             }
-            Script::JavaScript => {
+            Language::JavaScript => {
                 text.starts_with("overseer.")
                     || (thrown.kind() == "object" && text.contains("tag:"))
                     || thrown.kind() == "identifier"
@@ -645,11 +620,11 @@ impl Walk<'_> {
         };
         if !contract {
             let (word, error) = match self.script {
-                Script::Python => (
+                Language::Python => (
                     "raises",
                     "raise overseer.failed(...) (or invalid_input, denied, unavailable)",
                 ),
-                Script::JavaScript => (
+                Language::JavaScript => (
                     "throws",
                     "throw overseer.failed(...) (or invalidInput, denied, unavailable)",
                 ),
@@ -669,12 +644,12 @@ impl Walk<'_> {
 
     fn handler(&mut self, node: Node<'_>, scope: Scope) {
         let body = match self.script {
-            Script::Python => {
+            Language::Python => {
                 let mut cursor = node.walk();
                 node.named_children(&mut cursor)
                     .find(|c| c.kind() == "block")
             }
-            Script::JavaScript => node.child_by_field_name("body"),
+            Language::JavaScript => node.child_by_field_name("body"),
         };
         let Some(body) = body else {
             return;
@@ -689,8 +664,8 @@ impl Walk<'_> {
         });
         if empty {
             let what = match self.script {
-                Script::Python => "except",
-                Script::JavaScript => "catch",
+                Language::Python => "except",
+                Language::JavaScript => "catch",
             };
             self.report(
                 node,
@@ -714,8 +689,8 @@ impl Walk<'_> {
         }
         let callee = self.callee(expression);
         let pure = match self.script {
-            Script::Python => PURE_PY,
-            Script::JavaScript => PURE_JS,
+            Language::Python => PURE_PY,
+            Language::JavaScript => PURE_JS,
         };
         if pure.iter().chain(PURE_HOST).any(|p| matches(&callee, p)) {
             self.report(
@@ -752,11 +727,11 @@ impl Walk<'_> {
 mod tests {
     use super::*;
 
-    fn found(script: Script, text: &str) -> Vec<(u32, &'static str, String)> {
+    fn found(script: Language, text: &str) -> Vec<(u32, &'static str, String)> {
         let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
         let path = match script {
-            Script::Python => "app.py",
-            Script::JavaScript => "app.js",
+            Language::Python => "app.py",
+            Language::JavaScript => "app.js",
         };
         analyze_file(script, path, text, &mut findings, &mut unparsed);
         assert!(unparsed.is_empty(), "{unparsed:?}");
@@ -798,7 +773,7 @@ class WitWorld:
 
     #[test]
     fn python_findings_and_build_time_state() {
-        let found = found(Script::Python, PY);
+        let found = found(Language::Python, PY);
         assert_eq!(
             kinds(&found),
             [
@@ -847,7 +822,7 @@ export function handle(event) {
 
     #[test]
     fn javascript_findings_and_build_time_state() {
-        let found = found(Script::JavaScript, JS);
+        let found = found(Language::JavaScript, JS);
         assert_eq!(
             kinds(&found),
             [
@@ -867,7 +842,7 @@ export function handle(event) {
     #[test]
     fn top_level_host_reads_are_found() {
         let py = "import os\nKEY = open('/etc/passwd').read()\nHOME = os.environ['HOME']\nX = os.getenv('X')\n";
-        let found = found(Script::Python, py);
+        let found = found(Language::Python, py);
         let reads: Vec<u32> = found
             .iter()
             .filter(|f| f.1 == "host-read")
@@ -880,7 +855,7 @@ export function handle(event) {
     }
 
     fn found_js(text: &str) -> Vec<u32> {
-        found(Script::JavaScript, text)
+        found(Language::JavaScript, text)
             .into_iter()
             .filter(|f| f.1 == "host-read")
             .map(|f| f.0)
@@ -896,7 +871,7 @@ export function handle(event) {
         for _ in 0..40 {
             py.push_str("    x += 1\n");
         }
-        let found = found(Script::Python, &py);
+        let found = found(Language::Python, &py);
         assert_eq!(
             kinds(&found),
             [(1, "branchy-function"), (1, "long-function")],
@@ -906,7 +881,7 @@ export function handle(event) {
 
     #[test]
     fn deep_nesting_is_walked_without_recursion() {
-        for script in [Script::Python, Script::JavaScript] {
+        for script in [Language::Python, Language::JavaScript] {
             let depth = 100_000;
             let text = format!("x = {}1{}\n", "(".repeat(depth), ")".repeat(depth));
             let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
@@ -920,7 +895,7 @@ export function handle(event) {
     fn long_chains_are_walked_in_linear_time() {
         // Every call of the chain has the whole chain before it as its callee: quoting each
         // in full would take the square of the file's length.
-        for script in [Script::Python, Script::JavaScript] {
+        for script in [Language::Python, Language::JavaScript] {
             let text = format!("x = a{}\n", ".b()".repeat(200_000));
             let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
             analyze_file(script, "chain", &text, &mut findings, &mut unparsed);
@@ -932,7 +907,7 @@ export function handle(event) {
     fn a_syntax_error_is_unparsed_with_its_line() {
         let (mut findings, mut unparsed) = (Vec::new(), Vec::new());
         analyze_file(
-            Script::Python,
+            Language::Python,
             "app.py",
             "def f(:\n    pass\n",
             &mut findings,

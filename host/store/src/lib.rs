@@ -418,13 +418,10 @@ impl Store {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             return Store::postgres(url).await;
         }
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            return Store::sqlite(Path::new(path)).await;
+        match sqlite_path(url) {
+            Some(path) => Store::sqlite(path).await,
+            None => Err(Error::Url(url.to_string())),
         }
-        if url.contains("://") || url.is_empty() {
-            return Err(Error::Url(url.to_string()));
-        }
-        Store::sqlite(Path::new(url)).await
     }
 
     /// Open (creating it if needed) the SQLite database at `path`.
@@ -440,6 +437,15 @@ impl Store {
             backend: Arc::new(postgres::Postgres::connect(url).await?),
         })
     }
+}
+
+/// The SQLite file a database URL names: `sqlite://PATH` or a plain path; `None` for
+/// PostgreSQL's URLs and anything else [`Store::open`] refuses.
+pub fn sqlite_path(url: &str) -> Option<&Path> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Some(Path::new(path));
+    }
+    (!url.contains("://") && !url.is_empty()).then(|| Path::new(url))
 }
 
 /// Milliseconds since the Unix epoch, as the store timestamps rows.

@@ -21,6 +21,7 @@ mod http;
 mod isolation;
 mod languages;
 mod limits;
+mod openapi;
 mod overseer;
 mod process;
 mod prompts;

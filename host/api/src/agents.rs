@@ -1,30 +1,126 @@
 //! Agents and their versions: list, show, push, roll back, invoke, logs, release, retire.
 
+use axum::Json;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Multipart, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
 use bytes::Bytes;
 use overseer_kernel::{Deployed, Manifest, Push, bus::host_event};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use overseer_store::LogRecord;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::openapi::{AgentPath, PageQuery};
 use crate::{ApiError, ApiResult, AppState, PageQueryResult, agent_name, known_agent, paging};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/agents", get(list_agents))
-        .route("/v1/agents/{name}", get(show_agent).delete(retire_agent))
-        .route(
-            "/v1/agents/{name}/versions",
-            get(list_versions).post(push_version),
-        )
-        .route("/v1/agents/{name}/rollback", post(rollback))
-        .route("/v1/agents/{name}/invoke", post(invoke))
-        .route("/v1/agents/{name}/logs", get(logs))
-        .route("/v1/agents/{name}/release", post(release))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents))
+        .routes(routes!(show_agent, retire_agent))
+        .routes(routes!(list_versions, push_version))
+        .routes(routes!(rollback))
+        .routes(routes!(invoke))
+        .routes(routes!(logs))
+        .routes(routes!(release))
+}
+
+/// Where an agent stands.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum AgentState {
+    /// A version serves.
+    Active,
+    /// Retired: its history is kept, a push revives it.
+    Retired,
+    /// No version was ever activated.
+    NoVersion,
+    /// The store names an active version that cannot load.
+    Unservable,
+}
+
+/// `GET /v1/agents`.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentList {
+    agents: Vec<AgentSummary>,
+    /// The cursor of the next page (an agent's name), `null` on the last.
+    next: Option<String>,
+}
+
+/// An agent in the listing.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentSummary {
+    name: String,
+    active_version: Option<u32>,
+    /// SHA-256 of the serving component, hex.
+    digest: Option<String>,
+    description: Option<String>,
+    state: AgentState,
+    quarantined: bool,
+}
+
+/// `GET /v1/agents/{name}`.
+#[derive(Debug, Serialize, ToSchema)]
+struct AgentDetail {
+    name: String,
+    active_version: Option<u32>,
+    state: AgentState,
+    retired: bool,
+    digest: Option<String>,
+    /// The serving version's manifest (`agent.toml` as JSON), its secrets redacted.
+    manifest: Option<Value>,
+    /// The serving version's limits, as the host resolved them.
+    limits: Option<ResolvedLimits>,
+    /// Whether the serving version's watch window is open.
+    watching: bool,
+    quarantined: bool,
+    counters: Counters,
+}
+
+/// A version's limits after the host's defaults and ceilings.
+#[derive(Debug, Serialize, ToSchema)]
+struct ResolvedLimits {
+    fuel: u64,
+    memory_bytes: u64,
+    timeout_ms: u64,
+    concurrency: u32,
+    queue: u32,
+    /// The schedule's period, when the agent runs on one.
+    every_ms: Option<u64>,
+    /// Instances kept between calls (`[limits] reuse`), when on.
+    reuse: Option<Reuse>,
+}
+
+/// Instance reuse of a version.
+#[derive(Debug, Serialize, ToSchema)]
+struct Reuse {
+    /// Calls one instance serves; `null` when only its age limits it.
+    calls: Option<u32>,
+    /// Age past which an instance is dropped.
+    max_age_ms: Option<u64>,
+    /// Instances waiting for a call now.
+    idle: usize,
+    /// Instances made since the version was loaded.
+    made: u64,
+}
+
+/// An agent's counters since the daemon started.
+#[derive(Debug, Serialize, ToSchema)]
+struct Counters {
+    invocations_ok: u64,
+    swaps: u64,
+    rollbacks: u64,
+    quarantines: u64,
+    rejected_versions: u64,
+    fuel_consumed: u64,
+    consecutive_health_failures: u32,
+    /// Calls running now.
+    running: u32,
+    /// Calls waiting for a slot now.
+    waiting: u32,
 }
 
 /// An agent's state for the listing: `active`, `retired`, `no_version`, or `unservable` when
@@ -32,14 +128,14 @@ pub(crate) fn routes() -> Router<AppState> {
 async fn agent_state(
     state: &AppState,
     record: &overseer_store::AgentRecord,
-) -> ApiResult<&'static str> {
+) -> ApiResult<AgentState> {
     let live = state
         .kernel
         .registry
         .get(&record.name)
         .and_then(|s| s.active());
     Ok(match (live, record.active_version, record.retired_ms) {
-        (Some(_), _, _) => "active",
+        (Some(_), _, _) => AgentState::Active,
         (None, Some(number), _) => {
             let faulty = state
                 .kernel
@@ -47,17 +143,24 @@ async fn agent_state(
                 .version(&record.name, number)
                 .await?
                 .is_some_and(|v| v.fault.is_some());
-            if faulty { "unservable" } else { "no_version" }
+            if faulty {
+                AgentState::Unservable
+            } else {
+                AgentState::NoVersion
+            }
         }
-        (None, None, Some(_)) => "retired",
-        (None, None, None) => "no_version",
+        (None, None, Some(_)) => AgentState::Retired,
+        (None, None, None) => AgentState::NoVersion,
     })
 }
 
+/// Agents by name.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", params(PageQuery),
+    responses((status = 200, body = AgentList)))]
 async fn list_agents(
     State(state): State<AppState>,
     query: PageQueryResult,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<AgentList>> {
     let paging = paging(query, 100)?;
     let (records, next) = paging.slice(state.kernel.store.agents().await?, |a| a.name.clone())?;
     let mut agents = Vec::new();
@@ -67,112 +170,223 @@ async fn list_agents(
             .registry
             .get(&record.name)
             .and_then(|s| s.active());
-        agents.push(json!({
-            "name": record.name,
-            "active_version": record.active_version,
-            "digest": live.as_ref().map(|v| v.digest.clone()),
-            "description": live.as_ref().and_then(|v| v.manifest.description.clone()),
-            "state": agent_state(&state, &record).await?,
-            "quarantined": record.quarantined_ms.is_some(),
-        }));
+        agents.push(AgentSummary {
+            state: agent_state(&state, &record).await?,
+            digest: live.as_ref().map(|v| v.digest.clone()),
+            description: live.as_ref().and_then(|v| v.manifest.description.clone()),
+            quarantined: record.quarantined_ms.is_some(),
+            active_version: record.active_version,
+            name: record.name,
+        });
     }
-    Ok(Json(json!({ "agents": agents, "next": next })))
+    Ok(Json(AgentList { agents, next }))
 }
 
+/// One agent: its state, the serving version's manifest and limits, and its counters.
+#[utoipa::path(get, path = "/v1/agents/{name}", tag = "agents", params(AgentPath),
+    responses((status = 200, body = AgentDetail)))]
 async fn show_agent(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Path(AgentPath { name }): Path<AgentPath>,
+) -> ApiResult<Json<AgentDetail>> {
     let record = known_agent(&state, &name).await?;
     let kernel = &state.kernel;
     let slot = kernel.registry.get(&name);
     let live = slot.as_ref().and_then(|s| s.active());
     let gate = slot.as_ref().map(|s| s.gate());
     let metrics = &kernel.metrics;
-    Ok(Json(json!({
-        "name": record.name,
-        "active_version": record.active_version,
-        "state": agent_state(&state, &record).await?,
-        "retired": record.retired_ms.is_some(),
-        "digest": live.as_ref().map(|v| v.digest.clone()),
-        "manifest": live.as_ref().map(|v| {
-            let mut manifest = json!(v.manifest.as_ref());
+    Ok(Json(AgentDetail {
+        state: agent_state(&state, &record).await?,
+        retired: record.retired_ms.is_some(),
+        digest: live.as_ref().map(|v| v.digest.clone()),
+        manifest: live.as_ref().map(|v| {
+            let mut manifest = serde_json::to_value(v.manifest.as_ref()).unwrap_or(Value::Null);
             overseer_kernel::manifest::redact_json(&mut manifest);
             manifest
         }),
-        "limits": live.as_ref().map(|v| json!({
-            "fuel": v.resolved.limits.fuel,
-            "memory_bytes": v.resolved.limits.memory_bytes,
-            "timeout_ms": v.resolved.limits.timeout.as_millis() as u64,
-            "concurrency": v.resolved.concurrency,
-            "queue": v.resolved.queue,
-            "every_ms": v.resolved.every.map(|d| d.as_millis() as u64),
-            "reuse": v.instances.as_ref().map(|instances| {
+        limits: live.as_ref().map(|v| ResolvedLimits {
+            fuel: v.resolved.limits.fuel,
+            memory_bytes: v.resolved.limits.memory_bytes as u64,
+            timeout_ms: v.resolved.limits.timeout.as_millis() as u64,
+            concurrency: v.resolved.concurrency,
+            queue: v.resolved.queue,
+            every_ms: v.resolved.every.map(|d| d.as_millis() as u64),
+            reuse: v.instances.as_ref().map(|instances| {
                 let policy = instances.policy();
-                json!({
-                    "calls": (policy.calls != u32::MAX).then_some(policy.calls),
-                    "max_age_ms": policy.max_age.map(|d| d.as_millis() as u64),
-                    "idle": instances.idle(),
-                    "made": instances.made(),
-                })
+                Reuse {
+                    calls: (policy.calls != u32::MAX).then_some(policy.calls),
+                    max_age_ms: policy.max_age.map(|d| d.as_millis() as u64),
+                    idle: instances.idle(),
+                    made: instances.made(),
+                }
             }),
-        })),
-        "watching": live.as_ref().is_some_and(|v| v.watching()),
-        "quarantined": record.quarantined_ms.is_some(),
-        "counters": {
-            "invocations_ok": metrics.count(&name, "ok"),
-            "swaps": metrics.agent_counter(&name, "swaps"),
-            "rollbacks": metrics.agent_counter(&name, "rollbacks"),
-            "quarantines": metrics.agent_counter(&name, "quarantines"),
-            "rejected_versions": metrics.agent_counter(&name, "rejected"),
-            "fuel_consumed": metrics.agent_counter(&name, "fuel"),
-            "consecutive_health_failures": kernel.supervisor.health_failures(&name),
-            "running": gate.as_ref().map(|g| g.running()).unwrap_or(0),
-            "waiting": gate.as_ref().map(|g| g.waiting()).unwrap_or(0),
+        }),
+        watching: live.as_ref().is_some_and(|v| v.watching()),
+        quarantined: record.quarantined_ms.is_some(),
+        counters: Counters {
+            invocations_ok: metrics.count(&name, "ok"),
+            swaps: metrics.agent_counter(&name, "swaps"),
+            rollbacks: metrics.agent_counter(&name, "rollbacks"),
+            quarantines: metrics.agent_counter(&name, "quarantines"),
+            rejected_versions: metrics.agent_counter(&name, "rejected"),
+            fuel_consumed: metrics.agent_counter(&name, "fuel"),
+            consecutive_health_failures: kernel.supervisor.health_failures(&name),
+            running: gate.as_ref().map(|g| g.running()).unwrap_or(0),
+            waiting: gate.as_ref().map(|g| g.waiting()).unwrap_or(0),
         },
-    })))
+        active_version: record.active_version,
+        name: record.name,
+    }))
 }
 
+/// `GET /v1/agents/{name}/versions`.
+#[derive(Debug, Serialize, ToSchema)]
+struct VersionList {
+    agent: String,
+    active_version: Option<u32>,
+    versions: Vec<VersionShown>,
+    /// The cursor of the next page (a version's number), `null` on the last.
+    next: Option<String>,
+}
+
+/// Where a version stands, as shown.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+enum ShownState {
+    /// The agent's active version.
+    Active,
+    /// Passed its checks; not serving.
+    Inactive,
+    /// Failed a check of the pipeline.
+    Rejected,
+    /// Stored, but no longer loadable.
+    Unservable,
+    /// Condemned by its watch window or replaced by a rollback.
+    RolledBack,
+}
+
+/// A version with its shown state, its manifest's secrets redacted.
+#[derive(Debug, Serialize, ToSchema)]
+struct VersionShown {
+    agent: String,
+    number: u32,
+    /// SHA-256 of the component, hex.
+    digest: String,
+    /// The component's size in bytes.
+    size: u64,
+    /// The manifest (`agent.toml`) as JSON.
+    manifest: Value,
+    origin: overseer_store::Origin,
+    /// The edit that built it, when its origin is an edit.
+    edit: Option<i64>,
+    /// The version that was active when this one was pushed.
+    parent: Option<u32>,
+    state: ShownState,
+    /// Where a rejected version stopped, its code and why.
+    stage: Option<String>,
+    code: Option<String>,
+    reason: Option<String>,
+    checks: Vec<overseer_store::Check>,
+    created_ms: u64,
+    verdict: Option<overseer_store::Verdict>,
+    verdict_detail: Option<String>,
+    /// Calls and failures counted by its last verdict.
+    calls: u64,
+    failures: u64,
+    /// The source snapshot it was built from.
+    source_digest: Option<String>,
+    /// Why a stored version cannot be served.
+    fault: Option<String>,
+}
+
+/// The agent's versions, oldest first.
+#[utoipa::path(get, path = "/v1/agents/{name}/versions", tag = "agents", params(AgentPath, PageQuery),
+    responses((status = 200, body = VersionList)))]
 async fn list_versions(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(AgentPath { name }): Path<AgentPath>,
     query: PageQueryResult,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<VersionList>> {
     let paging = paging(query, 100)?;
     let record = known_agent(&state, &name).await?;
     let (versions, next) = paging.slice(state.kernel.store.versions(&name).await?, |v| {
         v.number.to_string()
     })?;
-    let versions: Vec<Value> = versions
+    let versions = versions
         .into_iter()
         .map(|v| {
-            let shown = if v.state == overseer_store::VersionState::Rejected {
-                "rejected"
+            let state = if v.state == overseer_store::VersionState::Rejected {
+                ShownState::Rejected
             } else if v.fault.is_some() {
-                "unservable"
+                ShownState::Unservable
             } else if Some(v.number) == record.active_version {
-                "active"
+                ShownState::Active
             } else if v.condemned() {
-                "rolled-back"
+                ShownState::RolledBack
             } else {
-                "inactive"
+                ShownState::Inactive
             };
-            let mut value = serde_json::to_value(&v).unwrap_or(Value::Null);
-            value["state"] = json!(shown);
-            overseer_kernel::manifest::redact_json(&mut value["manifest"]);
-            value
+            let mut manifest = v.manifest;
+            overseer_kernel::manifest::redact_json(&mut manifest);
+            VersionShown {
+                agent: v.agent,
+                number: v.number,
+                digest: v.digest,
+                size: v.size,
+                manifest,
+                origin: v.origin,
+                edit: v.edit,
+                parent: v.parent,
+                state,
+                stage: v.stage,
+                code: v.code,
+                reason: v.reason,
+                checks: v.checks,
+                created_ms: v.created_ms,
+                verdict: v.verdict,
+                verdict_detail: v.verdict_detail,
+                calls: v.calls,
+                failures: v.failures,
+                source_digest: v.source_digest,
+                fault: v.fault,
+            }
         })
         .collect();
-    Ok(Json(
-        json!({ "agent": name, "active_version": record.active_version, "versions": versions, "next": next }),
-    ))
+    Ok(Json(VersionList {
+        agent: name,
+        active_version: record.active_version,
+        versions,
+        next,
+    }))
 }
 
-/// `application/wasm` (or any non-multipart body) is the component itself; `multipart/form-data`
-/// carries a `component` part and an optional `manifest` part (TOML).
+/// The form of a push with a manifest.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct PushForm {
+    /// The component (`wasm32-wasip2`).
+    #[schema(format = Binary, content_media_type = "application/wasm")]
+    component: Vec<u8>,
+    /// The manifest, `agent.toml` as TOML text; without it the active version's is kept.
+    manifest: Option<String>,
+}
+
+/// Push a component through the pipeline: `application/wasm` (or any non-multipart body) is
+/// the component itself; `multipart/form-data` carries a `component` part and an optional
+/// `manifest` part (TOML). 201 with the new version, 200 when the same bytes and manifest are
+/// a version already.
+#[utoipa::path(post, path = "/v1/agents/{name}/versions", tag = "agents", params(AgentPath),
+    request_body(content(
+        (Vec<u8> = "application/wasm"),
+        (PushForm = "multipart/form-data"),
+    )),
+    responses(
+        (status = 201, description = "a new version, live", body = Deployed),
+        (status = 200, description = "the same bytes and manifest: nothing new", body = Deployed),
+    ))]
 async fn push_version(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(AgentPath { name }): Path<AgentPath>,
     headers: HeaderMap,
     request: Request,
 ) -> ApiResult {
@@ -242,15 +456,19 @@ async fn read_push_form(mut form: Multipart) -> ApiResult<(Vec<u8>, Option<Manif
 
 /// A rollback to a named version. Without a body the rollback goes to the previous good
 /// version; a body that is not exactly `{"version": N}` is refused, never read as that.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RollbackRequest {
     version: u32,
 }
 
+/// Back to the previous good version (no body), or to `{"version": N}`.
+#[utoipa::path(post, path = "/v1/agents/{name}/rollback", tag = "agents", params(AgentPath),
+    request_body(content = Option<RollbackRequest>, content_type = "application/json"),
+    responses((status = 200, body = Deployed)))]
 async fn rollback(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(AgentPath { name }): Path<AgentPath>,
     body: Bytes,
 ) -> ApiResult<Json<Deployed>> {
     agent_name(&name)?;
@@ -273,11 +491,27 @@ async fn rollback(
     Ok(Json(state.kernel.deployer.rollback(&name, version).await?))
 }
 
+/// What a call answered.
+#[derive(Debug, Serialize, ToSchema)]
+struct Invoked {
+    agent: String,
+    /// The version that answered.
+    version: u32,
+    /// The agent's answer: its JSON, or a string when it is not JSON.
+    output: Value,
+    elapsed_ms: f64,
+    fuel_used: u64,
+}
+
+/// Run the agent's `handle` with the JSON body as the event's payload (`null` without one).
+#[utoipa::path(post, path = "/v1/agents/{name}/invoke", tag = "agents", params(AgentPath),
+    request_body(content = Option<Value>, description = "any JSON document", content_type = "application/json"),
+    responses((status = 200, body = Invoked)))]
 async fn invoke(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(AgentPath { name }): Path<AgentPath>,
     body: Result<Bytes, BytesRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Invoked>> {
     agent_name(&name)?;
     let body = body.map_err(|e| ApiError::body(e.status(), e.body_text()))?;
     let payload = if body.iter().all(u8::is_ascii_whitespace) {
@@ -294,21 +528,33 @@ async fn invoke(
     // An agent answers with JSON; show it as JSON, or as a string if it is not.
     let output = serde_json::from_str::<Value>(&invoked.output)
         .unwrap_or_else(|_| Value::String(invoked.output.clone()));
-    Ok(Json(json!({
-        "agent": name,
-        "version": invoked.version,
-        "output": output,
-        "elapsed_ms": invoked.elapsed.as_secs_f64() * 1000.0,
-        "fuel_used": invoked.fuel_used,
-    })))
+    Ok(Json(Invoked {
+        agent: name,
+        version: invoked.version,
+        output,
+        elapsed_ms: invoked.elapsed.as_secs_f64() * 1000.0,
+        fuel_used: invoked.fuel_used,
+    }))
+}
+
+/// `GET /v1/agents/{name}/logs`.
+#[derive(Debug, Serialize, ToSchema)]
+struct Logs {
+    agent: String,
+    /// Oldest first.
+    logs: Vec<LogRecord>,
+    /// The cursor of the page of older lines (a line's `seq`), `null` on the first.
+    next: Option<String>,
 }
 
 /// The newest log lines, oldest first; `next` pages back to older ones.
+#[utoipa::path(get, path = "/v1/agents/{name}/logs", tag = "agents", params(AgentPath, PageQuery),
+    responses((status = 200, body = Logs)))]
 async fn logs(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    Path(AgentPath { name }): Path<AgentPath>,
     query: PageQueryResult,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Logs>> {
     let paging = paging(query, 100)?;
     known_agent(&state, &name).await?;
     let mut lines = state.kernel.store.logs(&name, paging.store_page()?).await?;
@@ -319,27 +565,57 @@ async fn logs(
     } else {
         None
     };
-    Ok(Json(json!({ "agent": name, "logs": lines, "next": next })))
+    Ok(Json(Logs {
+        agent: name,
+        logs: lines,
+        next,
+    }))
 }
 
+/// What a retirement did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Retired {
+    agent: String,
+    retired: bool,
+}
+
+/// Retire an agent: history, kv and logs are kept, its open alerts resolved; a push revives it.
+#[utoipa::path(delete, path = "/v1/agents/{name}", tag = "agents", params(AgentPath),
+    responses((status = 200, body = Retired)))]
 async fn retire_agent(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Path(AgentPath { name }): Path<AgentPath>,
+) -> ApiResult<Json<Retired>> {
     agent_name(&name)?;
     state.kernel.deployer.retire(&name).await?;
-    Ok(Json(json!({ "agent": name, "retired": true })))
+    Ok(Json(Retired {
+        agent: name,
+        retired: true,
+    }))
 }
 
+/// What a release did.
+#[derive(Debug, Serialize, ToSchema)]
+struct Released {
+    agent: String,
+    quarantined: bool,
+}
+
+/// Put a quarantined agent back into routing.
+#[utoipa::path(post, path = "/v1/agents/{name}/release", tag = "agents", params(AgentPath),
+    responses((status = 200, body = Released)))]
 async fn release(
     State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Path(AgentPath { name }): Path<AgentPath>,
+) -> ApiResult<Json<Released>> {
     known_agent(&state, &name).await?;
     state
         .kernel
         .deployer
         .release(&name, "released by request")
         .await?;
-    Ok(Json(json!({ "agent": name, "quarantined": false })))
+    Ok(Json(Released {
+        agent: name,
+        quarantined: false,
+    }))
 }

@@ -4,19 +4,23 @@
 //! `DELETE /v1/backtests/{id}` stops one at its next bar, and `GET /v1/backtests` lists the
 //! ids.
 
+use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
 use overseer_trading::backtest::{Backtester, Failure, Spec};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::{ApiError, ApiResult, AppState};
+use crate::openapi::PageQuery;
+use crate::{ApiError, ApiResult, AppState, PageQueryResult};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/backtests", get(list).post(start))
-        .route("/v1/backtests/{id}", get(status).delete(cancel))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, start))
+        .routes(routes!(status, cancel))
 }
 
 fn backtester(state: &AppState) -> ApiResult<&std::sync::Arc<Backtester>> {
@@ -43,28 +47,73 @@ impl From<Failure> for ApiError {
     }
 }
 
+/// `POST /v1/backtests`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BacktestStarted {
+    /// The backtest's id, for `GET /v1/backtests/{id}`.
+    id: String,
+    /// Its status as `GET /v1/backtests/{id}` shows it (the domain's `Status`: `id`,
+    /// `state`, `spec`, `done`, `total`, and `report` or `error` once it ended); `null` if
+    /// it could not be read back.
+    #[schema(value_type = Option<overseer_trading::backtest::Status>)]
+    status: Value,
+}
+
+/// Check a backtest's spec and start it; 202 with its id.
+#[utoipa::path(post, path = "/v1/backtests", tag = "backtests", request_body = Spec,
+    responses((status = 202, description = "started", body = BacktestStarted)))]
 async fn start(
     State(state): State<AppState>,
     body: Result<Json<Spec>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<BacktestStarted>)> {
     let backtests = backtester(&state)?;
     let Json(spec) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     overseer_kernel::check_name(&spec.agent)?;
     let id = backtests.start(spec).await?;
     let status = backtests.status(&id).unwrap_or(Value::Null);
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "status": status })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(BacktestStarted { id, status })))
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// `{id}`: a backtest.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct BacktestPath {
+    /// The backtest's id, as `POST /v1/backtests` answered it: `[a-z0-9-]{1,64}`.
+    id: String,
+}
+
+/// `DELETE /v1/backtests/{id}`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BacktestStopping {
+    id: String,
+    /// Whether it was running and now stops at its next bar; `false` when it had ended.
+    stopping: bool,
+}
+
+/// Stop a backtest at its next bar.
+#[utoipa::path(delete, path = "/v1/backtests/{id}", tag = "backtests", params(BacktestPath),
+    responses((status = 200, body = BacktestStopping)))]
+async fn cancel(
+    State(state): State<AppState>,
+    Path(BacktestPath { id }): Path<BacktestPath>,
+) -> ApiResult<Json<BacktestStopping>> {
     let backtests = backtester(&state)?;
     let stopping = backtests.cancel(&id)?;
-    Ok(Json(json!({ "id": id, "stopping": stopping })))
+    Ok(Json(BacktestStopping { id, stopping }))
 }
 
-async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// A backtest's progress, and its report or failure once it ended.
+///
+/// The report holds the metrics, the buy-and-hold benchmark, the equity curve, the trade log
+/// and the hashes.
+#[utoipa::path(get, path = "/v1/backtests/{id}", tag = "backtests", params(BacktestPath),
+    responses((status = 200, description = "the backtest's status: `id`, `state` (`running`, \
+        `done` or `failed`), `spec`, `done` and `total` bars, and `report` or `error` once it \
+        ended", body = overseer_trading::backtest::Status)))]
+async fn status(
+    State(state): State<AppState>,
+    Path(BacktestPath { id }): Path<BacktestPath>,
+) -> ApiResult<Json<Value>> {
     let backtests = backtester(&state)?;
     backtests.status(&id).map(Json).ok_or_else(|| {
         ApiError::new(
@@ -75,13 +124,24 @@ async fn status(State(state): State<AppState>, Path(id): Path<String>) -> ApiRes
     })
 }
 
-/// Backtests by id, in the order they started.
+/// `GET /v1/backtests`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BacktestList {
+    /// Backtest ids, newest first.
+    backtests: Vec<String>,
+    /// The cursor of the next page (a backtest's id), `null` on the last.
+    next: Option<String>,
+}
+
+/// The ids of the backtests run or kept, newest first.
+#[utoipa::path(get, path = "/v1/backtests", tag = "backtests", params(PageQuery),
+    responses((status = 200, body = BacktestList)))]
 async fn list(
     State(state): State<AppState>,
-    query: crate::PageQueryResult,
-) -> ApiResult<Json<Value>> {
+    query: PageQueryResult,
+) -> ApiResult<Json<BacktestList>> {
     let paging = crate::paging(query, 100)?;
     let backtests = backtester(&state)?;
-    let (ids, next) = paging.slice(backtests.ids(), |id| id.to_string())?;
-    Ok(Json(json!({ "backtests": ids, "next": next })))
+    let (backtests, next) = paging.slice(backtests.ids(), |id| id.to_string())?;
+    Ok(Json(BacktestList { backtests, next }))
 }

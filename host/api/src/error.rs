@@ -8,7 +8,8 @@ use axum::response::{IntoResponse, Response};
 use overseer_kernel::Error as KernelError;
 use overseer_sandbox::Fault;
 use overseer_selfedit::Error as EditError;
-use serde_json::json;
+
+use crate::openapi::{ErrorBody, ErrorDetail};
 
 /// An error as the API returns it.
 #[derive(Debug)]
@@ -153,10 +154,124 @@ impl From<JsonRejection> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({ "code": self.code, "message": self.message });
-        if let Some(version) = self.version {
-            error["version"] = json!(version);
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        debug_assert!(
+            CODES.contains(&self.code),
+            "error code {:?} is not in CODES (nor the README's table)",
+            self.code
+        );
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+                version: self.version,
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
+
+/// Every stable code an error answer may carry, as the README's table lists them by status.
+pub(crate) const CODES: &[&str] = &[
+    // 400
+    "invalid_name",
+    "reserved_name",
+    "invalid_request",
+    "invalid_template",
+    "invalid_manifest",
+    "not_wasm",
+    "not_a_component",
+    "path_escape",
+    "invalid_order",
+    "unknown_symbol",
+    "look_ahead",
+    "invalid_range",
+    "over_budget_cap",
+    "empty_range",
+    "invalid_data",
+    "no_feed",
+    // 401, 403, 421
+    "unauthorized",
+    "forbidden_origin",
+    "denied",
+    "provider_forbidden",
+    "halted",
+    "reducing",
+    "symbol_not_allowed",
+    "short_not_allowed",
+    "max_order_notional",
+    "max_position",
+    "max_gross_exposure",
+    "throttled",
+    "misdirected_request",
+    // 404
+    "agent_not_found",
+    "version_not_found",
+    "alert_not_found",
+    "edit_not_found",
+    "prompt_not_found",
+    "experiment_not_found",
+    "spec_not_found",
+    "decision_not_found",
+    "backtest_not_found",
+    "order_not_found",
+    "no_report",
+    "unknown_loop",
+    "not_found",
+    // 409
+    "no_active_version",
+    "no_previous_version",
+    "version_not_servable",
+    "stale_base",
+    "no_source",
+    "order_not_open",
+    "no_price",
+    "conflict",
+    "not_awaiting",
+    "loop_running",
+    // 405, 408, 413, 414, 415
+    "method_not_allowed",
+    "request_timeout",
+    "payload_too_large",
+    "uri_too_long",
+    "unsupported_media_type",
+    // 422
+    "patch_failed",
+    "no_change",
+    "build_failed",
+    "invalid_decision",
+    "invalid_component",
+    "wrong_world",
+    "unknown_import",
+    "check_failed",
+    "unhealthy",
+    "canary_failed",
+    "invalid_input",
+    "unavailable",
+    "failed",
+    "provider_invalid",
+    // 429
+    "overloaded",
+    "busy",
+    // 500
+    "internal",
+    "store_error",
+    // 502
+    "market_data",
+    "trap",
+    "fuel_exhausted",
+    "memory_exceeded",
+    "answer_too_large",
+    "provider_unauthorized",
+    "provider_rate_limited",
+    "provider_unavailable",
+    "provider_malformed",
+    // 503
+    "quarantined",
+    "build_isolation_unavailable",
+    "trading_disabled",
+    "overseer_disabled",
+    "budgets_unavailable",
+    "backtests_unavailable",
+    // 504
+    "timeout",
+];

@@ -19,6 +19,7 @@ mod dashboard;
 mod edits;
 mod error;
 mod listener;
+mod openapi;
 mod overseer;
 mod page;
 mod prompts;
@@ -41,6 +42,7 @@ use overseer_kernel::{Error, Kernel, check_name};
 use overseer_providers::Llm;
 use overseer_selfedit::SelfEdit;
 use overseer_store::{AgentRecord, AlertRecord};
+use utoipa_axum::router::OpenApiRouter;
 
 pub use error::ApiError;
 pub use listener::Limits;
@@ -113,10 +115,9 @@ impl AppState {
     }
 }
 
-/// The router of the whole API.
-pub fn app(state: AppState) -> Router {
-    let body_limit = state.body_limit;
-    Router::new()
+/// Every route of the API with its description: the router serves what the document says.
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
         .merge(agents::routes())
         .merge(alerts::routes())
         .merge(edits::routes())
@@ -129,6 +130,31 @@ pub fn app(state: AppState) -> Router {
         .merge(budgets::routes())
         .merge(prompts::routes())
         .merge(dashboard::routes())
+}
+
+/// The API's OpenAPI 3.1 document, as `GET /v1/openapi.json` serves it.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    openapi::finish(routes().into_openapi())
+}
+
+/// The router of the whole API.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    let (router, doc) = routes().split_for_parts();
+    let doc: Arc<str> = openapi::finish(doc)
+        .to_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+        .into();
+    router
+        .route(
+            "/v1/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    doc.to_string(),
+                )
+            }),
+        )
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })
@@ -229,8 +255,10 @@ fn access(method: &Method, path: &str) -> Access {
     if !matches!(*method, Method::GET | Method::HEAD) {
         return Access::Mutation;
     }
-    // The dashboard's page and assets: the page asks for the token itself.
-    if path == "/v1/health" || path == "/" || path.starts_with("/ui/") {
+    // The API's description, and the dashboard's page and assets: the page asks for the
+    // token itself.
+    if path == "/v1/health" || path == "/v1/openapi.json" || path == "/" || path.starts_with("/ui/")
+    {
         return Access::Open;
     }
     // Event payloads and agents' memories say what agents saw and did; research results and
@@ -365,13 +393,7 @@ fn has_token(headers: &HeaderMap, token: &str) -> bool {
             == 0
 }
 
-/// `?limit=N&after=CURSOR` of a list with nothing else to ask ([`page`]).
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PageQuery {
-    limit: Option<u32>,
-    after: Option<String>,
-}
+use openapi::PageQuery;
 
 impl PageQuery {
     fn paging(self, default: u32) -> ApiResult<page::Paging> {

@@ -3,29 +3,39 @@
 //! for an earlier day; nothing after it is ever shown. 503 `trading_disabled` when the daemon
 //! runs without it.
 
+use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{delete, get};
-use axum::{Json, Router};
 use chrono::NaiveDate;
-use overseer_trading::{Amount, OrderRequest, OrderType, Placer, Side, TimeInForce, Trading};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use overseer_market::Bar;
+use overseer_store::{FillRecord, OrderRecord};
+use overseer_trading::risk::RiskStatus;
+use overseer_trading::{
+    Amount, Costs, OrderRequest, OrderType, Performance, Placer, Portfolio, Side, TimeInForce,
+    Trading,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::openapi::{ObjectBuilder, RefOr, Schema, Type};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::openapi::PageQuery;
 use crate::page::Paging;
-use crate::{ApiError, ApiResult, AppState};
+use crate::{ApiError, ApiResult, AppState, PageQueryResult};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/market", get(market))
-        .route("/v1/market/{symbol}/bars", get(bars))
-        .route("/v1/portfolio", get(portfolio))
-        .route("/v1/orders", get(orders).post(submit))
-        .route("/v1/orders/{id}", delete(cancel))
-        .route("/v1/trades", get(trades))
-        .route("/v1/risk", get(risk).post(set_risk))
-        .route("/v1/memory", get(memory))
-        .route("/v1/performance", get(performance))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(market))
+        .routes(routes!(bars))
+        .routes(routes!(portfolio))
+        .routes(routes!(orders, submit))
+        .routes(routes!(cancel))
+        .routes(routes!(trades))
+        .routes(routes!(risk, set_risk))
+        .routes(routes!(memory))
+        .routes(routes!(performance))
 }
 
 fn trading(state: &AppState) -> ApiResult<&Trading> {
@@ -73,29 +83,77 @@ fn day(what: &str, text: &str) -> ApiResult<NaiveDate> {
     })
 }
 
-async fn market(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let trading = trading(&state)?;
-    Ok(Json(json!({
-        "as_of": trading.as_of(),
-        "symbols": trading.market().symbols(),
-        "market_speed_ms": trading.config().market_speed_ms,
-        "costs": trading.config().costs,
-    })))
+/// `GET /v1/market`.
+#[derive(Debug, Serialize, ToSchema)]
+struct MarketView {
+    /// The market clock's trading day.
+    as_of: NaiveDate,
+    /// The symbols the market serves, sorted.
+    symbols: Vec<String>,
+    /// Wall time per replayed trading day, in milliseconds.
+    market_speed_ms: u64,
+    /// The paper broker's costs, in basis points of the traded value.
+    costs: Costs,
 }
 
-#[derive(Debug, Deserialize)]
+/// The market clock's day, the symbols served, the replay's speed and the trading costs.
+#[utoipa::path(get, path = "/v1/market", tag = "trading",
+    responses((status = 200, body = MarketView)))]
+async fn market(State(state): State<AppState>) -> ApiResult<Json<MarketView>> {
+    let trading = trading(&state)?;
+    Ok(Json(MarketView {
+        as_of: trading.as_of(),
+        symbols: trading.market().symbols(),
+        market_speed_ms: trading.config().market_speed_ms,
+        costs: trading.config().costs,
+    }))
+}
+
+/// `{symbol}`: a symbol the market serves.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct SymbolPath {
+    /// The symbol, as `GET /v1/market` lists it.
+    #[param(example = "AAPL")]
+    symbol: String,
+}
+
+/// `?from&to&as_of` of `GET /v1/market/{symbol}/bars`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct BarsQuery {
+    /// The first day (`YYYY-MM-DD`, inclusive); 45 days before `to` when absent.
+    #[param(format = Date)]
     from: Option<String>,
+    /// The last day (`YYYY-MM-DD`, inclusive); `as_of` when absent.
+    #[param(format = Date)]
     to: Option<String>,
+    /// The day the bars are seen from (`YYYY-MM-DD`), at most the market clock's (the
+    /// default): no bar after it is shown.
+    #[param(format = Date)]
     as_of: Option<String>,
 }
 
+/// `GET /v1/market/{symbol}/bars`.
+#[derive(Debug, Serialize, ToSchema)]
+struct BarsView {
+    symbol: String,
+    /// The day the bars were seen from.
+    as_of: NaiveDate,
+    /// Oldest first.
+    bars: Vec<Bar>,
+}
+
+/// A symbol's daily bars from `from` to `to`, as seen on `as_of`.
+#[utoipa::path(get, path = "/v1/market/{symbol}/bars", tag = "trading",
+    params(SymbolPath, BarsQuery),
+    responses((status = 200, body = BarsView)))]
 async fn bars(
     State(state): State<AppState>,
-    Path(symbol): Path<String>,
+    Path(SymbolPath { symbol }): Path<SymbolPath>,
     Query(query): Query<BarsQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BarsView>> {
     let trading = trading(&state)?;
     let clock = trading.as_of();
     let as_of = match &query.as_of {
@@ -111,51 +169,83 @@ async fn bars(
         None => to - chrono::Days::new(45),
     };
     let bars = trading.bars(&symbol, from, to, as_of)?;
-    Ok(Json(
-        json!({ "symbol": symbol, "as_of": as_of, "bars": bars }),
-    ))
+    Ok(Json(BarsView {
+        symbol,
+        as_of,
+        bars,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?risk_free` of `GET /v1/performance`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct PerformanceQuery {
-    /// The annual risk-free rate, as a fraction.
+    /// The annual risk-free rate for Sharpe and Sortino, as a fraction (0.02 = 2 %), from -1
+    /// to 1; 0 when absent.
+    #[param(minimum = -1, maximum = 1)]
     risk_free: Option<f64>,
 }
 
+/// The paper account's performance.
+///
+/// Its metrics, equity curve, drawdowns, closed trades, and realised and unrealised P&L per
+/// strategy, agent and symbol.
+#[utoipa::path(get, path = "/v1/performance", tag = "trading", params(PerformanceQuery),
+    responses((status = 200, body = Performance)))]
 async fn performance(
     State(state): State<AppState>,
     Query(query): Query<PerformanceQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Performance>> {
     let trading = trading(&state)?;
     let risk_free = query.risk_free.unwrap_or(0.0);
     if !risk_free.is_finite() || !(-1.0..=1.0).contains(&risk_free) {
         return Err(ApiError::invalid("risk_free: an annual rate from -1 to 1"));
     }
-    Ok(Json(json!(trading.performance(risk_free).await?)))
+    Ok(Json(trading.performance(risk_free).await?))
 }
 
-async fn portfolio(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// The paper account valued at the market clock: cash, equity, P&L and positions.
+#[utoipa::path(get, path = "/v1/portfolio", tag = "trading",
+    responses((status = 200, body = Portfolio)))]
+async fn portfolio(State(state): State<AppState>) -> ApiResult<Json<Portfolio>> {
     let trading = trading(&state)?;
-    Ok(Json(json!(trading.portfolio_at(trading.as_of()).await)))
+    Ok(Json(trading.portfolio_at(trading.as_of()).await))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?open&limit&after` of `GET /v1/orders`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct OrdersQuery {
+    /// Only orders still `new` (unfilled); all when absent.
     open: Option<bool>,
+    /// Orders on the page: 1 to 1,000 (100 when absent).
+    #[param(minimum = 1)]
     limit: Option<u32>,
+    /// The cursor of the page before: the `next` of its answer (an order's id).
     after: Option<String>,
 }
 
 /// Orders read at most for one page.
 const ORDERS_SCAN: u32 = 10_000;
 
+/// `GET /v1/orders`.
+#[derive(Debug, Serialize, ToSchema)]
+struct OrderList {
+    /// Newest first.
+    orders: Vec<OrderRecord>,
+    /// The cursor of the next page (an order's id), `null` on the last.
+    next: Option<String>,
+}
+
 /// Orders newest first; the cursor is an order's id.
+#[utoipa::path(get, path = "/v1/orders", tag = "trading", params(OrdersQuery),
+    responses((status = 200, body = OrderList)))]
 async fn orders(
     State(state): State<AppState>,
     query: Result<Query<OrdersQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<OrderList>> {
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let paging = Paging::new(query.limit, query.after, 100)?;
     let trading = trading(&state)?;
@@ -163,22 +253,31 @@ async fn orders(
         .orders(query.open.unwrap_or(false), ORDERS_SCAN)
         .await?;
     let (orders, next) = paging.slice(orders, |o| o.id.clone())?;
-    Ok(Json(json!({ "orders": orders, "next": next })))
+    Ok(Json(OrderList { orders, next }))
 }
 
 /// An order placed through the API: shares or dollars, market or limit.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewOrder {
+    /// A symbol the market serves.
+    #[schema(example = "AAPL")]
     symbol: String,
     side: Side,
+    /// Shares; give this or `notional`, not both.
     quantity: Option<f64>,
+    /// Dollars; give this or `quantity`, not both.
     notional: Option<f64>,
+    /// `market` (the default) or `limit`.
     #[serde(default = "market_order", rename = "type")]
     order_type: OrderType,
+    /// The limit price in dollars, for a `limit` order.
     limit_price: Option<f64>,
+    /// `day` (the default) or `gtc`.
     #[serde(default = "day_order")]
     time_in_force: TimeInForce,
+    /// The caller's id, unique: a retried submit answers the first order. `api-<uuid>` when
+    /// absent.
     client_order_id: Option<String>,
 }
 
@@ -190,10 +289,16 @@ fn day_order() -> TimeInForce {
     TimeInForce::Day
 }
 
+/// Place an order.
+///
+/// Checked, passed through the risk gate, and filled at the next bar. A second submit with
+/// the same `client_order_id` answers the first order and places nothing.
+#[utoipa::path(post, path = "/v1/orders", tag = "trading", request_body = NewOrder,
+    responses((status = 201, description = "the order, placed (or the first one of its client id)", body = OrderRecord)))]
 async fn submit(
     State(state): State<AppState>,
     body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<OrderRecord>)> {
     let trading = trading(&state)?;
     let Json(order) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let amount = match (order.quantity, order.notional) {
@@ -221,19 +326,45 @@ async fn submit(
     let placed = trading
         .submit(&Placer::api(), &request, trading.as_of())
         .await?;
-    Ok((StatusCode::CREATED, Json(json!(placed))))
+    Ok((StatusCode::CREATED, Json(placed)))
 }
 
-async fn cancel(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+/// `{id}`: an order.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct OrderPath {
+    /// The order's id, as `GET /v1/orders` shows it.
+    #[param(example = "paper-api-1")]
+    id: String,
+}
+
+/// Cancel an order that has not filled.
+#[utoipa::path(delete, path = "/v1/orders/{id}", tag = "trading", params(OrderPath),
+    responses((status = 200, description = "the order, cancelled", body = OrderRecord)))]
+async fn cancel(
+    State(state): State<AppState>,
+    Path(OrderPath { id }): Path<OrderPath>,
+) -> ApiResult<Json<OrderRecord>> {
     let trading = trading(&state)?;
-    Ok(Json(json!(trading.cancel(&id).await?)))
+    Ok(Json(trading.cancel(&id).await?))
+}
+
+/// `GET /v1/trades`.
+#[derive(Debug, Serialize, ToSchema)]
+struct TradeList {
+    /// Fills, newest first.
+    trades: Vec<FillRecord>,
+    /// The cursor of the next page (a fill's `seq`), `null` on the last.
+    next: Option<String>,
 }
 
 /// Fills newest first; the cursor is a fill's sequence number.
+#[utoipa::path(get, path = "/v1/trades", tag = "trading", params(PageQuery),
+    responses((status = 200, body = TradeList)))]
 async fn trades(
     State(state): State<AppState>,
-    query: crate::PageQueryResult,
-) -> ApiResult<Json<Value>> {
+    query: PageQueryResult,
+) -> ApiResult<Json<TradeList>> {
     let paging = crate::paging(query, 100)?;
     let trading = trading(&state)?;
     let mut fills = trading
@@ -242,19 +373,51 @@ async fn trades(
         .await
         .map_err(overseer_trading::Error::from)?;
     fills.reverse();
-    let (fills, next) = paging.slice(fills, |f| f.seq.to_string())?;
-    Ok(Json(json!({ "trades": fills, "next": next })))
+    let (trades, next) = paging.slice(fills, |f| f.seq.to_string())?;
+    Ok(Json(TradeList { trades, next }))
 }
 
 /// Refusals read at most for one page.
 const REFUSALS_SCAN: u32 = 10_000;
 
-/// The risk state, and the gate's refusals newest first (the cursor is a refusal's sequence
-/// number).
-async fn risk(
-    State(state): State<AppState>,
-    query: crate::PageQueryResult,
-) -> ApiResult<Json<Value>> {
+/// An order the risk gate refused.
+#[derive(Debug, Serialize, ToSchema)]
+struct RefusalShown {
+    seq: i64,
+    /// The agent (or `api`) that placed it.
+    agent: String,
+    client_order_id: String,
+    symbol: String,
+    /// `buy` or `sell`.
+    side: String,
+    /// The gate's stable reason code (`max_position`, `halted`, …).
+    code: String,
+    message: String,
+    /// The numbers that triggered it, a JSON object (`null` if what was kept is not JSON).
+    detail: Value,
+    /// The market day it was refused on (`YYYY-MM-DD`).
+    as_of: String,
+    /// Wall time, in milliseconds since the Unix epoch.
+    at_ms: u64,
+}
+
+/// `GET /v1/risk`.
+#[derive(Debug, Serialize, ToSchema)]
+struct RiskView {
+    /// The gate's state and limits.
+    risk: RiskStatus,
+    /// Newest first.
+    refusals: Vec<RefusalShown>,
+    /// The cursor of the next page (a refusal's `seq`), `null` on the last.
+    next: Option<String>,
+}
+
+/// The risk state, and the gate's refusals newest first.
+///
+/// The cursor is a refusal's sequence number.
+#[utoipa::path(get, path = "/v1/risk", tag = "trading", params(PageQuery),
+    responses((status = 200, body = RiskView)))]
+async fn risk(State(state): State<AppState>, query: PageQueryResult) -> ApiResult<Json<RiskView>> {
     let paging = crate::paging(query, 50)?;
     let trading = trading(&state)?;
     let refusals = trading
@@ -263,31 +426,60 @@ async fn risk(
         .await
         .map_err(overseer_trading::Error::from)?;
     let (refusals, next) = paging.slice(refusals, |r| r.seq.to_string())?;
-    let refusals: Vec<Value> = refusals
+    let refusals = refusals
         .into_iter()
-        .map(|r| {
-            let mut value = json!(r);
-            value["detail"] = serde_json::from_str(&r.detail).unwrap_or(Value::Null);
-            value
+        .map(|r| RefusalShown {
+            detail: serde_json::from_str(&r.detail).unwrap_or(Value::Null),
+            seq: r.seq,
+            agent: r.agent,
+            client_order_id: r.client_order_id,
+            symbol: r.symbol,
+            side: r.side,
+            code: r.code,
+            message: r.message,
+            as_of: r.as_of,
+            at_ms: r.at_ms,
         })
         .collect();
-    Ok(Json(json!({
-        "risk": trading.risk().await,
-        "refusals": refusals,
-        "next": next,
-    })))
+    Ok(Json(RiskView {
+        risk: trading.risk().await,
+        refusals,
+        next,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+/// What to do with the kill switch.
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RiskAction {
+    /// `kill` halts all trading; `resume` ends a halt.
+    #[schema(schema_with = risk_actions)]
     action: String,
 }
 
+/// `kill` or `resume`, as a string enumeration.
+fn risk_actions() -> RefOr<Schema> {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["kill", "resume"]))
+        .description(Some("`kill` halts all trading; `resume` ends a halt."))
+        .into()
+}
+
+/// `POST /v1/risk`.
+#[derive(Debug, Serialize, ToSchema)]
+struct RiskSet {
+    /// The gate's state and limits after the action.
+    risk: RiskStatus,
+}
+
+/// Throw the kill switch (`kill`) or end a halt (`resume`).
+#[utoipa::path(post, path = "/v1/risk", tag = "trading", request_body = RiskAction,
+    responses((status = 200, body = RiskSet)))]
 async fn set_risk(
     State(state): State<AppState>,
     body: Result<Json<RiskAction>, axum::extract::rejection::JsonRejection>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RiskSet>> {
     let trading = trading(&state)?;
     let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
     let status = match body.action.as_str() {
@@ -299,22 +491,51 @@ async fn set_risk(
             )));
         }
     };
-    Ok(Json(json!({ "risk": status })))
+    Ok(Json(RiskSet { risk: status }))
 }
 
-#[derive(Debug, Deserialize)]
+/// `?collection&q&k` of `GET /v1/memory`.
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct MemoryQuery {
     /// The stored name: `shared/<name>` or `<agent>/<name>`.
+    #[param(example = "shared/notes")]
     collection: String,
+    /// The text to rank by; the newest memories when absent.
     q: Option<String>,
+    /// Memories to answer, at most (20 when absent).
     k: Option<u32>,
 }
 
+/// A remembered text.
+#[derive(Debug, Serialize, ToSchema)]
+struct MemoryShown {
+    id: i64,
+    collection: String,
+    text: String,
+    /// Its metadata: the JSON object it was kept with (`null` if what was kept is not JSON).
+    metadata: Value,
+    /// Relevance to `q`, higher is better; 0 without a query.
+    score: f64,
+    /// When it was kept, in milliseconds since the Unix epoch.
+    at_ms: u64,
+}
+
+/// `GET /v1/memory`.
+#[derive(Debug, Serialize, ToSchema)]
+struct MemoryList {
+    /// Most relevant first.
+    memories: Vec<MemoryShown>,
+}
+
+/// Recall from a trade-memory collection: the texts most relevant to `q`.
+#[utoipa::path(get, path = "/v1/memory", tag = "trading", params(MemoryQuery),
+    responses((status = 200, body = MemoryList)))]
 async fn memory(
     State(state): State<AppState>,
     Query(query): Query<MemoryQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MemoryList>> {
     let found = overseer_trading::memory::recall(
         &state.kernel.store,
         state.embeddings.as_ref(),
@@ -326,18 +547,16 @@ async fn memory(
     )
     .await
     .map_err(overseer_trading::Error::from)?;
-    let memories: Vec<Value> = found
+    let memories = found
         .into_iter()
-        .map(|m| {
-            json!({
-                "id": m.id,
-                "collection": m.collection,
-                "text": m.text,
-                "metadata": serde_json::from_str::<Value>(&m.metadata).unwrap_or(Value::Null),
-                "score": m.rank,
-                "at_ms": m.at_ms,
-            })
+        .map(|m| MemoryShown {
+            metadata: serde_json::from_str::<Value>(&m.metadata).unwrap_or(Value::Null),
+            id: m.id,
+            collection: m.collection,
+            text: m.text,
+            score: m.rank,
+            at_ms: m.at_ms,
         })
         .collect();
-    Ok(Json(json!({ "memories": memories })))
+    Ok(Json(MemoryList { memories }))
 }

@@ -81,7 +81,7 @@ impl Default for KernelConfig {
 /// What one agent may write through the host, per call and over time. Past a per-call or
 /// per-minute budget a log line is dropped (a marker line says how many), an emit or a kv write
 /// answers `denied` with the budget it hit; nothing traps.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Budgets {
     /// Longest log line kept; a longer one is cut and marked.
@@ -141,7 +141,7 @@ impl Default for Budgets {
 
 /// How long what agents and the host wrote is kept. The retention task prunes every
 /// `every_secs`, oldest first, by age and by size or count, whichever bites first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Retention {
     /// Seconds between two prunes.

@@ -51,7 +51,7 @@ pub const PUBLISHABLE: &[&str] = &[
 pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
 
 /// An agent's manifest as written by its author.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Manifest {
     /// The agent's name; when present it must match the name it is pushed under.
@@ -88,7 +88,8 @@ pub struct Manifest {
 }
 
 /// The kinds of agent an `[agent] type` may name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = AgentKind)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Trades, or feeds or sizes trades.
@@ -103,7 +104,7 @@ pub enum Kind {
 
 /// `[agent]`: what an agent says it is, for registries and for people. `dependencies` name
 /// agents it needs: a push without them is accepted, with a warning in its checks.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct About {
     #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
@@ -131,7 +132,7 @@ const MAX_WORD: usize = 64;
 const MAX_LISTED: usize = 32;
 
 /// Limits the manifest asks for; absent ones take the host's defaults.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -153,7 +154,7 @@ pub struct LimitsSpec {
 }
 
 /// How long a kept instance serves: a number of calls, or an interval (`500ms`, `30s`, `5m`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum ReuseSpec {
     Calls(u64),
@@ -164,7 +165,7 @@ pub enum ReuseSpec {
 pub const MAX_REUSE_CALLS: u64 = 1_000_000;
 
 /// Interfaces granted to the agent beyond the always-granted `runtime` and `kv`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Capabilities {
     #[serde(default)]
@@ -180,7 +181,7 @@ pub struct Capabilities {
 }
 
 /// What makes the agent run besides HTTP invocations.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Triggers {
     /// Topics delivered to the agent; `prefix.*` matches every topic under `prefix.`, `*` all.
@@ -192,7 +193,7 @@ pub struct Triggers {
 }
 
 /// How a new version is checked before and watched after it goes live.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DeploySpec {
     /// Recent events of the active version replayed through a candidate before the swap.
@@ -213,7 +214,7 @@ pub struct DeploySpec {
 }
 
 /// When repeated failures take an agent out of service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SupervisionSpec {
     /// More failed calls than this within `period` quarantine the agent.

@@ -12,7 +12,7 @@ use serde_json::Value;
 pub const MAX_TEMPLATE_BYTES: usize = overseer_sandbox::MAX_PROMPT_BYTES;
 
 /// The type of a template's variable, checked against the value given when it is rendered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum VarType {
     /// A JSON string, inserted as it is.
@@ -40,7 +40,7 @@ impl VarType {
 }
 
 /// `[prompts.KEY]` of a manifest, and the body of a kept version.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PromptSpec {
     /// The system message; may name variables too.

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 /// One bar of a symbol. Prices in the symbol's currency (US dollars for the bundled data),
 /// adjusted for splits and dividends; volume in shares, adjusted by the same factor.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Bar {
     /// The trading day the bar covers (exchange-local date).
     pub date: NaiveDate,
@@ -34,7 +34,7 @@ pub struct Bar {
 }
 
 /// The length of a bar. Daily only for now; the type is ready for intraday bars.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Timeframe {
     Day,

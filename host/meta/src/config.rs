@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 /// The loops' intervals (the seed's: health every minute, healing every five, performance
 /// and optimisation hourly, governance daily), the clock factor that divides them all, and
 /// the thresholds the loops judge by.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct OverseerConfig {
     /// Run the loops at all.

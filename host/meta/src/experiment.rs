@@ -81,7 +81,7 @@ pub fn welch_p(a: &[f64], b: &[f64]) -> f64 {
 }
 
 /// When an experiment may stop.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoppingRule {
     /// The false-positive rate allowed over the whole experiment.
     pub alpha: f64,
@@ -92,7 +92,8 @@ pub struct StoppingRule {
 }
 
 /// What a look decided.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ExperimentVerdict)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Not enough outcomes yet, or not significant with looks left.

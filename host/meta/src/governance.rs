@@ -23,7 +23,8 @@ use crate::loops::Overseer;
 use crate::telemetry;
 
 /// What a decision is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(as = DecisionKind)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     SystemImprovement,
@@ -33,7 +34,7 @@ pub enum Kind {
     RiskManagement,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Priority {
     Low,
@@ -42,7 +43,7 @@ pub enum Priority {
     Critical,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Effort {
     Low,
@@ -51,7 +52,7 @@ pub enum Effort {
 }
 
 /// What applying a decision does.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// Back to the agent's previous servable version.
@@ -104,7 +105,7 @@ impl Action {
 }
 
 /// The figure a decision promises to move.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricName {
     /// Failed calls over calls.
@@ -115,7 +116,7 @@ pub enum MetricName {
     Calls,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Comparator {
     AtMost,
@@ -124,7 +125,7 @@ pub enum Comparator {
 
 /// A decision's acceptance metric: on its due date, `name` of `agent`'s calls since the
 /// decision must be `comparator` `target`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metric {
     pub name: MetricName,
@@ -137,7 +138,7 @@ pub struct Metric {
 }
 
 /// One typed decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     pub kind: Kind,

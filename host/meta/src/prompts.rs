@@ -111,12 +111,45 @@ impl PromptError {
 
 type Result<T> = std::result::Result<T, PromptError>;
 
+/// A prompt as `GET /v1/prompts` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PromptSummary {
+    /// `OWNER.KEY`.
+    pub name: String,
+    /// The agent it belongs to.
+    pub owner: String,
+    /// Each variable's type, by name, as its first version fixed them.
+    pub variables: BTreeMap<String, VarType>,
+    /// How many versions it has.
+    pub versions: usize,
+    /// The version each label (`production`, `candidate`) points at now.
+    pub labels: BTreeMap<String, u32>,
+}
+
+/// One prompt, as `GET /v1/prompts/{name}` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct PromptDetail {
+    /// `OWNER.KEY`.
+    pub name: String,
+    /// The agent it belongs to.
+    pub owner: String,
+    /// The version each label (`production`, `candidate`) points at now.
+    pub labels: BTreeMap<String, u32>,
+    /// Oldest first.
+    pub versions: Vec<PromptVersionRecord>,
+    /// Every setting of its labels, oldest first.
+    pub label_history: Vec<PromptLabelRecord>,
+}
+
 /// A new version as a person or an agent writes it.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = NewPromptVersion)]
 pub struct NewVersion {
+    /// The system message; may name variables too.
     #[serde(default)]
     pub system: String,
+    /// The user message.
     pub template: String,
     /// The variables, only for a prompt's first version (they are the prompt's).
     #[serde(default)]
@@ -124,6 +157,7 @@ pub struct NewVersion {
     /// The owner agent, only for a prompt's first version (default: the name's prefix).
     #[serde(default)]
     pub owner: Option<String>,
+    /// What changed, for the record.
     #[serde(default)]
     pub note: String,
     /// `candidate` (default) or `production`; a first version is always `production`.
@@ -132,7 +166,7 @@ pub struct NewVersion {
 }
 
 /// What an experiment compares, and when it may stop.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
     pub prompt: String,
@@ -168,7 +202,7 @@ fn default_max_looks() -> u32 {
 }
 
 /// What an experiment measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExperimentMetric {
     /// The share of uses reported a success (Wilson intervals, two-proportion z-test).
@@ -188,7 +222,7 @@ impl ExperimentMetric {
 }
 
 /// One variant's outcomes so far.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Arm {
     pub variant: u32,
     pub version: u32,
@@ -204,7 +238,7 @@ pub struct Arm {
 }
 
 /// What an experiment has found so far.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Findings {
     pub arms: Vec<Arm>,
     /// The level each comparison of a look is tested at.
@@ -247,33 +281,37 @@ impl PromptRegistry {
     }
 
     /// Every prompt: its first version (owner, variables) and its labels now.
-    pub async fn list(&self) -> Result<Vec<Value>> {
+    pub async fn list(&self) -> Result<Vec<PromptSummary>> {
         let mut out = Vec::new();
         for first in self.store().prompts().await? {
             let versions = self.store().prompt_versions(&first.name).await?;
             let labels = current_labels(&self.store().prompt_labels(&first.name).await?);
-            out.push(json!({
-                "name": first.name,
-                "owner": first.owner,
-                "variables": first.body.get("variables").cloned().unwrap_or(json!({})),
-                "versions": versions.len(),
-                "labels": labels,
-            }));
+            out.push(PromptSummary {
+                variables: first
+                    .body
+                    .get("variables")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default(),
+                name: first.name,
+                owner: first.owner,
+                versions: versions.len(),
+                labels,
+            });
         }
         Ok(out)
     }
 
     /// The versions of `name`, oldest first, with its labels now and their history.
-    pub async fn show(&self, name: &str) -> Result<Value> {
+    pub async fn show(&self, name: &str) -> Result<PromptDetail> {
         let versions = self.versions(name).await?;
         let history = self.store().prompt_labels(name).await?;
-        Ok(json!({
-            "name": name,
-            "owner": versions[0].owner,
-            "labels": current_labels(&history),
-            "versions": versions,
-            "label_history": history,
-        }))
+        Ok(PromptDetail {
+            name: name.to_string(),
+            owner: versions[0].owner.clone(),
+            labels: current_labels(&history),
+            versions,
+            label_history: history,
+        })
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<PromptVersionRecord>> {

@@ -6,7 +6,8 @@ use serde::Serialize;
 use statrs::statistics::{Data, OrderStatistics};
 
 /// One agent's calls over a window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = TelemetryWindow)]
 pub struct Window {
     pub agent: String,
     pub calls: usize,

@@ -192,6 +192,9 @@ pub enum Command {
     /// componentizers, build isolation, the database, disk space and the listener; each
     /// problem is named with its fix.
     Doctor(ServeArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (what `GET /v1/openapi.json` serves), to
+    /// generate a client without a running daemon.
+    Openapi,
 }
 
 /// The whole program: parse the command line, set up logging to stderr and run the command on a
@@ -242,6 +245,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Doctor(args) => crate::doctor::run(&args).await,
+        Command::Openapi => {
+            println!("{}", overseer_api::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Command::Build {
             dir,
             target_dir,

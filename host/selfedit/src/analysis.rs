@@ -57,7 +57,7 @@ pub const MAX_BRANCHES: usize = 10;
 pub const MAX_NESTING: usize = 128;
 
 /// One place the analysis points at.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Finding {
     pub file: String,
     /// 1-based.
@@ -75,7 +75,7 @@ pub struct Finding {
 }
 
 /// A file the analysis could not read.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Unparsed {
     pub file: String,
     pub line: u32,
@@ -83,7 +83,7 @@ pub struct Unparsed {
 }
 
 /// Everything the analysis found in a source tree.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
 pub struct Analysis {
     /// Rust, Python and JavaScript files analysed.
     pub files: usize,

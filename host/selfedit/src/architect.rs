@@ -41,7 +41,7 @@ pub const WORKFLOW_EVENTS: u32 = 2000;
 const MAX_PURPOSE_BYTES: usize = 2000;
 
 /// A new agent as asked for.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSpec {
     pub name: String,
@@ -476,7 +476,7 @@ impl SelfEdit {
     /// Which topics connect which agents, topics nobody hears or nobody publishes, and
     /// cycles: from the active manifests (what each declares it publishes and hears) and the
     /// last [`WORKFLOW_EVENTS`] events of the bus (what each was seen to publish).
-    pub async fn workflow(&self) -> Value {
+    pub async fn workflow(&self) -> Workflow {
         let mut publishes: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let mut hears: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let seen = self
@@ -516,11 +516,43 @@ impl SelfEdit {
     }
 }
 
+/// Which agents hear what others publish, and where the flow stops or loops.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Workflow {
+    /// An agent publishing a topic another hears.
+    pub edges: Vec<WorkflowEdge>,
+    pub dead_ends: DeadEnds,
+    /// Agents that reach themselves.
+    pub cycles: Vec<String>,
+}
+
+/// One agent's topic heard by another.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct WorkflowEdge {
+    pub from: String,
+    pub topic: String,
+    pub to: String,
+}
+
+/// Topics nobody hears, and subscriptions nobody publishes to.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DeadEnds {
+    pub published_unheard: Vec<AgentTopic>,
+    pub heard_unpublished: Vec<AgentTopic>,
+}
+
+/// An agent and a topic (or a subscription's pattern).
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct AgentTopic {
+    pub agent: String,
+    pub topic: String,
+}
+
 /// The workflow of agents publishing and hearing topics: edges, dead ends and cycles.
 pub fn workflow_of(
     publishes: &BTreeMap<String, Vec<String>>,
     hears: &BTreeMap<String, Vec<String>>,
-) -> Value {
+) -> Workflow {
     let mut edges = Vec::new();
     let mut next: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     let mut unheard = Vec::new();
@@ -532,17 +564,24 @@ pub fn workflow_of(
                 .map(|(agent, _)| agent)
                 .collect();
             if to.is_empty() {
-                unheard.push(json!({ "agent": from, "topic": topic }));
+                unheard.push(AgentTopic {
+                    agent: from.clone(),
+                    topic: topic.clone(),
+                });
             }
             for agent in to {
-                edges.push(json!({ "from": from, "topic": topic, "to": agent }));
+                edges.push(WorkflowEdge {
+                    from: from.clone(),
+                    topic: topic.clone(),
+                    to: agent.clone(),
+                });
                 next.entry(from.as_str())
                     .or_default()
                     .insert(agent.as_str());
             }
         }
     }
-    let unpublished: Vec<Value> = hears
+    let unpublished: Vec<AgentTopic> = hears
         .iter()
         .flat_map(|(agent, patterns)| patterns.iter().map(move |p| (agent, p)))
         .filter(|(_, p)| {
@@ -552,7 +591,10 @@ pub fn workflow_of(
                 && !publishes.values().flatten().any(|t| topic_matches(p, t))
                 && !publishes.contains_key(source)
         })
-        .map(|(agent, p)| json!({ "agent": agent, "topic": p }))
+        .map(|(agent, p)| AgentTopic {
+            agent: agent.clone(),
+            topic: p.clone(),
+        })
         .collect();
     // Cycles: an agent that reaches itself.
     let mut cycles = Vec::new();
@@ -561,7 +603,7 @@ pub fn workflow_of(
         let mut stack: Vec<&str> = next[start].iter().copied().collect();
         while let Some(at) = stack.pop() {
             if at == *start {
-                cycles.push(json!(start));
+                cycles.push(start.to_string());
                 break;
             }
             if seen.insert(at) {
@@ -569,11 +611,14 @@ pub fn workflow_of(
             }
         }
     }
-    json!({
-        "edges": edges,
-        "dead_ends": { "published_unheard": unheard, "heard_unpublished": unpublished },
-        "cycles": cycles,
-    })
+    Workflow {
+        edges,
+        dead_ends: DeadEnds {
+            published_unheard: unheard,
+            heard_unpublished: unpublished,
+        },
+        cycles,
+    }
 }
 
 #[cfg(test)]
@@ -596,7 +641,7 @@ mod tests {
                 vec!["a.*".to_string(), "ghost.signal".to_string()],
             ),
         ]);
-        let w = workflow_of(&publishes, &hears);
+        let w = serde_json::to_value(workflow_of(&publishes, &hears)).unwrap();
         assert_eq!(w["edges"].as_array().unwrap().len(), 2);
         assert_eq!(
             w["dead_ends"]["published_unheard"],

@@ -25,7 +25,7 @@ use crate::snapshot::{self, Snapshot};
 const MAX_MESSAGE: usize = 8 << 10;
 
 /// A proposed change to an agent's source.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditRequest {
     /// The version the change was written against. Absent only to create an agent from source.

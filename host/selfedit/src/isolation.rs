@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 
 /// Whether builds must run isolated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Isolation {
     /// Every build runs in the sandbox; where the kernel cannot provide one, builds are

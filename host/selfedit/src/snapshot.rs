@@ -19,7 +19,7 @@ pub const MAX_SOURCE_BYTES: usize = 4 << 20;
 const SKIPPED_DIRS: &[&str] = &["target", ".git", "__pycache__", "node_modules"];
 
 /// The files of an agent's source, by relative path with `/` separators.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Snapshot {
     pub files: BTreeMap<String, String>,
 }

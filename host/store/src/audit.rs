@@ -27,7 +27,7 @@ pub struct NewAudit<'a> {
 }
 
 /// An entry as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub seq: i64,
     pub at_ms: u64,
@@ -77,7 +77,7 @@ impl AuditRecord {
 }
 
 /// One thing wrong with the trail.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// The entry where it shows.
     pub seq: i64,
@@ -89,7 +89,7 @@ pub struct Problem {
 }
 
 /// What a walk of the trail found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Verification {
     pub ok: bool,
     pub entries: u64,

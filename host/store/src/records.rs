@@ -8,9 +8,9 @@ use crate::error::Error;
 
 /// Defines a state enum stored as text: `as_str`, `FromStr`, and serde with the same names.
 macro_rules! text_enum {
-    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:tt),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
         pub enum $name {
             $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
         }
@@ -133,7 +133,7 @@ impl EditState {
 }
 
 /// The outcome of one step of the deploy pipeline, kept with the version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Check {
     /// `validate`, `describe`, `health`, `canary` or `dependencies` (a warning, never a
     /// refusal).
@@ -145,7 +145,7 @@ pub struct Check {
 }
 
 /// An agent as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AgentRecord {
     pub name: String,
     pub active_version: Option<u32>,
@@ -156,7 +156,7 @@ pub struct AgentRecord {
 }
 
 /// A version as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VersionRecord {
     pub agent: String,
     pub number: u32,
@@ -251,7 +251,7 @@ pub struct Activation {
 }
 
 /// One activation, as recorded: which version, the one it replaced, why and when.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ActivationRecord {
     pub seq: i64,
     pub agent: String,
@@ -277,7 +277,7 @@ pub struct NewEvent {
 }
 
 /// One entry of the event log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub seq: i64,
     pub id: String,
@@ -321,7 +321,7 @@ pub struct LogLine {
 }
 
 /// One line of an agent's log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LogRecord {
     pub seq: i64,
     pub agent: String,
@@ -342,7 +342,7 @@ pub struct NewAlert<'a> {
 }
 
 /// An alert as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AlertRecord {
     pub id: i64,
     pub agent: String,
@@ -387,7 +387,7 @@ pub struct AlertFilter<'a> {
 }
 
 /// An edit of an agent's source and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EditRecord {
     pub id: i64,
     pub agent: String,
@@ -463,7 +463,7 @@ pub struct LlmCall<'a> {
 }
 
 /// Tokens one agent spent on one model since some time.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LlmSpend {
     pub agent: String,
     pub model: String,
@@ -472,7 +472,7 @@ pub struct LlmSpend {
 }
 
 /// An agent's LLM budget per day (UTC).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BudgetRecord {
     pub agent: String,
     pub tokens_per_day: u64,
@@ -481,7 +481,7 @@ pub struct BudgetRecord {
 }
 
 /// What one agent has asked of the LLM so far.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LlmUsage {
     pub agent: String,
     pub calls: u64,
@@ -530,7 +530,7 @@ pub struct PrunePolicy {
 }
 
 /// How many rows one prune removed (build logs: cleared).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Pruned {
     pub events: u64,
     pub logs: u64,
@@ -560,7 +560,7 @@ impl Pruned {
 
 /// An order as the broker holds it. Prices and money in the account's currency; quantities in
 /// shares; dates are exchange-local ISO days.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct OrderRecord {
     pub id: String,
     /// The caller's id: unique, so a retried submit finds the first order.
@@ -599,7 +599,7 @@ pub struct OrderRecord {
 }
 
 /// One execution of an order.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FillRecord {
     /// Assigned by the store; 0 for a fill not yet stored.
     pub seq: i64,
@@ -627,7 +627,7 @@ pub struct OrderFilter<'a> {
 }
 
 /// An order the risk gate refused.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RefusalRecord {
     /// Assigned by the store; 0 for one not yet stored.
     pub seq: i64,
@@ -645,7 +645,7 @@ pub struct RefusalRecord {
 }
 
 /// The account at one trading day's close.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct EquityPoint {
     /// The trading day (ISO date).
     pub day: String,
@@ -671,7 +671,7 @@ pub struct NewMemory<'a> {
 }
 
 /// A remembered text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MemoryRecord {
     pub id: i64,
     pub collection: String,
@@ -701,7 +701,7 @@ pub struct NewLoopRun<'a> {
 }
 
 /// A kept loop run.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LoopRunRecord {
     pub id: i64,
     #[serde(rename = "loop")]
@@ -714,7 +714,7 @@ pub struct LoopRunRecord {
 }
 
 /// A daily report as kept: its date and when it was made (the body is read on its own).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ReportSummary {
     pub date: String,
     pub generated_ms: u64,
@@ -738,7 +738,7 @@ pub struct NewDecision<'a> {
 }
 
 /// A kept decision and what became of it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DecisionRecord {
     pub id: i64,
     pub meeting: String,
@@ -773,7 +773,7 @@ pub struct NewPromptVersion<'a> {
 }
 
 /// A kept version of a prompt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PromptVersionRecord {
     pub name: String,
     pub version: u32,
@@ -784,7 +784,7 @@ pub struct PromptVersionRecord {
 }
 
 /// One setting of a prompt's label: the label points at `version` from `set_ms` on.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PromptLabelRecord {
     pub id: i64,
     pub name: String,
@@ -810,7 +810,7 @@ pub struct NewPromptUse<'a> {
 }
 
 /// A kept use, and the outcome its agent reported for it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PromptUseRecord {
     pub id: i64,
     pub name: String,
@@ -829,7 +829,7 @@ pub struct PromptUseRecord {
 }
 
 /// A kept A/B experiment between versions of a prompt.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ExperimentRecord {
     pub id: i64,
     pub prompt: String,
@@ -844,7 +844,7 @@ pub struct ExperimentRecord {
 }
 
 /// A kept spec of a new agent and how far the architect has taken it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SpecRecord {
     pub id: i64,
     /// The agent's name.

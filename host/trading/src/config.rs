@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 /// Where prices come from, how fast the replayed market runs, what trading costs, and the risk
 /// limits. Every field has a default: the bundled replay, a paper account of 100 000 dollars,
 /// 1 bp of commission and 5 bp of slippage.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TradingConfig {
     /// Whether the market clock runs and the trading interfaces are served.
@@ -38,7 +38,7 @@ pub struct TradingConfig {
 }
 
 /// Where prices come from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum MarketKind {
     #[default]
@@ -48,7 +48,7 @@ pub enum MarketKind {
 }
 
 /// Where orders go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum BrokerKind {
     #[default]
@@ -57,7 +57,7 @@ pub enum BrokerKind {
 }
 
 /// Polygon.io (`[trading.polygon]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct PolygonConfig {
     pub url: String,
@@ -76,7 +76,7 @@ impl Default for PolygonConfig {
 }
 
 /// Alpaca (`[trading.alpaca]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AlpacaConfig {
     pub data_url: String,
@@ -131,7 +131,7 @@ impl TradingConfig {
 }
 
 /// Trading costs of the paper broker, in basis points (1 bp = 0.01 %) of the traded value.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Costs {
     /// Commission on every fill.
@@ -151,7 +151,7 @@ impl Default for Costs {
 }
 
 /// The limits of the risk gate. Fractions are of the account's equity (1.0 = 100 %).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RiskLimits {
     /// The largest position in one symbol, at market value.

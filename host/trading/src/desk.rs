@@ -52,7 +52,7 @@ const KILL_KEY: &str = "kill";
 const RISK_KEY: &str = "risk";
 
 /// What the gate keeps across a restart.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 struct KeptRisk {
     peak_equity: f64,
     /// Why trading is halted, when it is (not by the kill switch, which is kept apart).
@@ -107,7 +107,7 @@ pub enum Venue {
 }
 
 /// A position valued at as-of.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PositionView {
     pub symbol: String,
     pub quantity: f64,
@@ -118,7 +118,7 @@ pub struct PositionView {
 }
 
 /// A position's round trip, and who opened it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ClosedTrade {
     pub symbol: String,
     /// The agent that placed the order that opened the position, and its version.
@@ -135,7 +135,7 @@ pub struct ClosedTrade {
 }
 
 /// What `/v1/performance` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Performance {
     /// The figures of the equity curve (see [`crate::performance`]); none before two closes.
     pub metrics: Option<crate::performance::Metrics>,
@@ -153,7 +153,7 @@ pub struct Performance {
 }
 
 /// The account valued at as-of: what `/v1/portfolio` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Portfolio {
     pub as_of: NaiveDate,
     pub currency: &'static str,

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 /// Buy or sell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Side {
     Buy,
@@ -39,7 +39,7 @@ impl Side {
 }
 
 /// A position in one symbol. A negative quantity is short.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, utoipa::ToSchema)]
 pub struct Holding {
     pub quantity: f64,
     /// Average cost per share, commission included.
@@ -47,7 +47,7 @@ pub struct Holding {
 }
 
 /// A position that a fill took to zero (or across it).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Closed {
     pub symbol: String,
     /// Shares closed.
@@ -61,7 +61,7 @@ pub struct Closed {
 }
 
 /// Cash and positions of an account.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Ledger {
     pub initial_cash: f64,
     pub cash: f64,
@@ -164,7 +164,7 @@ impl Ledger {
 }
 
 /// An account's value at some prices.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Valuation {
     pub cash: f64,
     /// Cash plus the market value of the positions.

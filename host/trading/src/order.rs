@@ -14,7 +14,7 @@ pub const MAX_QUANTITY: f64 = 1e9;
 pub const MAX_NOTIONAL: f64 = 1e12;
 
 /// How much to trade.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Amount {
     /// Shares.
@@ -24,7 +24,7 @@ pub enum Amount {
 }
 
 /// Market orders fill at the next bar's open; limit orders when a bar reaches the price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OrderType {
     Market,
@@ -50,7 +50,7 @@ impl OrderType {
 }
 
 /// How long an unfilled order lives: through the next trading day, or until cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum TimeInForce {
     Day,
@@ -67,7 +67,7 @@ impl TimeInForce {
 }
 
 /// An order to place.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderRequest {
     pub symbol: String,
     pub side: Side,
@@ -171,7 +171,7 @@ pub fn fill_price(
 }
 
 /// One execution of an open order.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Fill {
     /// Shares: the order's, or for a notional order its notional over the fill price.
     pub quantity: f64,

@@ -29,7 +29,7 @@ use statrs::statistics::Statistics;
 pub const PERIODS_PER_YEAR: f64 = 252.0;
 
 /// The account at the end of one period.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Point {
     pub equity: f64,
     /// The sum of the absolute market values of the positions.
@@ -37,7 +37,8 @@ pub struct Point {
 }
 
 /// What the run paid and traded besides its equity curve.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = PerformanceCosts)]
 pub struct Costs {
     /// Commission paid, in dollars.
     pub fees: f64,
@@ -53,7 +54,7 @@ pub struct Costs {
 }
 
 /// The figures of one run. Returns and rates are fractions (0.1 = 10 %); money in dollars.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Metrics {
     pub periods: usize,
     pub total_return: f64,

@@ -18,7 +18,7 @@ use crate::config::RiskLimits;
 use crate::ledger::Side;
 
 /// Whether orders pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RiskState {
     /// Orders pass within the limits.
@@ -40,7 +40,7 @@ impl RiskState {
 }
 
 /// Why an order was refused: a stable code, a sentence, and the numbers that triggered it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Refusal {
     /// `halted`, `reducing`, `symbol_not_allowed`, `short_not_allowed`, `max_order_notional`,
     /// `max_position`, `max_gross_exposure` or `throttled`.
@@ -131,7 +131,7 @@ pub struct RiskGate {
 }
 
 /// What the gate says about itself.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RiskStatus {
     pub state: RiskState,
     pub reason: Option<String>,

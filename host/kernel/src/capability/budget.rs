@@ -22,7 +22,7 @@ use super::{CallContext, Provider};
 const DAY_MS: u64 = 86_400_000;
 
 /// A model's price, in US dollars per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
     pub prompt_per_million: f64,
@@ -30,7 +30,7 @@ pub struct Price {
 }
 
 /// The LLM budgets' defaults, caps and prices (`[llm_budget]` in the configuration file).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmBudgetConfig {
     /// The budget of an agent nobody set one for.
@@ -103,7 +103,7 @@ impl LlmBudgetConfig {
 }
 
 /// Tokens and dollars.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Spend {
     pub tokens: u64,
     pub usd: f64,
@@ -150,7 +150,7 @@ pub struct Reservation {
 }
 
 /// One agent's budget, what it used today and what it holds for calls under way.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BudgetView {
     pub agent: String,
     pub budget: Spend,

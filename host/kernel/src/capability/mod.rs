@@ -41,7 +41,7 @@ pub struct CallContext {
 }
 
 /// The event a call handles, as effects of the call record it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Trigger {
     /// The event's id.
     pub event: String,

@@ -31,7 +31,7 @@ use crate::quota::Quotas;
 use crate::registry::Registry;
 
 /// What a push or a rollback did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Deployed {
     pub agent: String,
     pub version: u32,
@@ -47,7 +47,7 @@ pub struct Deployed {
 
 /// An interface of the contract a component imports, and whether its manifest grants it. A
 /// call to one that is not granted answers `denied`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Import {
     /// `runtime`, `kv`, `llm`, `http`, `source`.
     pub interface: String,

@@ -20,7 +20,7 @@ use crate::risk::{Book, Proposed, Refusal, RiskGate, RiskState};
 
 /// One line of a run's trade log. Serialised in this field order; the log's hash is over
 /// its JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Entry {
     /// The trading day it happened (a fill's day; the day an order was placed or refused).
     pub day: NaiveDate,

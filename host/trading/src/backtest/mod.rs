@@ -64,7 +64,7 @@ pub const MAX_TOTAL_BARS: u64 = 20_000_000;
 pub const MAX_QUEUED: usize = 4;
 
 /// What to run. JSON, as `POST /v1/backtests` takes it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// The agent under test.
@@ -112,7 +112,7 @@ fn yes() -> bool {
 
 /// Why a backtest did not run or did not finish: a stable code, a sentence, and the bar
 /// where it stopped.
-#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Serialize, thiserror::Error, utoipa::ToSchema)]
 #[error("{message}")]
 pub struct Failure {
     /// Refused at the start: `invalid_request`, `invalid_range`, `empty_range`,
@@ -200,7 +200,7 @@ pub(crate) struct Setup {
 }
 
 /// A stage as the report names it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StageInfo {
     pub agent: String,
     pub version: u32,
@@ -208,7 +208,7 @@ pub struct StageInfo {
 }
 
 /// One day of the equity curve.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CurvePoint {
     pub day: NaiveDate,
     pub equity: f64,
@@ -219,7 +219,7 @@ pub struct CurvePoint {
 }
 
 /// The result of a backtest.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Report {
     pub agent: String,
     pub version: u32,
@@ -255,7 +255,7 @@ pub struct Report {
 }
 
 /// Where a backtest stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Running,
@@ -264,7 +264,7 @@ pub enum State {
 }
 
 /// A backtest as `GET /v1/backtests/{id}` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     pub id: String,
     pub state: State,

@@ -49,7 +49,7 @@ const KEPT_LOG_LINES: usize = 200;
 const KV_BYTES: usize = 16 << 20;
 
 /// LLM use of a run.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LlmUse {
     /// Completions asked of the model.
     pub calls: u64,
@@ -332,7 +332,7 @@ impl overseer_sandbox::Broker for RunBroker {
 }
 
 /// A completion as the recording keeps it.
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, utoipa::ToSchema)]
 struct Recorded {
     text: String,
     model: String,

@@ -30,7 +30,7 @@ const GRID_POINTS: usize = 10;
 pub const MAX_BOUND: f64 = 1e9;
 
 /// How windows are laid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Windows {
     #[default]
@@ -39,7 +39,7 @@ pub enum Windows {
 }
 
 /// How candidates are chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Search {
     /// Every combination of each range's values.
@@ -50,7 +50,7 @@ pub enum Search {
 }
 
 /// What a window's run is scored by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
     #[default]
@@ -68,7 +68,7 @@ impl Objective {
 }
 
 /// The values a tunable may take: `from` to `to` inclusive, by `step` when given.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
     pub from: f64,
@@ -198,7 +198,7 @@ pub fn manifest_marks(config: &BTreeMap<String, String>) -> BTreeMap<String, Ran
 }
 
 /// The walk-forward part of a spec. Lengths are in trading days (bars).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WalkForward {
     #[serde(default)]
@@ -223,7 +223,8 @@ fn default_samples() -> usize {
 }
 
 /// One window of a walk-forward.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = WalkForwardWindow)]
 pub struct Window {
     pub in_sample: (NaiveDate, NaiveDate),
     pub out_of_sample: (NaiveDate, NaiveDate),
@@ -235,7 +236,7 @@ pub struct Window {
 }
 
 /// What a walk-forward found.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct WalkReport {
     pub windows_kind: Windows,
     pub objective: Objective,

@@ -1,0 +1,216 @@
+//! The API's OpenAPI 3.1 document, served at `GET /v1/openapi.json`.
+//!
+//! It is built from the same list as the router: each module registers its handlers with
+//! utoipa-axum's `routes!`, which takes the handler's `#[utoipa::path]` (method, path,
+//! parameters, body, success answers) for the document and the handler itself for the router,
+//! so a route cannot be served without being described. Bodies and answers are the handlers'
+//! own types (`ToSchema`), the store's and the domain crates' records included.
+//!
+//! What every operation shares is added here once: the bearer token (all but
+//! `GET /v1/health`), and the refusals any request may meet, from the router and the guard
+//! as much as from the handler, each with the one error body and its [`CODES`].
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, ResponseBuilder, Schema, Type,
+};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+
+use crate::error::CODES;
+
+/// Every refusal's body: `{"error": {"code", "message", "version"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What was refused and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// A stable code; the README's table says which status each comes with.
+    #[schema(value_type = ErrorCode)]
+    pub code: &'static str,
+    /// For a person: what went wrong and, where there is one, what to do.
+    pub message: String,
+    /// The version that answered, or that the refusal is about.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
+}
+
+/// The stable error codes, as a string enumeration.
+pub(crate) struct ErrorCode;
+
+impl PartialSchema for ErrorCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(CODES.iter().copied()))
+            .into()
+    }
+}
+
+impl ToSchema for ErrorCode {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("ErrorCode")
+    }
+}
+
+/// `?limit=N&after=CURSOR` of a list ([`crate::page`]).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PageQuery {
+    /// Items on the page: 1 to 1,000 (100 unless the list says otherwise).
+    #[param(minimum = 1)]
+    pub limit: Option<u32>,
+    /// The cursor of the page before: the `next` of its answer.
+    pub after: Option<String>,
+}
+
+/// `{name}`: an agent.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AgentPath {
+    /// The agent's name, `[a-z0-9][a-z0-9-]{0,62}`.
+    #[param(example = "echo", pattern = "^[a-z0-9][a-z0-9-]{0,62}$")]
+    pub name: String,
+}
+
+/// `{id}`: a record's number.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct IdPath {
+    /// Its id.
+    #[param(example = 1)]
+    pub id: i64,
+}
+
+/// Statuses any request may be refused with, besides what its handler answers: the guard
+/// (401, 403, 421), the router (404, 405), the body reader (408, 413, 415), the URI (414),
+/// and the handler's own refusals by the README's table.
+const REFUSALS: &[(&str, &str)] = &[
+    (
+        "400",
+        "invalid request: a parameter, body or name that does not fit",
+    ),
+    ("401", "no valid bearer token"),
+    (
+        "403",
+        "refused: a foreign origin, a denied grant or the risk gate",
+    ),
+    ("404", "no such endpoint or record"),
+    ("405", "the path does not take this method (see `Allow`)"),
+    ("408", "the body did not arrive in time"),
+    ("409", "the record is not in a state that allows this"),
+    ("413", "the body is too large"),
+    ("414", "the URI is too long"),
+    (
+        "415",
+        "the body's content type is not one the endpoint takes",
+    ),
+    ("421", "the `Host` header does not name this listener"),
+    (
+        "422",
+        "well formed, but refused: a check, a patch or the agent's own answer",
+    ),
+    ("429", "over a concurrency limit or a queue"),
+    ("500", "the host failed; nothing was half-written"),
+    ("502", "a guest or an upstream service failed"),
+    (
+        "503",
+        "this part is off, or the agent is quarantined, or the host is full",
+    ),
+    ("504", "the call ran out of time"),
+];
+
+/// The finished document: the token scheme, and the shared refusals on every operation.
+pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
+    doc.info.title = "overseer".to_string();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc.info.description = Some(
+        "The overseer daemon's HTTP API v1: agents, versions and their pipeline, edits, \
+         alerts, trading, backtests, research, governance and prompts."
+            .to_string(),
+    );
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "token",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("`OVERSEER_TOKEN`, or the token in `<data-dir>/token`"))
+                .build(),
+        ),
+    );
+    let mut schemas = Vec::new();
+    <ErrorBody as ToSchema>::schemas(&mut schemas);
+    schemas.push((ErrorBody::name().into_owned(), ErrorBody::schema()));
+    components.schemas.extend(schemas);
+    doc.security = Some(vec![SecurityRequirement::new(
+        "token",
+        Vec::<String>::new(),
+    )]);
+    for (path, item) in doc.paths.paths.iter_mut() {
+        for operation in operations(item) {
+            // OpenAPI asks every answer for a description; a success without one of its own
+            // gets its status's name.
+            for (status, response) in operation.responses.responses.iter_mut() {
+                if let RefOr::T(response) = response
+                    && response.description.is_empty()
+                {
+                    response.description = status
+                        .parse::<u16>()
+                        .ok()
+                        .and_then(|s| axum::http::StatusCode::from_u16(s).ok())
+                        .and_then(|s| s.canonical_reason())
+                        .unwrap_or("success")
+                        .to_string();
+                }
+            }
+            for (status, description) in REFUSALS {
+                operation
+                    .responses
+                    .responses
+                    .entry(status.to_string())
+                    .or_insert_with(|| refusal(description));
+            }
+            if path == "/v1/health" {
+                // Open to all: no token.
+                operation.security = Some(vec![SecurityRequirement::default()]);
+            }
+        }
+    }
+    doc
+}
+
+fn refusal(description: &str) -> RefOr<utoipa::openapi::Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("ErrorBody")))
+                .build(),
+        )
+        .build()
+        .into()
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+        item.head.as_mut(),
+        item.options.as_mut(),
+        item.trace.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+}

@@ -1,6 +1,6 @@
 //! The OpenAPI document: served without a token, in step with the README's table of routes
 //! and of error codes, and fuzzed by schemathesis against a daemon with agents, trading and
-//! its loops (`.ci/run` runs that one: `cargo test --test all openapi -- --ignored`).
+//! its loops (`.ci/run` runs that one: `cargo test --workspace --test all openapi -- --ignored`).
 
 use std::collections::BTreeSet;
 use std::process::Command;

@@ -11,6 +11,10 @@ use reqwest::StatusCode;
 /// The schemathesis release the fuzz run installs (PyPI).
 const SCHEMATHESIS: &str = "schemathesis==4.32.5";
 
+/// The validator of OpenAPI documents against the specification's own schema (PyPI),
+/// installed beside it.
+const SPEC_VALIDATOR: &str = "openapi-spec-validator==0.9.0";
+
 const README: &str = include_str!("../../README.md");
 
 /// `(METHOD, path)` of every row of the README's API table, its query strings cut.
@@ -73,9 +77,12 @@ async fn the_document_describes_every_route_and_error_code_of_the_readme() {
     );
 
     let mut documented = BTreeSet::new();
+    let mut ids = BTreeSet::new();
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, operation) in item.as_object().expect("a path item") {
             documented.insert((method.to_uppercase(), path.clone()));
+            let id = operation["operationId"].as_str().expect("an operation id");
+            assert!(ids.insert(id.to_string()), "operation id {id} twice");
             let responses = operation["responses"].as_object().expect("responses");
             assert!(
                 responses.keys().any(|s| s.starts_with('2')),
@@ -170,12 +177,12 @@ async fn seed(daemon: &Daemon) {
     assert!(status.is_success(), "{status} {answer}");
 }
 
-/// schemathesis' console executable, installed once into the tests' tools directory.
-fn schemathesis() -> std::path::PathBuf {
-    let venv = tools_dir().join(SCHEMATHESIS.replace("==", "-"));
-    let exe = venv.join("bin").join("schemathesis");
-    if exe.exists() {
-        return exe;
+/// The virtual environment with schemathesis and the document validator, installed once
+/// into the tests' tools directory.
+fn fuzz_tools() -> std::path::PathBuf {
+    let venv = tools_dir().join(format!("{}-{}", SCHEMATHESIS, SPEC_VALIDATOR).replace("==", "-"));
+    if venv.join("bin").join("openapi-spec-validator").exists() {
+        return venv;
     }
     let ok = |command: &mut Command| {
         let out = command.output().expect("run");
@@ -191,8 +198,9 @@ fn schemathesis() -> std::path::PathBuf {
         "--quiet",
         "--disable-pip-version-check",
         SCHEMATHESIS,
+        SPEC_VALIDATOR,
     ]));
-    exe
+    venv
 }
 
 /// Run by `.ci/run`: schemathesis walks every operation of the document (but the endless
@@ -204,8 +212,34 @@ fn schemathesis() -> std::path::PathBuf {
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let daemon = Daemon::start().await;
     seed(&daemon).await;
-    let exe = schemathesis();
+    let venv = fuzz_tools();
     let url = daemon.url("/v1/openapi.json");
+
+    // The document itself is valid OpenAPI 3.1 (unique operation ids, resolvable
+    // references, well-formed schemas).
+    let document = tempfile::NamedTempFile::new().expect("temp file");
+    let text = daemon
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("the document")
+        .text()
+        .await
+        .expect("its text");
+    std::fs::write(document.path(), text).expect("write the document");
+    let checked = Command::new(venv.join("bin").join("openapi-spec-validator"))
+        .arg(document.path())
+        .output()
+        .expect("run openapi-spec-validator");
+    assert!(
+        checked.status.success(),
+        "the document is not valid OpenAPI: {}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    let exe = venv.join("bin").join("schemathesis");
     // schemathesis keeps a cache in its working directory: a temporary one.
     let workdir = tempfile::tempdir().expect("temp dir");
     let cwd = workdir.path().to_path_buf();

@@ -154,6 +154,7 @@ pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
         "token",
         Vec::<String>::new(),
     )]);
+    unique_operation_ids(&mut doc);
     for (path, item) in doc.paths.paths.iter_mut() {
         for operation in operations(item) {
             // OpenAPI asks every answer for a description; a success without one of its own
@@ -185,6 +186,30 @@ pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
         }
     }
     doc
+}
+
+/// An operation's id is its handler's name, which modules reuse (`list`, `start`, …): one
+/// that is not unique is prefixed with the operation's tag (`budgets_list`), as OpenAPI
+/// requires ids to be unique.
+fn unique_operation_ids(doc: &mut OpenApi) {
+    let mut uses = std::collections::HashMap::<String, usize>::new();
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations(item) {
+            if let Some(id) = &operation.operation_id {
+                *uses.entry(id.clone()).or_default() += 1;
+            }
+        }
+    }
+    for item in doc.paths.paths.values_mut() {
+        for operation in operations(item) {
+            let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+            if let (Some(id), Some(tag)) = (&mut operation.operation_id, tag)
+                && uses.get(id.as_str()).is_some_and(|n| *n > 1)
+            {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
 }
 
 fn refusal(description: &str) -> RefOr<utoipa::openapi::Response> {

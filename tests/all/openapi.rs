@@ -144,8 +144,8 @@ async fn the_document_describes_every_route_and_error_code_of_the_readme() {
 
 /// Records for the document's examples to name, so that generated requests reach real
 /// answers too: `echo` built from source (its versions, source, analysis, edit 1 and a diff
-/// of versions 1 and 2), prompt `echo.greeting` with versions 1 and 2, order `paper-api-1`,
-/// and a daily report.
+/// of versions 1 and 2), prompt `echo.greeting` with versions 1 and 2 and experiment 1
+/// between them, decision 1, order `paper-api-1`, and a daily report.
 async fn seed(daemon: &Daemon) {
     daemon.create_from_source("echo", "echo").await;
     let source = package_file("echo", "src/lib.rs") + "\n// The second version.\n";
@@ -168,6 +168,18 @@ async fn seed(daemon: &Daemon) {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{answer}");
     }
+    let experiment =
+        serde_json::json!({ "prompt": "echo.greeting", "variants": [1, 2], "metric": "success" });
+    let (status, answer) = daemon.post("/v1/experiments", experiment.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let decision = serde_json::json!({
+        "kind": "resource_allocation", "title": "less for echo", "priority": "low",
+        "expected_impact": "spend less", "effort": "low", "rationale": "it asks no model",
+        "actions": [{ "type": "set_budget", "agent": "echo", "tokens_per_day": 1000, "usd_per_day": 0.1 }],
+        "metric": { "name": "calls", "agent": "echo", "comparator": "at_least", "target": 0.0, "due_in_secs": 3600 },
+    });
+    let (status, answer) = daemon.post("/v1/decisions", decision.to_string()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     let order = serde_json::json!({ "symbol": "AAPL", "side": "buy", "quantity": 1, "type": "limit", "limit_price": 1.0, "time_in_force": "gtc" });
     let (status, answer) = daemon.post("/v1/orders", order.to_string()).await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");

@@ -99,8 +99,12 @@ pub fn metrics(curve: &[Point], costs: &Costs, risk_free: f64) -> Metrics {
     let first = curve.first().map_or(0.0, |p| p.equity);
     let last = curve.last().map_or(0.0, |p| p.equity);
     let total_return = ratio(last, first) - 1.0;
+    // An account that lost everything (or more, through short positions) lost all of it
+    // per year too: the power of a negative base is not a number.
     let annualized_return = if n == 0 {
         0.0
+    } else if total_return <= -1.0 {
+        -1.0
     } else {
         (1.0 + total_return).powf(PERIODS_PER_YEAR / n as f64) - 1.0
     };
@@ -212,6 +216,22 @@ pub fn buy_and_hold(closes: &[f64], cash: f64) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An account whose equity goes below zero: every figure is still a number (JSON has no
+    /// NaN; serde would write `null` where the API promises a number).
+    #[test]
+    fn a_wiped_out_account_has_finite_figures() {
+        let m = metrics(
+            &curve(&[100.0, 40.0, -20.0, -30.0, -25.0, -30.0]),
+            &Costs::default(),
+            0.02,
+        );
+        assert_eq!(m.annualized_return, -1.0);
+        let figures = serde_json::to_value(&m).expect("serialise");
+        for (name, value) in figures.as_object().expect("an object") {
+            assert!(!value.is_null(), "{name} is not a number: {m:?}");
+        }
+    }
 
     fn curve(equity: &[f64]) -> Vec<Point> {
         equity

@@ -365,19 +365,38 @@ async fn list_versions(
 #[allow(dead_code)]
 struct PushForm {
     /// The component (`wasm32-wasip2`).
-    #[schema(format = Binary, content_media_type = "application/wasm")]
+    #[schema(value_type = Wasm)]
     component: Vec<u8>,
     /// The manifest, `agent.toml` as TOML text; without it the active version's is kept.
     manifest: Option<String>,
 }
 
-/// Push a component through the pipeline: `application/wasm` (or any non-multipart body) is
-/// the component itself; `multipart/form-data` carries a `component` part and an optional
-/// `manifest` part (TOML). 201 with the new version, 200 when the same bytes and manifest are
-/// a version already.
+/// A component's bytes: a WebAssembly component for `wasm32-wasip2`.
+struct Wasm;
+
+impl utoipa::PartialSchema for Wasm {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Binary)))
+            .content_media_type("application/wasm")
+            .into()
+    }
+}
+
+impl ToSchema for Wasm {}
+
+/// Push a component through the pipeline.
+///
+/// `application/wasm` (or any other body that is not multipart, `application/octet-stream`
+/// among them) is the component itself; `multipart/form-data` carries a `component` part and
+/// an optional `manifest` part (TOML). 201 with the new version, 200 when the same bytes and
+/// manifest are a version already.
 #[utoipa::path(post, path = "/v1/agents/{name}/versions", tag = "agents", params(AgentPath),
     request_body(content(
-        (Vec<u8> = "application/wasm"),
+        (Wasm = "application/wasm"),
+        (Wasm = "application/octet-stream"),
         (PushForm = "multipart/form-data"),
     )),
     responses(

@@ -67,7 +67,7 @@ async fn start(
     body: Result<Json<Spec>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<BacktestStarted>)> {
     let backtests = backtester(&state)?;
-    let Json(spec) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(spec) = body?;
     overseer_kernel::check_name(&spec.agent)?;
     let id = backtests.start(spec).await?;
     let status = backtests.status(&id).unwrap_or(Value::Null);

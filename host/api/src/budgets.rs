@@ -115,7 +115,7 @@ async fn set(
 ) -> ApiResult<Json<BudgetView>> {
     let budgets = budgets(&state)?;
     overseer_kernel::check_name(&agent)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(body) = body?;
     match budgets
         .set(&agent, body.tokens_per_day, body.usd_per_day)
         .await

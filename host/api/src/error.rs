@@ -38,12 +38,15 @@ impl ApiError {
         )
     }
 
-    /// A body that could not be read or parsed; an oversized one is 413.
+    /// A body that could not be read or parsed; an oversized one is 413, one of a content
+    /// type the endpoint does not take 415.
     pub fn body(status: StatusCode, message: impl Into<String>) -> Self {
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(status, "payload_too_large", message)
-        } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(status, "payload_too_large", message),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                ApiError::new(status, "unsupported_media_type", message)
+            }
+            _ => ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", message),
         }
     }
 

@@ -118,6 +118,7 @@ impl AppState {
 /// Every route of the API with its description: the router serves what the document says.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(openapi_json))
         .merge(agents::routes())
         .merge(alerts::routes())
         .merge(edits::routes())
@@ -133,28 +134,23 @@ fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The API's OpenAPI 3.1 document, as `GET /v1/openapi.json` serves it.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    openapi::finish(routes().into_openapi())
+pub fn openapi() -> serde_json::Value {
+    openapi::document(routes().into_openapi())
+}
+
+/// This API's OpenAPI 3.1 document (no token needed).
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "system",
+    responses((status = 200, description = "this document", body = serde_json::Value)))]
+async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| openapi().to_string()).clone();
+    ([(header::CONTENT_TYPE, "application/json")], document).into_response()
 }
 
 /// The router of the whole API.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    let (router, doc) = routes().split_for_parts();
-    let doc: Arc<str> = openapi::finish(doc)
-        .to_json()
-        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
-        .into();
-    router
-        .route(
-            "/v1/openapi.json",
-            axum::routing::get(move || async move {
-                (
-                    [(header::CONTENT_TYPE, "application/json")],
-                    doc.to_string(),
-                )
-            }),
-        )
+    Router::from(routes())
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
         })

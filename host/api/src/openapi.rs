@@ -13,6 +13,7 @@
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{
@@ -127,9 +128,21 @@ const REFUSALS: &[(&str, &str)] = &[
     ("504", "the call ran out of time"),
 ];
 
+/// Paths served without the token ([`crate::access`]).
+const OPEN: &[&str] = &["/v1/health", "/v1/openapi.json"];
+
+/// The document as served: [`finish`]ed, then the JSON-level corrections of [`correct`].
+pub(crate) fn document(doc: OpenApi) -> serde_json::Value {
+    let mut value = serde_json::to_value(finish(doc)).unwrap_or_default();
+    correct(&mut value);
+    value
+}
+
 /// The finished document: the token scheme, and the shared refusals on every operation.
-pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
+fn finish(mut doc: OpenApi) -> OpenApi {
     doc.info.title = "overseer".to_string();
+    // Not the crate's authors: the API has no contact of its own.
+    doc.info.contact = None;
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc.info.description = Some(
         "The overseer daemon's HTTP API v1: agents, versions and their pipeline, edits, \
@@ -172,15 +185,21 @@ pub(crate) fn finish(mut doc: OpenApi) -> OpenApi {
                         .to_string();
                 }
             }
+            let open = OPEN.contains(&path.as_str());
+            let has_body = operation.request_body.is_some();
             for (status, description) in REFUSALS {
+                // An open path asks for no token; a request without a body has none too large
+                // or of the wrong type.
+                if (open && *status == "401") || (!has_body && matches!(*status, "413" | "415")) {
+                    continue;
+                }
                 operation
                     .responses
                     .responses
                     .entry(status.to_string())
-                    .or_insert_with(|| refusal(description));
+                    .or_insert_with(|| refusal(status, description));
             }
-            if path == "/v1/health" {
-                // Open to all: no token.
+            if open {
                 operation.security = Some(vec![SecurityRequirement::default()]);
             }
         }
@@ -212,9 +231,18 @@ fn unique_operation_ids(doc: &mut OpenApi) {
     }
 }
 
-fn refusal(description: &str) -> RefOr<utoipa::openapi::Response> {
-    ResponseBuilder::new()
-        .description(description)
+fn refusal(status: &str, description: &str) -> RefOr<utoipa::openapi::Response> {
+    let mut response = ResponseBuilder::new().description(description);
+    if status == "405" {
+        response = response.header(
+            "Allow",
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+                .description(Some("the methods the path takes"))
+                .build(),
+        );
+    }
+    response
         .content(
             "application/json",
             ContentBuilder::new()
@@ -238,4 +266,64 @@ fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut
     ]
     .into_iter()
     .flatten()
+}
+
+/// What the generator cannot say itself, corrected on the JSON:
+/// - a body that may be absent is an optional body of its type, not a required `null`
+///   (`Option<T>` makes `oneOf: [T, null]`, and a literal `null` is refused like any body that
+///   is not `T`);
+/// - unsigned integer formats carry their registered names (`uint32`, not `u-int32`).
+fn correct(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    if let Some(paths) = value.get_mut("paths").and_then(Value::as_object_mut) {
+        for operation in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in operation.values_mut() {
+                let Some(body) = operation.get_mut("requestBody") else {
+                    continue;
+                };
+                let mut optional = false;
+                for content in body
+                    .get_mut("content")
+                    .and_then(Value::as_object_mut)
+                    .into_iter()
+                    .flat_map(|c| c.values_mut())
+                {
+                    let Some(schema) = content.get_mut("schema") else {
+                        continue;
+                    };
+                    let Some(items) = schema.get("oneOf").and_then(Value::as_array) else {
+                        continue;
+                    };
+                    let not_null: Vec<&Value> = items
+                        .iter()
+                        .filter(|s| s.get("type") != Some(&Value::from("null")))
+                        .collect();
+                    if not_null.len() == 1 && items.len() == 2 {
+                        *schema = not_null[0].clone();
+                        optional = true;
+                    }
+                }
+                if optional {
+                    body["required"] = Value::Bool(false);
+                }
+            }
+        }
+    }
+    registered_formats(value);
+}
+
+fn registered_formats(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(format)) = map.get_mut("format")
+                && let Some(bits) = format.strip_prefix("u-int")
+            {
+                *format = format!("uint{bits}");
+            }
+            map.values_mut().for_each(registered_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(registered_formats),
+        _ => {}
+    }
 }

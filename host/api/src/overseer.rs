@@ -50,14 +50,42 @@ impl From<GovernanceError> for ApiError {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct DecisionsQuery {
-    /// Only decisions in this state: `awaiting_approval`, `approved`, `applied`, `failed`,
-    /// `rejected` or `expired`.
-    state: Option<String>,
+    /// Only decisions in this state.
+    #[param(inline)]
+    state: Option<DecisionState>,
     /// Decisions on the page: 1 to 1,000 (50).
     #[param(minimum = 1)]
     limit: Option<u32>,
     /// The cursor of the page before (a decision's id): the `next` of its answer.
     after: Option<String>,
+}
+
+/// Where a decision stands.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum DecisionState {
+    /// Waits for a person's verdict.
+    AwaitingApproval,
+    Approved,
+    Applied,
+    /// Its actions could not be applied.
+    Failed,
+    Rejected,
+    /// Nobody approved it in time.
+    Expired,
+}
+
+impl DecisionState {
+    fn as_str(self) -> &'static str {
+        match self {
+            DecisionState::AwaitingApproval => "awaiting_approval",
+            DecisionState::Approved => "approved",
+            DecisionState::Applied => "applied",
+            DecisionState::Failed => "failed",
+            DecisionState::Rejected => "rejected",
+            DecisionState::Expired => "expired",
+        }
+    }
 }
 
 /// `GET /v1/decisions`.
@@ -81,7 +109,7 @@ async fn decisions(
     let found = state
         .kernel
         .store
-        .decisions(query.state.as_deref(), paging.store_page()?)
+        .decisions(query.state.map(DecisionState::as_str), paging.store_page()?)
         .await
         .map_err(overseer_kernel::Error::from)?;
     let (decisions, next) = paging.newest_first(found, |d| d.id);
@@ -114,7 +142,7 @@ async fn propose(
     body: Result<Json<Value>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<DecisionRecord>)> {
     let overseer = overseer(&state)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(body) = body?;
     let decision = governance::parse(&body)?;
     let record = overseer.propose("request", "person", &decision).await?;
     Ok((StatusCode::CREATED, Json(record)))

@@ -199,13 +199,41 @@ async fn rollback(
 struct ExperimentsQuery {
     /// Only the experiments on this prompt.
     prompt: Option<String>,
-    /// Only those in this state: `running`, `promoted`, `kept`, `no_difference` or `stopped`.
-    state: Option<String>,
+    /// Only those in this state.
+    #[param(inline)]
+    state: Option<ExperimentState>,
     /// Experiments on the page: 1 to 1,000 (50).
     #[param(minimum = 1)]
     limit: Option<u32>,
     /// The cursor of the page before (an experiment's id): the `next` of its answer.
     after: Option<String>,
+}
+
+/// Where an experiment stands.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ExperimentState {
+    Running,
+    /// Ended with a winner, now `production`.
+    Promoted,
+    /// Ended with the first variant (the control) the winner: production kept.
+    Kept,
+    /// Ended without a difference.
+    NoDifference,
+    /// Stopped by a person; nothing promoted.
+    Stopped,
+}
+
+impl ExperimentState {
+    fn as_str(self) -> &'static str {
+        match self {
+            ExperimentState::Running => "running",
+            ExperimentState::Promoted => "promoted",
+            ExperimentState::Kept => "kept",
+            ExperimentState::NoDifference => "no_difference",
+            ExperimentState::Stopped => "stopped",
+        }
+    }
 }
 
 /// Experiments read at most for one page: more than any host runs.
@@ -235,7 +263,7 @@ async fn experiments(
         .store
         .experiments(
             query.prompt.as_deref(),
-            query.state.as_deref(),
+            query.state.map(ExperimentState::as_str),
             EXPERIMENTS_SCAN,
         )
         .await

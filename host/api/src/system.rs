@@ -236,7 +236,7 @@ struct SystemView {
     disk: Option<Disk>,
     /// `sqlite` or `postgres`.
     database: &'static str,
-    agents: Health4,
+    agents: AgentHealth,
     open_alerts: usize,
     compile_cache: CacheCounts,
 }
@@ -258,7 +258,7 @@ struct Disk {
 
 /// Serving agents by health.
 #[derive(Debug, Serialize, ToSchema)]
-struct Health4 {
+struct AgentHealth {
     healthy: u32,
     /// Failing health checks, or with an open alert.
     degraded: u32,
@@ -339,7 +339,7 @@ async fn system(State(state): State<AppState>) -> ApiResult<Json<SystemView>> {
         },
         disk,
         database: kernel.store.kind(),
-        agents: Health4 {
+        agents: AgentHealth {
             healthy,
             degraded,
             quarantined,

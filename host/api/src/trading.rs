@@ -300,7 +300,7 @@ async fn submit(
     body: Result<Json<NewOrder>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<OrderRecord>)> {
     let trading = trading(&state)?;
-    let Json(order) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(order) = body?;
     let amount = match (order.quantity, order.notional) {
         (Some(q), None) => Amount::Quantity(q),
         (None, Some(n)) => Amount::Notional(n),
@@ -481,7 +481,7 @@ async fn set_risk(
     body: Result<Json<RiskAction>, axum::extract::rejection::JsonRejection>,
 ) -> ApiResult<Json<RiskSet>> {
     let trading = trading(&state)?;
-    let Json(body) = body.map_err(|e| ApiError::invalid(e.body_text()))?;
+    let Json(body) = body?;
     let status = match body.action.as_str() {
         "kill" => trading.kill().await?,
         "resume" => trading.resume().await?,

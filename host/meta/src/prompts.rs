@@ -231,6 +231,8 @@ pub struct Arm {
     pub successes: u64,
     /// Successes over outcomes, with its Wilson interval at the experiment's alpha.
     pub rate: Option<f64>,
+    /// The success rate's Wilson interval at the experiment's level, low and high.
+    #[schema(value_type = Option<Vec<f64>>, min_items = 2, max_items = 2)]
     pub interval: Option<(f64, f64)>,
     pub mean_score: Option<f64>,
     /// The p-value against the control (none for the control).

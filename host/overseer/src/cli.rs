@@ -246,7 +246,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Doctor(args) => crate::doctor::run(&args).await,
         Command::Openapi => {
-            println!("{}", overseer_api::openapi().to_pretty_json()?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&overseer_api::openapi())?
+            );
             Ok(())
         }
         Command::Build {

@@ -835,7 +835,7 @@ pub struct ExperimentRecord {
     pub prompt: String,
     /// Its design, as JSON (variants, split, metric, minimum sample, alpha, looks, seed).
     pub body: Value,
-    /// `running`, `promoted`, `no_difference` or `stopped`.
+    /// `running`, `promoted`, `kept`, `no_difference` or `stopped`.
     pub state: String,
     pub created_ms: u64,
     pub ended_ms: Option<u64>,

@@ -49,7 +49,7 @@ pub struct Deployed {
 /// call to one that is not granted answers `denied`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Import {
-    /// `runtime`, `kv`, `llm`, `http`, `source`.
+    /// The interface's name: `runtime`, `kv`, `llm`, `http`, `source`, `market`, `broker`, …
     pub interface: String,
     /// The full name: `overseer:agent/llm@0.1.0`.
     pub name: String,

@@ -226,7 +226,11 @@ fn default_samples() -> usize {
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[schema(as = WalkForwardWindow)]
 pub struct Window {
+    /// The first and last day in-sample.
+    #[schema(value_type = Vec<NaiveDate>, min_items = 2, max_items = 2)]
     pub in_sample: (NaiveDate, NaiveDate),
+    /// The first and last day out-of-sample.
+    #[schema(value_type = Vec<NaiveDate>, min_items = 2, max_items = 2)]
     pub out_of_sample: (NaiveDate, NaiveDate),
     /// The settings chosen in-sample.
     pub params: BTreeMap<String, String>,

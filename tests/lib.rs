@@ -281,6 +281,10 @@ impl Api {
             .post(&format!("/v1/agents/{name}/edits"), body.to_string())
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "{edit}");
+        // Listed from the start, while the agent has no record yet.
+        let (status, edits) = self.get(&format!("/v1/agents/{name}/edits")).await;
+        assert_eq!(status, StatusCode::OK, "{edits}");
+        assert_eq!(edits["edits"][0]["id"], edit["id"], "{edits}");
         let edit = self.finished_edit(name, &edit).await;
         assert_eq!(edit["state"], "live", "{edit}");
         edit

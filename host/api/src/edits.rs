@@ -95,12 +95,16 @@ async fn list_edits(
     query: crate::PageQueryResult,
 ) -> ApiResult<Json<EditList>> {
     let paging = crate::paging(query, 100)?;
-    known_agent(&state, &name).await?;
+    agent_name(&name)?;
     let edits = state
         .kernel
         .store
         .edits(&name, paging.store_page()?)
         .await?;
+    // An agent being created from source has edits before it has a record.
+    if edits.is_empty() {
+        known_agent(&state, &name).await?;
+    }
     let (edits, next) = paging.newest_first(edits, |e| e.id);
     Ok(Json(EditList {
         agent: name,

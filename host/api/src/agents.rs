@@ -14,18 +14,20 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::{AgentPath, PageQuery};
 use crate::{ApiError, ApiResult, AppState, PageQueryResult, agent_name, known_agent, paging};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_agents))
-        .routes(routes!(show_agent, retire_agent))
-        .routes(routes!(list_versions, push_version))
-        .routes(routes!(rollback))
-        .routes(routes!(invoke))
-        .routes(routes!(logs))
-        .routes(routes!(release))
+        .routes(named(routes!(list_agents)))
+        .routes(named(routes!(show_agent, retire_agent)))
+        .routes(named(routes!(list_versions, push_version)))
+        .routes(named(routes!(rollback)))
+        .routes(named(routes!(invoke)))
+        .routes(named(routes!(logs)))
+        .routes(named(routes!(release)))
 }
 
 /// Where an agent stands.

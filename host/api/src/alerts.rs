@@ -8,15 +8,17 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::IdPath;
 use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState, known_alert};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_alerts))
-        .routes(routes!(show_alert))
-        .routes(routes!(resolve_alert))
+        .routes(named(routes!(list_alerts)))
+        .routes(named(routes!(show_alert)))
+        .routes(named(routes!(resolve_alert)))
 }
 
 /// Which alerts a list holds, by state.

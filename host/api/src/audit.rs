@@ -9,6 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::{ApiError, ApiResult, AppState};
 
 /// Entries read per page of a walk.
@@ -16,8 +18,8 @@ const PAGE: u32 = 10_000;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(entries))
-        .routes(routes!(verify))
+        .routes(named(routes!(entries)))
+        .routes(named(routes!(verify)))
 }
 
 /// `?after=SEQ&limit=N` of the trail.

@@ -14,13 +14,15 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::PageQuery;
 use crate::{ApiError, ApiResult, AppState, PageQueryResult};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list, start))
-        .routes(routes!(status, cancel))
+        .routes(named(routes!(list, start)))
+        .routes(named(routes!(status, cancel)))
 }
 
 fn backtester(state: &AppState) -> ApiResult<&std::sync::Arc<Backtester>> {

@@ -10,13 +10,15 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::{AgentPath, PageQuery};
 use crate::{ApiError, ApiResult, AppState, PageQueryResult};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(set))
+        .routes(named(routes!(list)))
+        .routes(named(routes!(set)))
 }
 
 fn budgets(state: &AppState) -> ApiResult<&overseer_kernel::capability::LlmBudgets> {

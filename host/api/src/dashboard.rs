@@ -21,6 +21,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::{ApiError, ApiResult, AppState};
 
 const INDEX: &str = include_str!("../assets/dashboard/index.html");
@@ -52,9 +54,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
             "/ui/chart.umd.min.js",
             get(|| async { asset(CHART_JS, "text/javascript; charset=utf-8") }),
         )
-        .routes(routes!(stream))
-        .routes(routes!(telemetry))
-        .routes(routes!(series))
+        .routes(named(routes!(stream)))
+        .routes(named(routes!(telemetry)))
+        .routes(named(routes!(series)))
 }
 
 fn asset(body: &'static str, kind: &'static str) -> Response {

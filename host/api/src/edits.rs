@@ -10,6 +10,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use overseer_kernel::Error;
 use overseer_selfedit::analysis::{Finding, Unparsed};
 use overseer_selfedit::{EditRequest, Snapshot, patch, snapshot};
@@ -20,11 +22,11 @@ use crate::{ApiError, ApiResult, AppState, agent_name, known_agent};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list_edits, propose_edit))
-        .routes(routes!(show_edit))
-        .routes(routes!(version_diff))
-        .routes(routes!(show_source))
-        .routes(routes!(analyze_source))
+        .routes(named(routes!(list_edits, propose_edit)))
+        .routes(named(routes!(show_edit)))
+        .routes(named(routes!(version_diff)))
+        .routes(named(routes!(show_source)))
+        .routes(named(routes!(analyze_source)))
 }
 
 /// `{name}` and `{id}`: an edit of an agent.

@@ -118,7 +118,7 @@ impl AppState {
 /// Every route of the API with its description: the router serves what the document says.
 fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(utoipa_axum::routes!(openapi_json))
+        .routes(openapi::named(utoipa_axum::routes!(openapi_json)))
         .merge(agents::routes())
         .merge(alerts::routes())
         .merge(edits::routes())

@@ -23,6 +23,46 @@ use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use crate::error::CODES;
 
+/// A module's operations, with a check in debug builds that no two of the document's schemas
+/// share a name: utoipa keeps one of two types of the same name and silently drops the other,
+/// so the document would describe a field with another type's schema.
+pub(crate) fn named(
+    routes: utoipa_axum::router::UtoipaMethodRouter<crate::AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<crate::AppState> {
+    #[cfg(debug_assertions)]
+    {
+        static SEEN: std::sync::Mutex<Schemas> = std::sync::Mutex::new(Schemas::new());
+        let mut seen = SEEN.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(name) = same_names_same_schemas(&mut seen, &routes.0) {
+            panic!(
+                "two types are named {name} in the OpenAPI document: rename one with #[schema(as = …)]"
+            );
+        }
+    }
+    routes
+}
+
+/// The schemas met so far, by name.
+type Schemas = std::collections::BTreeMap<String, RefOr<Schema>>;
+
+/// Add `schemas` to `seen`; the name of one that differs from a schema of the same name seen
+/// before is the error.
+fn same_names_same_schemas(
+    seen: &mut Schemas,
+    schemas: &[(String, RefOr<Schema>)],
+) -> Result<(), String> {
+    for (name, schema) in schemas {
+        match seen.get(name) {
+            Some(known) if known != schema => return Err(name.clone()),
+            Some(_) => {}
+            None => {
+                seen.insert(name.clone(), schema.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Every refusal's body: `{"error": {"code", "message", "version"?}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorBody {
@@ -325,5 +365,26 @@ fn registered_formats(value: &mut serde_json::Value) {
         }
         Value::Array(items) => items.iter_mut().for_each(registered_formats),
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_schemas_of_one_name_are_caught() {
+        let a = ObjectBuilder::new().schema_type(Type::String).into();
+        let b = ObjectBuilder::new().schema_type(Type::Integer).into();
+        let mut seen = Schemas::new();
+        let same = [("Kind".to_string(), a)];
+        assert_eq!(same_names_same_schemas(&mut seen, &same), Ok(()));
+        // The same type again, from another operation: fine.
+        assert_eq!(same_names_same_schemas(&mut seen, &same), Ok(()));
+        let other = [("Kind".to_string(), b)];
+        assert_eq!(
+            same_names_same_schemas(&mut seen, &other),
+            Err("Kind".to_string())
+        );
     }
 }

@@ -16,21 +16,23 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::{IdPath, PageQuery};
 use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(loops))
-        .routes(routes!(runs))
-        .routes(routes!(run_now))
-        .routes(routes!(reports))
-        .routes(routes!(report_file))
-        .routes(routes!(decisions, propose))
-        .routes(routes!(decision))
-        .routes(routes!(approve))
-        .routes(routes!(reject))
+        .routes(named(routes!(loops)))
+        .routes(named(routes!(runs)))
+        .routes(named(routes!(run_now)))
+        .routes(named(routes!(reports)))
+        .routes(named(routes!(report_file)))
+        .routes(named(routes!(decisions, propose)))
+        .routes(named(routes!(decision)))
+        .routes(named(routes!(approve)))
+        .routes(named(routes!(reject)))
 }
 
 impl From<GovernanceError> for ApiError {

@@ -14,6 +14,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::{IdPath, PageQuery};
 use crate::overseer::{Verdict, verdict};
 use crate::page::Paging;
@@ -21,20 +23,20 @@ use crate::{ApiError, ApiResult, AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(list))
-        .routes(routes!(show))
-        .routes(routes!(write))
-        .routes(routes!(diff))
-        .routes(routes!(label))
-        .routes(routes!(rollback))
-        .routes(routes!(experiments, start))
-        .routes(routes!(experiment))
-        .routes(routes!(stop))
-        .routes(routes!(architect))
-        .routes(routes!(submit_spec))
-        .routes(routes!(spec))
-        .routes(routes!(approve_spec))
-        .routes(routes!(reject_spec))
+        .routes(named(routes!(list)))
+        .routes(named(routes!(show)))
+        .routes(named(routes!(write)))
+        .routes(named(routes!(diff)))
+        .routes(named(routes!(label)))
+        .routes(named(routes!(rollback)))
+        .routes(named(routes!(experiments, start)))
+        .routes(named(routes!(experiment)))
+        .routes(named(routes!(stop)))
+        .routes(named(routes!(architect)))
+        .routes(named(routes!(submit_spec)))
+        .routes(named(routes!(spec)))
+        .routes(named(routes!(approve_spec)))
+        .routes(named(routes!(reject_spec)))
 }
 
 impl From<PromptError> for ApiError {

@@ -15,6 +15,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::PageQuery;
 use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState};
@@ -24,9 +26,9 @@ const SCAN: u32 = 10_000;
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(results))
-        .routes(routes!(tasks))
-        .routes(routes!(tracks))
+        .routes(named(routes!(results)))
+        .routes(named(routes!(tasks)))
+        .routes(named(routes!(tracks)))
 }
 
 /// `?track=…&symbol=…&since=…&limit=N&after=CURSOR` of `GET /v1/research/results`.

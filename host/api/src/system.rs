@@ -12,16 +12,18 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::{ApiResult, AppState};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(system))
-        .routes(routes!(limits))
-        .routes(routes!(events))
-        .routes(routes!(llm))
-        .routes(routes!(metrics))
+        .routes(named(routes!(health)))
+        .routes(named(routes!(system)))
+        .routes(named(routes!(limits)))
+        .routes(named(routes!(events)))
+        .routes(named(routes!(llm)))
+        .routes(named(routes!(metrics)))
 }
 
 /// `GET /v1/health`.

@@ -21,21 +21,23 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::openapi::named;
+
 use crate::openapi::PageQuery;
 use crate::page::Paging;
 use crate::{ApiError, ApiResult, AppState, PageQueryResult};
 
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(market))
-        .routes(routes!(bars))
-        .routes(routes!(portfolio))
-        .routes(routes!(orders, submit))
-        .routes(routes!(cancel))
-        .routes(routes!(trades))
-        .routes(routes!(risk, set_risk))
-        .routes(routes!(memory))
-        .routes(routes!(performance))
+        .routes(named(routes!(market)))
+        .routes(named(routes!(bars)))
+        .routes(named(routes!(portfolio)))
+        .routes(named(routes!(orders, submit)))
+        .routes(named(routes!(cancel)))
+        .routes(named(routes!(trades)))
+        .routes(named(routes!(risk, set_risk)))
+        .routes(named(routes!(memory)))
+        .routes(named(routes!(performance)))
 }
 
 fn trading(state: &AppState) -> ApiResult<&Trading> {

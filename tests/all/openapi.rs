@@ -224,7 +224,7 @@ fn fuzz_tools() -> std::path::PathBuf {
 /// status, content type or body the document does not describe, any request the document
 /// rules out that is served all the same, and any request that breaks the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "installs schemathesis from PyPI and fuzzes for minutes: run by .ci/run"]
+#[ignore = "installs schemathesis from PyPI: run by .ci/run (cargo test --workspace --test all openapi -- --ignored)"]
 async fn schemathesis_finds_no_server_error_and_no_answer_off_the_document() {
     let daemon = Daemon::start().await;
     seed(&daemon).await;

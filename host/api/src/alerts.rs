@@ -22,9 +22,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// Which alerts a list holds, by state.
-#[derive(ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
 enum AlertStateFilter {
     /// Not resolved yet.
     Open,
@@ -40,8 +39,8 @@ enum AlertStateFilter {
 #[into_params(parameter_in = Query)]
 struct AlertsQuery {
     /// `open`, `resolved` or `all` (the default).
-    #[param(inline, value_type = Option<AlertStateFilter>)]
-    state: Option<String>,
+    #[param(inline)]
+    state: Option<AlertStateFilter>,
     /// Only this agent's alerts.
     agent: Option<String>,
     /// Items on the page: 1 to 1,000 (100 by default).
@@ -70,15 +69,10 @@ async fn list_alerts(
     let Query(query) = query.map_err(|e| ApiError::invalid(e.body_text()))?;
     let paging = Paging::new(query.limit, query.after.clone(), 100)?;
     let page = paging.store_page()?;
-    let open = match query.state.as_deref() {
-        None | Some("all") => None,
-        Some("open") => Some(true),
-        Some("resolved") => Some(false),
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "state {other:?}: use open, resolved or all"
-            )));
-        }
+    let open = match query.state {
+        None | Some(AlertStateFilter::All) => None,
+        Some(AlertStateFilter::Open) => Some(true),
+        Some(AlertStateFilter::Resolved) => Some(false),
     };
     let alerts = state
         .kernel

@@ -6,12 +6,14 @@
 //! so a route cannot be served without being described. Bodies and answers are the handlers'
 //! own types (`ToSchema`), the store's and the domain crates' records included.
 //!
-//! What every operation shares is added here once: the bearer token (all but
-//! `GET /v1/health`), and the refusals any request may meet, from the router and the guard
-//! as much as from the handler, each with the one error body and its [`CODES`].
+//! What every operation shares is added here once: the bearer token (all but what the guard
+//! serves openly: liveness and this document), and the refusals its requests may meet, from
+//! the router and the guard as much as from the handler, each with the one error body and
+//! its [`CODES`].
 
 use std::borrow::Cow;
 
+use axum::http::Method;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::Operation;
@@ -168,9 +170,6 @@ const REFUSALS: &[(&str, &str)] = &[
     ("504", "the call ran out of time"),
 ];
 
-/// Paths served without the token ([`crate::access`]).
-const OPEN: &[&str] = &["/v1/health", "/v1/openapi.json"];
-
 /// The document as served: [`finish`]ed, then the JSON-level corrections of [`correct`].
 pub(crate) fn document(doc: OpenApi) -> serde_json::Value {
     let mut value = serde_json::to_value(finish(doc)).unwrap_or_default();
@@ -209,7 +208,7 @@ fn finish(mut doc: OpenApi) -> OpenApi {
     )]);
     unique_operation_ids(&mut doc);
     for (path, item) in doc.paths.paths.iter_mut() {
-        for operation in operations(item) {
+        for (method, operation) in methods(item) {
             // OpenAPI asks every answer for a description; a success without one of its own
             // gets its status's name.
             for (status, response) in operation.responses.responses.iter_mut() {
@@ -225,7 +224,8 @@ fn finish(mut doc: OpenApi) -> OpenApi {
                         .to_string();
                 }
             }
-            let open = OPEN.contains(&path.as_str());
+            // What the guard serves without the token.
+            let open = crate::access(&method, path) == crate::Access::Open;
             let has_body = operation.request_body.is_some();
             for (status, description) in REFUSALS {
                 // An open path asks for no token; a request without a body has none too large
@@ -293,19 +293,24 @@ fn refusal(status: &str, description: &str) -> RefOr<utoipa::openapi::Response> 
         .into()
 }
 
-fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+/// A path's operations, each with its method.
+fn methods(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
     [
-        item.get.as_mut(),
-        item.put.as_mut(),
-        item.post.as_mut(),
-        item.delete.as_mut(),
-        item.patch.as_mut(),
-        item.head.as_mut(),
-        item.options.as_mut(),
-        item.trace.as_mut(),
+        (Method::GET, item.get.as_mut()),
+        (Method::PUT, item.put.as_mut()),
+        (Method::POST, item.post.as_mut()),
+        (Method::DELETE, item.delete.as_mut()),
+        (Method::PATCH, item.patch.as_mut()),
+        (Method::HEAD, item.head.as_mut()),
+        (Method::OPTIONS, item.options.as_mut()),
+        (Method::TRACE, item.trace.as_mut()),
     ]
     .into_iter()
-    .flatten()
+    .filter_map(|(method, operation)| Some((method, operation?)))
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> impl Iterator<Item = &mut Operation> {
+    methods(item).map(|(_, operation)| operation)
 }
 
 /// What the generator cannot say itself, corrected on the JSON:
